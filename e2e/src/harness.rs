@@ -1,0 +1,342 @@
+//! Real processes for tests and benchmarks: the gateway binary and the mock provider, started on
+//! free loopback ports, their output captured, killed when dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::Notify;
+
+/// How long a process may take to announce its address.
+pub const START_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Path of a workspace binary next to the running test executable (`target/<profile>/NAME`).
+/// `BIFROST_BIN_DIR` overrides the directory.
+pub fn binary(name: &str) -> PathBuf {
+    let dir = match std::env::var_os("BIFROST_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let exe = std::env::current_exe().expect("the test knows its own path");
+            // target/<profile>/deps/<test> → target/<profile>
+            let mut dir = exe
+                .parent()
+                .expect("test binary has a directory")
+                .to_path_buf();
+            if dir.ends_with("deps") {
+                dir.pop();
+            }
+            dir
+        }
+    };
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not found: build the binaries first with `cargo build --workspace --bins` (`make test` does this)",
+        path.display()
+    );
+    path
+}
+
+/// Output lines of a child process, kept for assertions.
+#[derive(Clone, Default)]
+pub struct Output {
+    lines: Arc<Mutex<Vec<String>>>,
+    changed: Arc<Notify>,
+}
+
+impl Output {
+    fn capture(&self, stream: impl AsyncRead + Unpin + Send + 'static, echo: &'static str) {
+        let output = self.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if std::env::var_os("BIFROST_TEST_ECHO").is_some() {
+                    eprintln!("[{echo}] {line}");
+                }
+                output.lines.lock().expect("output lock").push(line);
+                output.changed.notify_waiters();
+            }
+            output.changed.notify_waiters();
+        });
+    }
+
+    /// Every line so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().expect("output lock").clone()
+    }
+
+    /// Wait until a line contains `needle`; the line.
+    pub async fn wait_for(&self, needle: &str, within: Duration) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let changed = self.changed.notified();
+            if let Some(line) = self.lines().into_iter().find(|l| l.contains(needle)) {
+                return Some(line);
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// Whether any line contains `needle`.
+    pub fn contains(&self, needle: &str) -> bool {
+        self.lines().iter().any(|l| l.contains(needle))
+    }
+}
+
+/// A running `mock-provider`.
+pub struct MockProvider {
+    child: Child,
+    /// `http://127.0.0.1:<port>`
+    pub base: String,
+    /// Its stdout and stderr.
+    pub output: Output,
+    client: reqwest::Client,
+}
+
+impl MockProvider {
+    /// Start one with extra flags (see `mock-provider --help`).
+    pub async fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(binary("mock-provider"))
+            .args(["--host", "127.0.0.1", "--port", "0", "--threads", "2"])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("mock-provider starts");
+        let output = Output::default();
+        output.capture(child.stdout.take().expect("stdout piped"), "mock");
+        output.capture(child.stderr.take().expect("stderr piped"), "mock");
+        let line = output
+            .wait_for("mock-provider listening on ", START_DEADLINE)
+            .await
+            .unwrap_or_else(|| panic!("mock-provider did not start: {:?}", output.lines()));
+        let base = line
+            .split("listening on ")
+            .nth(1)
+            .expect("address after the prefix")
+            .trim()
+            .to_string();
+        Self {
+            child,
+            base,
+            output,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// `GET /mock/stats`.
+    pub async fn stats(&self) -> Value {
+        self.client
+            .get(format!("{}/mock/stats", self.base))
+            .send()
+            .await
+            .expect("mock answers")
+            .json()
+            .await
+            .expect("stats JSON")
+    }
+
+    /// Number of inference requests the mock has received.
+    pub async fn requests(&self) -> u64 {
+        self.stats().await["requests"].as_u64().unwrap_or(0)
+    }
+
+    /// `POST /mock/config` with a partial config.
+    pub async fn configure(&self, settings: Value) {
+        let response = self
+            .client
+            .post(format!("{}/mock/config", self.base))
+            .json(&settings)
+            .send()
+            .await
+            .expect("mock answers");
+        assert!(response.status().is_success(), "mock rejected {settings}");
+    }
+
+    /// Stop it (connections to it are refused afterwards).
+    pub async fn stop(&mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// A running `bifrost-gateway` with its config in a temporary directory.
+pub struct Gateway {
+    child: Child,
+    /// `http://127.0.0.1:<port>`
+    pub base: String,
+    /// Its log lines (JSON).
+    pub output: Output,
+    /// The config file it was started with (rewrite it and send SIGHUP to reload).
+    pub config_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    /// Start with `config` written as `config.json`.
+    pub async fn start(config: &Value) -> Self {
+        Self::start_with(config, &[]).await
+    }
+
+    /// Start with extra environment variables.
+    pub async fn start_with(config: &Value, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config_path = dir.path().join("config.json");
+        write_json(&config_path, config);
+        let mut child = gateway_command(&config_path, env)
+            .spawn()
+            .expect("bifrost-gateway starts");
+        let output = Output::default();
+        output.capture(child.stdout.take().expect("stdout piped"), "gateway");
+        output.capture(child.stderr.take().expect("stderr piped"), "gateway");
+        let Some(line) = output.wait_for("\"listening\"", START_DEADLINE).await else {
+            panic!("gateway did not start: {:#?}", output.lines());
+        };
+        let event: Value = serde_json::from_str(&line).expect("JSON log line");
+        let addr = event["http_addr"].as_str().expect("http_addr field");
+        let port = addr.rsplit(':').next().expect("port");
+        Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            output,
+            config_path,
+            _dir: dir,
+        }
+    }
+
+    /// `base` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("gateway still running")
+    }
+
+    /// Send a signal by name (`TERM`, `HUP`, `KILL`).
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().expect("gateway still running");
+        let status = std::process::Command::new("kill")
+            .args([format!("-{name}"), pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} {pid} failed");
+    }
+
+    /// Wait for the process to exit.
+    pub async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("gateway did not exit within {within:?}"))
+            .expect("wait on child")
+    }
+
+    /// Replace the config file (the running gateway reloads it on SIGHUP).
+    pub fn write_config(&self, config: &Value) {
+        write_json(&self.config_path, config);
+    }
+
+    /// Replace the config file with raw text.
+    pub fn write_config_text(&self, text: &str) {
+        std::fs::write(&self.config_path, text).expect("write config");
+    }
+}
+
+/// Run the gateway on a config expected to be rejected; its exit status and stderr.
+pub async fn gateway_rejects(config_text: &str) -> (ExitStatus, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("config.json");
+    std::fs::write(&path, config_text).expect("write config");
+    let output = tokio::time::timeout(START_DEADLINE, gateway_command(&path, &[]).output())
+        .await
+        .expect("gateway exits in time")
+        .expect("gateway runs");
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn gateway_command(config_path: &Path, env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(binary("bifrost-gateway"));
+    command
+        .arg("--config")
+        .arg(config_path)
+        .args(["--host", "127.0.0.1", "--port", "0", "--log-format", "json"])
+        .env_remove("BIFROST_CONFIG")
+        .env_remove("BIFROST_PORT")
+        .env_remove("BIFROST_HOST")
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+fn write_json(path: &Path, value: &Value) {
+    let text = serde_json::to_string_pretty(value).expect("serializable config");
+    // Write then rename, so a reload never sees a half-written file.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).expect("write config");
+    std::fs::rename(&tmp, path).expect("move config into place");
+}
+
+/// A config with one OpenAI-format provider `openai` and one Anthropic-format provider
+/// `anthropic`, both pointing at `mock`.
+pub fn config_for(mock: &MockProvider) -> Value {
+    serde_json::json!({
+        "client": {"enable_logging": true},
+        "providers": {
+            "openai": {
+                "keys": [{"name": "primary", "value": "sk-openai", "models": ["*"]}],
+                "network_config": {"base_url": mock.base}
+            },
+            "anthropic": {
+                "keys": [{"name": "primary", "value": "sk-anthropic", "models": ["*"]}],
+                "network_config": {"base_url": mock.base}
+            }
+        },
+        "config_store": {"enabled": false}
+    })
+}
+
+/// Read an SSE body to the end: `(event name, data)` per event, in order.
+pub async fn sse_events(response: reqwest::Response) -> Vec<(Option<String>, String)> {
+    use futures_util::StreamExt;
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        body.extend_from_slice(&chunk.expect("stream chunk"));
+    }
+    parse_sse(&String::from_utf8_lossy(&body))
+}
+
+/// Split SSE text into `(event name, data)` pairs.
+pub fn parse_sse(body: &str) -> Vec<(Option<String>, String)> {
+    body.replace("\r\n", "\n")
+        .split("\n\n")
+        .filter(|block| !block.trim().is_empty())
+        .map(|block| {
+            let mut event = None;
+            let mut data = Vec::new();
+            for line in block.lines() {
+                if let Some(name) = line.strip_prefix("event:") {
+                    event = Some(name.trim().to_string());
+                } else if let Some(payload) = line.strip_prefix("data:") {
+                    data.push(payload.strip_prefix(' ').unwrap_or(payload));
+                }
+            }
+            (event, data.join("\n"))
+        })
+        .collect()
+}

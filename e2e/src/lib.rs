@@ -1,0 +1,4 @@
+//! Multi-process tests, the mock LLM provider and load tools for `bifrost-gateway`.
+
+pub mod harness;
+pub mod mock;

@@ -1,0 +1,132 @@
+//! Start-up configuration of the mock provider: command-line flags, also readable from `MOCK_*`.
+
+use clap::builder::TypedValueParser as _;
+use clap::Args;
+
+const DEFAULT_HOST: &str = "127.0.0.1";
+const DEFAULT_CHUNKS: u32 = 5;
+const DEFAULT_FAIL_STATUSES: &str = "500";
+const DEFAULT_EMBEDDING_DIMS: usize = 8;
+const DEFAULT_MODELS: &str = "gpt-4o-mini,gpt-4o,text-embedding-3-small,claude-3-5-haiku-20241022";
+
+/// Largest embedding a request may ask for, so one request cannot make the mock allocate gigabytes.
+pub const MAX_EMBEDDING_DIMS: usize = 65_536;
+
+/// How the mock provider listens and behaves when it starts; the behaviour knobs can be changed
+/// later through `POST /mock/config`.
+#[derive(Debug, Clone, Args)]
+pub struct MockConfig {
+    /// Address to listen on.
+    #[arg(long, env = "MOCK_HOST", default_value = DEFAULT_HOST)]
+    pub host: String,
+
+    /// Port to listen on; 0 picks a free port (printed on start).
+    #[arg(long, env = "MOCK_PORT", default_value_t = 0)]
+    pub port: u16,
+
+    /// Delay before answering an inference request, in milliseconds.
+    #[arg(long, env = "MOCK_LATENCY_MS", default_value_t = 0)]
+    pub latency_ms: u64,
+
+    /// Uniform random extra delay of 0..=jitter milliseconds on top of the latency.
+    #[arg(long, env = "MOCK_JITTER_MS", default_value_t = 0)]
+    pub jitter_ms: u64,
+
+    /// Number of content chunks in a streamed answer (capped at the answer's length in characters).
+    #[arg(long, env = "MOCK_CHUNKS", default_value_t = DEFAULT_CHUNKS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub chunks: u32,
+
+    /// Delay between two content chunks of a stream, in milliseconds.
+    #[arg(long, env = "MOCK_CHUNK_DELAY_MS", default_value_t = 0)]
+    pub chunk_delay_ms: u64,
+
+    /// Percentage (0-100) of inference requests that fail with one of `--fail-status`.
+    #[arg(long, env = "MOCK_FAIL_PERCENT", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub fail_percent: u32,
+
+    /// Statuses an injected failure picks from at random (comma-separated, 400-599).
+    #[arg(long = "fail-status", env = "MOCK_FAIL_STATUS", value_delimiter = ',',
+          default_value = DEFAULT_FAIL_STATUSES,
+          value_parser = clap::value_parser!(u16).range(400..=599))]
+    pub fail_statuses: Vec<u16>,
+
+    /// API key a request must carry (repeatable or comma-separated); without any, every key is accepted.
+    #[arg(long = "require-key", env = "MOCK_REQUIRE_KEY", value_delimiter = ',')]
+    pub require_keys: Vec<String>,
+
+    /// Length of embedding vectors when the request does not set `dimensions`.
+    #[arg(long, env = "MOCK_EMBEDDING_DIMS", default_value_t = DEFAULT_EMBEDDING_DIMS,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_EMBEDDING_DIMS as u64).map(|dims| dims as usize))]
+    pub embedding_dims: usize,
+
+    /// Models listed by `GET /v1/models` (comma-separated).
+    #[arg(long, env = "MOCK_MODELS", value_delimiter = ',', default_value = DEFAULT_MODELS)]
+    pub models: Vec<String>,
+}
+
+impl Default for MockConfig {
+    fn default() -> Self {
+        Self {
+            host: DEFAULT_HOST.to_owned(),
+            port: 0,
+            latency_ms: 0,
+            jitter_ms: 0,
+            chunks: DEFAULT_CHUNKS,
+            chunk_delay_ms: 0,
+            fail_percent: 0,
+            fail_statuses: DEFAULT_FAIL_STATUSES
+                .split(',')
+                .filter_map(|code| code.parse().ok())
+                .collect(),
+            require_keys: Vec::new(),
+            embedding_dims: DEFAULT_EMBEDDING_DIMS,
+            models: DEFAULT_MODELS.split(',').map(str::to_owned).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        mock: MockConfig,
+    }
+
+    #[test]
+    fn flag_defaults_match_the_default_impl() {
+        let parsed = Cli::try_parse_from(["mock-provider"])
+            .expect("no flags parse")
+            .mock;
+        let default = MockConfig::default();
+        assert_eq!(format!("{parsed:?}"), format!("{default:?}"));
+    }
+
+    #[test]
+    fn list_flags_accept_commas_and_repeats() {
+        let cli = Cli::try_parse_from([
+            "mock-provider",
+            "--fail-status",
+            "429,503",
+            "--require-key",
+            "k1",
+            "--require-key",
+            "k2,k3",
+        ])
+        .expect("flags parse");
+        assert_eq!(cli.mock.fail_statuses, [429, 503]);
+        assert_eq!(cli.mock.require_keys, ["k1", "k2", "k3"]);
+    }
+
+    #[test]
+    fn out_of_range_values_are_rejected() {
+        assert!(Cli::try_parse_from(["mock-provider", "--fail-percent", "101"]).is_err());
+        assert!(Cli::try_parse_from(["mock-provider", "--fail-status", "200"]).is_err());
+        assert!(Cli::try_parse_from(["mock-provider", "--chunks", "0"]).is_err());
+    }
+}

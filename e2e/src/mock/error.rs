@@ -1,0 +1,193 @@
+//! Errors in each provider's wire format, rendered in exactly one place.
+
+use std::borrow::Cow;
+
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// The provider API a route imitates; decides where the key is read and how errors look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    OpenAi,
+    Anthropic,
+}
+
+impl Wire {
+    /// The API key the request carries: `Authorization: Bearer` for OpenAI; `x-api-key` for
+    /// Anthropic, or a bearer token as newer Anthropic SDKs send. Empty when absent or not
+    /// visible ASCII.
+    pub fn api_key(self, headers: &HeaderMap) -> &str {
+        let x_api_key = || {
+            headers
+                .get("x-api-key")
+                .and_then(|value| value.to_str().ok())
+        };
+        let key = match self {
+            Wire::OpenAi => bearer_token(headers),
+            Wire::Anthropic => x_api_key().or_else(|| bearer_token(headers)),
+        };
+        key.unwrap_or("")
+    }
+}
+
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// A failed request: the status and a human-readable message; the error `type` follows from the
+/// status and the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: Cow<'static, str>,
+}
+
+impl ApiError {
+    /// 400: the request body is not what the API accepts.
+    pub fn invalid_request(message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    /// 400: the body is not JSON or does not have the fields the API requires.
+    pub fn invalid_body(error: serde_json::Error) -> Self {
+        Self::invalid_request(format!("mock: invalid request body: {error}"))
+    }
+
+    /// 401: the key is missing or not one of `--require-key`.
+    pub fn unauthorized(key: &str) -> Self {
+        let message = if key.is_empty() {
+            Cow::Borrowed("mock: no API key provided")
+        } else {
+            Cow::Borrowed("mock: invalid API key")
+        };
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            message,
+        }
+    }
+
+    /// A failure injected by `--fail-percent` or `fail_next`.
+    pub fn injected(status: StatusCode) -> Self {
+        Self {
+            status,
+            message: Cow::Owned(format!("mock: injected failure ({})", status.as_u16())),
+        }
+    }
+
+    /// 500: the mock could not encode its own response (a bug in the mock).
+    pub fn encoding(error: serde_json::Error) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: Cow::Owned(format!("mock: failed to encode the response: {error}")),
+        }
+    }
+
+    /// The response body and status in `wire`'s error format.
+    pub fn render(&self, wire: Wire) -> Response {
+        let body = match wire {
+            Wire::OpenAi => {
+                let (kind, code) = openai_kind(self.status);
+                json!({"error": {"message": self.message, "type": kind, "param": null, "code": code}})
+            }
+            Wire::Anthropic => json!({
+                "type": "error",
+                "error": {"type": anthropic_kind(self.status), "message": self.message},
+            }),
+        };
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+/// OpenAI's error `type` and `code` for a status.
+fn openai_kind(status: StatusCode) -> (&'static str, Option<&'static str>) {
+    match status.as_u16() {
+        401 => ("invalid_request_error", Some("invalid_api_key")),
+        429 => ("rate_limit_error", Some("rate_limit_exceeded")),
+        500.. => ("server_error", None),
+        _ => ("invalid_request_error", None),
+    }
+}
+
+/// Anthropic's error `type` for a status, as listed in its API errors page.
+fn anthropic_kind(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        529 => "overloaded_error",
+        500.. => "api_error",
+        _ => "invalid_request_error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(name: &'static str, value: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(name, HeaderValue::from_static(value));
+        headers
+    }
+
+    #[test]
+    fn openai_key_comes_from_the_bearer_token() {
+        assert_eq!(
+            Wire::OpenAi.api_key(&headers("authorization", "Bearer sk-one")),
+            "sk-one"
+        );
+    }
+
+    #[test]
+    fn anthropic_key_comes_from_x_api_key_or_a_bearer_token() {
+        let mut both = headers("x-api-key", "sk-ant");
+        assert_eq!(Wire::Anthropic.api_key(&both), "sk-ant");
+        assert_eq!(Wire::OpenAi.api_key(&both), "");
+        both.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer sk-b"),
+        );
+        assert_eq!(Wire::Anthropic.api_key(&both), "sk-ant");
+        assert_eq!(
+            Wire::Anthropic.api_key(&headers("authorization", "Bearer sk-b")),
+            "sk-b"
+        );
+    }
+
+    #[test]
+    fn non_bearer_authorization_is_no_key() {
+        assert_eq!(
+            Wire::OpenAi.api_key(&headers("authorization", "Basic abc")),
+            ""
+        );
+    }
+
+    #[test]
+    fn error_types_follow_the_status_per_wire() {
+        let overloaded = StatusCode::from_u16(529).expect("valid status");
+        assert_eq!(anthropic_kind(overloaded), "overloaded_error");
+        assert_eq!(anthropic_kind(StatusCode::SERVICE_UNAVAILABLE), "api_error");
+        assert_eq!(
+            anthropic_kind(StatusCode::TOO_MANY_REQUESTS),
+            "rate_limit_error"
+        );
+        assert_eq!(
+            openai_kind(StatusCode::TOO_MANY_REQUESTS).0,
+            "rate_limit_error"
+        );
+        assert_eq!(openai_kind(overloaded).0, "server_error");
+        assert_eq!(
+            openai_kind(StatusCode::BAD_REQUEST),
+            ("invalid_request_error", None)
+        );
+    }
+}

@@ -1,0 +1,190 @@
+//! A mock LLM provider speaking the OpenAI and Anthropic wire formats, for tests and benchmarks.
+//!
+//! Replies are deterministic (`mock reply to: <last user text>`), latency and failures can be
+//! injected, and `/mock/*` endpoints let tests read counters and change behaviour at run time.
+
+mod anthropic;
+mod config;
+mod control;
+mod embeddings;
+mod error;
+mod knobs;
+mod models;
+mod openai;
+mod prompt;
+mod sse;
+mod stats;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use axum::Router;
+use tokio::net::TcpListener;
+
+pub use config::{MockConfig, MAX_EMBEDDING_DIMS};
+pub use error::{ApiError, Wire};
+pub use knobs::{KnobsUpdate, KnobsView};
+pub use stats::{Route, StatsView};
+
+use knobs::{Knobs, Pace};
+use models::ModelLists;
+use stats::Stats;
+
+/// Header naming the API key a request used (empty when it had none), on every provider response.
+pub const KEY_HEADER: &str = "x-mock-key";
+
+/// Request bodies up to this size are read; larger ones get 413.
+const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// State shared by all requests.
+#[derive(Debug)]
+pub struct MockState {
+    require_keys: HashSet<String>,
+    embedding_dims: usize,
+    models: ModelLists,
+    knobs: Knobs,
+    stats: Stats,
+    next_id: AtomicU64,
+}
+
+impl MockState {
+    /// State for a server started with `config`.
+    pub fn new(config: &MockConfig) -> Self {
+        Self {
+            require_keys: config.require_keys.iter().cloned().collect(),
+            embedding_dims: config.embedding_dims,
+            models: ModelLists::new(&config.models),
+            knobs: Knobs::new(config),
+            stats: Stats::default(),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// A fresh number for response ids (`chatcmpl-mock-<n>`, `msg_mock_<n>`).
+    fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Relaxed)
+    }
+
+    /// Accepts `key` when no keys are required or it is one of them.
+    fn authenticate(&self, key: &str) -> Result<(), ApiError> {
+        if self.require_keys.is_empty() || self.require_keys.contains(key) {
+            Ok(())
+        } else {
+            Err(ApiError::unauthorized(key))
+        }
+    }
+
+    /// The path every inference request takes: count it, check its key, wait out the latency,
+    /// maybe fail it, and only then let `respond` parse the body and answer.
+    async fn serve_inference(
+        &self,
+        wire: Wire,
+        route: Route,
+        headers: &HeaderMap,
+        respond: impl FnOnce(Pace) -> Result<Response, ApiError>,
+    ) -> Response {
+        let key = wire.api_key(headers);
+        self.stats.record(route, key);
+        let response = match self.admit(route, key).await {
+            Ok(pace) => respond(pace),
+            Err(error) => Err(error),
+        };
+        let response = response.unwrap_or_else(|error| error.render(wire));
+        with_key_header(response, key)
+    }
+
+    async fn admit(&self, route: Route, key: &str) -> Result<Pace, ApiError> {
+        self.authenticate(key)?;
+        let pace = self.knobs.snapshot();
+        if !pace.latency.is_zero() {
+            tokio::time::sleep(pace.latency).await;
+        }
+        if let Some(status) = self.knobs.draw_failure() {
+            self.stats.record_injected_failure();
+            tracing::debug!(
+                route = route.path(),
+                status = status.as_u16(),
+                "injected failure"
+            );
+            return Err(ApiError::injected(status));
+        }
+        Ok(pace)
+    }
+}
+
+/// Tags a response with the key the request used.
+fn with_key_header(mut response: Response, key: &str) -> Response {
+    let value = HeaderValue::from_str(key).unwrap_or(HeaderValue::from_static(""));
+    response.headers_mut().insert(KEY_HEADER, value);
+    response
+}
+
+/// Seconds since the Unix epoch, for `created` fields.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// All routes: the provider APIs, `/health` and the `/mock/*` control endpoints.
+pub fn router(state: Arc<MockState>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/embeddings", post(embeddings::embeddings))
+        .route("/v1/messages", post(anthropic::messages))
+        .route("/v1/models", get(models::list_models))
+        .merge(control::router())
+        .fallback(models::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// A mock provider bound to its port and ready to serve.
+#[derive(Debug)]
+pub struct MockProvider {
+    listener: TcpListener,
+    state: Arc<MockState>,
+}
+
+impl MockProvider {
+    /// Binds `config.host:config.port` (port 0 picks a free one).
+    pub async fn bind(config: &MockConfig) -> io::Result<Self> {
+        let listener = TcpListener::bind((config.host.as_str(), config.port)).await?;
+        Ok(Self {
+            listener,
+            state: Arc::new(MockState::new(config)),
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves HTTP/1.1 and HTTP/2 with keep-alive until `shutdown` completes, then lets open
+    /// requests finish.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> io::Result<()> {
+        // Without TCP_NODELAY, small stream chunks can wait for delayed ACKs.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "failed to set TCP_NODELAY");
+            }
+        });
+        axum::serve(listener, router(self.state))
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}

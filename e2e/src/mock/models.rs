@@ -1,0 +1,85 @@
+//! `GET /v1/models` in both formats, and the 404 for unknown paths.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::json;
+
+use super::error::{ApiError, Wire};
+use super::{with_key_header, MockState};
+
+/// `created` of every listed model (2024-10-22, the day the Anthropic default model shipped).
+const MODEL_CREATED: u64 = 1_729_555_200;
+const MODEL_CREATED_AT: &str = "2024-10-22T00:00:00Z";
+
+/// Both model list bodies, encoded once at start-up.
+#[derive(Debug)]
+pub struct ModelLists {
+    openai: Bytes,
+    anthropic: Bytes,
+}
+
+impl ModelLists {
+    /// The lists for `models`.
+    pub fn new(models: &[String]) -> Self {
+        let openai = json!({
+            "object": "list",
+            "data": models.iter().map(|id| json!({
+                "id": id, "object": "model", "created": MODEL_CREATED, "owned_by": "mock",
+            })).collect::<Vec<_>>(),
+        });
+        let anthropic = json!({
+            "data": models.iter().map(|id| json!({
+                "type": "model", "id": id, "display_name": id, "created_at": MODEL_CREATED_AT,
+            })).collect::<Vec<_>>(),
+            "has_more": false,
+            "first_id": models.first(),
+            "last_id": models.last(),
+        });
+        Self {
+            openai: Bytes::from(openai.to_string()),
+            anthropic: Bytes::from(anthropic.to_string()),
+        }
+    }
+}
+
+/// The wire a request outside the inference routes speaks: Anthropic when it sends the
+/// `anthropic-version` header its SDKs always send.
+fn wire_of(headers: &HeaderMap) -> Wire {
+    if headers.contains_key("anthropic-version") {
+        Wire::Anthropic
+    } else {
+        Wire::OpenAi
+    }
+}
+
+/// `GET /v1/models`: OpenAI's list, or Anthropic's when the request has `anthropic-version`.
+pub async fn list_models(State(state): State<Arc<MockState>>, headers: HeaderMap) -> Response {
+    let wire = wire_of(&headers);
+    let key = wire.api_key(&headers);
+    let response = match state.authenticate(key) {
+        Ok(()) => {
+            let body = match wire {
+                Wire::OpenAi => state.models.openai.clone(),
+                Wire::Anthropic => state.models.anthropic.clone(),
+            };
+            ([(CONTENT_TYPE, "application/json")], body).into_response()
+        }
+        Err(error) => error.render(wire),
+    };
+    with_key_header(response, key)
+}
+
+/// Unknown paths: 404 in the caller's provider format, as the real APIs answer.
+pub async fn not_found(headers: HeaderMap) -> Response {
+    let wire = wire_of(&headers);
+    let error = ApiError {
+        status: StatusCode::NOT_FOUND,
+        message: "mock: unknown path".into(),
+    };
+    with_key_header(error.render(wire), wire.api_key(&headers))
+}

@@ -1,0 +1,121 @@
+//! Request counters behind `GET /mock/stats`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, PoisonError};
+
+use serde::Serialize;
+
+/// The inference routes, the ones that are counted and may have failures injected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    ChatCompletions,
+    Embeddings,
+    Messages,
+}
+
+impl Route {
+    const ALL: [Route; 3] = [Route::ChatCompletions, Route::Embeddings, Route::Messages];
+
+    /// The route's URL path.
+    pub fn path(self) -> &'static str {
+        match self {
+            Route::ChatCompletions => "/v1/chat/completions",
+            Route::Embeddings => "/v1/embeddings",
+            Route::Messages => "/v1/messages",
+        }
+    }
+}
+
+/// Counters since start or the last reset.
+#[derive(Debug, Default)]
+pub struct Stats {
+    by_route: [AtomicU64; Route::ALL.len()],
+    failures_injected: AtomicU64,
+    by_key: Mutex<HashMap<String, u64>>,
+}
+
+/// The counters as `GET /mock/stats` reports them.
+#[derive(Debug, Serialize)]
+pub struct StatsView {
+    pub requests: u64,
+    pub by_route: BTreeMap<&'static str, u64>,
+    pub by_key: BTreeMap<String, u64>,
+    pub failures_injected: u64,
+}
+
+impl Stats {
+    /// Counts one inference request; requests without a key are not counted by key.
+    pub fn record(&self, route: Route, key: &str) {
+        self.by_route[route as usize].fetch_add(1, Relaxed);
+        if key.is_empty() {
+            return;
+        }
+        let mut by_key = self.by_key.lock().unwrap_or_else(PoisonError::into_inner);
+        match by_key.get_mut(key) {
+            Some(count) => *count += 1,
+            None => {
+                by_key.insert(key.to_owned(), 1);
+            }
+        }
+    }
+
+    /// Counts one injected failure.
+    pub fn record_injected_failure(&self) {
+        self.failures_injected.fetch_add(1, Relaxed);
+    }
+
+    /// Zeroes every counter.
+    pub fn reset(&self) {
+        for count in &self.by_route {
+            count.store(0, Relaxed);
+        }
+        self.failures_injected.store(0, Relaxed);
+        self.by_key
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    /// The current counts.
+    pub fn view(&self) -> StatsView {
+        let by_route: BTreeMap<_, _> = Route::ALL
+            .iter()
+            .map(|&route| (route.path(), self.by_route[route as usize].load(Relaxed)))
+            .collect();
+        let by_key = self.by_key.lock().unwrap_or_else(PoisonError::into_inner);
+        StatsView {
+            requests: by_route.values().sum(),
+            by_route,
+            by_key: by_key
+                .iter()
+                .map(|(key, &count)| (key.clone(), count))
+                .collect(),
+            failures_injected: self.failures_injected.load(Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_by_route_and_key_and_resets() {
+        let stats = Stats::default();
+        stats.record(Route::ChatCompletions, "k1");
+        stats.record(Route::ChatCompletions, "k2");
+        stats.record(Route::Messages, "k1");
+        stats.record(Route::Embeddings, "");
+        let view = stats.view();
+        assert_eq!(view.requests, 4);
+        assert_eq!(view.by_route["/v1/chat/completions"], 2);
+        assert_eq!(view.by_key["k1"], 2);
+        assert_eq!(view.by_key.len(), 2);
+
+        stats.reset();
+        let view = stats.view();
+        assert_eq!(view.requests, 0);
+        assert!(view.by_key.is_empty());
+    }
+}

@@ -1,0 +1,51 @@
+//! A bad config stops the gateway at start-up with every problem named by its path.
+
+use bifrost_e2e::harness::gateway_rejects;
+
+#[tokio::test]
+async fn invalid_fields_are_named_and_the_process_exits_non_zero() {
+    let (status, stderr) = gateway_rejects(
+        r#"{
+          "providers": {
+            "openai": {"keys": [{"value": "sk", "weight": 0}],
+                       "network_config": {"default_request_timeout_in_seconds": 0}},
+            "mystery": {"keys": []}
+          },
+          "cluster_config": {"enabled": true}
+        }"#,
+    )
+    .await;
+    assert_eq!(status.code(), Some(2), "stderr: {stderr}");
+    for path in [
+        "providers.openai.keys[0].weight",
+        "providers.openai.network_config.default_request_timeout_in_seconds",
+        "providers.mystery.network_config.base_url",
+        "config_store.type",
+    ] {
+        assert!(stderr.contains(path), "{path} missing from: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn a_missing_environment_variable_is_named() {
+    let (status, stderr) = gateway_rejects(
+        r#"{"providers": {"openai": {"keys": [{"value": "env.BIFROST_TEST_SURELY_UNSET"}]}}}"#,
+    )
+    .await;
+    assert_eq!(status.code(), Some(2));
+    assert!(
+        stderr.contains("providers.openai.keys[0].value: environment variable BIFROST_TEST_SURELY_UNSET is not set"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_syntax_error_gives_line_and_column() {
+    let (status, stderr) =
+        gateway_rejects("{\n  \"providers\": {\n    \"openai\": ,\n  }\n}").await;
+    assert_eq!(status.code(), Some(2));
+    assert!(
+        stderr.contains("not valid JSON") && stderr.contains("line 3"),
+        "{stderr}"
+    );
+}

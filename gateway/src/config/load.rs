@@ -1,0 +1,319 @@
+//! Reading a config document: syntax, `env.NAME` references, typed fields, unknown fields and
+//! validation, in that order.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{ConfigError, FieldError, GatewayConfig};
+
+/// A parsed, validated config and what was noticed on the way.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The typed config with `env.NAME` references resolved.
+    pub config: GatewayConfig,
+    /// Paths of fields the gateway does not know (ignored, worth a warning).
+    pub unknown_fields: Vec<String>,
+}
+
+/// Document formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// JSON (`config.json`).
+    Json,
+    /// YAML (`.yaml`/`.yml`).
+    Yaml,
+}
+
+impl Format {
+    /// Guess from the file extension; JSON unless it says YAML.
+    pub fn from_path(path: &Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("yaml" | "yml") => Format::Yaml,
+            _ => Format::Json,
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// Read and validate a config file, resolving `env.NAME` from the process environment.
+    pub fn load_file(path: &Path) -> Result<LoadedConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        parse_config(
+            &text,
+            Format::from_path(path),
+            &path.display().to_string(),
+            &|name| std::env::var(name).ok(),
+        )
+    }
+}
+
+/// Parse and validate a config document. `env` looks up environment variables (a parameter so
+/// tests need not touch the process environment).
+pub fn parse_config(
+    text: &str,
+    format: Format,
+    origin: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<LoadedConfig, ConfigError> {
+    let mut document = parse_document(text, format, origin)?;
+    if document.is_null() {
+        // An empty YAML file is an empty config.
+        document = Value::Object(Default::default());
+    }
+
+    let mut problems = Vec::new();
+    resolve_env_references(&mut document, &mut String::new(), env, &mut problems);
+
+    let mut unknown_fields = Vec::new();
+    let typed = {
+        let mut on_ignored = |path: serde_ignored::Path<'_>| unknown_fields.push(path.to_string());
+        let ignored = serde_ignored::Deserializer::new(&document, &mut on_ignored);
+        serde_path_to_error::deserialize::<_, GatewayConfig>(ignored)
+    };
+    let config = match typed {
+        Ok(config) => Some(config),
+        Err(err) => {
+            problems.push(FieldError::new(
+                err.path().to_string(),
+                err.inner().to_string(),
+            ));
+            None
+        }
+    };
+    if let Some(config) = &config {
+        problems.extend(config.validate());
+    }
+    match config {
+        Some(config) if problems.is_empty() => Ok(LoadedConfig {
+            config,
+            unknown_fields,
+        }),
+        _ => Err(ConfigError::Invalid {
+            origin: origin.to_string(),
+            problems,
+        }),
+    }
+}
+
+fn parse_document(text: &str, format: Format, origin: &str) -> Result<Value, ConfigError> {
+    match format {
+        Format::Json => serde_json::from_str(text).map_err(|err| ConfigError::Syntax {
+            origin: origin.to_string(),
+            format: "JSON",
+            message: err.to_string(),
+        }),
+        Format::Yaml => {
+            let de = serde_yaml::Deserializer::from_str(text);
+            Value::deserialize(de).map_err(|err| ConfigError::Syntax {
+                origin: origin.to_string(),
+                format: "YAML",
+                message: err.to_string(),
+            })
+        }
+    }
+}
+
+/// Replace every string of the form `env.NAME` with the variable's value; a missing variable is
+/// a problem at that field's path.
+fn resolve_env_references(
+    value: &mut Value,
+    path: &mut String,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<FieldError>,
+) {
+    match value {
+        Value::String(text) => {
+            if let Some(name) = env_reference(text) {
+                match env(name) {
+                    Some(resolved) => *text = resolved,
+                    None => problems.push(FieldError::new(
+                        path.clone(),
+                        format!(
+                            "environment variable {name} is not set (referenced as \"{text}\")"
+                        ),
+                    )),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (index, item) in items.iter_mut().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{index}]"));
+                resolve_env_references(item, path, env, problems);
+                path.truncate(len);
+            }
+        }
+        Value::Object(fields) => {
+            for (key, item) in fields.iter_mut() {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+                resolve_env_references(item, path, env, problems);
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `env.NAME` → `NAME` when NAME is a plausible variable name.
+fn env_reference(text: &str) -> Option<&str> {
+    let name = text.strip_prefix("env.")?;
+    let mut chars = name.chars();
+    let first = chars.next()?;
+    let plausible = (first.is_ascii_alphabetic() || first == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    plausible.then_some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<LoadedConfig, ConfigError> {
+        parse_config(text, Format::Json, "test.json", &|name| match name {
+            "OPENAI_API_KEY" => Some("sk-test".to_string()),
+            _ => None,
+        })
+    }
+
+    fn problems(text: &str) -> Vec<String> {
+        match parse(text) {
+            Err(ConfigError::Invalid { problems, .. }) => {
+                problems.iter().map(|p| p.to_string()).collect()
+            }
+            other => panic!("expected invalid config, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bifrost_style_config_is_accepted() {
+        let loaded = parse(
+            r#"{
+              "$schema": "https://www.getbifrost.ai/schema",
+              "client": {"drop_excess_requests": false, "initial_pool_size": 500,
+                         "enable_logging": true, "enforce_governance_header": true,
+                         "max_request_body_size_mb": 10},
+              "providers": {
+                "openai": {
+                  "keys": [{"name": "primary", "value": "env.OPENAI_API_KEY",
+                            "models": ["gpt-4o-mini"], "weight": 1.0}],
+                  "network_config": {"default_request_timeout_in_seconds": 30, "max_retries": 1,
+                                     "retry_backoff_initial_ms": 100, "retry_backoff_max_ms": 2000},
+                  "concurrency_and_buffer_size": {"concurrency": 3, "buffer_size": 10}
+                }
+              },
+              "config_store": {"enabled": true, "type": "sqlite", "config": {"path": "./config.db"}},
+              "cluster_config": {"enabled": false, "gossip": {"port": 10101,
+                 "config": {"timeout_seconds": 10, "success_threshold": 3, "failure_threshold": 3}}}
+            }"#,
+        )
+        .expect("valid config");
+        let config = loaded.config;
+        assert_eq!(config.providers["openai"].keys[0].value, "sk-test");
+        assert!(
+            config.client.enforce_auth_on_inference,
+            "old name is an alias"
+        );
+        assert_eq!(config.client.initial_pool_size, 500);
+        assert_eq!(config.providers["openai"].network_config.max_retries, 1);
+        assert!(
+            loaded.unknown_fields.is_empty(),
+            "{:?}",
+            loaded.unknown_fields
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_reported_with_their_path() {
+        let loaded = parse(r#"{"client": {"log_retention_days": 7}, "plugins": []}"#)
+            .expect("unknown fields are not fatal");
+        assert_eq!(
+            loaded.unknown_fields,
+            vec!["client.log_retention_days", "plugins"]
+        );
+    }
+
+    #[test]
+    fn missing_env_variable_names_the_field() {
+        let found = problems(r#"{"providers": {"openai": {"keys": [{"value": "env.NOPE_KEY"}]}}}"#);
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0].starts_with("providers.openai.keys[0].value: environment variable NOPE_KEY"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn wrong_type_names_the_field() {
+        let found =
+            problems(r#"{"providers": {"openai": {"keys": [{"value": "k", "weight": "heavy"}]}}}"#);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("providers.openai.keys[0].weight:"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_carry_line_and_column() {
+        let err = parse("{\n  \"client\": {,}\n}").expect_err("bad JSON");
+        let text = err.to_string();
+        assert!(
+            text.contains("not valid JSON") && text.contains("line 2"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn yaml_documents_are_read_like_json() {
+        let loaded = parse_config(
+            "providers:\n  openai:\n    keys:\n      - value: sk-1\n        weight: 2\n",
+            Format::Yaml,
+            "test.yaml",
+            &|_| None,
+        )
+        .expect("valid YAML");
+        assert_eq!(loaded.config.providers["openai"].keys[0].weight, 2.0);
+    }
+
+    #[test]
+    fn empty_yaml_is_the_default_config() {
+        let loaded = parse_config("", Format::Yaml, "empty.yaml", &|_| None).expect("empty ok");
+        assert_eq!(loaded.config, GatewayConfig::default());
+    }
+
+    #[test]
+    fn shipped_example_configs_are_valid() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../config");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(dir).expect("config/ exists") {
+            let path = entry.expect("dir entry").path();
+            let format = match path.extension().and_then(|e| e.to_str()) {
+                Some("json") => Format::Json,
+                Some("yaml" | "yml") => Format::Yaml,
+                _ => continue,
+            };
+            let text = std::fs::read_to_string(&path).expect("readable example");
+            let loaded = parse_config(&text, format, &path.display().to_string(), &|_| {
+                Some("placeholder".to_string())
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                loaded.unknown_fields.is_empty(),
+                "{}: {:?}",
+                path.display(),
+                loaded.unknown_fields
+            );
+            checked += 1;
+        }
+        assert!(checked >= 2, "expected example configs in {dir}");
+    }
+}

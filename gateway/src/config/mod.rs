@@ -1,0 +1,57 @@
+//! The gateway's configuration: one typed tree that reads Bifrost-style `config.json` (or the
+//! same document in YAML).
+//!
+//! This module has no server dependencies: the operator embeds these types in its CRD so that
+//! `kubectl apply` validates gateway config with the schema the gateway parses.
+
+mod client;
+mod cluster;
+mod error;
+pub mod load;
+mod providers;
+mod store;
+mod validate;
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use client::{ClientConfig, ServerConfig};
+pub use cluster::{
+    ClusterConfig, DiscoveryConfig, DiscoveryType, GossipConfig, GossipTuning, GrpcConfig,
+};
+pub use error::{ConfigError, FieldError};
+pub use load::{parse_config, LoadedConfig};
+pub use providers::{
+    CircuitBreakerConfig, ConcurrencyConfig, CustomProviderConfig, KeyConfig, NetworkConfig,
+    ProviderConfig, ProviderKind,
+};
+pub use store::{ConfigStoreConfig, StoreConnectionConfig, StoreType};
+
+/// The root of a gateway config file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct GatewayConfig {
+    /// JSON-schema hint for editors; ignored by the gateway.
+    #[serde(rename = "$schema", default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// Key that encrypts secrets at rest (`env.NAME` allowed; env `BIFROST_ENCRYPTION_KEY`
+    /// overrides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_key: Option<String>,
+    /// Process-wide request handling settings.
+    #[serde(default)]
+    pub client: ClientConfig,
+    /// Upstream providers by name (`openai`, `anthropic`, or any custom name with a `base_url`).
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Where durable state lives.
+    #[serde(default)]
+    pub config_store: ConfigStoreConfig,
+    /// Cluster mode: gossip membership, discovery and shared counters.
+    #[serde(default)]
+    pub cluster_config: ClusterConfig,
+    /// Listener lifecycle settings (not part of Bifrost's format).
+    #[serde(default)]
+    pub server: ServerConfig,
+}

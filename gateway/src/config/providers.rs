@@ -1,0 +1,282 @@
+use std::collections::BTreeMap;
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// One upstream provider: its keys, network behaviour and resilience settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ProviderConfig {
+    /// API keys; a request goes to one key chosen at random by weight among those that allow
+    /// the model and whose circuit is not open.
+    #[serde(default)]
+    pub keys: Vec<KeyConfig>,
+    /// Upstream address, timeouts and retries.
+    #[serde(default)]
+    pub network_config: NetworkConfig,
+    /// In-flight cap for this provider and how many requests may wait for a slot.
+    #[serde(default)]
+    pub concurrency_and_buffer_size: ConcurrencyConfig,
+    /// For providers with a custom name: which wire format they speak.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_provider_config: Option<CustomProviderConfig>,
+    /// Circuit breaker applied to each key of this provider.
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
+}
+
+/// An upstream API key.
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct KeyConfig {
+    /// Stable identifier (used by virtual keys' `key_ids`); defaults to `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Human name used in logs and metrics; defaults to `key-<index>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The secret, or `env.NAME` to read it from the environment.
+    #[serde(default)]
+    pub value: String,
+    /// Models this key serves; empty or `["*"]` means all.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Relative share of traffic among eligible keys.
+    #[serde(default = "KeyConfig::default_weight")]
+    pub weight: f64,
+}
+
+impl KeyConfig {
+    fn default_weight() -> f64 {
+        1.0
+    }
+
+    /// Whether this key may serve `model`.
+    pub fn allows_model(&self, model: &str) -> bool {
+        self.models.is_empty() || self.models.iter().any(|m| m == "*" || m == model)
+    }
+
+    /// The name used in logs and metrics.
+    pub fn display_name(&self, index: usize) -> String {
+        self.name
+            .clone()
+            .or_else(|| self.id.clone())
+            .unwrap_or_else(|| format!("key-{index}"))
+    }
+}
+
+impl fmt::Debug for KeyConfig {
+    // Key values never reach logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyConfig")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("value", &"<redacted>")
+            .field("models", &self.models)
+            .field("weight", &self.weight)
+            .finish()
+    }
+}
+
+/// How to reach a provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct NetworkConfig {
+    /// Scheme, host and optional path prefix in front of `/v1/...`; defaults per provider
+    /// (`https://api.openai.com`, `https://api.anthropic.com`). Required for custom providers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Deadline for one upstream attempt, until the response headers (and for non-streaming
+    /// requests, the whole body) arrive.
+    #[serde(default = "NetworkConfig::default_timeout")]
+    pub default_request_timeout_in_seconds: u64,
+    /// Extra attempts on the same provider after a 429, a 5xx, a timeout or a connection error.
+    #[serde(default)]
+    pub max_retries: u32,
+    /// First backoff before a retry; doubles each retry, with jitter.
+    #[serde(default = "NetworkConfig::default_backoff_initial")]
+    pub retry_backoff_initial_ms: u64,
+    /// Backoff ceiling.
+    #[serde(default = "NetworkConfig::default_backoff_max")]
+    pub retry_backoff_max_ms: u64,
+    /// Static headers sent with every upstream request.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra_headers: BTreeMap<String, String>,
+}
+
+impl NetworkConfig {
+    fn default_timeout() -> u64 {
+        30
+    }
+    fn default_backoff_initial() -> u64 {
+        500
+    }
+    fn default_backoff_max() -> u64 {
+        5000
+    }
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            default_request_timeout_in_seconds: Self::default_timeout(),
+            max_retries: 0,
+            retry_backoff_initial_ms: Self::default_backoff_initial(),
+            retry_backoff_max_ms: Self::default_backoff_max(),
+            extra_headers: BTreeMap::new(),
+        }
+    }
+}
+
+/// Bounds on concurrent upstream requests for one provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ConcurrencyConfig {
+    /// Requests in flight to this provider at once.
+    #[serde(default = "ConcurrencyConfig::default_concurrency")]
+    pub concurrency: u32,
+    /// Requests that may wait for a free slot; beyond that (or at once with
+    /// `client.drop_excess_requests`) the gateway answers 429.
+    #[serde(default = "ConcurrencyConfig::default_buffer_size")]
+    pub buffer_size: u32,
+}
+
+impl ConcurrencyConfig {
+    fn default_concurrency() -> u32 {
+        1000
+    }
+    fn default_buffer_size() -> u32 {
+        5000
+    }
+}
+
+impl Default for ConcurrencyConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: Self::default_concurrency(),
+            buffer_size: Self::default_buffer_size(),
+        }
+    }
+}
+
+/// Wire format of a custom-named provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CustomProviderConfig {
+    /// The API this provider speaks.
+    pub base_provider_type: ProviderKind,
+}
+
+/// The wire formats the gateway speaks upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// OpenAI's Chat Completions API and the many services compatible with it.
+    Openai,
+    /// Anthropic's Messages API.
+    Anthropic,
+}
+
+impl ProviderKind {
+    /// Lower-case name as written in config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Openai => "openai",
+            ProviderKind::Anthropic => "anthropic",
+        }
+    }
+}
+
+/// Well-known providers: their wire format and default base URL.
+const KNOWN_PROVIDERS: &[(&str, ProviderKind, &str)] = &[
+    ("openai", ProviderKind::Openai, "https://api.openai.com"),
+    (
+        "anthropic",
+        ProviderKind::Anthropic,
+        "https://api.anthropic.com",
+    ),
+    ("groq", ProviderKind::Openai, "https://api.groq.com/openai"),
+    ("mistral", ProviderKind::Openai, "https://api.mistral.ai"),
+    ("deepseek", ProviderKind::Openai, "https://api.deepseek.com"),
+    (
+        "openrouter",
+        ProviderKind::Openai,
+        "https://openrouter.ai/api",
+    ),
+    ("ollama", ProviderKind::Openai, "http://localhost:11434"),
+];
+
+impl ProviderConfig {
+    /// The wire format, from `custom_provider_config` or the provider's well-known name;
+    /// anything else is assumed OpenAI-compatible.
+    pub fn kind(&self, name: &str) -> ProviderKind {
+        if let Some(custom) = &self.custom_provider_config {
+            return custom.base_provider_type;
+        }
+        KNOWN_PROVIDERS
+            .iter()
+            .find(|(known, _, _)| *known == name)
+            .map(|(_, kind, _)| *kind)
+            .unwrap_or(ProviderKind::Openai)
+    }
+
+    /// The configured base URL or the well-known default, without a trailing slash.
+    pub fn base_url(&self, name: &str) -> Option<String> {
+        self.network_config
+            .base_url
+            .clone()
+            .or_else(|| {
+                KNOWN_PROVIDERS
+                    .iter()
+                    .find(|(known, _, _)| *known == name)
+                    .map(|(_, _, url)| (*url).to_string())
+            })
+            .map(|url| url.trim_end_matches('/').to_string())
+    }
+}
+
+/// Per-key circuit breaker: closed → open after `failure_threshold` consecutive failures;
+/// open → half-open after `timeout_seconds`; half-open lets `half_open_requests` probes through
+/// and closes after `success_threshold` successes (any failure reopens).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CircuitBreakerConfig {
+    /// Turn the breaker off entirely.
+    #[serde(default = "crate::config::client::default_true")]
+    pub enabled: bool,
+    /// Consecutive failures that open the circuit.
+    #[serde(default = "CircuitBreakerConfig::default_failure_threshold")]
+    pub failure_threshold: u32,
+    /// Consecutive successes in half-open that close it.
+    #[serde(default = "CircuitBreakerConfig::default_success_threshold")]
+    pub success_threshold: u32,
+    /// How long an open circuit stays open before probing.
+    #[serde(default = "CircuitBreakerConfig::default_timeout_seconds")]
+    pub timeout_seconds: u64,
+    /// Probes allowed at once while half-open.
+    #[serde(default = "CircuitBreakerConfig::default_half_open_requests")]
+    pub half_open_requests: u32,
+}
+
+impl CircuitBreakerConfig {
+    fn default_failure_threshold() -> u32 {
+        5
+    }
+    fn default_success_threshold() -> u32 {
+        2
+    }
+    fn default_timeout_seconds() -> u64 {
+        30
+    }
+    fn default_half_open_requests() -> u32 {
+        1
+    }
+}
+
+impl Default for CircuitBreakerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            failure_threshold: Self::default_failure_threshold(),
+            success_threshold: Self::default_success_threshold(),
+            timeout_seconds: Self::default_timeout_seconds(),
+            half_open_requests: Self::default_half_open_requests(),
+        }
+    }
+}

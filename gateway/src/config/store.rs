@@ -1,0 +1,87 @@
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The `config_store` section: where providers, virtual keys and usage are kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ConfigStoreConfig {
+    /// With `false`, everything lives in the config file and in memory.
+    #[serde(default = "crate::config::client::default_true")]
+    pub enabled: bool,
+    /// Backend: `sqlite` (one node) or `postgres` (required for cluster mode).
+    #[serde(default, rename = "type")]
+    pub store_type: StoreType,
+    /// Connection settings for the chosen backend.
+    #[serde(default)]
+    pub config: StoreConnectionConfig,
+}
+
+impl Default for ConfigStoreConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            store_type: StoreType::Sqlite,
+            config: StoreConnectionConfig::default(),
+        }
+    }
+}
+
+/// Store backends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreType {
+    /// An embedded SQLite file.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL server shared by every replica.
+    Postgres,
+}
+
+/// Backend connection fields; which ones apply depends on `type`.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StoreConnectionConfig {
+    /// SQLite: database file path (default `./bifrost.db`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// PostgreSQL: server host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// PostgreSQL: server port (default 5432).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// PostgreSQL: user name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// PostgreSQL: password (`env.NAME` allowed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// PostgreSQL: database name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_name: Option<String>,
+    /// PostgreSQL: `disable`, `prefer`, `require`, `verify-ca` or `verify-full`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssl_mode: Option<String>,
+}
+
+impl std::fmt::Debug for StoreConnectionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConnectionConfig")
+            .field("path", &self.path)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("db_name", &self.db_name)
+            .field("ssl_mode", &self.ssl_mode)
+            .finish()
+    }
+}
+
+/// SSL modes PostgreSQL understands.
+pub(crate) const SSL_MODES: &[&str] = &[
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+];

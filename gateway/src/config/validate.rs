@@ -1,0 +1,517 @@
+//! Semantic checks that types alone cannot express. Every problem is returned with its path so
+//! one run of the gateway tells the user everything to fix.
+
+use std::net::IpAddr;
+
+use super::store::SSL_MODES;
+use super::{
+    ClusterConfig, ConfigStoreConfig, DiscoveryType, FieldError, GatewayConfig, ProviderConfig,
+    StoreType,
+};
+
+impl GatewayConfig {
+    /// All semantic problems in this config; empty when it is valid.
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut problems = Vec::new();
+        if self.client.max_request_body_size_mb == 0 {
+            problems.push(FieldError::new(
+                "client.max_request_body_size_mb",
+                "must be at least 1",
+            ));
+        }
+        for (name, provider) in &self.providers {
+            validate_provider(name, provider, &mut problems);
+        }
+        validate_store(&self.config_store, &mut problems);
+        validate_cluster(&self.cluster_config, &self.config_store, &mut problems);
+        problems
+    }
+}
+
+fn validate_provider(name: &str, provider: &ProviderConfig, problems: &mut Vec<FieldError>) {
+    let at = |field: &str| format!("providers.{name}.{field}");
+    let valid_name = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if !valid_name {
+        problems.push(FieldError::new(
+            format!("providers.{name}"),
+            "provider names may contain only letters, digits, '-', '_' and '.' (models are addressed as \"<provider>/<model>\")",
+        ));
+    }
+    for (index, key) in provider.keys.iter().enumerate() {
+        let key_at = |field: &str| at(&format!("keys[{index}].{field}"));
+        if !(key.weight.is_finite() && key.weight > 0.0) {
+            problems.push(FieldError::new(
+                key_at("weight"),
+                format!("must be a number greater than 0 (got {})", key.weight),
+            ));
+        }
+        if key.models.iter().any(|m| m.trim().is_empty()) {
+            problems.push(FieldError::new(
+                key_at("models"),
+                "model names must not be empty",
+            ));
+        }
+        if key.value.contains(['\r', '\n']) {
+            problems.push(FieldError::new(
+                key_at("value"),
+                "must not contain line breaks",
+            ));
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (index, key) in provider.keys.iter().enumerate() {
+        if let Some(id) = key.id.as_ref().or(key.name.as_ref()) {
+            if !seen.insert(id) {
+                problems.push(FieldError::new(
+                    at(&format!("keys[{index}]")),
+                    format!("duplicate key id/name \"{id}\"; each key of a provider needs its own"),
+                ));
+            }
+        }
+    }
+
+    let network = &provider.network_config;
+    match provider.base_url(name) {
+        None => problems.push(FieldError::new(
+            at("network_config.base_url"),
+            format!("required: \"{name}\" is not a provider the gateway knows, so say where it lives (e.g. \"https://llm.internal:8000\")"),
+        )),
+        Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) || url.contains(char::is_whitespace) => {
+            problems.push(FieldError::new(
+                at("network_config.base_url"),
+                format!("must be an http:// or https:// URL (got \"{url}\")"),
+            ))
+        }
+        Some(_) => {}
+    }
+    if network.default_request_timeout_in_seconds == 0 {
+        problems.push(FieldError::new(
+            at("network_config.default_request_timeout_in_seconds"),
+            "must be at least 1",
+        ));
+    }
+    if network.max_retries > 10 {
+        problems.push(FieldError::new(
+            at("network_config.max_retries"),
+            format!("at most 10 (got {})", network.max_retries),
+        ));
+    }
+    if network.retry_backoff_initial_ms > network.retry_backoff_max_ms {
+        problems.push(FieldError::new(
+            at("network_config.retry_backoff_initial_ms"),
+            format!(
+                "must not exceed retry_backoff_max_ms ({} > {})",
+                network.retry_backoff_initial_ms, network.retry_backoff_max_ms
+            ),
+        ));
+    }
+    for header in network.extra_headers.keys() {
+        let token = !header.is_empty()
+            && header
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !token {
+            problems.push(FieldError::new(
+                at(&format!("network_config.extra_headers.{header}")),
+                "is not a valid HTTP header name",
+            ));
+        }
+    }
+    if provider.concurrency_and_buffer_size.concurrency == 0 {
+        problems.push(FieldError::new(
+            at("concurrency_and_buffer_size.concurrency"),
+            "must be at least 1",
+        ));
+    }
+    let breaker = &provider.circuit_breaker;
+    for (field, value) in [
+        ("failure_threshold", u64::from(breaker.failure_threshold)),
+        ("success_threshold", u64::from(breaker.success_threshold)),
+        ("timeout_seconds", breaker.timeout_seconds),
+        ("half_open_requests", u64::from(breaker.half_open_requests)),
+    ] {
+        if value == 0 {
+            problems.push(FieldError::new(
+                at(&format!("circuit_breaker.{field}")),
+                "must be at least 1",
+            ));
+        }
+    }
+}
+
+fn validate_store(store: &ConfigStoreConfig, problems: &mut Vec<FieldError>) {
+    if !store.enabled {
+        return;
+    }
+    let conn = &store.config;
+    match store.store_type {
+        StoreType::Sqlite => {
+            if conn.path.as_deref().is_some_and(|p| p.trim().is_empty()) {
+                problems.push(FieldError::new(
+                    "config_store.config.path",
+                    "must not be empty",
+                ));
+            }
+        }
+        StoreType::Postgres => {
+            for (field, value) in [
+                ("host", &conn.host),
+                ("user", &conn.user),
+                ("db_name", &conn.db_name),
+            ] {
+                if value.as_deref().is_none_or(|v| v.trim().is_empty()) {
+                    problems.push(FieldError::new(
+                        format!("config_store.config.{field}"),
+                        "required when config_store.type is \"postgres\"",
+                    ));
+                }
+            }
+            if conn.port == Some(0) {
+                problems.push(FieldError::new(
+                    "config_store.config.port",
+                    "must be 1-65535",
+                ));
+            }
+            if let Some(mode) = &conn.ssl_mode {
+                if !SSL_MODES.contains(&mode.as_str()) {
+                    problems.push(FieldError::new(
+                        "config_store.config.ssl_mode",
+                        format!("must be one of {} (got \"{mode}\")", SSL_MODES.join(", ")),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn validate_cluster(
+    cluster: &ClusterConfig,
+    store: &ConfigStoreConfig,
+    problems: &mut Vec<FieldError>,
+) {
+    for (index, peer) in cluster.peers.iter().enumerate() {
+        if !is_host_port(peer) {
+            problems.push(FieldError::new(
+                format!("cluster_config.peers[{index}]"),
+                format!("must be \"host:port\" (got \"{peer}\")"),
+            ));
+        }
+    }
+    for (index, cidr) in cluster.discovery.allowed_address_space.iter().enumerate() {
+        if let Err(reason) = parse_cidr(cidr) {
+            problems.push(FieldError::new(
+                format!("cluster_config.discovery.allowed_address_space[{index}]"),
+                reason,
+            ));
+        }
+    }
+    if cluster.gossip.port == 0 {
+        problems.push(FieldError::new(
+            "cluster_config.gossip.port",
+            "must be 1-65535",
+        ));
+    }
+    if cluster.grpc.port == 0 {
+        problems.push(FieldError::new(
+            "cluster_config.grpc.port",
+            "must be 1-65535",
+        ));
+    }
+    let tuning = &cluster.gossip.config;
+    for (field, value) in [
+        ("timeout_seconds", tuning.timeout_seconds),
+        ("success_threshold", u64::from(tuning.success_threshold)),
+        ("failure_threshold", u64::from(tuning.failure_threshold)),
+    ] {
+        if value == 0 {
+            problems.push(FieldError::new(
+                format!("cluster_config.gossip.config.{field}"),
+                "must be at least 1",
+            ));
+        }
+    }
+    if !cluster.enabled {
+        return;
+    }
+    if !(store.enabled && store.store_type == StoreType::Postgres) {
+        problems.push(FieldError::new(
+            "config_store.type",
+            "cluster mode needs shared durable state: set config_store.enabled to true and config_store.type to \"postgres\"",
+        ));
+    }
+    if cluster.gossip.port == cluster.grpc.port {
+        problems.push(FieldError::new(
+            "cluster_config.grpc.port",
+            "must differ from cluster_config.gossip.port",
+        ));
+    }
+    let discovery = &cluster.discovery;
+    if cluster.peers.is_empty() && !discovery.enabled {
+        problems.push(FieldError::new(
+            "cluster_config",
+            "cluster mode needs seeds: list \"peers\" or set discovery.enabled to true with a discovery.type",
+        ));
+    }
+    if !discovery.enabled {
+        return;
+    }
+    let at = |field: &str| format!("cluster_config.discovery.{field}");
+    let Some(kind) = discovery.discovery_type else {
+        problems.push(FieldError::new(
+            at("type"),
+            "required when discovery is enabled: one of operator, kubernetes, dns, consul, etcd, udp, mdns",
+        ));
+        return;
+    };
+    match kind {
+        DiscoveryType::Operator => {
+            if discovery.peers_file.trim().is_empty() {
+                problems.push(FieldError::new(at("peers_file"), "must not be empty"));
+            }
+        }
+        DiscoveryType::Kubernetes => {
+            if discovery
+                .k8s_label_selector
+                .as_deref()
+                .is_none_or(|s| s.trim().is_empty())
+            {
+                problems.push(FieldError::new(
+                    at("k8s_label_selector"),
+                    "required for kubernetes discovery (e.g. \"app.kubernetes.io/name=bifrost\")",
+                ));
+            }
+        }
+        DiscoveryType::Dns => {
+            if discovery.dns_names.is_empty() {
+                problems.push(FieldError::new(
+                    at("dns_names"),
+                    "required for dns discovery",
+                ));
+            }
+        }
+        DiscoveryType::Consul => {
+            if discovery
+                .consul_address
+                .as_deref()
+                .is_none_or(|a| !is_host_port(a))
+            {
+                problems.push(FieldError::new(
+                    at("consul_address"),
+                    "required for consul discovery, as \"host:port\" (e.g. \"127.0.0.1:8500\")",
+                ));
+            }
+        }
+        DiscoveryType::Etcd => {
+            if discovery.etcd_endpoints.is_empty() {
+                problems.push(FieldError::new(
+                    at("etcd_endpoints"),
+                    "required for etcd discovery (e.g. [\"http://127.0.0.1:2379\"])",
+                ));
+            }
+        }
+        DiscoveryType::Udp => {
+            if discovery.udp_broadcast_port.is_none_or(|p| p == 0) {
+                problems.push(FieldError::new(
+                    at("udp_broadcast_port"),
+                    "required for udp discovery",
+                ));
+            }
+            if discovery.allowed_address_space.is_empty() {
+                problems.push(FieldError::new(
+                    at("allowed_address_space"),
+                    "required for udp discovery, so beacons from other networks are ignored",
+                ));
+            }
+        }
+        DiscoveryType::Mdns => {
+            if discovery.mdns_service.trim().is_empty() {
+                problems.push(FieldError::new(at("mdns_service"), "must not be empty"));
+            }
+        }
+    }
+    if discovery.refresh_interval_seconds == 0 {
+        problems.push(FieldError::new(
+            at("refresh_interval_seconds"),
+            "must be at least 1",
+        ));
+    }
+}
+
+/// `host:port` with a non-empty host and a non-zero port (IPv6 in brackets).
+fn is_host_port(text: &str) -> bool {
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return false;
+    };
+    !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
+}
+
+/// Parse `a.b.c.d/n` or `v6::/n`; the address alone means a single host.
+pub fn parse_cidr(text: &str) -> Result<(IpAddr, u8), String> {
+    let (addr, prefix) = match text.split_once('/') {
+        Some((addr, prefix)) => (addr, Some(prefix)),
+        None => (text, None),
+    };
+    let ip: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("\"{text}\" is not a CIDR such as 10.0.0.0/8"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        None => max,
+        Some(p) => p
+            .parse::<u8>()
+            .ok()
+            .filter(|p| *p <= max)
+            .ok_or_else(|| format!("\"{text}\": prefix length must be 0-{max}"))?,
+    };
+    Ok((ip, prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::load::Format;
+    use crate::config::{parse_config, ConfigError};
+
+    fn problems(text: &str) -> Vec<String> {
+        match parse_config(text, Format::Json, "t.json", &|_| None) {
+            Err(ConfigError::Invalid { problems, .. }) => {
+                problems.iter().map(|p| p.to_string()).collect()
+            }
+            other => panic!("expected invalid config, got {other:?}"),
+        }
+    }
+
+    fn has(found: &[String], prefix: &str) -> bool {
+        found.iter().any(|p| p.starts_with(prefix))
+    }
+
+    #[test]
+    fn every_invalid_provider_field_is_named() {
+        let found = problems(
+            r#"{"providers": {
+                "openai": {"keys": [{"value": "a", "weight": 0}],
+                           "network_config": {"default_request_timeout_in_seconds": 0,
+                                              "retry_backoff_initial_ms": 900, "retry_backoff_max_ms": 100,
+                                              "max_retries": 99,
+                                              "extra_headers": {"bad header": "x"}},
+                           "circuit_breaker": {"failure_threshold": 0},
+                           "concurrency_and_buffer_size": {"concurrency": 0}},
+                "my-llm": {"keys": []}
+            }}"#,
+        );
+        for path in [
+            "providers.openai.keys[0].weight:",
+            "providers.openai.network_config.default_request_timeout_in_seconds:",
+            "providers.openai.network_config.retry_backoff_initial_ms:",
+            "providers.openai.network_config.max_retries:",
+            "providers.openai.network_config.extra_headers.bad header:",
+            "providers.openai.circuit_breaker.failure_threshold:",
+            "providers.openai.concurrency_and_buffer_size.concurrency:",
+            "providers.my-llm.network_config.base_url: required",
+        ] {
+            assert!(has(&found, path), "missing {path} in {found:#?}");
+        }
+        assert_eq!(found.len(), 8, "{found:#?}");
+    }
+
+    #[test]
+    fn custom_provider_with_base_url_is_valid() {
+        let loaded = parse_config(
+            r#"{"providers": {"local": {"keys": [], "network_config": {"base_url": "http://127.0.0.1:9000/"},
+                "custom_provider_config": {"base_provider_type": "anthropic"}}}}"#,
+            Format::Json,
+            "t.json",
+            &|_| None,
+        )
+        .expect("valid");
+        let local = &loaded.config.providers["local"];
+        assert_eq!(
+            local.base_url("local").as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
+        assert_eq!(local.kind("local"), crate::config::ProviderKind::Anthropic);
+    }
+
+    #[test]
+    fn cluster_mode_requires_postgres_and_seeds() {
+        let found = problems(r#"{"cluster_config": {"enabled": true}}"#);
+        assert!(
+            has(&found, "config_store.type: cluster mode needs"),
+            "{found:#?}"
+        );
+        assert!(
+            has(&found, "cluster_config: cluster mode needs seeds"),
+            "{found:#?}"
+        );
+    }
+
+    #[test]
+    fn postgres_store_requires_connection_fields() {
+        let found =
+            problems(r#"{"config_store": {"type": "postgres", "config": {"ssl_mode": "maybe"}}}"#);
+        for path in [
+            "config_store.config.host:",
+            "config_store.config.user:",
+            "config_store.config.db_name:",
+            "config_store.config.ssl_mode:",
+        ] {
+            assert!(has(&found, path), "missing {path} in {found:#?}");
+        }
+    }
+
+    #[test]
+    fn discovery_methods_require_their_fields() {
+        let base = r#""config_store": {"type": "postgres", "config": {"host": "db", "user": "u", "db_name": "d"}}"#;
+        let cases = [
+            ("dns", "cluster_config.discovery.dns_names:"),
+            ("etcd", "cluster_config.discovery.etcd_endpoints:"),
+            ("consul", "cluster_config.discovery.consul_address:"),
+            ("kubernetes", "cluster_config.discovery.k8s_label_selector:"),
+            ("udp", "cluster_config.discovery.udp_broadcast_port:"),
+        ];
+        for (kind, path) in cases {
+            let found = problems(&format!(
+                r#"{{{base}, "cluster_config": {{"enabled": true, "discovery": {{"enabled": true, "type": "{kind}"}}}}}}"#
+            ));
+            assert!(has(&found, path), "{kind}: missing {path} in {found:#?}");
+        }
+        let found = problems(&format!(
+            r#"{{{base}, "cluster_config": {{"enabled": true, "discovery": {{"enabled": true}}}}}}"#
+        ));
+        assert!(
+            has(&found, "cluster_config.discovery.type: required"),
+            "{found:#?}"
+        );
+    }
+
+    #[test]
+    fn peers_and_cidrs_are_checked() {
+        let found = problems(
+            r#"{"cluster_config": {"peers": ["10.0.0.1", "node:0"],
+                "discovery": {"allowed_address_space": ["10.0.0.0/33", "nope"]}}}"#,
+        );
+        for path in [
+            "cluster_config.peers[0]:",
+            "cluster_config.peers[1]:",
+            "cluster_config.discovery.allowed_address_space[0]:",
+            "cluster_config.discovery.allowed_address_space[1]:",
+        ] {
+            assert!(has(&found, path), "missing {path} in {found:#?}");
+        }
+    }
+
+    #[test]
+    fn a_valid_cluster_config_passes() {
+        parse_config(
+            r#"{"config_store": {"type": "postgres", "config": {"host": "db", "user": "u", "db_name": "d"}},
+                "cluster_config": {"enabled": true, "peers": ["10.0.0.2:10101"],
+                                   "discovery": {"allowed_address_space": ["10.0.0.0/8"]}}}"#,
+            Format::Json,
+            "t.json",
+            &|_| None,
+        )
+        .expect("valid cluster config");
+    }
+}

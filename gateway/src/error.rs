@@ -1,0 +1,128 @@
+//! The gateway's error type. Rendering to HTTP (in the caller's wire format) happens in one
+//! place: `http::errors`.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::StatusCode;
+
+use crate::config::ProviderKind;
+
+/// Everything that can go wrong while serving a request or starting up.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The request is malformed (400).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// Unknown provider or model (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The body exceeds `client.max_request_body_size_mb` (413).
+    #[error(
+        "request body is larger than the {limit_mb} MiB limit (client.max_request_body_size_mb)"
+    )]
+    PayloadTooLarge {
+        /// The limit in MiB.
+        limit_mb: u32,
+    },
+    /// The provider's concurrency and wait buffer are full (429).
+    #[error("provider \"{provider}\" is at its concurrency limit; retry later")]
+    ProviderBusy {
+        /// Provider name.
+        provider: String,
+    },
+    /// Every key of the provider has an open circuit (503).
+    #[error("every key of provider \"{provider}\" has an open circuit after repeated failures; retry in {}s", retry_after.as_secs().max(1))]
+    CircuitOpen {
+        /// Provider name.
+        provider: String,
+        /// When the first circuit will let a probe through.
+        retry_after: Duration,
+    },
+    /// The last upstream attempt timed out (504).
+    #[error("upstream \"{provider}\" did not answer within {seconds}s (network_config.default_request_timeout_in_seconds)")]
+    UpstreamTimeout {
+        /// Provider name.
+        provider: String,
+        /// The timeout.
+        seconds: u64,
+    },
+    /// Every attempt on every target failed (502).
+    #[error("all upstreams failed; last error: {last}")]
+    UpstreamsFailed {
+        /// What the last attempt saw.
+        last: String,
+    },
+    /// The upstream rejected the request as malformed: its status, passed on to the caller.
+    #[error("upstream \"{provider}\" rejected the request ({status}): {message}")]
+    UpstreamRejected {
+        /// Provider name.
+        provider: String,
+        /// Provider wire format (the body is in it).
+        kind: ProviderKind,
+        /// Upstream status.
+        status: StatusCode,
+        /// Message extracted from the body.
+        message: String,
+        /// The upstream's error body.
+        body: Bytes,
+    },
+    /// The upstream answered with something we cannot read (502).
+    #[error("upstream \"{provider}\" sent an unreadable response: {message}")]
+    BadUpstreamResponse {
+        /// Provider name.
+        provider: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// The operation is not available on this provider (400).
+    #[error("{0}")]
+    Unsupported(String),
+    /// Config could not be turned into a runnable state.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The process is shutting down (503).
+    #[error("the gateway is shutting down; retry on another replica")]
+    ShuttingDown,
+}
+
+impl GatewayError {
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::InvalidRequest(_) | GatewayError::Unsupported(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            GatewayError::NotFound(_) => StatusCode::NOT_FOUND,
+            GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::ProviderBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::CircuitOpen { .. } | GatewayError::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::UpstreamsFailed { .. } | GatewayError::BadUpstreamResponse { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
+            GatewayError::UpstreamRejected { status, .. } => *status,
+            GatewayError::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A short machine-readable code for the error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            GatewayError::InvalidRequest(_) => "invalid_request",
+            GatewayError::Unsupported(_) => "unsupported_operation",
+            GatewayError::NotFound(_) => "model_not_found",
+            GatewayError::PayloadTooLarge { .. } => "request_too_large",
+            GatewayError::ProviderBusy { .. } => "provider_busy",
+            GatewayError::CircuitOpen { .. } => "circuit_open",
+            GatewayError::ShuttingDown => "shutting_down",
+            GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
+            GatewayError::UpstreamsFailed { .. } => "upstream_failed",
+            GatewayError::BadUpstreamResponse { .. } => "bad_upstream_response",
+            GatewayError::UpstreamRejected { .. } => "upstream_rejected",
+            GatewayError::Config(_) => "config_error",
+        }
+    }
+}

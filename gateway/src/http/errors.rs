@@ -1,0 +1,157 @@
+//! Errors rendered in the caller's wire format: the one place a [`GatewayError`] becomes an
+//! HTTP response.
+
+use axum::response::{IntoResponse, Response};
+use http::{header, HeaderValue, StatusCode};
+use serde_json::json;
+
+use crate::config::ProviderKind;
+use crate::error::GatewayError;
+
+/// The API dialect a caller speaks, which decides the error body shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `{"error": {"message", "type", "param", "code"}}`
+    OpenAi,
+    /// `{"type": "error", "error": {"type", "message"}}`
+    Anthropic,
+}
+
+impl Dialect {
+    /// The provider format that speaks this dialect.
+    pub fn provider_kind(self) -> ProviderKind {
+        match self {
+            Dialect::OpenAi => ProviderKind::Openai,
+            Dialect::Anthropic => ProviderKind::Anthropic,
+        }
+    }
+}
+
+/// A [`GatewayError`] on its way to a caller who speaks `dialect`.
+pub struct ApiError {
+    /// Caller's dialect.
+    pub dialect: Dialect,
+    /// The error.
+    pub error: GatewayError,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error_response(self.dialect, &self.error)
+    }
+}
+
+/// Render `error` for a caller speaking `dialect`.
+pub fn error_response(dialect: Dialect, error: &GatewayError) -> Response {
+    let status = error.status();
+    // An upstream's own error body in the caller's format is passed on untouched.
+    if let GatewayError::UpstreamRejected { kind, body, .. } = error {
+        if *kind == dialect.provider_kind()
+            && serde_json::from_slice::<serde_json::Value>(body).is_ok()
+        {
+            return (
+                status,
+                [(header::CONTENT_TYPE, "application/json")],
+                body.clone(),
+            )
+                .into_response();
+        }
+    }
+    let message = error.to_string();
+    let body = match dialect {
+        Dialect::OpenAi => json!({
+            "error": {
+                "message": message,
+                "type": openai_type(status),
+                "param": null,
+                "code": error.code(),
+            }
+        }),
+        Dialect::Anthropic => json!({
+            "type": "error",
+            "error": {"type": anthropic_type(status), "message": message},
+        }),
+    };
+    let mut response = (status, axum::Json(body)).into_response();
+    if let GatewayError::CircuitOpen { retry_after, .. } = error {
+        if let Ok(value) = HeaderValue::try_from(retry_after.as_secs().max(1).to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+    }
+    response
+}
+
+fn openai_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        429 => "rate_limit_error",
+        400..=499 => "invalid_request_error",
+        _ => "server_error",
+    }
+}
+
+fn anthropic_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "authentication_error",
+        402 => "billing_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        400..=499 => "invalid_request_error",
+        503 | 529 => "overloaded_error",
+        _ => "api_error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_json(response: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        serde_json::from_slice(&bytes).expect("json")
+    }
+
+    #[tokio::test]
+    async fn openai_callers_get_openai_error_json() {
+        let response = error_response(
+            Dialect::OpenAi,
+            &GatewayError::NotFound("no such model".into()),
+        );
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        let body = body_json(response).await;
+        assert_eq!(body["error"]["message"], "no such model");
+        assert_eq!(body["error"]["type"], "not_found_error");
+        assert_eq!(body["error"]["code"], "model_not_found");
+    }
+
+    #[tokio::test]
+    async fn anthropic_callers_get_anthropic_error_json() {
+        let response = error_response(
+            Dialect::Anthropic,
+            &GatewayError::PayloadTooLarge { limit_mb: 1 },
+        );
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let body = body_json(response).await;
+        assert_eq!(body["type"], "error");
+        assert_eq!(body["error"]["type"], "request_too_large");
+    }
+
+    #[tokio::test]
+    async fn open_circuits_carry_retry_after() {
+        let response = error_response(
+            Dialect::OpenAi,
+            &GatewayError::CircuitOpen {
+                provider: "p".into(),
+                retry_after: std::time::Duration::from_millis(2500),
+            },
+        );
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+    }
+}

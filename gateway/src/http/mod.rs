@@ -1,0 +1,48 @@
+//! The HTTP surface: inference routes in OpenAI and Anthropic formats, and operational
+//! endpoints.
+
+pub mod body;
+pub mod errors;
+pub mod inference;
+pub mod models;
+pub mod ops;
+pub mod stream;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::error::GatewayError;
+use crate::state::AppState;
+use errors::{error_response, Dialect};
+
+/// Every route, with state attached.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(inference::chat_completions))
+        .route("/v1/embeddings", post(inference::embeddings))
+        .route("/v1/models", get(models::list))
+        .route("/anthropic/v1/messages", post(inference::messages))
+        .route("/health", get(ops::health))
+        .route("/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .fallback(not_found)
+        // Bodies are read under the configured limit by the handlers themselves.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+async fn not_found(uri: http::Uri) -> Response {
+    let dialect = if uri.path().starts_with("/anthropic/") {
+        Dialect::Anthropic
+    } else {
+        Dialect::OpenAi
+    };
+    error_response(
+        dialect,
+        &GatewayError::NotFound(format!("no route for {}", uri.path())),
+    )
+}

@@ -1,0 +1,96 @@
+//! `GET /v1/models`: every provider's models, named `provider/model`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::providers::{upstream_request, ForwardedHeaders, UpstreamOp};
+use crate::routing::Provider;
+use crate::state::AppState;
+
+const LIST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// List models: asks each provider (in parallel, 5 s deadline); a provider that cannot answer
+/// contributes the models its keys list in config.
+pub async fn list(State(state): State<Arc<AppState>>) -> Response {
+    let runtime = state.runtime.load_full();
+    let mut providers: Vec<&Arc<Provider>> = runtime.routing.providers.values().collect();
+    providers.sort_by(|a, b| a.name.cmp(&b.name));
+    let lists = futures_util::future::join_all(
+        providers
+            .iter()
+            .map(|provider| provider_models(&state.client, provider)),
+    )
+    .await;
+    let data: Vec<Value> = providers
+        .iter()
+        .zip(lists)
+        .flat_map(|(provider, models)| {
+            models.into_iter().map(move |id| {
+                json!({
+                    "id": format!("{}/{id}", provider.name),
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": provider.name,
+                })
+            })
+        })
+        .collect();
+    Json(json!({"object": "list", "data": data})).into_response()
+}
+
+async fn provider_models(client: &reqwest::Client, provider: &Provider) -> Vec<String> {
+    let configured = || {
+        let mut models: Vec<String> = provider
+            .keys
+            .iter()
+            .flat_map(|k| k.models.iter().filter(|m| *m != "*").cloned())
+            .collect();
+        models.sort();
+        models.dedup();
+        models
+    };
+    let Some(key) = provider.keys.first() else {
+        return configured();
+    };
+    let request = upstream_request(
+        client,
+        provider,
+        key,
+        UpstreamOp::ListModels,
+        None,
+        &ForwardedHeaders::default(),
+    );
+    let fetched = async {
+        let response = request.timeout(LIST_TIMEOUT).send().await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let bytes = response.bytes().await.ok()?;
+        let body: Value = serde_json::from_slice(&bytes).ok()?;
+        let ids = body
+            .get("data")?
+            .as_array()?
+            .iter()
+            .filter_map(|m| m.get("id")?.as_str().map(str::to_string));
+        Some(ids.collect::<Vec<_>>())
+    };
+    match fetched.await {
+        // Keys that list models restrict what the gateway serves: show only those.
+        Some(ids) => {
+            let served: Vec<String> = ids
+                .into_iter()
+                .filter(|id| provider.keys.iter().any(|k| k.allows_model(id)))
+                .collect();
+            served
+        }
+        None => {
+            tracing::warn!(provider = %provider.name, "listing models upstream failed; answering with the models in config");
+            configured()
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! `bifrost-gateway`: an OpenAI- and Anthropic-compatible LLM gateway.
+//!
+//! Without the default `server` feature only [`config`] is built, so other crates (the
+//! operator) can embed the config types.
+
+pub mod config;
+
+#[cfg(feature = "server")]
+pub mod cli;
+#[cfg(feature = "server")]
+pub mod error;
+#[cfg(feature = "server")]
+pub mod http;
+#[cfg(feature = "server")]
+pub mod providers;
+#[cfg(feature = "server")]
+pub mod routing;
+#[cfg(feature = "server")]
+pub mod server;
+#[cfg(feature = "server")]
+pub mod state;
+#[cfg(feature = "server")]
+pub mod telemetry;

@@ -1,0 +1,104 @@
+//! Upstream wire formats: how to address each provider's API, SSE framing, and translation
+//! between the OpenAI and Anthropic formats.
+
+pub mod sse;
+pub mod translate;
+
+use bytes::Bytes;
+use http::{header, HeaderValue};
+
+use crate::config::ProviderKind;
+use crate::routing::{Provider, UpstreamKey};
+
+/// Anthropic API version sent when the caller does not choose one.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// An upstream API operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamOp {
+    /// OpenAI `POST /v1/chat/completions`.
+    ChatCompletions,
+    /// OpenAI `POST /v1/embeddings`.
+    Embeddings,
+    /// Anthropic `POST /v1/messages`.
+    Messages,
+    /// `GET /v1/models` (both formats).
+    ListModels,
+}
+
+impl UpstreamOp {
+    fn path(self) -> &'static str {
+        match self {
+            UpstreamOp::ChatCompletions => "/v1/chat/completions",
+            UpstreamOp::Embeddings => "/v1/embeddings",
+            UpstreamOp::Messages => "/v1/messages",
+            UpstreamOp::ListModels => "/v1/models",
+        }
+    }
+}
+
+/// Caller headers that are forwarded upstream (only Anthropic's versioning headers; nothing
+/// else of the caller's reaches a provider).
+#[derive(Debug, Clone, Default)]
+pub struct ForwardedHeaders {
+    /// `anthropic-version`.
+    pub anthropic_version: Option<HeaderValue>,
+    /// `anthropic-beta`.
+    pub anthropic_beta: Option<HeaderValue>,
+}
+
+impl ForwardedHeaders {
+    /// Pick the forwarded headers out of a request's headers.
+    pub fn from_headers(headers: &http::HeaderMap) -> Self {
+        Self {
+            anthropic_version: headers.get("anthropic-version").cloned(),
+            anthropic_beta: headers.get("anthropic-beta").cloned(),
+        }
+    }
+}
+
+/// Build an upstream request: URL, auth in the provider's style, extra headers, body.
+pub fn upstream_request(
+    client: &reqwest::Client,
+    provider: &Provider,
+    key: &UpstreamKey,
+    op: UpstreamOp,
+    body: Option<Bytes>,
+    forwarded: &ForwardedHeaders,
+) -> reqwest::RequestBuilder {
+    let url = format!("{}{}", provider.base_url, op.path());
+    let mut request = match body {
+        Some(body) => client
+            .post(url)
+            .header(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )
+            .body(body),
+        None => client.get(url),
+    };
+    match provider.kind {
+        ProviderKind::Openai => {
+            if let Some(auth) = &key.auth {
+                request = request.header(header::AUTHORIZATION, auth.clone());
+            }
+        }
+        ProviderKind::Anthropic => {
+            if let Some(auth) = &key.auth {
+                request = request.header("x-api-key", auth.clone());
+            }
+            let version = forwarded
+                .anthropic_version
+                .clone()
+                .unwrap_or(HeaderValue::from_static(ANTHROPIC_VERSION));
+            request = request.header("anthropic-version", version);
+            if let Some(beta) = &forwarded.anthropic_beta {
+                request = request.header("anthropic-beta", beta.clone());
+            }
+        }
+    }
+    for (name, value) in &provider.extra_headers {
+        request = request.header(name.clone(), value.clone());
+    }
+    request
+}

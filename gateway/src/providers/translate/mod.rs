@@ -1,0 +1,385 @@
+//! Pure translation between the OpenAI Chat Completions and Anthropic Messages wire formats: requests,
+//! responses and SSE streams, both directions. No I/O here; the HTTP layer calls these and maps the errors.
+
+mod chat_request_to_messages;
+mod chat_response_to_messages;
+mod chat_stream_to_messages;
+mod messages_request_to_chat;
+mod messages_response_to_chat;
+mod messages_stream_to_chat;
+
+#[cfg(test)]
+mod round_trip_tests;
+mod tools;
+
+pub use chat_request_to_messages::chat_request_to_messages;
+pub use chat_response_to_messages::chat_response_to_messages;
+pub use chat_stream_to_messages::ChatStreamToMessages;
+pub use messages_request_to_chat::messages_request_to_chat;
+pub use messages_response_to_chat::messages_response_to_chat;
+pub use messages_stream_to_chat::MessagesStreamToChat;
+
+use serde_json::{json, Map, Value};
+use std::fmt::Display;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Why a request or response could not be translated.
+#[derive(Debug, thiserror::Error)]
+pub enum TranslateError {
+    /// The client's request cannot be translated (HTTP 400); the message names the field, e.g.
+    /// `messages[2].content[0]: unsupported block type "audio"`.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The upstream sent something that cannot be parsed or translated (HTTP 502).
+    #[error("{0}")]
+    InvalidResponse(String),
+}
+
+const ERROR_MESSAGE_MAX_CHARS: usize = 500;
+
+/// Extracts a human-readable message from an upstream error body: OpenAI `{"error":{"message"}}`, Anthropic
+/// `{"type":"error","error":{"type","message"}}`, or plain text; truncated to 500 characters.
+pub fn upstream_error_message(body: &[u8]) -> String {
+    let message = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|value| error_message_in(&value))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned());
+    if message.is_empty() {
+        return "upstream returned an empty error body".to_owned();
+    }
+    match message.char_indices().nth(ERROR_MESSAGE_MAX_CHARS) {
+        Some((cut, _)) => message[..cut].to_owned(),
+        None => message,
+    }
+}
+
+/// The message of an error object in either format; some OpenAI-compatible servers wrap it in an array.
+fn error_message_in(value: &Value) -> Option<String> {
+    if let Some(first) = value.as_array().and_then(|items| items.first()) {
+        return error_message_in(first);
+    }
+    let message = match value.get("error") {
+        Some(Value::String(message)) => Some(message.as_str()),
+        Some(error) => error.get("message").and_then(Value::as_str),
+        None => None,
+    };
+    message
+        .or_else(|| value.get("message").and_then(Value::as_str))
+        .map(str::to_owned)
+}
+
+/// A field that is present and not JSON `null` (clients send `null` to mean "not set").
+fn present<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    object.get(key).filter(|value| !value.is_null())
+}
+
+fn request_error(path: impl Display, problem: impl Display) -> TranslateError {
+    TranslateError::InvalidRequest(format!("{path}: {problem}"))
+}
+
+fn response_error(path: impl Display, problem: impl Display) -> TranslateError {
+    TranslateError::InvalidResponse(format!("upstream response {path}: {problem}"))
+}
+
+/// A required string field of a request object.
+fn required_str<'a>(
+    object: &'a Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<&'a str, TranslateError> {
+    present(object, key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| request_error(format!("{path}.{key}"), "must be a string"))
+}
+
+fn positive_integer(value: &Value, path: &str) -> Result<u64, TranslateError> {
+    value
+        .as_u64()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| request_error(path, "must be a positive integer"))
+}
+
+/// Copies an optional numeric sampling parameter (`temperature`, `top_p`) unchanged.
+fn copy_number(
+    body: &Map<String, Value>,
+    key: &str,
+    request: &mut Map<String, Value>,
+) -> Result<(), TranslateError> {
+    if let Some(value) = present(body, key) {
+        if !value.is_number() {
+            return Err(request_error(key, "must be a number"));
+        }
+        request.insert(key.to_owned(), value.clone());
+    }
+    Ok(())
+}
+
+fn now_unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0)
+}
+
+/// Anthropic `stop_reason` → OpenAI `finish_reason`.
+fn finish_reason_for(stop_reason: &str) -> &'static str {
+    match stop_reason {
+        "max_tokens" | "model_context_window_exceeded" => "length",
+        "tool_use" => "tool_calls",
+        "refusal" => "content_filter",
+        // end_turn, stop_sequence, pause_turn and anything newer: the turn simply ended.
+        _ => "stop",
+    }
+}
+
+/// OpenAI `finish_reason` → Anthropic `stop_reason`.
+fn stop_reason_for(finish_reason: &str) -> &'static str {
+    match finish_reason {
+        "length" => "max_tokens",
+        "tool_calls" | "function_call" => "tool_use",
+        "content_filter" => "refusal",
+        _ => "end_turn",
+    }
+}
+
+/// Anthropic usage → OpenAI usage; cache writes and reads are part of the prompt in OpenAI's accounting.
+fn chat_usage(usage: Option<&Value>) -> Value {
+    let count = |key: &str| {
+        usage
+            .and_then(|usage| usage.get(key))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    let prompt = count("input_tokens")
+        + count("cache_creation_input_tokens")
+        + count("cache_read_input_tokens");
+    let completion = count("output_tokens");
+    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use crate::providers::sse::{SseEvent, SseParser, StreamTranslator};
+    use serde_json::Value;
+
+    /// Feeds raw upstream SSE bytes through a parser in `chunk_len`-byte chunks and then the translator.
+    pub fn translate_stream(
+        translator: &mut dyn StreamTranslator,
+        input: &[u8],
+        chunk_len: usize,
+    ) -> Vec<u8> {
+        let mut parser = SseParser::default();
+        let mut out = Vec::new();
+        let mut events = Vec::new();
+        for chunk in input.chunks(chunk_len) {
+            parser.push(chunk, &mut events);
+            for event in events.drain(..) {
+                translator.on_event(event, &mut out);
+            }
+        }
+        parser.finish(&mut events);
+        for event in events.drain(..) {
+            translator.on_event(event, &mut out);
+        }
+        translator.finish(&mut out);
+        out
+    }
+
+    /// Parses translator output back into events.
+    pub fn events_of(output: &[u8]) -> Vec<SseEvent> {
+        let mut parser = SseParser::default();
+        let mut events = Vec::new();
+        parser.push(output, &mut events);
+        assert!(
+            output.ends_with(b"\n\n"),
+            "output must end with a complete event"
+        );
+        events
+    }
+
+    /// The JSON payloads of translator output, `[DONE]` becoming the string "[DONE]".
+    pub fn payloads_of(output: &[u8]) -> Vec<Value> {
+        events_of(output)
+            .into_iter()
+            .map(|event| serde_json::from_str(&event.data).unwrap_or(Value::String(event.data)))
+            .collect()
+    }
+
+    /// Builds Anthropic-style SSE text from `(event name, data)` pairs.
+    pub fn anthropic_sse(events: &[Value]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for data in events {
+            let name = data.get("type").and_then(Value::as_str);
+            crate::providers::sse::write_event(&mut out, name, &data.to_string());
+        }
+        out
+    }
+
+    /// Builds OpenAI-style SSE text (data-only) from chunks, ending with `[DONE]`.
+    pub fn openai_sse(chunks: &[Value]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for chunk in chunks {
+            crate::providers::sse::write_event(&mut out, None, &chunk.to_string());
+        }
+        crate::providers::sse::write_event(&mut out, None, "[DONE]");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::sse::{SseEvent, StreamTranslator};
+
+    /// Values of every JSON type, plus shapes that look almost right.
+    fn hostile_values() -> Vec<Value> {
+        vec![
+            Value::Null,
+            json!(true),
+            json!(-1),
+            json!(1.5),
+            json!("x"),
+            json!([]),
+            json!({}),
+            json!([null, 1, "x", [], {}]),
+            json!([{"role": "user", "content": [{"type": "text"}, {"type": 7}, null]}]),
+            json!([{"role": "assistant", "content": [{"type": "tool_use"}], "tool_calls": [{"function": 1}]}]),
+            json!([{"role": "tool"}, {"role": "user", "content": [{"type": "tool_result", "content": [{}]}]}]),
+            json!({"type": "error", "error": 5, "content": [{"type": "tool_use", "input": 3}], "choices": [{"message": {"tool_calls": [{"function": {"name": 1}}]}}]}),
+        ]
+    }
+
+    #[test]
+    fn malformed_input_gives_errors_never_panics() {
+        let fields = [
+            "messages",
+            "system",
+            "max_tokens",
+            "max_completion_tokens",
+            "temperature",
+            "top_p",
+            "stop",
+            "stop_sequences",
+            "user",
+            "metadata",
+            "tools",
+            "tool_choice",
+            "parallel_tool_calls",
+            "stream",
+        ];
+        for value in hostile_values() {
+            for field in fields {
+                let mut body = Map::new();
+                body.insert(
+                    "messages".into(),
+                    json!([{"role": "user", "content": "hi"}]),
+                );
+                body.insert("max_tokens".into(), json!(10));
+                body.insert(field.into(), value.clone());
+                let _ = chat_request_to_messages(&body, "m");
+                let _ = messages_request_to_chat(&body, "m");
+            }
+            let _ = messages_response_to_chat(&value);
+            let _ = chat_response_to_messages(&value);
+            for kind in [
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "message_delta",
+                "error",
+            ] {
+                let mut data = json!({"type": kind, "message": value, "content_block": value, "delta": value, "usage": value, "index": value, "error": value});
+                let mut out = Vec::new();
+                let mut to_chat = MessagesStreamToChat::new(true);
+                to_chat.on_event(
+                    SseEvent {
+                        event: None,
+                        data: data.to_string(),
+                    },
+                    &mut out,
+                );
+                to_chat.finish(&mut out);
+                data["choices"] = json!([{"delta": value, "finish_reason": value}, value]);
+                let mut to_messages = ChatStreamToMessages::new();
+                to_messages.on_event(
+                    SseEvent {
+                        event: None,
+                        data: data.to_string(),
+                    },
+                    &mut out,
+                );
+                to_messages.on_event(
+                    SseEvent {
+                        event: None,
+                        data: value.to_string(),
+                    },
+                    &mut out,
+                );
+                to_messages.finish(&mut out);
+            }
+        }
+    }
+
+    #[test]
+    fn upstream_error_message_reads_openai_errors() {
+        let body = br#"{"error":{"message":"Incorrect API key provided","type":"invalid_request_error","code":"invalid_api_key"}}"#;
+        assert_eq!(upstream_error_message(body), "Incorrect API key provided");
+    }
+
+    #[test]
+    fn upstream_error_message_reads_anthropic_errors() {
+        let body =
+            br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+        assert_eq!(upstream_error_message(body), "Overloaded");
+    }
+
+    #[test]
+    fn upstream_error_message_reads_errors_wrapped_in_an_array() {
+        let body = br#"[{"error":{"code":400,"message":"API key not valid","status":"INVALID_ARGUMENT"}}]"#;
+        assert_eq!(upstream_error_message(body), "API key not valid");
+    }
+
+    #[test]
+    fn upstream_error_message_falls_back_to_plain_text() {
+        assert_eq!(
+            upstream_error_message(b"  502 Bad Gateway\n"),
+            "502 Bad Gateway"
+        );
+        assert_eq!(
+            upstream_error_message(br#"{"detail":"nope"}"#),
+            r#"{"detail":"nope"}"#
+        );
+    }
+
+    #[test]
+    fn upstream_error_message_names_an_empty_body() {
+        assert_eq!(
+            upstream_error_message(b""),
+            "upstream returned an empty error body"
+        );
+    }
+
+    #[test]
+    fn upstream_error_message_is_truncated_to_500_characters_on_a_char_boundary() {
+        let body = "é".repeat(600);
+        let message = upstream_error_message(body.as_bytes());
+        assert_eq!(message.chars().count(), 500);
+    }
+
+    #[test]
+    fn upstream_error_message_survives_invalid_utf8() {
+        assert_eq!(
+            upstream_error_message(b"bad \xff byte"),
+            "bad \u{fffd} byte"
+        );
+    }
+
+    #[test]
+    fn usage_counts_cache_tokens_as_prompt_tokens() {
+        let usage = json!({"input_tokens": 10, "cache_creation_input_tokens": 5, "cache_read_input_tokens": 20, "output_tokens": 7});
+        assert_eq!(
+            chat_usage(Some(&usage)),
+            json!({"prompt_tokens": 35, "completion_tokens": 7, "total_tokens": 42})
+        );
+    }
+}

@@ -1,0 +1,166 @@
+//! Weighted random choice among a provider's keys that allow the model and whose circuit lets
+//! the request through.
+
+use std::time::{Duration, Instant};
+
+use super::circuit::BreakerPermit;
+use super::table::UpstreamKey;
+
+/// Why no key could be chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoKey {
+    /// No key of the provider serves this model.
+    ModelNotServed,
+    /// Every eligible key's circuit is open; the earliest reopens after this long.
+    AllCircuitsOpen {
+        /// Time until the first probe is allowed.
+        retry_after: Duration,
+    },
+}
+
+/// Pick a key for `model`. Keys in `avoid` (already failed in this request) are chosen only
+/// when nothing else is available.
+pub fn pick_key(
+    keys: &[UpstreamKey],
+    model: &str,
+    avoid: &[usize],
+    now: Instant,
+) -> Result<(usize, BreakerPermit), NoKey> {
+    let eligible: Vec<usize> = (0..keys.len())
+        .filter(|&i| keys[i].allows_model(model))
+        .collect();
+    if eligible.is_empty() {
+        return Err(NoKey::ModelNotServed);
+    }
+    let (mut fresh, mut tried): (Vec<usize>, Vec<usize>) =
+        eligible.iter().partition(|i| !avoid.contains(i));
+    for candidates in [&mut fresh, &mut tried] {
+        while !candidates.is_empty() {
+            let slot = weighted_choice(keys, candidates);
+            let index = candidates[slot];
+            if let Some(permit) = keys[index].breaker.try_acquire(now) {
+                return Ok((index, permit));
+            }
+            candidates.swap_remove(slot);
+        }
+    }
+    let retry_after = eligible
+        .iter()
+        .map(|&i| keys[i].breaker.retry_after(now))
+        .min()
+        .unwrap_or(Duration::ZERO);
+    Err(NoKey::AllCircuitsOpen { retry_after })
+}
+
+/// Position in `candidates` chosen with probability proportional to the key's weight.
+fn weighted_choice(keys: &[UpstreamKey], candidates: &[usize]) -> usize {
+    if candidates.len() == 1 {
+        return 0;
+    }
+    let total: f64 = candidates.iter().map(|&i| keys[i].weight).sum();
+    let mut point = fastrand::f64() * total;
+    for (slot, &i) in candidates.iter().enumerate() {
+        point -= keys[i].weight;
+        if point < 0.0 {
+            return slot;
+        }
+    }
+    candidates.len() - 1
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use prometheus_client::metrics::gauge::Gauge;
+
+    use super::*;
+    use crate::config::CircuitBreakerConfig;
+    use crate::routing::circuit::{CircuitBreaker, Outcome};
+
+    fn key(name: &str, weight: f64, models: &[&str]) -> UpstreamKey {
+        UpstreamKey {
+            id: name.into(),
+            name: name.into(),
+            auth: None,
+            models: models.iter().map(|m| m.to_string()).collect(),
+            weight,
+            breaker: Arc::new(CircuitBreaker::new(
+                CircuitBreakerConfig {
+                    failure_threshold: 1,
+                    ..Default::default()
+                },
+                Gauge::default(),
+                name.into(),
+            )),
+        }
+    }
+
+    #[test]
+    fn traffic_follows_weights() {
+        let keys = [key("a", 3.0, &[]), key("b", 1.0, &[])];
+        let now = Instant::now();
+        let mut counts = [0usize; 2];
+        for _ in 0..20_000 {
+            let (i, permit) = pick_key(&keys, "m", &[], now).expect("a key");
+            permit.finish(Outcome::Success);
+            counts[i] += 1;
+        }
+        let share = counts[0] as f64 / 20_000.0;
+        assert!(
+            (0.72..0.78).contains(&share),
+            "expected ~75% on key a, got {share}"
+        );
+    }
+
+    #[test]
+    fn only_keys_allowing_the_model_are_chosen() {
+        let keys = [
+            key("a", 1.0, &["gpt-4o"]),
+            key("b", 1.0, &["*"]),
+            key("c", 1.0, &["x"]),
+        ];
+        let now = Instant::now();
+        for _ in 0..200 {
+            let (i, _) = pick_key(&keys, "gpt-4o-mini", &[], now).expect("b serves all");
+            assert_eq!(i, 1);
+        }
+        assert_eq!(
+            pick_key(&keys[2..], "gpt-4o", &[], now).err(),
+            Some(NoKey::ModelNotServed)
+        );
+    }
+
+    #[test]
+    fn open_circuits_are_skipped_and_reported_when_all_are_open() {
+        let keys = [key("a", 1.0, &[]), key("b", 1.0, &[])];
+        let now = Instant::now();
+        keys[0]
+            .breaker
+            .try_acquire(now)
+            .expect("closed")
+            .finish(Outcome::Failure);
+        for _ in 0..100 {
+            assert_eq!(pick_key(&keys, "m", &[], now).expect("b").0, 1);
+        }
+        keys[1]
+            .breaker
+            .try_acquire(now)
+            .expect("closed")
+            .finish(Outcome::Failure);
+        match pick_key(&keys, "m", &[], now) {
+            Err(NoKey::AllCircuitsOpen { retry_after }) => {
+                assert!(retry_after > Duration::ZERO)
+            }
+            other => panic!("expected all open, got {:?}", other.map(|(i, _)| i)),
+        }
+    }
+
+    #[test]
+    fn keys_that_failed_in_this_request_are_avoided_when_possible() {
+        let keys = [key("a", 1000.0, &[]), key("b", 1.0, &[])];
+        let now = Instant::now();
+        assert_eq!(pick_key(&keys, "m", &[0], now).expect("b").0, 1);
+        assert_eq!(pick_key(&keys[..1], "m", &[0], now).expect("a again").0, 0);
+    }
+}

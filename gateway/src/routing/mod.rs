@@ -1,0 +1,13 @@
+//! Choosing where a request goes: the routing table built from config, model addressing,
+//! weighted key choice, circuit breakers, per-provider queues, and the retry/fallback loop.
+
+pub mod circuit;
+pub mod dispatch;
+pub mod keys;
+pub mod queue;
+pub mod table;
+pub mod target;
+
+pub use dispatch::{dispatch, Dispatched, Reply, UpstreamBody};
+pub use table::{Provider, RoutingTable, UpstreamKey};
+pub use target::Target;

@@ -1,0 +1,172 @@
+//! The routing table: config compiled into what the request path needs (keys with their
+//! precomputed auth headers, breakers, queues), rebuilt on reload.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::HeaderValue;
+
+use super::circuit::CircuitBreaker;
+use super::queue::ProviderQueue;
+use crate::config::{GatewayConfig, NetworkConfig, ProviderKind};
+use crate::error::GatewayError;
+use crate::telemetry::metrics::{KeyLabels, Metrics};
+
+/// One upstream API key, ready to use.
+pub struct UpstreamKey {
+    /// Stable id (config `id`, else `name`, else `key-<index>`).
+    pub id: String,
+    /// Name for logs and metrics.
+    pub name: String,
+    /// The auth header value (`Bearer …` or the raw key), marked sensitive; `None` when the
+    /// key is empty (e.g. a local model server).
+    pub auth: Option<HeaderValue>,
+    /// Models served; empty or `*` means all.
+    pub models: Vec<String>,
+    /// Share of traffic.
+    pub weight: f64,
+    /// This key's breaker.
+    pub breaker: Arc<CircuitBreaker>,
+}
+
+impl UpstreamKey {
+    /// Whether the key may serve `model`.
+    pub fn allows_model(&self, model: &str) -> bool {
+        self.models.is_empty() || self.models.iter().any(|m| m == "*" || m == model)
+    }
+}
+
+/// An upstream provider as the request path sees it.
+pub struct Provider {
+    /// Config name, the `provider` in `provider/model`.
+    pub name: String,
+    /// Wire format.
+    pub kind: ProviderKind,
+    /// Base URL without a trailing slash.
+    pub base_url: String,
+    /// Timeouts, retries and extra headers.
+    pub network: NetworkConfig,
+    /// Extra headers, parsed once.
+    pub extra_headers: Vec<(http::HeaderName, HeaderValue)>,
+    /// Keys; a provider without keys gets one empty key.
+    pub keys: Vec<UpstreamKey>,
+    /// Concurrency admission.
+    pub queue: ProviderQueue,
+}
+
+/// All providers by name.
+pub struct RoutingTable {
+    /// Providers by config name.
+    pub providers: HashMap<String, Arc<Provider>>,
+}
+
+impl RoutingTable {
+    /// Compile `config`. Breakers of keys that still exist with the same settings carry over
+    /// from `previous`, so a reload does not forget that a key is failing.
+    pub fn build(
+        config: &GatewayConfig,
+        metrics: &Metrics,
+        previous: Option<&RoutingTable>,
+    ) -> Result<Self, GatewayError> {
+        let mut providers = HashMap::new();
+        for (name, provider_config) in &config.providers {
+            let kind = provider_config.kind(name);
+            let base_url = provider_config.base_url(name).ok_or_else(|| {
+                GatewayError::Config(format!(
+                    "providers.{name}.network_config.base_url is required"
+                ))
+            })?;
+            let mut extra_headers = Vec::new();
+            for (header, value) in &provider_config.network_config.extra_headers {
+                let header_name = http::HeaderName::try_from(header.as_str()).map_err(|_| {
+                    GatewayError::Config(format!(
+                        "providers.{name}.network_config.extra_headers.{header}: not a valid header name"
+                    ))
+                })?;
+                let header_value = HeaderValue::try_from(value.as_str()).map_err(|_| {
+                    GatewayError::Config(format!(
+                        "providers.{name}.network_config.extra_headers.{header}: value has characters not allowed in a header"
+                    ))
+                })?;
+                extra_headers.push((header_name, header_value));
+            }
+
+            let mut key_configs = provider_config.keys.clone();
+            if key_configs.is_empty() {
+                key_configs.push(crate::config::KeyConfig {
+                    id: None,
+                    name: Some("no-key".into()),
+                    value: String::new(),
+                    models: Vec::new(),
+                    weight: 1.0,
+                });
+            }
+            let mut keys = Vec::with_capacity(key_configs.len());
+            for (index, key) in key_configs.iter().enumerate() {
+                let display = key.display_name(index);
+                let id = key.id.clone().unwrap_or_else(|| display.clone());
+                let auth = auth_header(kind, &key.value).map_err(|()| {
+                    GatewayError::Config(format!(
+                        "providers.{name}.keys[{index}].value: has characters not allowed in an HTTP header"
+                    ))
+                })?;
+                let breaker = previous
+                    .and_then(|table| table.providers.get(name))
+                    .and_then(|old| old.keys.iter().find(|k| k.id == id))
+                    .filter(|old| old.breaker.config() == &provider_config.circuit_breaker)
+                    .map(|old| old.breaker.clone())
+                    .unwrap_or_else(|| {
+                        let gauge = metrics
+                            .circuit_state
+                            .get_or_create(&KeyLabels {
+                                provider: name.clone(),
+                                key: display.clone(),
+                            })
+                            .clone();
+                        Arc::new(CircuitBreaker::new(
+                            provider_config.circuit_breaker.clone(),
+                            gauge,
+                            format!("{name}/{display}"),
+                        ))
+                    });
+                keys.push(UpstreamKey {
+                    id,
+                    name: display,
+                    auth,
+                    models: key.models.clone(),
+                    weight: key.weight,
+                    breaker,
+                });
+            }
+            providers.insert(
+                name.clone(),
+                Arc::new(Provider {
+                    name: name.clone(),
+                    kind,
+                    base_url,
+                    network: provider_config.network_config.clone(),
+                    extra_headers,
+                    keys,
+                    queue: ProviderQueue::new(
+                        &provider_config.concurrency_and_buffer_size,
+                        config.client.drop_excess_requests,
+                    ),
+                }),
+            );
+        }
+        Ok(Self { providers })
+    }
+}
+
+fn auth_header(kind: ProviderKind, value: &str) -> Result<Option<HeaderValue>, ()> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let text = match kind {
+        ProviderKind::Openai => format!("Bearer {value}"),
+        ProviderKind::Anthropic => value.to_string(),
+    };
+    let mut header = HeaderValue::try_from(text).map_err(|_| ())?;
+    header.set_sensitive(true);
+    Ok(Some(header))
+}

@@ -1,0 +1,177 @@
+//! Process lifecycle: bind, serve, drain on SIGTERM, reload on SIGHUP. Listener setup and
+//! shutdown live here only, so a future supervisor can reuse them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::{GatewayConfig, LoadedConfig};
+use crate::error::GatewayError;
+use crate::state::AppState;
+use crate::telemetry::metrics::ReloadLabels;
+
+/// What the command line decided.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Config file (reloaded on SIGHUP).
+    pub config_path: Option<PathBuf>,
+}
+
+/// Load the config named by `path`, or the empty default without one.
+pub fn load_config(path: Option<&PathBuf>) -> Result<LoadedConfig, crate::config::ConfigError> {
+    match path {
+        Some(path) => GatewayConfig::load_file(path),
+        None => Ok(LoadedConfig {
+            config: GatewayConfig::default(),
+            unknown_fields: Vec::new(),
+        }),
+    }
+}
+
+fn warn_unknown_fields(loaded: &LoadedConfig) {
+    for field in &loaded.unknown_fields {
+        tracing::warn!(field = %field, "unknown config field ignored");
+    }
+}
+
+/// Run the gateway until SIGTERM/SIGINT and a drain.
+pub async fn run(settings: ServerSettings, loaded: LoadedConfig) -> Result<(), GatewayError> {
+    warn_unknown_fields(&loaded);
+    if settings.config_path.is_none() {
+        tracing::warn!(
+            "no config file given (--config or BIFROST_CONFIG): running with no providers"
+        );
+    }
+    let providers = loaded.config.providers.len();
+    let state = AppState::new(loaded.config, settings.config_path.clone())?;
+    let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
+        GatewayError::Config(format!(
+            "cannot listen on {}: {e} (choose another --port / BIFROST_PORT)",
+            settings.listen
+        ))
+    })?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| GatewayError::Config(format!("listener has no address: {e}")))?;
+    tracing::info!(http_addr = %local, providers, version = env!("CARGO_PKG_VERSION"), "listening");
+    serve(listener, state).await
+}
+
+/// Serve on `listener` until a termination signal, then: `/ready` turns 503 at once, the
+/// listener stays open for `server.shutdown_delay_seconds`, closes, and in-flight requests and
+/// streams get `server.drain_timeout_seconds` to finish.
+pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<(), GatewayError> {
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let signals = tokio::spawn(handle_signals(state.clone(), stop_tx));
+
+    let (close_tx, mut close_rx) = watch::channel(false);
+    let app = crate::http::router(state.clone());
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = close_rx.wait_for(|close| *close).await;
+    });
+    let mut server = tokio::spawn(async move { server.await });
+
+    tokio::select! {
+        result = &mut server => {
+            signals.abort();
+            return match result {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(GatewayError::Config(format!("HTTP server failed: {e}"))),
+                Err(e) => Err(GatewayError::Config(format!("HTTP server task failed: {e}"))),
+            };
+        }
+        _ = stop_rx.wait_for(|stop| *stop) => {}
+    }
+    let server_config = state.runtime.load().config.server.clone();
+    if server_config.shutdown_delay_seconds > 0 {
+        tracing::info!(
+            shutdown_delay_seconds = server_config.shutdown_delay_seconds,
+            "not ready; still accepting connections before closing the listener"
+        );
+        tokio::time::sleep(Duration::from_secs(server_config.shutdown_delay_seconds)).await;
+    }
+    let _ = close_tx.send(true);
+    let drain_timeout = Duration::from_secs(server_config.drain_timeout_seconds);
+    tracing::info!(
+        in_flight = state.metrics.in_flight.get(),
+        drain_timeout_seconds = drain_timeout.as_secs(),
+        "draining: listener closed, finishing in-flight requests"
+    );
+    match tokio::time::timeout(drain_timeout, &mut server).await {
+        Ok(_) => tracing::info!("drained; exiting"),
+        Err(_) => {
+            tracing::warn!(
+                in_flight = state.metrics.in_flight.get(),
+                "drain timeout reached; closing remaining connections"
+            );
+            server.abort();
+        }
+    }
+    signals.abort();
+    Ok(())
+}
+
+async fn handle_signals(state: Arc<AppState>, stop: watch::Sender<bool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!(
+            "cannot install signal handlers; SIGTERM/SIGHUP will not be handled gracefully"
+        );
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!(signal = "SIGTERM", "shutdown requested"); break; }
+            _ = int.recv() => { tracing::info!(signal = "SIGINT", "shutdown requested"); break; }
+            _ = hup.recv() => reload(&state),
+        }
+    }
+    state.lifecycle.begin_drain();
+    let _ = stop.send(true);
+}
+
+/// Reload the config file; a bad file leaves the running config in place.
+pub fn reload(state: &AppState) {
+    let Some(path) = &state.config_path else {
+        tracing::warn!("SIGHUP ignored: the gateway was started without a config file");
+        return;
+    };
+    let result = GatewayConfig::load_file(path)
+        .map_err(|e| e.to_string())
+        .and_then(|loaded| {
+            warn_unknown_fields(&loaded);
+            let providers = loaded.config.providers.len();
+            state
+                .apply_config(loaded.config)
+                .map_err(|e| e.to_string())?;
+            Ok(providers)
+        });
+    match result {
+        Ok(providers) => {
+            state
+                .metrics
+                .config_reloads
+                .get_or_create(&ReloadLabels { result: "success" })
+                .inc();
+            tracing::info!(path = %path.display(), providers, "config reloaded");
+        }
+        Err(error) => {
+            state
+                .metrics
+                .config_reloads
+                .get_or_create(&ReloadLabels { result: "failure" })
+                .inc();
+            tracing::error!(path = %path.display(), %error, "config reload failed; keeping the running config");
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! Prometheus metrics. One registry per process, owned by [`Metrics`] in the app state.
+
+use std::sync::atomic::AtomicI64;
+
+use prometheus_client::encoding::{text::encode, EncodeLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Labels of a finished inference request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// Route template, e.g. `/v1/chat/completions`.
+    pub route: &'static str,
+    /// Provider that served (or last failed) the request; `none` before one was chosen.
+    pub provider: String,
+    /// Model as sent upstream.
+    pub model: String,
+    /// HTTP status returned to the caller.
+    pub status: u16,
+}
+
+/// Labels with just the route.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// Route template.
+    pub route: &'static str,
+}
+
+/// Labels of one upstream attempt.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptLabels {
+    /// Provider name.
+    pub provider: String,
+    /// `success`, `client_error`, `retryable_status`, `timeout`, `connect_error`.
+    pub outcome: &'static str,
+}
+
+/// Labels naming a provider.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    /// Provider name.
+    pub provider: String,
+}
+
+/// Labels of a fallback from one provider to the next.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FallbackLabels {
+    /// Provider that failed.
+    pub from: String,
+    /// Provider tried next.
+    pub to: String,
+}
+
+/// Labels naming one upstream key.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyLabels {
+    /// Provider name.
+    pub provider: String,
+    /// Key name (never its value).
+    pub key: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 50 us .. ~100 s.
+    Histogram::new([
+        0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+        1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+    ])
+}
+
+fn overhead_histogram() -> Histogram {
+    // 5 us .. 100 ms: the gateway's own work.
+    Histogram::new([
+        0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+        0.025, 0.1,
+    ])
+}
+
+/// Every metric the gateway exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Finished inference requests.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Whole request latency until the response head is sent (streams: time to first byte).
+    pub request_duration: HistogramFamily<RouteLabels>,
+    /// Request latency minus time spent waiting on upstreams and backoff.
+    pub overhead_duration: HistogramFamily<RouteLabels>,
+    /// Upstream attempts by outcome.
+    pub upstream_attempts: Family<AttemptLabels, Counter>,
+    /// Retries on the same provider.
+    pub retries: Family<ProviderLabels, Counter>,
+    /// Moves to the next provider in the fallback list.
+    pub fallbacks: Family<FallbackLabels, Counter>,
+    /// Circuit breaker state per key: 0 closed, 1 open, 2 half-open.
+    pub circuit_state: Family<KeyLabels, Gauge>,
+    /// Requests rejected because a provider's queue was full.
+    pub queue_rejections: Family<ProviderLabels, Counter>,
+    /// Inference requests being handled (streams count until they end).
+    pub in_flight: Gauge<i64, AtomicI64>,
+    /// Config reloads by result.
+    pub config_reloads: Family<ReloadLabels, Counter>,
+}
+
+/// Labels of a config reload.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// `success` or `failure`.
+    pub result: &'static str,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric registered under the `bifrost` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("bifrost");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Inference requests by route, provider, model and status",
+            requests.clone(),
+        );
+        let request_duration: HistogramFamily<RouteLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "request_duration_seconds",
+            "Request latency until the response head (streams: first byte)",
+            request_duration.clone(),
+        );
+        let overhead_duration: HistogramFamily<RouteLabels> =
+            Family::new_with_constructor(overhead_histogram);
+        registry.register(
+            "gateway_overhead_seconds",
+            "Request latency minus time waiting on upstreams and retry backoff",
+            overhead_duration.clone(),
+        );
+        let upstream_attempts = Family::<AttemptLabels, Counter>::default();
+        registry.register(
+            "upstream_attempts",
+            "Upstream attempts by provider and outcome",
+            upstream_attempts.clone(),
+        );
+        let retries = Family::<ProviderLabels, Counter>::default();
+        registry.register(
+            "upstream_retries",
+            "Retries on the same provider",
+            retries.clone(),
+        );
+        let fallbacks = Family::<FallbackLabels, Counter>::default();
+        registry.register(
+            "fallbacks",
+            "Moves from a failed provider to the next fallback",
+            fallbacks.clone(),
+        );
+        let circuit_state = Family::<KeyLabels, Gauge>::default();
+        registry.register(
+            "circuit_breaker_state",
+            "Circuit breaker state per upstream key: 0 closed, 1 open, 2 half-open",
+            circuit_state.clone(),
+        );
+        let queue_rejections = Family::<ProviderLabels, Counter>::default();
+        registry.register(
+            "queue_rejections",
+            "Requests rejected with 429 because a provider's concurrency and buffer were full",
+            queue_rejections.clone(),
+        );
+        let in_flight = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "in_flight_requests",
+            "Inference requests being handled, open streams included",
+            in_flight.clone(),
+        );
+        let config_reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Config reloads (SIGHUP) by result",
+            config_reloads.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            request_duration,
+            overhead_duration,
+            upstream_attempts,
+            retries,
+            fallbacks,
+            circuit_state,
+            queue_rejections,
+            in_flight,
+            config_reloads,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(8192);
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
