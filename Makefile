@@ -35,6 +35,8 @@ test-deps:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@# The config types must build without the server (the operator embeds them).
+	$(CARGO) check -p bifrost-gateway --no-default-features --lib
 
 ## Unit tests only (no processes started).
 unit:

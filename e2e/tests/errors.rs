@@ -184,3 +184,25 @@ async fn an_upstream_client_error_is_passed_on_not_retried() {
     openai_error(&body);
     assert_eq!(mock.requests().await, 1, "a 400 is not retried");
 }
+
+#[tokio::test]
+async fn a_saturated_provider_answers_429_when_excess_is_dropped() {
+    let mock = MockProvider::start(&["--latency-ms", "400"]).await;
+    let mut config = config_for(&mock);
+    config["client"]["drop_excess_requests"] = json!(true);
+    config["providers"]["openai"]["concurrency_and_buffer_size"] = json!({"concurrency": 1, "buffer_size": 0});
+    let gateway = Gateway::start(&config).await;
+    let body = r#"{"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}"#;
+    let slow = post(&gateway, "/v1/chat/completions", body);
+    let rejected = async {
+        // Wait until the first request holds the only slot.
+        while mock.requests().await == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        post(&gateway, "/v1/chat/completions", body).await
+    };
+    let ((first, _), (second, error)) = tokio::join!(slow, rejected);
+    assert_eq!(first, StatusCode::OK);
+    assert_eq!(second, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(error["error"]["code"], "provider_busy", "{error}");
+}

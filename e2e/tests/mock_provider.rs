@@ -1,62 +1,29 @@
 //! The `mock-provider` binary, driven over real HTTP as the gateway and its tests use it.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use bifrost_e2e::harness::MockProvider;
 use futures_util::StreamExt;
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
 
-/// How long the binary may take to print its address.
-const START_DEADLINE: Duration = Duration::from_secs(20);
-
-/// A running `mock-provider`, killed when dropped.
+/// A running `mock-provider` (the harness starts the real binary and kills it on drop) and a
+/// client to drive it.
 struct MockProcess {
-    child: Child,
-    base: String,
+    mock: MockProvider,
     client: Client,
-    /// Kept open so the child never writes into a closed pipe.
-    _stdout: Lines<BufReader<ChildStdout>>,
 }
 
 impl MockProcess {
     async fn start(args: &[&str]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_mock-provider"));
-        for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("MOCK_")) {
-            command.env_remove(name);
-        }
-        let mut child = command
-            .args(["--port", "0", "--threads", "2"])
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("mock-provider starts");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(START_DEADLINE, lines.next_line())
-            .await
-            .expect("mock-provider prints its address in time")
-            .expect("stdout is readable")
-            .expect("mock-provider prints its address before exiting");
-        let base = line
-            .strip_prefix("mock-provider listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-            .to_owned();
         Self {
-            child,
-            base,
+            mock: MockProvider::start(args).await,
             client: Client::new(),
-            _stdout: lines,
         }
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        format!("{}{path}", self.mock.base)
     }
 
     async fn post(&self, path: &str, body: &Value) -> Response {
@@ -86,12 +53,6 @@ impl MockProcess {
             StatusCode::OK,
             "config update {update} accepted"
         );
-    }
-}
-
-impl Drop for MockProcess {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
     }
 }
 

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use anyhow::Context;
-use bifrost_e2e::mock::{MockConfig, MockProvider};
+use bifrost_e2e::mock::{MockConfig, MockServer};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -40,10 +40,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(config: MockConfig) -> anyhow::Result<()> {
-    let provider = MockProvider::bind(&config)
+    let server = MockServer::bind(&config)
         .await
         .with_context(|| format!("failed to listen on {}:{}", config.host, config.port))?;
-    let addr = provider.local_addr()?;
+    let addr = server.local_addr()?;
     // Tests read this exact line to learn the port.
     {
         let mut stdout = std::io::stdout().lock();
@@ -51,7 +51,7 @@ async fn run(config: MockConfig) -> anyhow::Result<()> {
         stdout.flush()?;
     }
     tracing::info!(%addr, models = ?config.models, "mock provider started");
-    provider.serve(shutdown_signal()).await?;
+    server.serve(shutdown_signal()).await?;
     tracing::info!("mock provider stopped");
     Ok(())
 }

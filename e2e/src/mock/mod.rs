@@ -31,14 +31,12 @@ use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 
-pub use config::{MockConfig, MAX_EMBEDDING_DIMS};
-pub use error::{ApiError, Wire};
-pub use knobs::{KnobsUpdate, KnobsView};
-pub use stats::{Route, StatsView};
+pub use config::MockConfig;
 
+use error::{ApiError, Wire};
 use knobs::{Knobs, Pace};
 use models::ModelLists;
-use stats::Stats;
+use stats::{Route, Stats};
 
 /// Header naming the API key a request used (empty when it had none), on every provider response.
 pub const KEY_HEADER: &str = "x-mock-key";
@@ -95,12 +93,8 @@ impl MockState {
     ) -> Response {
         let key = wire.api_key(headers);
         self.stats.record(route, key);
-        let response = match self.admit(route, key).await {
-            Ok(pace) => respond(pace),
-            Err(error) => Err(error),
-        };
-        let response = response.unwrap_or_else(|error| error.render(wire));
-        with_key_header(response, key)
+        let response = self.admit(route, key).await.and_then(respond);
+        with_key_header(response.unwrap_or_else(|error| error.render(wire)), key)
     }
 
     async fn admit(&self, route: Route, key: &str) -> Result<Pace, ApiError> {
@@ -151,12 +145,12 @@ pub fn router(state: Arc<MockState>) -> Router {
 
 /// A mock provider bound to its port and ready to serve.
 #[derive(Debug)]
-pub struct MockProvider {
+pub struct MockServer {
     listener: TcpListener,
     state: Arc<MockState>,
 }
 
-impl MockProvider {
+impl MockServer {
     /// Binds `config.host:config.port` (port 0 picks a free one).
     pub async fn bind(config: &MockConfig) -> io::Result<Self> {
         let listener = TcpListener::bind((config.host.as_str(), config.port)).await?;

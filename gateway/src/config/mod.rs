@@ -55,3 +55,25 @@ pub struct GatewayConfig {
     #[serde(default)]
     pub server: ServerConfig,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_json_schema_describes_bifrost_field_names() {
+        let schema = serde_json::to_value(schemars::schema_for!(GatewayConfig)).expect("schema");
+        let text = schema.to_string();
+        for field in [
+            "providers",
+            "network_config",
+            "default_request_timeout_in_seconds",
+            "retry_backoff_initial_ms",
+            "enforce_auth_on_inference",
+            "cluster_config",
+            "k8s_label_selector",
+        ] {
+            assert!(text.contains(field), "schema lacks {field}");
+        }
+    }
+}
