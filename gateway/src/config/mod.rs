@@ -8,6 +8,7 @@ mod client;
 mod cluster;
 mod error;
 pub mod load;
+mod peers;
 mod providers;
 mod store;
 mod validate;
@@ -23,6 +24,7 @@ pub use cluster::{
 };
 pub use error::{ConfigError, FieldError};
 pub use load::{parse_config, LoadedConfig};
+pub use peers::{PeerEndpoint, PeersFile, PEERS_FILE_NAME, PEERS_FILE_VERSION};
 pub use providers::{
     CircuitBreakerConfig, ConcurrencyConfig, CustomProviderConfig, KeyConfig, NetworkConfig,
     ProviderConfig, ProviderKind,
