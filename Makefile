@@ -6,7 +6,7 @@ CONFIG ?= config/single-node.json
 PORT ?= 8080
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: run run-mock build test test-deps lint unit e2e bench clean-test
+.PHONY: run run-mock build test test-deps lint unit e2e bench clean-test crds chart-check operator-e2e
 
 ## Build and start one gateway on :$(PORT) with $(CONFIG).
 run:
@@ -21,12 +21,13 @@ run-mock:
 build:
 	$(CARGO) build --workspace --bins
 
-## Everything CI checks: formatting, lints, unit, integration and end-to-end tests.
-test: test-deps lint build
+## Everything CI checks: formatting, lints, unit, integration and end-to-end tests; the tests
+## run against a throwaway PostgreSQL (scripts/with-postgres.sh) as well as SQLite.
+test: test-deps lint chart-check build
 ifeq ($(NEXTEST),yes)
-	$(CARGO) nextest run --workspace --no-fail-fast
+	./scripts/with-postgres.sh $(CARGO) nextest run --workspace --no-fail-fast
 else
-	$(CARGO) test --workspace --no-fail-fast
+	./scripts/with-postgres.sh $(CARGO) test --workspace --no-fail-fast
 endif
 
 test-deps:
@@ -49,3 +50,17 @@ e2e: test-deps build
 ## Latency, CPU and memory numbers (prints; never fails on timings).
 bench:
 	./scripts/bench.sh
+
+## Regenerate the BifrostCluster CRD from the Rust types (the repo copy and the chart's).
+crds:
+	$(CARGO) run --quiet -p bifrost-operator -- crd > crds/bifrostcluster.yaml
+	cp crds/bifrostcluster.yaml charts/bifrost-operator/crds/bifrostcluster.yaml
+
+## Fetch helm (into .tools/), check the chart's CRD copy and lint the chart.
+chart-check:
+	./scripts/helm.sh
+
+## The operator against a real cluster (needs KUBECONFIG; skipped without it).
+operator-e2e:
+	@if [ -z "$$KUBECONFIG" ]; then echo "operator-e2e skipped: KUBECONFIG is not set (point it at a disposable cluster)"; exit 0; fi
+	$(CARGO) test -p bifrost-operator --test kube_e2e -- --ignored --nocapture

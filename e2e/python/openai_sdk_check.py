@@ -11,7 +11,8 @@ from openai import OpenAI
 
 def main() -> None:
     base = sys.argv[1].rstrip("/")
-    client = OpenAI(base_url=f"{base}/v1", api_key="sk-bf-unused", max_retries=0)
+    # The SDK sends its api_key as `Authorization: Bearer`: here, the gateway's virtual key.
+    client = OpenAI(base_url=f"{base}/v1", api_key="sk-bf-python-sdk-key", max_retries=0)
 
     completion = client.chat.completions.create(
         model="openai/gpt-4o-mini",

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
 
 use serde_json::Value;
@@ -102,8 +103,14 @@ pub struct MockProvider {
 impl MockProvider {
     /// Start one with extra flags (see `mock-provider --help`).
     pub async fn start(args: &[&str]) -> Self {
+        let threads: &[&str] = if args.contains(&"--threads") {
+            &[]
+        } else {
+            &["--threads", "2"]
+        };
         let mut child = Command::new(binary("mock-provider"))
-            .args(["--host", "127.0.0.1", "--port", "0", "--threads", "2"])
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(threads)
             .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -165,9 +172,15 @@ impl MockProvider {
     pub async fn stop(&mut self) {
         let _ = self.child.kill().await;
     }
+
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
 }
 
-/// A running `bifrost-gateway` with its config in a temporary directory.
+/// A running `bifrost-gateway` with its config (and SQLite store, if any) in a temporary
+/// directory that survives restarts.
 pub struct Gateway {
     child: Child,
     /// `http://127.0.0.1:<port>`
@@ -176,7 +189,8 @@ pub struct Gateway {
     pub output: Output,
     /// The config file it was started with (rewrite it and send SIGHUP to reload).
     pub config_path: PathBuf,
-    _dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    dir: Arc<tempfile::TempDir>,
 }
 
 impl Gateway {
@@ -185,30 +199,90 @@ impl Gateway {
         Self::start_with(config, &[]).await
     }
 
-    /// Start with extra environment variables.
+    /// Start with extra environment variables. A SQLite config store without a path gets one
+    /// in the gateway's temporary directory.
     pub async fn start_with(config: &Value, env: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config_path = dir.path().join("config.json");
-        write_json(&config_path, config);
-        let mut child = gateway_command(&config_path, env)
-            .spawn()
-            .expect("bifrost-gateway starts");
-        let output = Output::default();
-        output.capture(child.stdout.take().expect("stdout piped"), "gateway");
-        output.capture(child.stderr.take().expect("stderr piped"), "gateway");
-        let Some(line) = output.wait_for("\"listening\"", START_DEADLINE).await else {
-            panic!("gateway did not start: {:#?}", output.lines());
-        };
-        let event: Value = serde_json::from_str(&line).expect("JSON log line");
-        let addr = event["http_addr"].as_str().expect("http_addr field");
-        let port = addr.rsplit(':').next().expect("port");
+        Self::start_in(
+            Arc::new(tempfile::tempdir().expect("temp dir")),
+            config,
+            env,
+        )
+        .await
+    }
+
+    /// Start another gateway sharing this one's directory (and so its SQLite store).
+    pub async fn start_beside(&self, config: &Value, env: &[(&str, &str)]) -> Self {
+        Self::start_in(self.dir.clone(), config, env).await
+    }
+
+    async fn start_in(dir: Arc<tempfile::TempDir>, config: &Value, env: &[(&str, &str)]) -> Self {
+        let mut config = config.clone();
+        let store = &mut config["config_store"];
+        if store["enabled"] != Value::Bool(false)
+            && store["type"].as_str().unwrap_or("sqlite") == "sqlite"
+            && store["config"]["path"].is_null()
+        {
+            store["config"]["path"] =
+                Value::String(dir.path().join("bifrost.db").display().to_string());
+        }
+        let config_path = dir
+            .path()
+            .join(format!("config-{}.json", fastrand::u32(..)));
+        write_json(&config_path, &config);
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (child, base, output) = spawn_gateway(&config_path, &env).await;
         Self {
             child,
-            base: format!("http://127.0.0.1:{port}"),
+            base,
             output,
             config_path,
-            _dir: dir,
+            env,
+            dir,
         }
+    }
+
+    /// After the process exited (SIGTERM + `wait_exit`), start it again with the same config,
+    /// environment and directory.
+    pub async fn restart(&mut self) {
+        let (child, base, output) = spawn_gateway(&self.config_path, &self.env).await;
+        self.child = child;
+        self.base = base;
+        self.output = output;
+    }
+
+    /// A small chat completion with virtual key `vk` (`openai/gpt-4o-mini`, prompt "spend");
+    /// the answer's status.
+    pub async fn chat_as(&self, vk: &str) -> reqwest::StatusCode {
+        reqwest::Client::new()
+            .post(self.url("/v1/chat/completions"))
+            .bearer_auth(vk)
+            .json(&serde_json::json!({"model": "openai/gpt-4o-mini",
+                                      "messages": [{"role": "user", "content": "spend"}]}))
+            .send()
+            .await
+            .expect("answered")
+            .status()
+    }
+
+    /// The first budget's spend this period, from `GET /api/governance/usage`.
+    pub async fn first_budget_usage(&self) -> f64 {
+        let usage: Value = reqwest::get(self.url("/api/governance/usage"))
+            .await
+            .expect("usage answered")
+            .json()
+            .await
+            .expect("JSON");
+        usage["budgets"][0]["current_usage"]
+            .as_f64()
+            .unwrap_or(-1.0)
+    }
+
+    /// The gateway's temporary directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// `base` + `path`.
@@ -248,6 +322,35 @@ impl Gateway {
     pub fn write_config_text(&self, text: &str) {
         std::fs::write(&self.config_path, text).expect("write config");
     }
+}
+
+async fn spawn_gateway(config_path: &Path, env: &[(String, String)]) -> (Child, String, Output) {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut child = gateway_command(config_path, &env)
+        .spawn()
+        .expect("bifrost-gateway starts");
+    let output = Output::default();
+    output.capture(child.stdout.take().expect("stdout piped"), "gateway");
+    output.capture(child.stderr.take().expect("stderr piped"), "gateway");
+    let Some(line) = output.wait_for("\"listening\"", START_DEADLINE).await else {
+        panic!("gateway did not start: {:#?}", output.lines());
+    };
+    let event: Value = serde_json::from_str(&line).expect("JSON log line");
+    let addr = event["http_addr"].as_str().expect("http_addr field");
+    let port = addr.rsplit(':').next().expect("port");
+    (child, format!("http://127.0.0.1:{port}"), output)
+}
+
+/// Run a gateway with `env` on a config file expected to stop it at start-up; its exit status
+/// and everything it printed.
+pub async fn gateway_fails_with(config_path: &Path, env: &[(&str, &str)]) -> (ExitStatus, String) {
+    let output = tokio::time::timeout(START_DEADLINE, gateway_command(config_path, env).output())
+        .await
+        .expect("gateway exits in time")
+        .expect("gateway runs");
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    (output.status, text)
 }
 
 /// Run the gateway on a config expected to be rejected; its exit status and stderr.

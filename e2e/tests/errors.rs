@@ -190,9 +190,11 @@ async fn a_saturated_provider_answers_429_when_excess_is_dropped() {
     let mock = MockProvider::start(&["--latency-ms", "400"]).await;
     let mut config = config_for(&mock);
     config["client"]["drop_excess_requests"] = json!(true);
-    config["providers"]["openai"]["concurrency_and_buffer_size"] = json!({"concurrency": 1, "buffer_size": 0});
+    config["providers"]["openai"]["concurrency_and_buffer_size"] =
+        json!({"concurrency": 1, "buffer_size": 0});
     let gateway = Gateway::start(&config).await;
-    let body = r#"{"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}"#;
+    let body =
+        r#"{"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}"#;
     let slow = post(&gateway, "/v1/chat/completions", body);
     let rejected = async {
         // Wait until the first request holds the only slot.

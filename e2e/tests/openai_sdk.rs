@@ -22,7 +22,11 @@ fn python() -> PathBuf {
 #[tokio::test]
 async fn openai_python_sdk_gets_json_and_streamed_answers() {
     let mock = MockProvider::start(&["--chunks", "3"]).await;
-    let gateway = Gateway::start(&config_for(&mock)).await;
+    let mut config = config_for(&mock);
+    config["client"]["enforce_auth_on_inference"] = serde_json::json!(true);
+    config["governance"] =
+        serde_json::json!({"virtual_keys": [{"id": "sdk", "value": "sk-bf-python-sdk-key"}]});
+    let gateway = Gateway::start(&config).await;
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/openai_sdk_check.py");
     let output = tokio::process::Command::new(python())
         .arg(script)

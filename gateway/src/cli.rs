@@ -29,6 +29,9 @@ pub struct Cli {
     /// Validate the config file, print the result and exit.
     #[arg(long)]
     pub check_config: bool,
+    /// Runtime worker threads (default: one per CPU core).
+    #[arg(long, env = "BIFROST_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
 }
 
 impl Cli {

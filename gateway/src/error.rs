@@ -81,6 +81,40 @@ pub enum GatewayError {
     /// Config could not be turned into a runnable state.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// No virtual key where one is required (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The virtual key is unknown or inactive, or does not allow this provider/model (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// A rate limit or in-flight cap is reached (429).
+    #[error("{message}")]
+    RateLimited {
+        /// What was reached and when it resets.
+        message: String,
+        /// `requests`, `tokens` or `in_flight`.
+        metric: &'static str,
+        /// The limit.
+        limit: u64,
+        /// Time until the window resets.
+        reset_after: Duration,
+    },
+    /// A budget on the virtual key's path is spent (402).
+    #[error("{message}")]
+    BudgetExhausted {
+        /// Which budget, at which level, and when it resets.
+        message: String,
+        /// `virtual_key`, `provider`, `team` or `customer`.
+        level: &'static str,
+        /// Time until the budget resets.
+        reset_after: Duration,
+    },
+    /// The change clashes with existing state (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The config store failed (500 on the admin API; fatal at start-up).
+    #[error("config store: {0}")]
+    Store(String),
     /// The process is shutting down (503).
     #[error("the gateway is shutting down; retry on another replica")]
     ShuttingDown,
@@ -94,6 +128,11 @@ impl GatewayError {
                 StatusCode::BAD_REQUEST
             }
             GatewayError::NotFound(_) => StatusCode::NOT_FOUND,
+            GatewayError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            GatewayError::Conflict(_) => StatusCode::CONFLICT,
+            GatewayError::Forbidden(_) => StatusCode::FORBIDDEN,
+            GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::BudgetExhausted { .. } => StatusCode::PAYMENT_REQUIRED,
             GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::ProviderBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::CircuitOpen { .. } | GatewayError::ShuttingDown => {
@@ -104,7 +143,7 @@ impl GatewayError {
                 StatusCode::BAD_GATEWAY
             }
             GatewayError::UpstreamRejected { status, .. } => *status,
-            GatewayError::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            GatewayError::Config(_) | GatewayError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -114,6 +153,11 @@ impl GatewayError {
             GatewayError::InvalidRequest(_) => "invalid_request",
             GatewayError::Unsupported(_) => "unsupported_operation",
             GatewayError::NotFound(_) => "model_not_found",
+            GatewayError::Unauthorized(_) => "unauthorized",
+            GatewayError::Conflict(_) => "conflict",
+            GatewayError::Forbidden(_) => "virtual_key_forbidden",
+            GatewayError::RateLimited { .. } => "rate_limit_exceeded",
+            GatewayError::BudgetExhausted { .. } => "budget_exceeded",
             GatewayError::PayloadTooLarge { .. } => "request_too_large",
             GatewayError::ProviderBusy { .. } => "provider_busy",
             GatewayError::CircuitOpen { .. } => "circuit_open",
@@ -123,6 +167,7 @@ impl GatewayError {
             GatewayError::BadUpstreamResponse { .. } => "bad_upstream_response",
             GatewayError::UpstreamRejected { .. } => "upstream_rejected",
             GatewayError::Config(_) => "config_error",
+            GatewayError::Store(_) => "store_error",
         }
     }
 }

@@ -10,6 +10,8 @@ pub mod cli;
 #[cfg(feature = "server")]
 pub mod error;
 #[cfg(feature = "server")]
+pub mod governance;
+#[cfg(feature = "server")]
 pub mod http;
 #[cfg(feature = "server")]
 pub mod providers;
@@ -19,5 +21,7 @@ pub mod routing;
 pub mod server;
 #[cfg(feature = "server")]
 pub mod state;
+#[cfg(feature = "server")]
+pub mod store;
 #[cfg(feature = "server")]
 pub mod telemetry;

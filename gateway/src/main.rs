@@ -5,9 +5,22 @@ use bifrost_gateway::server::{self, ServerSettings};
 use bifrost_gateway::telemetry::logging;
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = cli.worker_threads.filter(|t| *t > 0) {
+        runtime.worker_threads(threads);
+    }
+    match runtime.enable_all().build() {
+        Ok(runtime) => runtime.block_on(run(cli)),
+        Err(error) => {
+            eprintln!("bifrost-gateway: cannot start the async runtime: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> ExitCode {
     logging::init(cli.log_format, &cli.log_level);
     let loaded = match server::load_config(cli.config.as_ref()) {
         Ok(loaded) => loaded,

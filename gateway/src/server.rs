@@ -48,8 +48,16 @@ pub async fn run(settings: ServerSettings, loaded: LoadedConfig) -> Result<(), G
             "no config file given (--config or BIFROST_CONFIG): running with no providers"
         );
     }
-    let providers = loaded.config.providers.len();
-    let state = AppState::new(loaded.config, settings.config_path.clone())?;
+    let store = crate::state::open_store(&loaded.config).await?;
+    let (config, version) = match &store {
+        Some(store) => crate::state::import_and_merge(loaded.config, store).await?,
+        None => (loaded.config, 0),
+    };
+    let providers = config.providers.len();
+    let state = AppState::new(config, settings.config_path.clone(), store)?;
+    state
+        .config_version
+        .store(version, std::sync::atomic::Ordering::Release);
     let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
         GatewayError::Config(format!(
             "cannot listen on {}: {e} (choose another --port / BIFROST_PORT)",
@@ -59,6 +67,17 @@ pub async fn run(settings: ServerSettings, loaded: LoadedConfig) -> Result<(), G
     let local = listener
         .local_addr()
         .map_err(|e| GatewayError::Config(format!("listener has no address: {e}")))?;
+    if let Err(error) = state.load_usage().await {
+        return Err(GatewayError::Config(format!(
+            "cannot read budget usage from the store: {error}"
+        )));
+    }
+    tracing::info!(
+        "{}",
+        crate::http::admin::describe_admin_auth(
+            &state.runtime.load().config.governance.auth_config
+        )
+    );
     tracing::info!(http_addr = %local, providers, version = env!("CARGO_PKG_VERSION"), "listening");
     serve(listener, state).await
 }
@@ -70,8 +89,17 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<(), Ga
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let signals = tokio::spawn(handle_signals(state.clone(), stop_tx));
 
+    let flusher = tokio::spawn(flush_usage_periodically(state.clone(), stop_rx.clone()));
     let (close_tx, mut close_rx) = watch::channel(false);
     let app = crate::http::router(state.clone());
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // SSE chunks are small writes: without TCP_NODELAY, Nagle's algorithm holds each one back
+    // until the client's delayed ACK (~40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY on an accepted connection");
+        }
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = close_rx.wait_for(|close| *close).await;
     });
@@ -80,6 +108,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<(), Ga
     tokio::select! {
         result = &mut server => {
             signals.abort();
+            flusher.abort();
             return match result {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(GatewayError::Config(format!("HTTP server failed: {e}"))),
@@ -114,7 +143,39 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<(), Ga
         }
     }
     signals.abort();
+    flusher.abort();
+    // Spend of the drained requests reaches the store before the process exits.
+    match state.flush_usage().await {
+        Ok(report) => tracing::info!(
+            budgets = report.budgets_written,
+            usd = report.spend_written,
+            "final usage flush done"
+        ),
+        Err(error) => tracing::error!(%error, "final usage flush failed; unflushed spend is lost"),
+    }
     Ok(())
+}
+
+/// Flush spend every `governance.usage_flush_interval_ms` until shutdown begins.
+async fn flush_usage_periodically(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let interval = state
+            .runtime
+            .load()
+            .config
+            .governance
+            .usage_flush_interval_ms;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(interval)) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        if let Err(error) = state.flush_usage().await {
+            tracing::warn!(%error, "usage flush failed; spend stays pending and is retried");
+        }
+        if let Err(error) = state.follow_store_version().await {
+            tracing::warn!(%error, "checking the config store for changes failed");
+        }
+    }
 }
 
 async fn handle_signals(state: Arc<AppState>, stop: watch::Sender<bool>) {
@@ -133,15 +194,16 @@ async fn handle_signals(state: Arc<AppState>, stop: watch::Sender<bool>) {
         tokio::select! {
             _ = term.recv() => { tracing::info!(signal = "SIGTERM", "shutdown requested"); break; }
             _ = int.recv() => { tracing::info!(signal = "SIGINT", "shutdown requested"); break; }
-            _ = hup.recv() => reload(&state),
+            _ = hup.recv() => reload(&state).await,
         }
     }
     state.lifecycle.begin_drain();
     let _ = stop.send(true);
 }
 
-/// Reload the config file; a bad file leaves the running config in place.
-pub fn reload(state: &AppState) {
+/// Reload the config file (and import it into the store); a bad file leaves the running
+/// config in place.
+pub async fn reload(state: &AppState) {
     let Some(path) = &state.config_path else {
         tracing::warn!("SIGHUP ignored: the gateway was started without a config file");
         return;

@@ -9,6 +9,60 @@ use arc_swap::ArcSwap;
 
 use crate::config::GatewayConfig;
 use crate::error::GatewayError;
+use crate::governance::counters::{NoRemote, UsageCounters};
+use crate::governance::flush::{
+    flush_once, FlushReport, MemoryUsageStore, UsageBackend, UsageStore,
+};
+use crate::governance::{now_ms, GovernanceRuntime};
+use crate::store::{Store, StoreSnapshot};
+use crate::telemetry::metrics::{StoreLabels, VirtualKeyLabels};
+
+/// Open the config store when `config_store.enabled`, with the encryption key from
+/// `BIFROST_ENCRYPTION_KEY` or the config's `encryption_key`.
+pub async fn open_store(config: &GatewayConfig) -> Result<Option<Store>, GatewayError> {
+    if !config.config_store.enabled {
+        return Ok(None);
+    }
+    let key = std::env::var("BIFROST_ENCRYPTION_KEY")
+        .ok()
+        .filter(|k| !k.is_empty())
+        .or_else(|| config.encryption_key.clone());
+    Store::open(&config.config_store, key.as_deref())
+        .await
+        .map(Some)
+        .map_err(|e| GatewayError::Store(e.to_string()))
+}
+
+/// Import the file's providers and governance into the store (definitions only; live usage is
+/// never reset) and return the config the gateway runs: the file's settings with the store's
+/// providers and governance entities.
+pub async fn import_and_merge(
+    config: GatewayConfig,
+    store: &Store,
+) -> Result<(GatewayConfig, i64), GatewayError> {
+    store
+        .import(&config.providers, &config.governance)
+        .await
+        .map_err(|e| GatewayError::Store(e.to_string()))?;
+    let snapshot = store
+        .snapshot()
+        .await
+        .map_err(|e| GatewayError::Store(e.to_string()))?;
+    let version = snapshot.config_version;
+    Ok((merge_snapshot(config, snapshot), version))
+}
+
+/// The file's config with providers and governance entities replaced by the store's.
+pub fn merge_snapshot(mut config: GatewayConfig, snapshot: StoreSnapshot) -> GatewayConfig {
+    config.providers = snapshot.providers;
+    let stored = snapshot.governance;
+    config.governance.virtual_keys = stored.virtual_keys;
+    config.governance.teams = stored.teams;
+    config.governance.customers = stored.customers;
+    config.governance.budgets = stored.budgets;
+    config.governance.rate_limits = stored.rate_limits;
+    config
+}
 use crate::routing::RoutingTable;
 use crate::telemetry::Metrics;
 
@@ -19,6 +73,25 @@ pub struct Runtime {
     pub config: GatewayConfig,
     /// Providers, keys, breakers and queues.
     pub routing: RoutingTable,
+    /// Virtual keys, limits, budgets, prices.
+    pub governance: GovernanceRuntime,
+}
+
+impl Runtime {
+    /// Compile `config`, carrying breaker state over from `previous`.
+    pub fn build(
+        config: GatewayConfig,
+        metrics: &Metrics,
+        previous: Option<&Runtime>,
+    ) -> Result<Self, GatewayError> {
+        let routing = RoutingTable::build(&config, metrics, previous.map(|p| &p.routing))?;
+        let governance = GovernanceRuntime::new(&config);
+        Ok(Self {
+            config,
+            routing,
+            governance,
+        })
+    }
 }
 
 /// Process lifecycle flags.
@@ -49,18 +122,26 @@ pub struct AppState {
     pub client: reqwest::Client,
     /// Shutdown state.
     pub lifecycle: Lifecycle,
+    /// This node's usage counters (survive reloads).
+    pub counters: Arc<UsageCounters>,
+    /// Where spend is persisted.
+    pub usage_store: UsageBackend,
+    /// The config store, when enabled.
+    pub store: Option<Store>,
+    /// The store's config version the runtime reflects.
+    pub config_version: std::sync::atomic::AtomicI64,
     /// The file SIGHUP reloads, if the gateway was started with one.
     pub config_path: Option<PathBuf>,
 }
 
 impl AppState {
-    /// Build the state for `config`.
+    /// Build the state for `config` (already merged with the store's contents when there is one).
     pub fn new(
         config: GatewayConfig,
         config_path: Option<PathBuf>,
+        store: Option<Store>,
     ) -> Result<Arc<Self>, GatewayError> {
         let metrics = Metrics::new();
-        let routing = RoutingTable::build(&config, &metrics, None)?;
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(config.client.initial_pool_size as usize)
             .pool_idle_timeout(Duration::from_secs(90))
@@ -70,20 +151,143 @@ impl AppState {
             .map_err(|e| {
                 GatewayError::Config(format!("cannot build the upstream HTTP client: {e}"))
             })?;
-        Ok(Arc::new(Self {
-            runtime: ArcSwap::from_pointee(Runtime { config, routing }),
+        let runtime = Runtime::build(config, &metrics, None)?;
+        let usage_store = match &store {
+            Some(store) => UsageBackend::Store(store.clone()),
+            None => UsageBackend::Memory(MemoryUsageStore::new(
+                &runtime.governance.index.budgets,
+                now_ms(),
+            )),
+        };
+        let state = Arc::new(Self {
+            runtime: ArcSwap::from_pointee(runtime),
             metrics,
             client,
             lifecycle: Lifecycle::default(),
+            counters: Arc::new(UsageCounters::new(Arc::new(NoRemote))),
+            usage_store,
+            store,
+            config_version: std::sync::atomic::AtomicI64::new(0),
             config_path,
-        }))
+        });
+        Ok(state)
+    }
+
+    /// Rebuild the runtime from the store's current contents (after an admin write, or when
+    /// another replica bumped the config version). Sections that live only in the config file
+    /// are kept from the running config.
+    pub async fn reload_from_store(&self) -> Result<(), GatewayError> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        let snapshot = store.snapshot().await.map_err(|e| {
+            self.metrics
+                .store_errors
+                .get_or_create(&StoreLabels {
+                    operation: "snapshot",
+                })
+                .inc();
+            GatewayError::Store(e.to_string())
+        })?;
+        let version = snapshot.config_version;
+        let config = merge_snapshot(self.runtime.load().config.clone(), snapshot);
+        self.apply_config(config)?;
+        self.config_version
+            .store(version, std::sync::atomic::Ordering::Release);
+        Ok(())
+    }
+
+    /// Reload when another replica (or an admin write elsewhere) changed the store.
+    pub async fn follow_store_version(&self) -> Result<(), GatewayError> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        let version = store
+            .config_version()
+            .await
+            .map_err(|e| GatewayError::Store(e.to_string()))?;
+        if version
+            != self
+                .config_version
+                .load(std::sync::atomic::Ordering::Acquire)
+        {
+            tracing::info!(version, "config store changed; reloading");
+            self.reload_from_store().await?;
+        }
+        Ok(())
+    }
+
+    /// Read every budget's usage from the store into the counters (at start).
+    pub async fn load_usage(&self) -> Result<(), String> {
+        let usage = self.usage_store.budget_usage().await?;
+        self.counters.lock().stored = usage;
+        Ok(())
+    }
+
+    /// Write unflushed spend to the store, apply due budget resets, refresh usage gauges.
+    pub async fn flush_usage(&self) -> Result<FlushReport, String> {
+        let started = std::time::Instant::now();
+        let runtime = self.runtime.load();
+        let result = flush_once(
+            &self.counters,
+            &self.usage_store,
+            &runtime.governance.index.budgets,
+            now_ms(),
+        )
+        .await;
+        self.metrics
+            .usage_flush_duration
+            .observe(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            self.metrics
+                .store_errors
+                .get_or_create(&StoreLabels {
+                    operation: "flush_usage",
+                })
+                .inc();
+        }
+        self.publish_usage_gauges(runtime.config.governance.usage_metrics_top_n as usize);
+        result
+    }
+
+    /// Per-key gauges for the `top_n` keys with the most requests (bounded cardinality).
+    fn publish_usage_gauges(&self, top_n: usize) {
+        let (requests, spend) = {
+            let local = self.counters.lock();
+            let mut by_requests: Vec<(String, u64)> = local
+                .vk_requests
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect();
+            by_requests.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            by_requests.truncate(top_n);
+            let spend: Vec<(String, f64)> = by_requests
+                .iter()
+                .map(|(k, _)| (k.clone(), local.vk_spend.get(k).copied().unwrap_or(0.0)))
+                .collect();
+            (by_requests, spend)
+        };
+        self.metrics.virtual_key_requests.clear();
+        self.metrics.virtual_key_spend.clear();
+        for (virtual_key, count) in requests {
+            self.metrics
+                .virtual_key_requests
+                .get_or_create(&VirtualKeyLabels { virtual_key })
+                .set(count as i64);
+        }
+        for (virtual_key, usd) in spend {
+            self.metrics
+                .virtual_key_spend
+                .get_or_create(&VirtualKeyLabels { virtual_key })
+                .set(usd);
+        }
     }
 
     /// Replace the running config; breakers of unchanged keys carry over.
     pub fn apply_config(&self, config: GatewayConfig) -> Result<(), GatewayError> {
         let current = self.runtime.load();
-        let routing = RoutingTable::build(&config, &self.metrics, Some(&current.routing))?;
-        self.runtime.store(Arc::new(Runtime { config, routing }));
+        let runtime = Runtime::build(config, &self.metrics, Some(&current))?;
+        self.runtime.store(Arc::new(runtime));
         Ok(())
     }
 }

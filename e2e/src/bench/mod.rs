@@ -5,7 +5,6 @@
 mod oha;
 mod procfs;
 mod report;
-mod upstream;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,11 +13,10 @@ use anyhow::{bail, Context};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::harness::Gateway;
+use crate::harness::{Gateway, MockProvider};
 use oha::Load;
 use procfs::{CpuReading, Memory};
-use report::{Results, Run, Settings};
-use upstream::Upstream;
+use report::{Results, Run, ServerCpu, Settings};
 
 /// Keeps the gateway's `listening` line (the harness waits for it) and drops everything below
 /// warn elsewhere, so logging costs no CPU under load.
@@ -26,7 +24,11 @@ const GATEWAY_LOG_FILTER: &str = "warn,bifrost_gateway::server=info";
 
 /// Command-line flags of the `bench` binary.
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "bench", version, about = "Measure bifrost-gateway against the mock provider")]
+#[command(
+    name = "bench",
+    version,
+    about = "Measure bifrost-gateway against the mock provider"
+)]
 pub struct BenchArgs {
     /// Seconds each load run lasts.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
@@ -61,12 +63,36 @@ pub struct BenchArgs {
     pub output: PathBuf,
 }
 
+impl BenchArgs {
+    fn settings(&self, busy_before_percent: Option<f64>) -> Settings {
+        Settings {
+            duration_s: self.duration,
+            rate: self.rate,
+            connections: self.connections,
+            peak_concurrency: self.peak_concurrency,
+            mock_threads: self.mock_threads,
+            chunks: self.chunks,
+            busy_before_percent,
+        }
+    }
+}
+
 /// Whether the client asks for a streamed answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     Json,
     Stream,
+}
+
+impl Mode {
+    /// As printed and serialized.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Stream => "stream",
+        }
+    }
 }
 
 /// A load shape.
@@ -87,11 +113,24 @@ pub enum Target {
     Gateway,
 }
 
+impl Target {
+    /// As printed and serialized.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::Gateway => "gateway",
+        }
+    }
+}
+
 /// Start the mock and the gateway, run every scenario, print the table and write the JSON.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let settings = args.settings(busy_percent(Duration::from_secs(1)).await);
     let oha_version = oha::version(&args.oha).await?;
-    let upstream = Upstream::start(args.mock_threads, args.chunks).await?;
-    let gateway = Gateway::start_with(
+    let threads = args.mock_threads.to_string();
+    let chunks = args.chunks.to_string();
+    let mut upstream = MockProvider::start(&["--threads", &threads, "--chunks", &chunks]).await;
+    let mut gateway = Gateway::start_with(
         &gateway_config(&upstream.base),
         &[
             ("RUST_LOG", GATEWAY_LOG_FILTER),
@@ -99,50 +138,46 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         ],
     )
     .await;
-    let pid = gateway.pid();
-    let clock_ticks = procfs::clock_ticks_per_second();
+    let gateway_pid = gateway.pid();
+    let bench = Bench {
+        args: &args,
+        upstream: &upstream,
+        gateway: &gateway,
+        clock_ticks: procfs::clock_ticks_per_second(),
+    };
     eprintln!(
-        "bench: {oha_version}; mock at {} ({} thread(s)), gateway at {} (pid {pid}); {} s per run",
+        "bench: {oha_version}; mock at {} ({} thread(s)), gateway at {} (pid {gateway_pid}); {} s per run",
         upstream.base, args.mock_threads, gateway.base, args.duration
     );
 
-    let start_rss = Memory::read(pid)?.rss_kib;
+    let start_rss = Memory::read(gateway_pid)?.rss_kib;
     warm_up(&args, &gateway).await?;
-    let idle_rss = Memory::read(pid)?.rss_kib;
+    let idle_rss = Memory::read(gateway_pid)?.rss_kib;
 
     let mut runs = Vec::new();
     for mode in [Mode::Json, Mode::Stream] {
         for scenario in [Scenario::FixedRate, Scenario::Peak] {
             for target in [Target::Direct, Target::Gateway] {
-                let base = match target {
-                    Target::Direct => &upstream.base,
-                    Target::Gateway => &gateway.base,
-                };
-                let load = load(&args, base, mode, scenario, target);
-                eprintln!("bench: {} → {target:?}", report::scenario_label(&args_settings(&args), scenario, mode));
-                let before = CpuReading::read(pid, clock_ticks)?;
-                let measured = oha::run(&args.oha, &load).await?;
-                let (cpu, cpu_source) = CpuReading::read(pid, clock_ticks)?.since(&before);
-                let gateway_cpu = (target == Target::Gateway).then(|| report::GatewayCpu {
-                    us_per_request: cpu.as_secs_f64() * 1e6 / measured.ok.max(1) as f64,
-                    source: cpu_source,
-                });
-                runs.push(Run {
-                    mode,
-                    scenario,
-                    target,
-                    measured,
-                    gateway_cpu,
-                });
+                eprintln!(
+                    "bench: {} via {}",
+                    report::scenario_label(&settings, scenario, mode),
+                    target.name()
+                );
+                runs.push(bench.measure(mode, scenario, target).await?);
                 // Let closed connections settle before the next run.
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
     }
 
-    let memory = Memory::read(pid)?;
+    let memory = Memory::read(gateway_pid)?;
+    // Stop and reap both here rather than leave it to their drop.
+    gateway.signal("TERM");
+    gateway.wait_exit(Duration::from_secs(10)).await;
+    upstream.stop().await;
+
     let results = Results::new(
-        args_settings(&args),
+        settings,
         oha_version,
         runs,
         report::Rss {
@@ -157,14 +192,48 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn args_settings(args: &BenchArgs) -> Settings {
-    Settings {
-        duration_s: args.duration,
-        rate: args.rate,
-        connections: args.connections,
-        peak_concurrency: args.peak_concurrency,
-        mock_threads: args.mock_threads,
-        chunks: args.chunks,
+/// How busy the machine is over `window`, in percent of all its CPUs.
+async fn busy_percent(window: Duration) -> Option<f64> {
+    let (busy_before, total_before) = procfs::machine_ticks()?;
+    tokio::time::sleep(window).await;
+    let (busy_after, total_after) = procfs::machine_ticks()?;
+    let total = total_after.checked_sub(total_before).filter(|&t| t > 0)?;
+    Some(busy_after.saturating_sub(busy_before) as f64 * 100.0 / total as f64)
+}
+
+/// The processes under test and how to load them.
+struct Bench<'a> {
+    args: &'a BenchArgs,
+    upstream: &'a MockProvider,
+    gateway: &'a Gateway,
+    clock_ticks: u64,
+}
+
+impl Bench<'_> {
+    /// One `oha` run against `target`, with the CPU time of the process answering it: the mock
+    /// alone for direct runs is the baseline the gateway's figure compares against.
+    async fn measure(&self, mode: Mode, scenario: Scenario, target: Target) -> anyhow::Result<Run> {
+        let (base, pid) = match target {
+            Target::Direct => (
+                &self.upstream.base,
+                self.upstream.pid().context("the mock provider exited")?,
+            ),
+            Target::Gateway => (&self.gateway.base, self.gateway.pid()),
+        };
+        let load = load(self.args, base, mode, scenario, target);
+        let before = CpuReading::read(pid, self.clock_ticks)?;
+        let measured = oha::run(&self.args.oha, &load).await?;
+        let (cpu, source) = CpuReading::read(pid, self.clock_ticks)?.since(&before);
+        Ok(Run {
+            mode,
+            scenario,
+            target,
+            server_cpu: ServerCpu {
+                us_per_request: cpu.as_secs_f64() * 1e6 / measured.ok.max(1) as f64,
+                source,
+            },
+            measured,
+        })
     }
 }
 
@@ -182,10 +251,11 @@ async fn warm_up(args: &BenchArgs, gateway: &Gateway) -> anyhow::Result<()> {
         };
         let measured = oha::run(&args.oha, &load)
             .await
-            .with_context(|| format!("warming up ({mode:?})"))?;
+            .with_context(|| format!("warming up ({})", mode.name()))?;
         if measured.ok == 0 {
             bail!(
-                "the gateway answered no warm-up request ({mode:?}) with 2xx: {:?}",
+                "the gateway answered no warm-up request ({}) with 2xx: {:?}",
+                mode.name(),
                 measured.statuses
             );
         }

@@ -93,7 +93,8 @@ pub async fn run(oha: &Path, load: &Load) -> anyhow::Result<Measurement> {
             String::from_utf8_lossy(&output.stdout)
         )
     })?;
-    parse(&summary).with_context(|| format!("reading oha's summary of the run against {}", load.url))
+    parse(&summary)
+        .with_context(|| format!("reading oha's summary of the run against {}", load.url))
 }
 
 /// Pull the numbers out of `oha --output-format json` (times there are in seconds).

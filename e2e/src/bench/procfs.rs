@@ -38,7 +38,10 @@ impl CpuReading {
     /// alive (threads started in between are counted whole), else at tick resolution.
     pub fn since(&self, earlier: &Self) -> (Duration, CpuSource) {
         let all_alive = !earlier.threads.is_empty()
-            && earlier.threads.keys().all(|tid| self.threads.contains_key(tid));
+            && earlier
+                .threads
+                .keys()
+                .all(|tid| self.threads.contains_key(tid));
         if all_alive {
             let now: u64 = self.threads.values().sum();
             let then: u64 = earlier.threads.values().sum();
@@ -62,6 +65,23 @@ pub fn clock_ticks_per_second() -> u64 {
         .and_then(|text| text.trim().parse().ok())
         .filter(|&ticks| ticks > 0)
         .unwrap_or(100)
+}
+
+/// Busy and total CPU time of the whole machine so far, in ticks (the `cpu` line of
+/// `/proc/stat`); two readings tell how busy other processes keep the machine.
+pub fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(|field| field.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal ...; idle and iowait are not busy.
+    let total: u64 = fields.iter().take(8).sum();
+    let idle = fields.get(3)? + fields.get(4)?;
+    Some((total - idle, total))
 }
 
 /// Resident memory of a process, in KiB.

@@ -7,8 +7,10 @@
 mod client;
 mod cluster;
 mod error;
+mod governance;
 pub mod load;
 mod peers;
+mod period;
 mod providers;
 mod store;
 mod validate;
@@ -23,8 +25,13 @@ pub use cluster::{
     ClusterConfig, DiscoveryConfig, DiscoveryType, GossipConfig, GossipTuning, GrpcConfig,
 };
 pub use error::{ConfigError, FieldError};
+pub use governance::{
+    AuthConfig, BudgetConfig, CustomerConfig, GovernanceConfig, ModelPrice, RateLimitConfig,
+    TeamConfig, VirtualKeyConfig, VirtualKeyProviderConfig,
+};
 pub use load::{parse_config, LoadedConfig};
 pub use peers::{PeerEndpoint, PeersFile, PEERS_FILE_NAME, PEERS_FILE_VERSION};
+pub use period::Period;
 pub use providers::{
     CircuitBreakerConfig, ConcurrencyConfig, CustomProviderConfig, KeyConfig, NetworkConfig,
     ProviderConfig, ProviderKind,
@@ -53,6 +60,9 @@ pub struct GatewayConfig {
     /// Cluster mode: gossip membership, discovery and shared counters.
     #[serde(default)]
     pub cluster_config: ClusterConfig,
+    /// Virtual keys, teams, customers, budgets, rate limits and admin auth.
+    #[serde(default)]
+    pub governance: GovernanceConfig,
     /// Listener lifecycle settings (not part of Bifrost's format).
     #[serde(default)]
     pub server: ServerConfig,

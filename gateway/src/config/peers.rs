@@ -79,12 +79,16 @@ mod tests {
                           {"name": "gw-1", "ip": "fd00::2", "gossip_port": 10101, "grpc_port": 10102, "ready": false}]}"#,
         )
         .expect("valid");
-        assert_eq!(file.gossip_addresses(), vec!["10.0.0.7:10101", "[fd00::2]:10101"]);
+        assert_eq!(
+            file.gossip_addresses(),
+            vec!["10.0.0.7:10101", "[fd00::2]:10101"]
+        );
     }
 
     #[test]
     fn other_versions_are_rejected() {
-        let err = PeersFile::parse(r#"{"version": 2, "generated_at": "x", "peers": []}"#).expect_err("v2");
+        let err = PeersFile::parse(r#"{"version": 2, "generated_at": "x", "peers": []}"#)
+            .expect_err("v2");
         assert!(err.contains("version 2"), "{err}");
     }
 }

@@ -13,6 +13,10 @@ pub struct ConfigStoreConfig {
     /// Connection settings for the chosen backend.
     #[serde(default)]
     pub config: StoreConnectionConfig,
+    /// Allow provider keys to be stored unencrypted in PostgreSQL when no encryption key is
+    /// set (SQLite always allows it, with a warning).
+    #[serde(default)]
+    pub plaintext_secrets: bool,
 }
 
 impl Default for ConfigStoreConfig {
@@ -21,6 +25,7 @@ impl Default for ConfigStoreConfig {
             enabled: true,
             store_type: StoreType::Sqlite,
             config: StoreConnectionConfig::default(),
+            plaintext_secrets: false,
         }
     }
 }

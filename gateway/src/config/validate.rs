@@ -23,6 +23,7 @@ impl GatewayConfig {
             validate_provider(name, provider, &mut problems);
         }
         validate_store(&self.config_store, &mut problems);
+        validate_governance(self, &mut problems);
         validate_cluster(&self.cluster_config, &self.config_store, &mut problems);
         problems
     }
@@ -340,6 +341,241 @@ fn validate_cluster(
     }
 }
 
+fn validate_governance(config: &GatewayConfig, problems: &mut Vec<FieldError>) {
+    use std::collections::HashSet;
+    let gov = &config.governance;
+    fn unique<'a>(
+        section: &str,
+        ids: impl Iterator<Item = &'a str>,
+        problems: &mut Vec<FieldError>,
+    ) -> HashSet<&'a str> {
+        let mut seen = HashSet::new();
+        for (index, id) in ids.enumerate() {
+            if id.trim().is_empty() {
+                problems.push(FieldError::new(
+                    format!("governance.{section}[{index}].id"),
+                    "must not be empty",
+                ));
+            } else if !seen.insert(id) {
+                problems.push(FieldError::new(
+                    format!("governance.{section}[{index}].id"),
+                    format!("duplicate id \"{id}\""),
+                ));
+            }
+        }
+        seen
+    }
+    let budgets = unique(
+        "budgets",
+        gov.budgets.iter().map(|b| b.id.as_str()),
+        problems,
+    );
+    let rate_limits = unique(
+        "rate_limits",
+        gov.rate_limits.iter().map(|r| r.id.as_str()),
+        problems,
+    );
+    let teams = unique("teams", gov.teams.iter().map(|t| t.id.as_str()), problems);
+    let customers = unique(
+        "customers",
+        gov.customers.iter().map(|c| c.id.as_str()),
+        problems,
+    );
+    unique(
+        "virtual_keys",
+        gov.virtual_keys.iter().map(|v| v.id.as_str()),
+        problems,
+    );
+
+    let check_ref = |path: String,
+                     reference: &Option<String>,
+                     known: &HashSet<&str>,
+                     what: &str,
+                     problems: &mut Vec<FieldError>| {
+        if let Some(id) = reference {
+            if !known.contains(id.as_str()) {
+                problems.push(FieldError::new(
+                    path,
+                    format!("no {what} with id \"{id}\" in governance.{what}s"),
+                ));
+            }
+        }
+    };
+    for (i, budget) in gov.budgets.iter().enumerate() {
+        if !(budget.max_limit.is_finite() && budget.max_limit >= 0.0) {
+            problems.push(FieldError::new(
+                format!("governance.budgets[{i}].max_limit"),
+                "must be a number of USD, 0 or more",
+            ));
+        }
+        if let Err(reason) = budget.reset_duration.parse::<super::Period>() {
+            problems.push(FieldError::new(
+                format!("governance.budgets[{i}].reset_duration"),
+                reason,
+            ));
+        }
+    }
+    for (i, limit) in gov.rate_limits.iter().enumerate() {
+        for (max, duration, max_field, duration_field) in [
+            (
+                limit.request_max_limit,
+                &limit.request_reset_duration,
+                "request_max_limit",
+                "request_reset_duration",
+            ),
+            (
+                limit.token_max_limit,
+                &limit.token_reset_duration,
+                "token_max_limit",
+                "token_reset_duration",
+            ),
+        ] {
+            match (max, duration) {
+                (Some(_), None) => problems.push(FieldError::new(
+                    format!("governance.rate_limits[{i}].{duration_field}"),
+                    format!("required with {max_field}"),
+                )),
+                (None, Some(_)) => problems.push(FieldError::new(
+                    format!("governance.rate_limits[{i}].{max_field}"),
+                    format!("required with {duration_field}"),
+                )),
+                (Some(_), Some(text)) => {
+                    if let Err(reason) = text.parse::<super::Period>() {
+                        problems.push(FieldError::new(
+                            format!("governance.rate_limits[{i}].{duration_field}"),
+                            reason,
+                        ));
+                    }
+                }
+                (None, None) => {}
+            }
+        }
+    }
+    for (i, team) in gov.teams.iter().enumerate() {
+        check_ref(
+            format!("governance.teams[{i}].customer_id"),
+            &team.customer_id,
+            &customers,
+            "customer",
+            problems,
+        );
+        check_ref(
+            format!("governance.teams[{i}].budget_id"),
+            &team.budget_id,
+            &budgets,
+            "budget",
+            problems,
+        );
+    }
+    for (i, customer) in gov.customers.iter().enumerate() {
+        check_ref(
+            format!("governance.customers[{i}].budget_id"),
+            &customer.budget_id,
+            &budgets,
+            "budget",
+            problems,
+        );
+    }
+    let mut values = HashSet::new();
+    for (i, vk) in gov.virtual_keys.iter().enumerate() {
+        let at = |field: &str| format!("governance.virtual_keys[{i}].{field}");
+        if vk.value.trim().is_empty() {
+            problems.push(FieldError::new(at("value"), "must not be empty"));
+        } else if !values.insert(vk.value.as_str()) {
+            problems.push(FieldError::new(
+                at("value"),
+                "another virtual key has the same value",
+            ));
+        }
+        if vk.team_id.is_some() && vk.customer_id.is_some() {
+            problems.push(FieldError::new(
+                at("customer_id"),
+                "a virtual key belongs to a team or to a customer, not both (the team's customer applies)",
+            ));
+        }
+        check_ref(at("team_id"), &vk.team_id, &teams, "team", problems);
+        check_ref(
+            at("customer_id"),
+            &vk.customer_id,
+            &customers,
+            "customer",
+            problems,
+        );
+        check_ref(at("budget_id"), &vk.budget_id, &budgets, "budget", problems);
+        check_ref(
+            at("rate_limit_id"),
+            &vk.rate_limit_id,
+            &rate_limits,
+            "rate_limit",
+            problems,
+        );
+        if vk.max_in_flight == Some(0) {
+            problems.push(FieldError::new(
+                at("max_in_flight"),
+                "must be at least 1 (omit it for no cap)",
+            ));
+        }
+        for (j, pc) in vk.provider_configs.iter().enumerate() {
+            let pc_at = |field: &str| at(&format!("provider_configs[{j}].{field}"));
+            if !config.providers.contains_key(&pc.provider) {
+                problems.push(FieldError::new(
+                    pc_at("provider"),
+                    format!("no provider \"{}\" in providers", pc.provider),
+                ));
+            }
+            if !(pc.weight.is_finite() && pc.weight > 0.0) {
+                problems.push(FieldError::new(
+                    pc_at("weight"),
+                    "must be a number greater than 0",
+                ));
+            }
+            check_ref(
+                pc_at("budget_id"),
+                &pc.budget_id,
+                &budgets,
+                "budget",
+                problems,
+            );
+            check_ref(
+                pc_at("rate_limit_id"),
+                &pc.rate_limit_id,
+                &rate_limits,
+                "rate_limit",
+                problems,
+            );
+        }
+    }
+    for (i, price) in gov.pricing.iter().enumerate() {
+        for (field, value) in [
+            ("input_cost_per_token", price.input_cost_per_token),
+            ("output_cost_per_token", price.output_cost_per_token),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                problems.push(FieldError::new(
+                    format!("governance.pricing[{i}].{field}"),
+                    "must be a number, 0 or more",
+                ));
+            }
+        }
+    }
+    if gov.usage_flush_interval_ms == 0 {
+        problems.push(FieldError::new(
+            "governance.usage_flush_interval_ms",
+            "must be at least 1",
+        ));
+    }
+    let auth = &gov.auth_config;
+    if auth.is_enabled
+        && (auth.admin_username.as_deref().is_none_or(str::is_empty)
+            || auth.admin_password.as_deref().is_none_or(str::is_empty))
+    {
+        problems.push(FieldError::new(
+            "governance.auth_config",
+            "is_enabled needs admin_username and admin_password",
+        ));
+    }
+}
+
 /// `host:port` with a non-empty host and a non-zero port (IPv6 in brackets).
 fn is_host_port(text: &str) -> bool {
     let Some((host, port)) = text.rsplit_once(':') else {
@@ -497,6 +733,34 @@ mod tests {
             "cluster_config.peers[1]:",
             "cluster_config.discovery.allowed_address_space[0]:",
             "cluster_config.discovery.allowed_address_space[1]:",
+        ] {
+            assert!(has(&found, path), "missing {path} in {found:#?}");
+        }
+    }
+
+    #[test]
+    fn governance_references_and_durations_are_checked() {
+        let found = problems(
+            r#"{"providers": {"openai": {}},
+                "governance": {
+                  "budgets": [{"id": "b1", "max_limit": 10, "reset_duration": "1fortnight"}],
+                  "rate_limits": [{"id": "r1", "request_max_limit": 10}],
+                  "teams": [{"id": "t1", "customer_id": "nobody"}],
+                  "virtual_keys": [
+                    {"id": "v1", "value": "sk-bf-1", "team_id": "t1", "customer_id": "c9", "budget_id": "b2",
+                     "provider_configs": [{"provider": "azure", "rate_limit_id": "r1"}]},
+                    {"id": "v1", "value": "sk-bf-1"}
+                  ]}}"#,
+        );
+        for path in [
+            "governance.budgets[0].reset_duration:",
+            "governance.rate_limits[0].request_reset_duration: required",
+            "governance.teams[0].customer_id: no customer",
+            "governance.virtual_keys[0].customer_id: a virtual key belongs to a team or to a customer",
+            "governance.virtual_keys[0].budget_id: no budget",
+            "governance.virtual_keys[0].provider_configs[0].provider: no provider",
+            "governance.virtual_keys[1].id: duplicate",
+            "governance.virtual_keys[1].value: another virtual key",
         ] {
             assert!(has(&found, path), "missing {path} in {found:#?}");
         }

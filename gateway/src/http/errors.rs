@@ -73,17 +73,72 @@ pub fn error_response(dialect: Dialect, error: &GatewayError) -> Response {
         }),
     };
     let mut response = (status, axum::Json(body)).into_response();
-    if let GatewayError::CircuitOpen { retry_after, .. } = error {
-        if let Ok(value) = HeaderValue::try_from(retry_after.as_secs().max(1).to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
+    let headers = response.headers_mut();
+    match error {
+        GatewayError::CircuitOpen { retry_after, .. } => {
+            insert(
+                headers,
+                header::RETRY_AFTER.as_str(),
+                retry_after.as_secs().max(1).to_string(),
+            );
         }
+        GatewayError::RateLimited {
+            metric,
+            limit,
+            reset_after,
+            ..
+        } => {
+            let seconds = reset_after.as_secs_f64().ceil().max(1.0) as u64;
+            insert(headers, header::RETRY_AFTER.as_str(), seconds.to_string());
+            if *metric != "in_flight" {
+                rate_limit_headers(headers, metric, *limit, 0, seconds);
+            }
+        }
+        _ => {}
     }
     response
+}
+
+/// `x-ratelimit-limit-<metric>`, `x-ratelimit-remaining-<metric>` and
+/// `x-ratelimit-reset-<metric>` (seconds, as `17s`), as OpenAI sends them.
+pub fn rate_limit_headers(
+    headers: &mut http::HeaderMap,
+    metric: &str,
+    limit: u64,
+    remaining: u64,
+    reset_seconds: u64,
+) {
+    insert(
+        headers,
+        &format!("x-ratelimit-limit-{metric}"),
+        limit.to_string(),
+    );
+    insert(
+        headers,
+        &format!("x-ratelimit-remaining-{metric}"),
+        remaining.to_string(),
+    );
+    insert(
+        headers,
+        &format!("x-ratelimit-reset-{metric}"),
+        format!("{reset_seconds}s"),
+    );
+}
+
+/// Set a header from computed text (names and values here are always valid).
+pub fn insert(headers: &mut http::HeaderMap, name: &str, value: String) {
+    if let (Ok(name), Ok(value)) = (
+        http::HeaderName::try_from(name),
+        HeaderValue::try_from(value),
+    ) {
+        headers.insert(name, value);
+    }
 }
 
 fn openai_type(status: StatusCode) -> &'static str {
     match status.as_u16() {
         401 => "authentication_error",
+        402 => "insufficient_quota",
         403 => "permission_error",
         404 => "not_found_error",
         429 => "rate_limit_error",
@@ -140,6 +195,25 @@ mod tests {
         let body = body_json(response).await;
         assert_eq!(body["type"], "error");
         assert_eq!(body["error"]["type"], "request_too_large");
+    }
+
+    #[tokio::test]
+    async fn rate_limits_carry_openai_style_headers() {
+        let response = error_response(
+            Dialect::OpenAi,
+            &GatewayError::RateLimited {
+                message: "slow down".into(),
+                metric: "requests",
+                limit: 10,
+                reset_after: std::time::Duration::from_millis(12_300),
+            },
+        );
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        let headers = response.headers();
+        assert_eq!(headers[header::RETRY_AFTER], "13");
+        assert_eq!(headers["x-ratelimit-limit-requests"], "10");
+        assert_eq!(headers["x-ratelimit-remaining-requests"], "0");
+        assert_eq!(headers["x-ratelimit-reset-requests"], "13s");
     }
 
     #[tokio::test]

@@ -12,10 +12,13 @@ use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::accounting;
 use super::errors::{error_response, Dialect};
-use super::stream::{sse_response, InFlight};
+use super::stream::{sse_response, InFlight, UsageTap};
 use crate::config::ProviderKind;
 use crate::error::GatewayError;
+use crate::governance::index::VirtualKey;
+use crate::governance::usage::{self, StreamUsage, TokenUsage};
 use crate::providers::translate::{self, ChatStreamToMessages, MessagesStreamToChat};
 use crate::providers::{ForwardedHeaders, UpstreamOp};
 use crate::routing::{dispatch, Reply, Target, UpstreamBody};
@@ -146,6 +149,10 @@ async fn serve(
     in_flight: InFlight,
 ) -> Result<(Response, std::time::Duration), GatewayError> {
     let runtime = state.runtime.load_full();
+    let vk = runtime
+        .governance
+        .authenticate(headers)
+        .inspect_err(|e| state.metrics.governance_rejection(e))?;
     let limit_mb = runtime.config.client.max_request_body_size_mb;
     let bytes = super::body::read_limited(
         headers,
@@ -154,11 +161,29 @@ async fn serve(
         limit_mb,
     )
     .await?;
-    let request = parse_request(&runtime.routing, route, &bytes)?;
+    let mut request = parse_request(&runtime.routing, route, &bytes, vk.as_deref())?;
     if let Some(first) = request.targets.first() {
         served.provider = first.provider.name.clone();
         served.model = first.model.clone();
     }
+    let charge = match &vk {
+        Some(vk) => Some(
+            accounting::admit(
+                state,
+                &runtime,
+                vk,
+                &mut request.targets,
+                &request.body,
+                bytes.len(),
+                route != Route::Embeddings,
+            )
+            .inspect_err(|e| state.metrics.governance_rejection(e))?,
+        ),
+        None => None,
+    };
+    // Usage must be seen to be charged: ask OpenAI-format upstreams for the usage chunk, and
+    // hide it again from callers who did not ask for it.
+    let force_usage = request.stream && charge.is_some() && !request.include_usage;
     let forwarded = ForwardedHeaders::from_headers(headers);
     let dispatched = dispatch(
         &state.client,
@@ -166,15 +191,28 @@ async fn serve(
         &request.targets,
         request.stream,
         &forwarded,
-        |target| upstream_body(route, &request.body, target),
+        |target| upstream_body(route, &request.body, target, force_usage),
     )
     .await?;
     let target = &request.targets[dispatched.target_index];
     served.provider = target.provider.name.clone();
     served.model = target.model.clone();
     let kind = target.provider.kind;
+    let mut limit_headers = HeaderMap::new();
+    if let Some(charge) = &charge {
+        charge.headers(&mut limit_headers);
+    }
     let mut response = match dispatched.reply {
-        Reply::Full(bytes) => json_response(route, kind, &target.provider.name, bytes)?,
+        Reply::Full(bytes) => {
+            if let Some(charge) = charge {
+                let usage = usage::from_json(&bytes).unwrap_or(TokenUsage {
+                    prompt: charge.prompt_estimate,
+                    completion: 0,
+                });
+                charge.settle(&target.provider.name, &target.model, usage);
+            }
+            json_response(route, kind, &target.provider.name, bytes)?
+        }
         Reply::Stream(upstream) => {
             let translator: Option<Box<dyn crate::providers::sse::StreamTranslator>> =
                 match (route.dialect(), kind) {
@@ -186,15 +224,24 @@ async fn serve(
                     }
                     _ => None,
                 };
+            let tap = charge.map(|charge| UsageTap {
+                usage: StreamUsage::default(),
+                strip_usage_chunks: force_usage && translator.is_none(),
+                charge,
+                provider: target.provider.name.clone(),
+                model: target.model.clone(),
+            });
             sse_response(
                 upstream,
                 translator,
+                tap,
                 route.dialect(),
                 dispatched.slot,
                 in_flight,
             )
         }
     };
+    response.headers_mut().extend(limit_headers);
     if let Ok(value) = HeaderValue::try_from(target.provider.name.as_str()) {
         response.headers_mut().insert("x-bifrost-provider", value);
     }
@@ -205,6 +252,7 @@ fn parse_request(
     routing: &crate::routing::RoutingTable,
     route: Route,
     bytes: &Bytes,
+    vk: Option<&VirtualKey>,
 ) -> Result<ParsedRequest, GatewayError> {
     let mut body = match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(map)) => map,
@@ -274,6 +322,18 @@ fn parse_request(
         .and_then(Value::as_bool)
         .unwrap_or(false);
     let default_provider = (route == Route::Messages).then_some("anthropic");
+    // A bare model name with a virtual key goes where the key's provider_configs say.
+    let model = match vk {
+        Some(vk)
+            if !model.contains('/') && default_provider.is_none() && !vk.providers.is_empty() =>
+        {
+            match accounting::provider_for_bare_model(vk, routing, &model) {
+                Some(provider) => format!("{provider}/{model}"),
+                None => model,
+            }
+        }
+        _ => model,
+    };
     let mut targets = Vec::with_capacity(1 + fallbacks.len());
     for reference in std::iter::once(&model).chain(fallbacks.iter()) {
         let target = routing.resolve(reference, default_provider)?;
@@ -311,9 +371,23 @@ fn upstream_body(
     route: Route,
     body: &Map<String, Value>,
     target: &Target,
+    force_usage: bool,
 ) -> Result<UpstreamBody, GatewayError> {
     let model = target.model.as_str();
     let (op, bytes) = match (route, target.provider.kind) {
+        (Route::ChatCompletions, ProviderKind::Openai) if force_usage => {
+            let mut body = body.clone();
+            let options = body
+                .entry("stream_options")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !options.is_object() {
+                *options = Value::Object(Map::new());
+            }
+            if let Some(options) = options.as_object_mut() {
+                options.insert("include_usage".into(), Value::Bool(true));
+            }
+            (UpstreamOp::ChatCompletions, with_model(&body, model)?)
+        }
         (Route::ChatCompletions, ProviderKind::Openai) => {
             (UpstreamOp::ChatCompletions, with_model(body, model)?)
         }

@@ -1,6 +1,8 @@
 //! The HTTP surface: inference routes in OpenAI and Anthropic formats, and operational
 //! endpoints.
 
+pub mod accounting;
+pub mod admin;
 pub mod body;
 pub mod errors;
 pub mod inference;
@@ -29,6 +31,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
+        .merge(admin::router(state.clone()))
         .fallback(not_found)
         // Bodies are read under the configured limit by the handlers themselves.
         .layer(DefaultBodyLimit::disable())

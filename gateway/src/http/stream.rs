@@ -14,7 +14,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use serde_json::json;
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::accounting::Charge;
 use super::errors::Dialect;
+use crate::governance::usage::StreamUsage;
 use crate::providers::sse::{write_event, SseEvent, SseParser, StreamTranslator};
 use crate::telemetry::Metrics;
 
@@ -41,9 +43,28 @@ impl Drop for InFlight {
 
 type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
 
+/// Watches a governed stream for usage and charges it when the stream ends (completed, broken
+/// off or abandoned by the client).
+pub struct UsageTap {
+    /// What the upstream reported so far.
+    pub usage: StreamUsage,
+    /// Drop OpenAI usage-only chunks the caller did not ask for.
+    pub strip_usage_chunks: bool,
+    /// The admitted request's charge.
+    pub charge: Charge,
+    /// Provider that serves the stream.
+    pub provider: String,
+    /// Model as sent upstream.
+    pub model: String,
+}
+
 struct StreamState {
     upstream: ByteStream,
-    translator: Option<(SseParser, Box<dyn StreamTranslator>)>,
+    /// Present when events must be looked at (translation or usage); otherwise bytes pass
+    /// through untouched.
+    parser: Option<SseParser>,
+    translator: Option<Box<dyn StreamTranslator>>,
+    tap: Option<UsageTap>,
     dialect: Dialect,
     finished: bool,
     events: Vec<SseEvent>,
@@ -61,14 +82,11 @@ impl StreamState {
         loop {
             match self.upstream.next().await {
                 Some(Ok(chunk)) => {
-                    let Some((parser, translator)) = &mut self.translator else {
+                    let Some(parser) = &mut self.parser else {
                         return Some(chunk);
                     };
                     parser.push(&chunk, &mut self.events);
-                    let mut out = Vec::new();
-                    for event in self.events.drain(..) {
-                        translator.on_event(event, &mut out);
-                    }
+                    let out = self.handle_events(false);
                     if !out.is_empty() {
                         return Some(Bytes::from(out));
                     }
@@ -83,16 +101,43 @@ impl StreamState {
                 }
                 None => {
                     self.finished = true;
-                    let (parser, translator) = self.translator.as_mut()?;
+                    let parser = self.parser.as_mut()?;
                     parser.finish(&mut self.events);
-                    let mut out = Vec::new();
-                    for event in self.events.drain(..) {
-                        translator.on_event(event, &mut out);
-                    }
-                    translator.finish(&mut out);
+                    let out = self.handle_events(true);
                     return (!out.is_empty()).then(|| Bytes::from(out));
                 }
             }
+        }
+    }
+
+    fn handle_events(&mut self, end: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        for event in self.events.drain(..) {
+            if let Some(tap) = &mut self.tap {
+                tap.usage.observe(&event.data);
+                if tap.strip_usage_chunks && StreamUsage::is_usage_only_chunk(&event.data) {
+                    continue;
+                }
+            }
+            match &mut self.translator {
+                Some(translator) => translator.on_event(event, &mut out),
+                None => write_event(&mut out, event.event.as_deref(), &event.data),
+            }
+        }
+        if end {
+            if let Some(translator) = &mut self.translator {
+                translator.finish(&mut out);
+            }
+        }
+        out
+    }
+}
+
+impl Drop for StreamState {
+    fn drop(&mut self) {
+        if let Some(tap) = self.tap.take() {
+            let usage = tap.usage.finish(tap.charge.prompt_estimate);
+            tap.charge.settle(&tap.provider, &tap.model, usage);
         }
     }
 }
@@ -119,6 +164,7 @@ fn stream_error(dialect: Dialect, message: &str) -> Bytes {
 pub fn sse_response(
     upstream: reqwest::Response,
     translator: Option<Box<dyn StreamTranslator>>,
+    tap: Option<UsageTap>,
     dialect: Dialect,
     slot: OwnedSemaphorePermit,
     in_flight: InFlight,
@@ -130,7 +176,9 @@ pub fn sse_response(
         .unwrap_or(HeaderValue::from_static("text/event-stream"));
     let state = StreamState {
         upstream: Box::pin(upstream.bytes_stream()),
-        translator: translator.map(|t| (SseParser::default(), t)),
+        parser: (translator.is_some() || tap.is_some()).then(SseParser::default),
+        translator,
+        tap,
         dialect,
         finished: false,
         events: Vec::new(),

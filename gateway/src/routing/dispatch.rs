@@ -152,7 +152,13 @@ pub async fn dispatch(
                 upstream_wait += pause;
             }
             let (key_index, permit) =
-                match pick_key(&provider.keys, &target.model, &failed_keys, Instant::now()) {
+                match pick_key(
+                    &provider.keys,
+                    &target.model,
+                    target.allowed_keys.as_deref(),
+                    &failed_keys,
+                    Instant::now(),
+                ) {
                     Ok(choice) => choice,
                     Err(NoKey::AllCircuitsOpen { retry_after }) => {
                         last_failure = Some(Failure::CircuitOpen {
@@ -163,7 +169,7 @@ pub async fn dispatch(
                     }
                     Err(NoKey::ModelNotServed) => {
                         return Err(GatewayError::NotFound(format!(
-                            "model \"{}\" is not served by provider \"{}\"",
+                            "model \"{}\" is not served by provider \"{}\" (with the keys this request may use)",
                             target.model, provider.name
                         )))
                     }

@@ -18,16 +18,18 @@ pub enum NoKey {
     },
 }
 
-/// Pick a key for `model`. Keys in `avoid` (already failed in this request) are chosen only
-/// when nothing else is available.
+/// Pick a key for `model`, among `allowed` key ids when given. Keys in `avoid` (already failed
+/// in this request) are chosen only when nothing else is available.
 pub fn pick_key(
     keys: &[UpstreamKey],
     model: &str,
+    allowed: Option<&[String]>,
     avoid: &[usize],
     now: Instant,
 ) -> Result<(usize, BreakerPermit), NoKey> {
     let eligible: Vec<usize> = (0..keys.len())
         .filter(|&i| keys[i].allows_model(model))
+        .filter(|&i| allowed.is_none_or(|ids| ids.contains(&keys[i].id)))
         .collect();
     if eligible.is_empty() {
         return Err(NoKey::ModelNotServed);
@@ -102,7 +104,7 @@ mod tests {
         let now = Instant::now();
         let mut counts = [0usize; 2];
         for _ in 0..20_000 {
-            let (i, permit) = pick_key(&keys, "m", &[], now).expect("a key");
+            let (i, permit) = pick_key(&keys, "m", None, &[], now).expect("a key");
             permit.finish(Outcome::Success);
             counts[i] += 1;
         }
@@ -122,11 +124,11 @@ mod tests {
         ];
         let now = Instant::now();
         for _ in 0..200 {
-            let (i, _) = pick_key(&keys, "gpt-4o-mini", &[], now).expect("b serves all");
+            let (i, _) = pick_key(&keys, "gpt-4o-mini", None, &[], now).expect("b serves all");
             assert_eq!(i, 1);
         }
         assert_eq!(
-            pick_key(&keys[2..], "gpt-4o", &[], now).err(),
+            pick_key(&keys[2..], "gpt-4o", None, &[], now).err(),
             Some(NoKey::ModelNotServed)
         );
     }
@@ -141,14 +143,14 @@ mod tests {
             .expect("closed")
             .finish(Outcome::Failure);
         for _ in 0..100 {
-            assert_eq!(pick_key(&keys, "m", &[], now).expect("b").0, 1);
+            assert_eq!(pick_key(&keys, "m", None, &[], now).expect("b").0, 1);
         }
         keys[1]
             .breaker
             .try_acquire(now)
             .expect("closed")
             .finish(Outcome::Failure);
-        match pick_key(&keys, "m", &[], now) {
+        match pick_key(&keys, "m", None, &[], now) {
             Err(NoKey::AllCircuitsOpen { retry_after }) => {
                 assert!(retry_after > Duration::ZERO)
             }
@@ -157,10 +159,25 @@ mod tests {
     }
 
     #[test]
+    fn a_virtual_keys_key_ids_restrict_the_choice() {
+        let keys = [key("a", 1000.0, &[]), key("b", 1.0, &[])];
+        let allowed = ["b".to_string()];
+        for _ in 0..100 {
+            let (i, _) = pick_key(&keys, "m", Some(&allowed), &[], Instant::now()).expect("b");
+            assert_eq!(i, 1);
+        }
+    }
+
+    #[test]
     fn keys_that_failed_in_this_request_are_avoided_when_possible() {
         let keys = [key("a", 1000.0, &[]), key("b", 1.0, &[])];
         let now = Instant::now();
-        assert_eq!(pick_key(&keys, "m", &[0], now).expect("b").0, 1);
-        assert_eq!(pick_key(&keys[..1], "m", &[0], now).expect("a again").0, 0);
+        assert_eq!(pick_key(&keys, "m", None, &[0], now).expect("b").0, 1);
+        assert_eq!(
+            pick_key(&keys[..1], "m", None, &[0], now)
+                .expect("a again")
+                .0,
+            0
+        );
     }
 }

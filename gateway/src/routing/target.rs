@@ -12,6 +12,8 @@ pub struct Target {
     pub provider: Arc<Provider>,
     /// Model name as the provider knows it (without the `provider/` prefix).
     pub model: String,
+    /// Provider key ids this request may use (a virtual key's `key_ids`); `None`: any.
+    pub allowed_keys: Option<Arc<[String]>>,
 }
 
 impl RoutingTable {
@@ -62,6 +64,7 @@ impl RoutingTable {
         Ok(Target {
             provider: provider.clone(),
             model: model.to_string(),
+            allowed_keys: None,
         })
     }
 

@@ -1,6 +1,6 @@
 //! Prometheus metrics. One registry per process, owned by [`Metrics`] in the app state.
 
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, AtomicU64};
 
 use prometheus_client::encoding::{text::encode, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
@@ -104,6 +104,39 @@ pub struct Metrics {
     pub in_flight: Gauge<i64, AtomicI64>,
     /// Config reloads by result.
     pub config_reloads: Family<ReloadLabels, Counter>,
+    /// Requests refused by governance.
+    pub governance_rejections: Family<RejectionLabels, Counter>,
+    /// Requests admitted per virtual key on this node since start (top N keys only).
+    pub virtual_key_requests: Family<VirtualKeyLabels, Gauge>,
+    /// USD charged per virtual key on this node since start (top N keys only).
+    pub virtual_key_spend: Family<VirtualKeyLabels, Gauge<f64, AtomicU64>>,
+    /// Store operations that failed.
+    pub store_errors: Family<StoreLabels, Counter>,
+    /// Time to flush spend to the store.
+    pub usage_flush_duration: Histogram,
+}
+
+/// Labels of a governance rejection.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectionLabels {
+    /// `unauthorized`, `forbidden`, `rate_limit`, `in_flight` or `budget`.
+    pub reason: &'static str,
+    /// For budgets and limits: `virtual_key`, `provider`, `team`, `customer`, or `requests`/`tokens`.
+    pub detail: &'static str,
+}
+
+/// Labels naming a virtual key.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VirtualKeyLabels {
+    /// Virtual key id.
+    pub virtual_key: String,
+}
+
+/// Labels naming a store operation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreLabels {
+    /// What was attempted.
+    pub operation: &'static str,
 }
 
 /// Labels of a config reload.
@@ -185,6 +218,36 @@ impl Metrics {
             "Config reloads (SIGHUP) by result",
             config_reloads.clone(),
         );
+        let governance_rejections = Family::<RejectionLabels, Counter>::default();
+        registry.register(
+            "governance_rejections",
+            "Inference requests refused by governance, by reason",
+            governance_rejections.clone(),
+        );
+        let virtual_key_requests = Family::<VirtualKeyLabels, Gauge>::default();
+        registry.register(
+            "virtual_key_requests",
+            "Requests admitted per virtual key on this node since start (the most active keys only)",
+            virtual_key_requests.clone(),
+        );
+        let virtual_key_spend = Family::<VirtualKeyLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "virtual_key_spend_usd",
+            "USD charged per virtual key on this node since start (the most active keys only)",
+            virtual_key_spend.clone(),
+        );
+        let store_errors = Family::<StoreLabels, Counter>::default();
+        registry.register(
+            "store_errors",
+            "Config store operations that failed",
+            store_errors.clone(),
+        );
+        let usage_flush_duration = overhead_histogram();
+        registry.register(
+            "usage_flush_duration_seconds",
+            "Time to write spend to the config store and read usage back",
+            usage_flush_duration.clone(),
+        );
         Self {
             registry,
             requests,
@@ -197,7 +260,31 @@ impl Metrics {
             queue_rejections,
             in_flight,
             config_reloads,
+            governance_rejections,
+            virtual_key_requests,
+            virtual_key_spend,
+            store_errors,
+            usage_flush_duration,
         }
+    }
+
+    /// Count a governance refusal (other errors are ignored).
+    pub fn governance_rejection(&self, error: &crate::error::GatewayError) {
+        use crate::error::GatewayError;
+        let (reason, detail) = match error {
+            GatewayError::Unauthorized(_) => ("unauthorized", ""),
+            GatewayError::Forbidden(_) => ("forbidden", ""),
+            GatewayError::RateLimited {
+                metric: "in_flight",
+                ..
+            } => ("in_flight", ""),
+            GatewayError::RateLimited { metric, .. } => ("rate_limit", *metric),
+            GatewayError::BudgetExhausted { level, .. } => ("budget", *level),
+            _ => return,
+        };
+        self.governance_rejections
+            .get_or_create(&RejectionLabels { reason, detail })
+            .inc();
     }
 
     /// The Prometheus text exposition of every metric.

@@ -1,0 +1,124 @@
+//! Several gateways sharing one PostgreSQL config store: concurrent start-ups don't race the
+//! migrations, spend from every replica lands in the shared budget, and survives restarts.
+//! `make test` runs this under `scripts/with-postgres.sh`, which sets BIFROST_TEST_POSTGRES_URL.
+
+use std::time::Duration;
+
+use bifrost_e2e::harness::{config_for, Gateway, MockProvider};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// A fresh database on the test server, as `config_store` settings; `None` (skip) outside CI
+/// when no server is configured.
+fn fresh_database() -> Option<Value> {
+    let Ok(url) = std::env::var("BIFROST_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "BIFROST_TEST_POSTGRES_URL is not set in CI: run the tests through `make test`"
+        );
+        eprintln!("skipped: BIFROST_TEST_POSTGRES_URL is not set (make test starts a PostgreSQL and sets it)");
+        return None;
+    };
+    let name = format!("e2e_{}", fastrand::u64(..));
+    let status = std::process::Command::new("psql")
+        .args([url.as_str(), "-q", "-c", &format!("CREATE DATABASE {name}")])
+        .status()
+        .expect("psql runs");
+    assert!(status.success(), "creating the test database failed");
+    // postgres://user@host:port/db
+    let rest = url.strip_prefix("postgres://").expect("postgres URL");
+    let (user, rest) = rest.split_once('@').expect("user@host");
+    let (host_port, _) = rest.split_once('/').unwrap_or((rest, ""));
+    let (host, port) = host_port.rsplit_once(':').expect("host:port");
+    Some(json!({
+        "enabled": true, "type": "postgres",
+        "config": {"host": host, "port": port.parse::<u16>().expect("port"), "user": user,
+                   "db_name": name, "ssl_mode": "disable"}
+    }))
+}
+
+fn config(mock: &MockProvider, store: &Value) -> Value {
+    let mut config = config_for(mock);
+    config["config_store"] = store.clone();
+    config["governance"] = json!({
+        "budgets": [{"id": "shared", "max_limit": 1000.0, "reset_duration": "1M"}],
+        "virtual_keys": [{"id": "k", "value": "sk-bf-shared-budget", "budget_id": "shared"}],
+        "pricing": [{"model": "gpt-4o-mini", "input_cost_per_token": 0.01, "output_cost_per_token": 0.02}],
+        "usage_flush_interval_ms": 200
+    });
+    config
+}
+
+#[tokio::test]
+async fn three_replicas_share_one_postgres_store_and_lose_no_spend_across_restarts() {
+    let Some(store) = fresh_database() else {
+        return;
+    };
+    let mock = MockProvider::start(&["--chunks", "5"]).await;
+    let config = config(&mock, &store);
+    let env = [("BIFROST_ENCRYPTION_KEY", "shared cluster secret")];
+    // Start all three at once: migrations and key set-up must not race.
+    let (a, b, c) = tokio::join!(
+        Gateway::start_with(&config, &env),
+        Gateway::start_with(&config, &env),
+        Gateway::start_with(&config, &env)
+    );
+    let mut gateways = [a, b, c];
+    for (i, gateway) in gateways.iter().enumerate() {
+        for _ in 0..=i {
+            assert_eq!(gateway.chat_as("sk-bf-shared-budget").await, StatusCode::OK);
+        }
+    }
+    // 6 requests × $0.11, flushed by each replica and re-read by every replica.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    for gateway in &gateways {
+        while (gateway.first_budget_usage().await - 0.66).abs() > 1e-9 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "replicas never agreed on $0.66"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    for gateway in &mut gateways {
+        gateway.signal("TERM");
+        assert_eq!(
+            gateway.wait_exit(Duration::from_secs(20)).await.code(),
+            Some(0)
+        );
+    }
+    for gateway in &mut gateways {
+        gateway.restart().await;
+    }
+    assert_eq!(
+        gateways[0].chat_as("sk-bf-shared-budget").await,
+        StatusCode::OK
+    );
+    gateways[0].signal("TERM");
+    gateways[0].wait_exit(Duration::from_secs(20)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while (gateways[1].first_budget_usage().await - 0.77).abs() > 1e-9 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "spend after restarts is not exactly $0.77"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn postgres_without_an_encryption_key_is_refused() {
+    let Some(store) = fresh_database() else {
+        return;
+    };
+    let mock = MockProvider::start(&[]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("config.json");
+    std::fs::write(&path, config(&mock, &store).to_string()).expect("write config");
+    let (status, output) = bifrost_e2e::harness::gateway_fails_with(&path, &[]).await;
+    assert!(!status.success());
+    assert!(
+        output.contains("refusing to keep provider and virtual key secrets unencrypted"),
+        "{output}"
+    );
+}

@@ -1,0 +1,261 @@
+//! The `governance` section (Bifrost's field names): virtual keys, teams, customers, budgets,
+//! rate limits, admin auth, and our pricing overrides and usage-flush settings.
+//!
+//! Everything here is imported into the config store at start-up; definitions are upserted,
+//! live usage (budget spend, last reset) is never touched by an import.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Governance: who may call what, how fast, for how much.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct GovernanceConfig {
+    /// Virtual keys handed to clients.
+    #[serde(default)]
+    pub virtual_keys: Vec<VirtualKeyConfig>,
+    /// Teams (belong to at most one customer).
+    #[serde(default)]
+    pub teams: Vec<TeamConfig>,
+    /// Customers (top of the hierarchy).
+    #[serde(default)]
+    pub customers: Vec<CustomerConfig>,
+    /// USD budgets, referenced by id.
+    #[serde(default)]
+    pub budgets: Vec<BudgetConfig>,
+    /// Request/token rate limits, referenced by id.
+    #[serde(default)]
+    pub rate_limits: Vec<RateLimitConfig>,
+    /// Admin API authentication.
+    #[serde(default)]
+    pub auth_config: AuthConfig,
+    /// Per-model token prices that override the shipped pricing table.
+    #[serde(default)]
+    pub pricing: Vec<ModelPrice>,
+    /// How often unflushed spend is written to the store.
+    #[serde(default = "GovernanceConfig::default_flush_interval_ms")]
+    pub usage_flush_interval_ms: u64,
+    /// How many virtual keys get per-key usage gauges in `/metrics` (the most active ones).
+    #[serde(default = "GovernanceConfig::default_usage_metrics_top_n")]
+    pub usage_metrics_top_n: u32,
+}
+
+impl GovernanceConfig {
+    fn default_flush_interval_ms() -> u64 {
+        1000
+    }
+    fn default_usage_metrics_top_n() -> u32 {
+        20
+    }
+}
+
+impl Default for GovernanceConfig {
+    fn default() -> Self {
+        Self {
+            virtual_keys: Vec::new(),
+            teams: Vec::new(),
+            customers: Vec::new(),
+            budgets: Vec::new(),
+            rate_limits: Vec::new(),
+            auth_config: AuthConfig::default(),
+            pricing: Vec::new(),
+            usage_flush_interval_ms: Self::default_flush_interval_ms(),
+            usage_metrics_top_n: Self::default_usage_metrics_top_n(),
+        }
+    }
+}
+
+/// A virtual key: the credential a client sends instead of a provider key.
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct VirtualKeyConfig {
+    /// Stable identifier.
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Optional description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The secret clients send (`sk-bf-...`; `env.NAME` allowed).
+    pub value: String,
+    /// Inactive keys are refused with 403.
+    #[serde(default = "crate::config::client::default_true")]
+    pub is_active: bool,
+    /// Owning team (exclusive with `customer_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team_id: Option<String>,
+    /// Owning customer (exclusive with `team_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
+    /// Budget for this key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_id: Option<String>,
+    /// Rate limit for this key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_id: Option<String>,
+    /// Providers this key may use (empty: all), with per-provider restrictions and limits.
+    #[serde(default)]
+    pub provider_configs: Vec<VirtualKeyProviderConfig>,
+    /// Most requests this key may have in flight at once (none: unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
+}
+
+impl std::fmt::Debug for VirtualKeyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VirtualKeyConfig")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("value", &"<redacted>")
+            .field("is_active", &self.is_active)
+            .field("team_id", &self.team_id)
+            .field("customer_id", &self.customer_id)
+            .field("budget_id", &self.budget_id)
+            .field("rate_limit_id", &self.rate_limit_id)
+            .field("provider_configs", &self.provider_configs)
+            .field("max_in_flight", &self.max_in_flight)
+            .finish()
+    }
+}
+
+/// What a virtual key may do with one provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct VirtualKeyProviderConfig {
+    /// Provider name.
+    pub provider: String,
+    /// Models allowed on this provider (empty: all the provider serves).
+    #[serde(default)]
+    pub allowed_models: Vec<String>,
+    /// Provider key ids this virtual key may use (empty: all).
+    #[serde(default)]
+    pub key_ids: Vec<String>,
+    /// Share of traffic when a bare model name could go to several providers.
+    #[serde(default = "default_weight")]
+    pub weight: f64,
+    /// Budget for this key's use of this provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_id: Option<String>,
+    /// Rate limit for this key's use of this provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_id: Option<String>,
+}
+
+fn default_weight() -> f64 {
+    1.0
+}
+
+/// A team of virtual keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TeamConfig {
+    /// Stable identifier.
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Owning customer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
+    /// Budget shared by the team's keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_id: Option<String>,
+}
+
+/// A customer (business unit).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CustomerConfig {
+    /// Stable identifier.
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Budget shared by everything under the customer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_id: Option<String>,
+}
+
+/// A USD spending cap that resets periodically.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct BudgetConfig {
+    /// Stable identifier.
+    pub id: String,
+    /// Cap in USD per period.
+    pub max_limit: f64,
+    /// Period: `1d`, `1w`, `1M`, `1Q`, `1Y` (calendar-aligned, UTC) or `<n>m`/`<n>h`.
+    pub reset_duration: String,
+}
+
+/// Request and token caps per window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RateLimitConfig {
+    /// Stable identifier.
+    pub id: String,
+    /// Requests per `request_reset_duration`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_max_limit: Option<u64>,
+    /// Request window: `1m`, `5m`, `1h`, `1d`, `1w`, `1M`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_reset_duration: Option<String>,
+    /// Tokens (prompt + completion) per `token_reset_duration`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_max_limit: Option<u64>,
+    /// Token window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_reset_duration: Option<String>,
+}
+
+/// Admin API authentication. With nothing configured the admin API answers only on loopback.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AuthConfig {
+    /// Require Basic auth with `admin_username`/`admin_password`.
+    #[serde(default)]
+    pub is_enabled: bool,
+    /// Admin user name (`env.NAME` allowed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_username: Option<String>,
+    /// Admin password (`env.NAME` allowed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_password: Option<String>,
+    /// Bearer token accepted on the admin API (`env.NAME` allowed; env `BIFROST_ADMIN_TOKEN`
+    /// also works).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<String>,
+    /// Skip virtual-key enforcement on inference routes even when
+    /// `client.enforce_auth_on_inference` is on.
+    #[serde(default)]
+    pub disable_auth_on_inference: bool,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("is_enabled", &self.is_enabled)
+            .field("admin_username", &self.admin_username)
+            .field(
+                "admin_password",
+                &self.admin_password.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("disable_auth_on_inference", &self.disable_auth_on_inference)
+            .finish()
+    }
+}
+
+/// Token prices for one model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ModelPrice {
+    /// Provider name, or `*` for any provider.
+    #[serde(default = "any_provider")]
+    pub provider: String,
+    /// Model name as sent upstream.
+    pub model: String,
+    /// USD per prompt token.
+    pub input_cost_per_token: f64,
+    /// USD per completion token.
+    pub output_cost_per_token: f64,
+}
+
+fn any_provider() -> String {
+    "*".to_string()
+}

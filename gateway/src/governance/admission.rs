@@ -1,0 +1,458 @@
+//! The admission decision: pure logic over this node's counters plus the remote view. Checks
+//! and reservations happen under one lock, so two concurrent requests can never both take the
+//! last unit of a limit.
+//!
+//! A request is admitted while a limit has room left (`used < limit`); it then reserves one
+//! request, its estimated tokens and its estimated cost, which later requests see at once.
+//! When it finishes, the estimate is replaced by what it really used.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use super::counters::{CounterKey, LocalUsage, Metric, RemoteUsage, UsageCounters};
+use super::index::{BudgetRef, Level, ProviderRule, RateLimit, VirtualKey};
+
+/// What a request is expected to cost before it runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Estimate {
+    /// Prompt tokens plus the most completion tokens it may produce.
+    pub tokens: u64,
+    /// USD for those tokens.
+    pub cost: f64,
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rejection {
+    /// A request or token limit is used up (429).
+    RateLimited {
+        /// `vk` or `provider`.
+        scope: &'static str,
+        /// Virtual key id (or `vk/provider`).
+        owner: String,
+        /// Requests or tokens.
+        metric: Metric,
+        /// The limit.
+        limit: u64,
+        /// When the window ends (Unix ms).
+        reset_at_ms: i64,
+    },
+    /// A budget on the path is spent (402).
+    BudgetExhausted {
+        /// Where the budget hangs.
+        level: Level,
+        /// Owner id at that level.
+        owner: String,
+        /// Budget id.
+        budget_id: String,
+        /// USD counted so far this period.
+        spent: f64,
+        /// The cap.
+        max_limit: f64,
+        /// When the period ends (Unix ms).
+        reset_at_ms: i64,
+    },
+    /// The key's in-flight cap is reached (429).
+    TooManyInFlight {
+        /// Virtual key id.
+        vk: String,
+        /// The cap.
+        max: u32,
+    },
+}
+
+/// Rate-limit state for response headers (`x-ratelimit-*-requests`/`-tokens`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LimitStatus {
+    /// Limit per window.
+    pub limit: u64,
+    /// What is left after this request.
+    pub remaining: u64,
+    /// Window end (Unix ms).
+    pub reset_at_ms: i64,
+}
+
+/// What an admitted request holds until it settles.
+#[derive(Debug, Clone, Default)]
+pub struct Reservation {
+    /// Token counters and the estimate reserved in each.
+    pub token_counters: Vec<CounterKey>,
+    /// Tokens reserved per counter.
+    pub tokens: i64,
+    /// Budgets charged, each once.
+    pub budgets: Vec<String>,
+    /// Cost reserved per budget.
+    pub cost: f64,
+    /// Virtual key id (for the in-flight count).
+    pub vk_id: String,
+    /// The key's request limit, for headers.
+    pub requests: Option<LimitStatus>,
+    /// The key's token limit, for headers.
+    pub token_limit: Option<LimitStatus>,
+}
+
+/// Decide and, when admitted, reserve.
+pub fn admit(
+    local: &mut LocalUsage,
+    remote: &dyn RemoteUsage,
+    vk: &VirtualKey,
+    provider: Option<(&str, &ProviderRule)>,
+    estimate: Estimate,
+    now_ms: i64,
+) -> Result<Reservation, Rejection> {
+    if let Some(max) = vk.max_in_flight {
+        if local.in_flight.get(&vk.id).copied().unwrap_or(0) >= max {
+            return Err(Rejection::TooManyInFlight {
+                vk: vk.id.clone(),
+                max,
+            });
+        }
+    }
+
+    let vk_id: Arc<str> = Arc::from(vk.id.as_str());
+    let mut limits: Vec<(&'static str, Arc<str>, &RateLimit)> = Vec::new();
+    if let Some(limit) = &vk.rate_limit {
+        limits.push(("vk", vk_id.clone(), limit));
+    }
+    if let Some((name, rule)) = provider {
+        if let Some(limit) = &rule.rate_limit {
+            limits.push(("provider", Arc::from(format!("{}/{name}", vk.id)), limit));
+        }
+    }
+    let mut request_counters = Vec::new();
+    let mut token_counters = Vec::new();
+    let mut requests_status = None;
+    let mut tokens_status = None;
+    for (scope, owner, limit) in &limits {
+        for (metric, window) in [
+            (Metric::Requests, limit.requests),
+            (Metric::Tokens, limit.tokens),
+        ] {
+            let Some((max, period)) = window else {
+                continue;
+            };
+            let window_start = period.window_start(now_ms);
+            let key = CounterKey {
+                scope,
+                id: owner.clone(),
+                metric,
+                window_start,
+            };
+            let used = local.counters.get(&key).copied().unwrap_or(0) + remote.counter(&key);
+            let used = used.max(0) as u64;
+            let reset_at_ms = period.window_end(window_start);
+            if used >= max {
+                return Err(Rejection::RateLimited {
+                    scope,
+                    owner: owner.to_string(),
+                    metric,
+                    limit: max,
+                    reset_at_ms,
+                });
+            }
+            let take = match metric {
+                Metric::Requests => 1,
+                Metric::Tokens => estimate.tokens,
+            };
+            let status = LimitStatus {
+                limit: max,
+                remaining: max.saturating_sub(used + take),
+                reset_at_ms,
+            };
+            if *scope == "vk" {
+                match metric {
+                    Metric::Requests => requests_status = Some(status),
+                    Metric::Tokens => tokens_status = Some(status),
+                }
+            }
+            match metric {
+                Metric::Requests => request_counters.push(key),
+                Metric::Tokens => token_counters.push(key),
+            }
+        }
+    }
+
+    let provider_budget = provider.and_then(|(_, rule)| rule.budget.as_ref());
+    let mut seen = HashSet::new();
+    let mut budgets = Vec::new();
+    for BudgetRef {
+        level,
+        owner,
+        budget,
+    } in vk.budgets.iter().chain(provider_budget)
+    {
+        if !seen.insert(budget.id.as_str()) {
+            continue;
+        }
+        let period_start = budget.period.window_start(now_ms);
+        let spent = local.budget_spend(&budget.id, period_start) + remote.spend(&budget.id);
+        if spent >= budget.max_limit {
+            return Err(Rejection::BudgetExhausted {
+                level: *level,
+                owner: owner.clone(),
+                budget_id: budget.id.clone(),
+                spent,
+                max_limit: budget.max_limit,
+                reset_at_ms: budget.period.window_end(period_start),
+            });
+        }
+        budgets.push(budget.id.clone());
+    }
+
+    // Everything has room: reserve.
+    for key in request_counters {
+        *local.counters.entry(key).or_insert(0) += 1;
+    }
+    let tokens = estimate.tokens as i64;
+    for key in &token_counters {
+        *local.counters.entry(key.clone()).or_insert(0) += tokens;
+    }
+    for budget in &budgets {
+        *local.reserved_spend.entry(budget.clone()).or_insert(0.0) += estimate.cost;
+    }
+    *local.in_flight.entry(vk.id.clone()).or_insert(0) += 1;
+    *local.vk_requests.entry(vk.id.clone()).or_insert(0) += 1;
+    Ok(Reservation {
+        token_counters,
+        tokens,
+        budgets,
+        cost: estimate.cost,
+        vk_id: vk.id.clone(),
+        requests: requests_status,
+        token_limit: tokens_status,
+    })
+}
+
+/// Replace a reservation's estimates with what the request really used (`None`: it produced
+/// nothing chargeable, e.g. the upstream failed).
+pub fn settle(local: &mut LocalUsage, reservation: &Reservation, actual: Option<(u64, f64)>) {
+    let (tokens, cost) = actual.unwrap_or((0, 0.0));
+    let correction = tokens as i64 - reservation.tokens;
+    for key in &reservation.token_counters {
+        if let Some(count) = local.counters.get_mut(key) {
+            *count += correction;
+        }
+    }
+    for budget in &reservation.budgets {
+        if let Some(reserved) = local.reserved_spend.get_mut(budget) {
+            *reserved = (*reserved - reservation.cost).max(0.0);
+        }
+        if cost > 0.0 {
+            *local.pending_spend.entry(budget.clone()).or_insert(0.0) += cost;
+        }
+    }
+    if let Some(count) = local.in_flight.get_mut(&reservation.vk_id) {
+        *count = count.saturating_sub(1);
+    }
+    if cost > 0.0 {
+        *local
+            .vk_spend
+            .entry(reservation.vk_id.clone())
+            .or_insert(0.0) += cost;
+    }
+}
+
+/// An admitted request's hold on the counters. Settle it with the real usage; dropping it
+/// unsettled releases the estimates (the request still counts as one request).
+pub struct Admission {
+    counters: Arc<UsageCounters>,
+    reservation: Option<Reservation>,
+}
+
+impl Admission {
+    /// Wrap a reservation made on `counters`.
+    pub fn new(counters: Arc<UsageCounters>, reservation: Reservation) -> Self {
+        Self {
+            counters,
+            reservation: Some(reservation),
+        }
+    }
+
+    /// The reservation (for headers).
+    pub fn reservation(&self) -> Option<&Reservation> {
+        self.reservation.as_ref()
+    }
+
+    /// Charge the real usage: `tokens` (prompt + completion) and `cost` in USD.
+    pub fn settle(mut self, tokens: u64, cost: f64) {
+        if let Some(reservation) = self.reservation.take() {
+            settle(
+                &mut self.counters.lock(),
+                &reservation,
+                Some((tokens, cost)),
+            );
+        }
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if let Some(reservation) = self.reservation.take() {
+            settle(&mut self.counters.lock(), &reservation, None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::config::Period;
+    use crate::governance::counters::{NoRemote, StoredUsage};
+    use crate::governance::index::Budget;
+
+    const NOW: i64 = 1_795_000_000_000;
+
+    fn vk(requests: Option<u64>, tokens: Option<u64>, budget: Option<f64>) -> VirtualKey {
+        let minute: Period = "1m".parse().expect("period");
+        VirtualKey {
+            id: "vk1".into(),
+            name: "test".into(),
+            is_active: true,
+            team_id: None,
+            customer_id: None,
+            budgets: budget
+                .map(|max_limit| BudgetRef {
+                    level: Level::VirtualKey,
+                    owner: "vk1".into(),
+                    budget: Arc::new(Budget {
+                        id: "b1".into(),
+                        max_limit,
+                        period: "1d".parse().expect("period"),
+                    }),
+                })
+                .into_iter()
+                .collect(),
+            rate_limit: Some(Arc::new(RateLimit {
+                id: "r1".into(),
+                requests: requests.map(|r| (r, minute)),
+                tokens: tokens.map(|t| (t, minute)),
+            })),
+            providers: HashMap::new(),
+            max_in_flight: Some(2),
+        }
+    }
+
+    fn estimate(tokens: u64, cost: f64) -> Estimate {
+        Estimate { tokens, cost }
+    }
+
+    #[test]
+    fn the_request_after_the_limit_is_refused_until_the_window_rolls_over() {
+        let key = vk(Some(3), None, None);
+        let mut local = LocalUsage::default();
+        for _ in 0..3 {
+            let r = admit(&mut local, &NoRemote, &key, None, estimate(1, 0.0), NOW).expect("room");
+            settle(&mut local, &r, Some((1, 0.0)));
+        }
+        match admit(&mut local, &NoRemote, &key, None, estimate(1, 0.0), NOW) {
+            Err(Rejection::RateLimited {
+                metric: Metric::Requests,
+                limit: 3,
+                reset_at_ms,
+                ..
+            }) => {
+                assert!(reset_at_ms > NOW && reset_at_ms <= NOW + 60_000)
+            }
+            other => panic!("expected a rate limit, got {other:?}"),
+        }
+        assert!(admit(
+            &mut local,
+            &NoRemote,
+            &key,
+            None,
+            estimate(1, 0.0),
+            NOW + 60_000
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn reserved_tokens_are_seen_by_concurrent_requests_and_corrected_after() {
+        let key = vk(None, Some(1000), None);
+        let mut local = LocalUsage::default();
+        let first =
+            admit(&mut local, &NoRemote, &key, None, estimate(600, 0.0), NOW).expect("room");
+        let second =
+            admit(&mut local, &NoRemote, &key, None, estimate(600, 0.0), NOW).expect("still room");
+        // Both in flight hold 1200 reserved tokens: the next request is refused.
+        assert!(matches!(
+            admit(&mut local, &NoRemote, &key, None, estimate(1, 0.0), NOW),
+            Err(Rejection::TooManyInFlight { .. }) | Err(Rejection::RateLimited { .. })
+        ));
+        settle(&mut local, &first, Some((100, 0.0)));
+        settle(&mut local, &second, Some((100, 0.0)));
+        let third = admit(&mut local, &NoRemote, &key, None, estimate(10, 0.0), NOW)
+            .expect("corrected down to 200 used");
+        assert_eq!(third.token_limit.map(|s| s.remaining), Some(1000 - 210));
+    }
+
+    #[test]
+    fn a_budget_counts_stored_pending_and_reserved_spend() {
+        let key = vk(None, None, Some(1.0));
+        let mut local = LocalUsage::default();
+        let period_start = "1d".parse::<Period>().expect("period").window_start(NOW);
+        local.stored.insert(
+            "b1".into(),
+            StoredUsage {
+                current_usage: 0.5,
+                last_reset_ms: period_start,
+            },
+        );
+        let r = admit(&mut local, &NoRemote, &key, None, estimate(10, 0.3), NOW).expect("0.5 < 1");
+        settle(&mut local, &r, Some((10, 0.6)));
+        assert!((local.budget_spend("b1", period_start) - 1.1).abs() < 1e-9);
+        match admit(&mut local, &NoRemote, &key, None, estimate(1, 0.0), NOW) {
+            Err(Rejection::BudgetExhausted {
+                level: Level::VirtualKey,
+                budget_id,
+                ..
+            }) => assert_eq!(budget_id, "b1"),
+            other => panic!("expected an exhausted budget, got {other:?}"),
+        }
+        // Stored usage from an earlier period does not count.
+        local.stored.insert(
+            "b1".into(),
+            StoredUsage {
+                current_usage: 0.5,
+                last_reset_ms: period_start - 1,
+            },
+        );
+        local.pending_spend.clear();
+        assert!(admit(&mut local, &NoRemote, &key, None, estimate(1, 0.0), NOW).is_ok());
+    }
+
+    #[test]
+    fn the_in_flight_cap_holds_until_a_request_settles() {
+        let key = vk(None, None, None);
+        let mut local = LocalUsage::default();
+        let a = admit(&mut local, &NoRemote, &key, None, estimate(1, 0.0), NOW).expect("1");
+        let _b = admit(&mut local, &NoRemote, &key, None, estimate(1, 0.0), NOW).expect("2");
+        assert!(matches!(
+            admit(&mut local, &NoRemote, &key, None, estimate(1, 0.0), NOW),
+            Err(Rejection::TooManyInFlight { max: 2, .. })
+        ));
+        settle(&mut local, &a, None);
+        assert!(admit(&mut local, &NoRemote, &key, None, estimate(1, 0.0), NOW).is_ok());
+    }
+
+    #[test]
+    fn remote_usage_counts_against_the_limit() {
+        struct Busy;
+        impl RemoteUsage for Busy {
+            fn counter(&self, _key: &CounterKey) -> i64 {
+                5
+            }
+            fn spend(&self, _budget_id: &str) -> f64 {
+                0.0
+            }
+        }
+        let key = vk(Some(5), None, None);
+        let mut local = LocalUsage::default();
+        assert!(matches!(
+            admit(&mut local, &Busy, &key, None, estimate(1, 0.0), NOW),
+            Err(Rejection::RateLimited { .. })
+        ));
+    }
+}

@@ -1,0 +1,324 @@
+//! Writing spend to the store: due budget resets first (compare-and-set, so only one replica
+//! resets a budget and no spend is lost), then this node's unflushed spend as increments, then
+//! a fresh read of every budget's usage. Runs every `governance.usage_flush_interval_ms` and once
+//! more after the drain on shutdown.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use super::counters::{StoredUsage, UsageCounters};
+use super::index::Budget;
+
+/// Where budget usage is persisted.
+pub trait UsageStore: Send + Sync + 'static {
+    /// Add USD to budgets, atomically per budget.
+    fn add_budget_spend(
+        &self,
+        deltas: &[(String, f64)],
+    ) -> impl Future<Output = Result<(), String>> + Send;
+    /// Every budget's usage.
+    fn budget_usage(
+        &self,
+    ) -> impl Future<Output = Result<HashMap<String, StoredUsage>, String>> + Send;
+    /// Reset a budget if its `last_reset` still equals `expected_ms`; whether it did.
+    fn reset_budget(
+        &self,
+        id: &str,
+        expected_ms: i64,
+        new_ms: i64,
+    ) -> impl Future<Output = Result<bool, String>> + Send;
+}
+
+/// Budget usage kept in memory only (config store disabled): lost on restart.
+#[derive(Default)]
+pub struct MemoryUsageStore {
+    usage: Mutex<HashMap<String, StoredUsage>>,
+}
+
+impl MemoryUsageStore {
+    /// Start every budget at zero in its current period.
+    pub fn new(budgets: &HashMap<String, Arc<Budget>>, now_ms: i64) -> Self {
+        let usage = budgets
+            .values()
+            .map(|b| {
+                (
+                    b.id.clone(),
+                    StoredUsage {
+                        current_usage: 0.0,
+                        last_reset_ms: b.period.window_start(now_ms),
+                    },
+                )
+            })
+            .collect();
+        Self {
+            usage: Mutex::new(usage),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, StoredUsage>> {
+        self.usage.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl UsageStore for MemoryUsageStore {
+    async fn add_budget_spend(&self, deltas: &[(String, f64)]) -> Result<(), String> {
+        let mut usage = self.lock();
+        for (id, delta) in deltas {
+            let entry = usage.entry(id.clone()).or_insert(StoredUsage {
+                current_usage: 0.0,
+                last_reset_ms: 0,
+            });
+            entry.current_usage += delta;
+        }
+        Ok(())
+    }
+
+    async fn budget_usage(&self) -> Result<HashMap<String, StoredUsage>, String> {
+        Ok(self.lock().clone())
+    }
+
+    async fn reset_budget(&self, id: &str, expected_ms: i64, new_ms: i64) -> Result<bool, String> {
+        let mut usage = self.lock();
+        match usage.get_mut(id) {
+            Some(entry) if entry.last_reset_ms == expected_ms => {
+                *entry = StoredUsage {
+                    current_usage: 0.0,
+                    last_reset_ms: new_ms,
+                };
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+/// The usage store a gateway runs with.
+pub enum UsageBackend {
+    /// Config store disabled: usage lives in memory only.
+    Memory(MemoryUsageStore),
+    /// The config store (SQLite or PostgreSQL).
+    Store(crate::store::Store),
+}
+
+impl UsageStore for UsageBackend {
+    async fn add_budget_spend(&self, deltas: &[(String, f64)]) -> Result<(), String> {
+        match self {
+            UsageBackend::Memory(store) => store.add_budget_spend(deltas).await,
+            UsageBackend::Store(store) => store
+                .add_budget_spend(deltas)
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+    async fn budget_usage(&self) -> Result<HashMap<String, StoredUsage>, String> {
+        match self {
+            UsageBackend::Memory(store) => store.budget_usage().await,
+            UsageBackend::Store(store) => store
+                .budget_usage()
+                .await
+                .map(|usage| {
+                    usage
+                        .into_iter()
+                        .map(|(id, u)| {
+                            (
+                                id,
+                                StoredUsage {
+                                    current_usage: u.current_usage,
+                                    last_reset_ms: u.last_reset_ms,
+                                },
+                            )
+                        })
+                        .collect()
+                })
+                .map_err(|e| e.to_string()),
+        }
+    }
+    async fn reset_budget(&self, id: &str, expected_ms: i64, new_ms: i64) -> Result<bool, String> {
+        match self {
+            UsageBackend::Memory(store) => store.reset_budget(id, expected_ms, new_ms).await,
+            UsageBackend::Store(store) => store
+                .reset_budget(id, expected_ms, new_ms)
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// What one flush did.
+#[derive(Debug, Default, PartialEq)]
+pub struct FlushReport {
+    /// Budgets whose spend was written.
+    pub budgets_written: usize,
+    /// USD written.
+    pub spend_written: f64,
+    /// Budgets this node reset for a new period.
+    pub resets: usize,
+}
+
+/// One flush. On a store error the spend stays pending and is retried next time.
+pub async fn flush_once<S: UsageStore>(
+    counters: &UsageCounters,
+    store: &S,
+    budgets: &HashMap<String, Arc<Budget>>,
+    now_ms: i64,
+) -> Result<FlushReport, String> {
+    let mut report = FlushReport::default();
+    let due: Vec<(String, i64, i64)> = {
+        let local = counters.lock();
+        budgets
+            .values()
+            .filter_map(|b| {
+                let stored = local.stored.get(&b.id)?;
+                let start = b.period.window_start(now_ms);
+                (start > stored.last_reset_ms).then(|| (b.id.clone(), stored.last_reset_ms, start))
+            })
+            .collect()
+    };
+    for (id, expected, start) in due {
+        if store.reset_budget(&id, expected, start).await? {
+            report.resets += 1;
+            tracing::info!(budget = %id, "budget reset for a new period");
+        }
+    }
+
+    let deltas: Vec<(String, f64)> = {
+        let mut local = counters.lock();
+        let pending = std::mem::take(&mut local.pending_spend);
+        for (id, amount) in &pending {
+            *local.flushing_spend.entry(id.clone()).or_insert(0.0) += amount;
+        }
+        local
+            .flushing_spend
+            .iter()
+            .filter(|(_, amount)| **amount != 0.0)
+            .map(|(id, amount)| (id.clone(), *amount))
+            .collect()
+    };
+    if !deltas.is_empty() {
+        if let Err(error) = store.add_budget_spend(&deltas).await {
+            let mut local = counters.lock();
+            let flushing = std::mem::take(&mut local.flushing_spend);
+            for (id, amount) in flushing {
+                *local.pending_spend.entry(id).or_insert(0.0) += amount;
+            }
+            return Err(error);
+        }
+        report.budgets_written = deltas.len();
+        report.spend_written = deltas.iter().map(|(_, amount)| amount).sum();
+    }
+
+    // The spend is in the store now: keep counting it until the fresh read replaces it.
+    let fresh = match store.budget_usage().await {
+        Ok(fresh) => fresh,
+        Err(error) => {
+            // Written but not re-read: fold it into the stored figures so it is neither lost
+            // nor counted twice.
+            let mut local = counters.lock();
+            let flushing = std::mem::take(&mut local.flushing_spend);
+            for (id, amount) in flushing {
+                if let Some(stored) = local.stored.get_mut(&id) {
+                    stored.current_usage += amount;
+                }
+            }
+            return Err(error);
+        }
+    };
+    let mut local = counters.lock();
+    local.stored = fresh;
+    local.flushing_spend.clear();
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Period;
+    use crate::governance::counters::NoRemote;
+
+    const DAY: i64 = 86_400_000;
+
+    fn budget() -> HashMap<String, Arc<Budget>> {
+        let period: Period = "1d".parse().expect("period");
+        HashMap::from([(
+            "b".to_string(),
+            Arc::new(Budget {
+                id: "b".into(),
+                max_limit: 10.0,
+                period,
+            }),
+        )])
+    }
+
+    #[tokio::test]
+    async fn pending_spend_is_written_and_read_back_once() {
+        let budgets = budget();
+        let now = 100 * DAY + 5;
+        let store = MemoryUsageStore::new(&budgets, now);
+        let counters = UsageCounters::new(Arc::new(NoRemote));
+        counters.lock().stored = store.budget_usage().await.expect("usage");
+        counters.lock().pending_spend.insert("b".into(), 1.25);
+        let report = flush_once(&counters, &store, &budgets, now)
+            .await
+            .expect("flush");
+        assert_eq!(report.spend_written, 1.25);
+        assert_eq!(
+            counters.lock().budget_spend("b", 100 * DAY),
+            1.25,
+            "counted once"
+        );
+        let again = flush_once(&counters, &store, &budgets, now)
+            .await
+            .expect("flush");
+        assert_eq!(again.budgets_written, 0);
+        assert_eq!(
+            store.budget_usage().await.expect("usage")["b"].current_usage,
+            1.25
+        );
+    }
+
+    #[tokio::test]
+    async fn a_new_period_resets_before_new_spend_is_added() {
+        let budgets = budget();
+        let store = MemoryUsageStore::new(&budgets, 100 * DAY);
+        store
+            .add_budget_spend(&[("b".into(), 9.0)])
+            .await
+            .expect("spend");
+        let counters = UsageCounters::new(Arc::new(NoRemote));
+        counters.lock().stored = store.budget_usage().await.expect("usage");
+        counters.lock().pending_spend.insert("b".into(), 0.5);
+        let report = flush_once(&counters, &store, &budgets, 101 * DAY + 1)
+            .await
+            .expect("flush");
+        assert_eq!(report.resets, 1);
+        let stored = store.budget_usage().await.expect("usage")["b"];
+        assert_eq!(
+            (stored.current_usage, stored.last_reset_ms),
+            (0.5, 101 * DAY)
+        );
+    }
+
+    struct FailingStore;
+    impl UsageStore for FailingStore {
+        async fn add_budget_spend(&self, _: &[(String, f64)]) -> Result<(), String> {
+            Err("database down".into())
+        }
+        async fn budget_usage(&self) -> Result<HashMap<String, StoredUsage>, String> {
+            Err("database down".into())
+        }
+        async fn reset_budget(&self, _: &str, _: i64, _: i64) -> Result<bool, String> {
+            Err("database down".into())
+        }
+    }
+
+    #[tokio::test]
+    async fn spend_survives_a_failed_flush() {
+        let counters = UsageCounters::new(Arc::new(NoRemote));
+        counters.lock().pending_spend.insert("b".into(), 2.0);
+        assert!(flush_once(&counters, &FailingStore, &HashMap::new(), 0)
+            .await
+            .is_err());
+        assert_eq!(counters.lock().pending_spend.get("b"), Some(&2.0));
+    }
+}

@@ -1,0 +1,244 @@
+//! Governance definitions compiled for the request path: virtual keys by value, their chain of
+//! team and customer, parsed periods. Rebuilt whenever the definitions change.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::{GovernanceConfig, Period};
+
+/// A rate limit with parsed windows.
+#[derive(Debug, Clone)]
+pub struct RateLimit {
+    /// Definition id.
+    pub id: String,
+    /// Requests per window.
+    pub requests: Option<(u64, Period)>,
+    /// Tokens per window.
+    pub tokens: Option<(u64, Period)>,
+}
+
+/// A budget definition with its parsed period.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    /// Definition id.
+    pub id: String,
+    /// USD per period.
+    pub max_limit: f64,
+    /// Reset period.
+    pub period: Period,
+}
+
+/// Where in the hierarchy a budget or limit hangs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Level {
+    /// The virtual key itself.
+    VirtualKey,
+    /// The virtual key's use of one provider.
+    Provider,
+    /// The key's team.
+    Team,
+    /// The key's (or its team's) customer.
+    Customer,
+}
+
+impl Level {
+    /// Lower-case name for messages and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::VirtualKey => "virtual_key",
+            Level::Provider => "provider",
+            Level::Team => "team",
+            Level::Customer => "customer",
+        }
+    }
+}
+
+/// A budget applying to a request, and at which level.
+#[derive(Debug, Clone)]
+pub struct BudgetRef {
+    /// Level in the hierarchy.
+    pub level: Level,
+    /// Id of the owner at that level (virtual key, team or customer id; `vk/provider`).
+    pub owner: String,
+    /// The budget.
+    pub budget: Arc<Budget>,
+}
+
+/// A virtual key's rules for one provider.
+#[derive(Debug, Clone)]
+pub struct ProviderRule {
+    /// Allowed models (empty: all).
+    pub allowed_models: Vec<String>,
+    /// Allowed provider key ids (empty: all).
+    pub key_ids: Option<Arc<[String]>>,
+    /// Weight for bare model names.
+    pub weight: f64,
+    /// Budget for this provider.
+    pub budget: Option<BudgetRef>,
+    /// Rate limit for this provider.
+    pub rate_limit: Option<Arc<RateLimit>>,
+}
+
+impl ProviderRule {
+    /// Whether the rule allows `model`.
+    pub fn allows_model(&self, model: &str) -> bool {
+        self.allowed_models.is_empty() || self.allowed_models.iter().any(|m| m == model || m == "*")
+    }
+}
+
+/// A compiled virtual key.
+#[derive(Debug)]
+pub struct VirtualKey {
+    /// Id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Inactive keys are refused.
+    pub is_active: bool,
+    /// Team id, if any.
+    pub team_id: Option<String>,
+    /// Customer id (directly, or through the team).
+    pub customer_id: Option<String>,
+    /// Budgets on the path VK → team → customer (provider budgets are in `providers`).
+    pub budgets: Vec<BudgetRef>,
+    /// The key's own rate limit.
+    pub rate_limit: Option<Arc<RateLimit>>,
+    /// Per-provider rules; empty means every provider is allowed.
+    pub providers: HashMap<String, ProviderRule>,
+    /// In-flight cap.
+    pub max_in_flight: Option<u32>,
+}
+
+/// All virtual keys by their secret value.
+#[derive(Default)]
+pub struct GovernanceIndex {
+    /// Value → key.
+    pub by_value: HashMap<String, Arc<VirtualKey>>,
+    /// Budgets by id.
+    pub budgets: HashMap<String, Arc<Budget>>,
+}
+
+impl GovernanceIndex {
+    /// Compile validated definitions. References that do not resolve (only possible for data
+    /// written to the store behind the gateway's back) are skipped with a warning.
+    pub fn build(config: &GovernanceConfig) -> Self {
+        let budgets: HashMap<String, Arc<Budget>> = config
+            .budgets
+            .iter()
+            .filter_map(|b| match b.reset_duration.parse::<Period>() {
+                Ok(period) => Some((
+                    b.id.clone(),
+                    Arc::new(Budget {
+                        id: b.id.clone(),
+                        max_limit: b.max_limit,
+                        period,
+                    }),
+                )),
+                Err(reason) => {
+                    tracing::warn!(budget = %b.id, %reason, "budget skipped: bad reset_duration");
+                    None
+                }
+            })
+            .collect();
+        let rate_limits: HashMap<String, Arc<RateLimit>> = config
+            .rate_limits
+            .iter()
+            .map(|r| {
+                let window = |max: Option<u64>, duration: &Option<String>| {
+                    Some((max?, duration.as_deref()?.parse::<Period>().ok()?))
+                };
+                (
+                    r.id.clone(),
+                    Arc::new(RateLimit {
+                        id: r.id.clone(),
+                        requests: window(r.request_max_limit, &r.request_reset_duration),
+                        tokens: window(r.token_max_limit, &r.token_reset_duration),
+                    }),
+                )
+            })
+            .collect();
+        let teams: HashMap<&str, _> = config.teams.iter().map(|t| (t.id.as_str(), t)).collect();
+        let customers: HashMap<&str, _> = config
+            .customers
+            .iter()
+            .map(|c| (c.id.as_str(), c))
+            .collect();
+        let budget_ref = |level: Level, owner: &str, id: &Option<String>| {
+            let id = id.as_ref()?;
+            match budgets.get(id) {
+                Some(budget) => Some(BudgetRef {
+                    level,
+                    owner: owner.to_string(),
+                    budget: budget.clone(),
+                }),
+                None => {
+                    tracing::warn!(budget = %id, owner, "unknown budget referenced; ignored");
+                    None
+                }
+            }
+        };
+
+        let mut by_value = HashMap::with_capacity(config.virtual_keys.len());
+        for vk in &config.virtual_keys {
+            let team = vk.team_id.as_deref().and_then(|t| teams.get(t));
+            let customer_id = vk
+                .customer_id
+                .clone()
+                .or_else(|| team.and_then(|t| t.customer_id.clone()));
+            let customer = customer_id.as_deref().and_then(|c| customers.get(c));
+            let mut chain = Vec::new();
+            chain.extend(budget_ref(Level::VirtualKey, &vk.id, &vk.budget_id));
+            if let Some(team) = team {
+                chain.extend(budget_ref(Level::Team, &team.id, &team.budget_id));
+            }
+            if let Some(customer) = customer {
+                chain.extend(budget_ref(
+                    Level::Customer,
+                    &customer.id,
+                    &customer.budget_id,
+                ));
+            }
+            let providers = vk
+                .provider_configs
+                .iter()
+                .map(|pc| {
+                    (
+                        pc.provider.clone(),
+                        ProviderRule {
+                            allowed_models: pc.allowed_models.clone(),
+                            key_ids: (!pc.key_ids.is_empty()).then(|| pc.key_ids.clone().into()),
+                            weight: pc.weight,
+                            budget: budget_ref(
+                                Level::Provider,
+                                &format!("{}/{}", vk.id, pc.provider),
+                                &pc.budget_id,
+                            ),
+                            rate_limit: pc
+                                .rate_limit_id
+                                .as_ref()
+                                .and_then(|r| rate_limits.get(r).cloned()),
+                        },
+                    )
+                })
+                .collect();
+            by_value.insert(
+                vk.value.clone(),
+                Arc::new(VirtualKey {
+                    id: vk.id.clone(),
+                    name: vk.name.clone(),
+                    is_active: vk.is_active,
+                    team_id: vk.team_id.clone(),
+                    customer_id,
+                    budgets: chain,
+                    rate_limit: vk
+                        .rate_limit_id
+                        .as_ref()
+                        .and_then(|r| rate_limits.get(r).cloned()),
+                    providers,
+                    max_in_flight: vk.max_in_flight,
+                }),
+            );
+        }
+        Self { by_value, budgets }
+    }
+}

@@ -1,0 +1,142 @@
+//! Token prices: a table shipped with the gateway (`data/pricing.json`, list prices in USD per
+//! token) overridden by `governance.pricing`. Lookup: exact provider and model, then any
+//! provider (`*`), then the longest listed model name that prefixes the requested one (so dated
+//! snapshots such as `gpt-4o-mini-2024-07-18` find `gpt-4o-mini`).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::config::ModelPrice;
+
+const SHIPPED: &str = include_str!("../../data/pricing.json");
+
+/// Prices for one model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price {
+    /// USD per prompt token.
+    pub input: f64,
+    /// USD per completion token.
+    pub output: f64,
+}
+
+impl Price {
+    /// Cost of a request in USD.
+    pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> f64 {
+        self.input * prompt_tokens as f64 + self.output * completion_tokens as f64
+    }
+}
+
+/// The pricing table.
+pub struct PricingTable {
+    /// Config overrides, then the shipped table: (provider or `*`, model) → price.
+    tiers: [HashMap<(String, String), Price>; 2],
+    /// Models already warned about.
+    unpriced_warned: Mutex<std::collections::HashSet<String>>,
+}
+
+impl PricingTable {
+    /// The shipped table with `overrides` applied on top.
+    pub fn new(overrides: &[ModelPrice]) -> Self {
+        // The shipped file is part of the binary and covered by a test.
+        let shipped: Vec<ModelPrice> = serde_json::from_str(SHIPPED).unwrap_or_default();
+        let tier = |entries: &[ModelPrice]| {
+            entries
+                .iter()
+                .map(|entry| {
+                    (
+                        (entry.provider.clone(), entry.model.clone()),
+                        Price {
+                            input: entry.input_cost_per_token,
+                            output: entry.output_cost_per_token,
+                        },
+                    )
+                })
+                .collect()
+        };
+        Self {
+            tiers: [tier(overrides), tier(&shipped)],
+            unpriced_warned: Mutex::new(Default::default()),
+        }
+    }
+
+    /// The price of `model` on `provider`, if known. An exact name beats a prefix; among
+    /// prefixes the longest wins; on equal terms a config override beats the shipped table.
+    pub fn price(&self, provider: &str, model: &str) -> Option<Price> {
+        let exact = self.tiers.iter().find_map(|prices| {
+            prices
+                .get(&(provider.to_string(), model.to_string()))
+                .or_else(|| prices.get(&("*".to_string(), model.to_string())))
+        });
+        if let Some(price) = exact {
+            return Some(*price);
+        }
+        self.tiers
+            .iter()
+            .enumerate()
+            .flat_map(|(tier, prices)| prices.iter().map(move |entry| (tier, entry)))
+            .filter(|(_, ((p, m), _))| (p == provider || p == "*") && model.starts_with(m.as_str()))
+            .max_by_key(|(tier, ((p, m), _))| (m.len(), std::cmp::Reverse(*tier), p != "*"))
+            .map(|(_, (_, price))| *price)
+    }
+
+    /// Cost in USD; an unknown model costs 0 and is warned about once.
+    pub fn cost(&self, provider: &str, model: &str, prompt: u64, completion: u64) -> f64 {
+        match self.price(provider, model) {
+            Some(price) => price.cost(prompt, completion),
+            None => {
+                let key = format!("{provider}/{model}");
+                let mut warned = self
+                    .unpriced_warned
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if warned.insert(key.clone()) {
+                    tracing::warn!(model = %key, "no price for model; its spend counts as 0 (add it to governance.pricing)");
+                }
+                0.0
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_table_parses() {
+        let shipped: Vec<ModelPrice> = serde_json::from_str(SHIPPED).expect("valid pricing.json");
+        assert!(shipped.len() > 10);
+    }
+
+    #[test]
+    fn dated_snapshots_find_their_family_and_overrides_win() {
+        let table = PricingTable::new(&[ModelPrice {
+            provider: "openai".into(),
+            model: "gpt-4o".into(),
+            input_cost_per_token: 1.0,
+            output_cost_per_token: 2.0,
+        }]);
+        let mini = table
+            .price("openai", "gpt-4o-mini-2024-07-18")
+            .expect("prefix match");
+        assert_eq!(mini.input, 0.00000015, "longest prefix, not gpt-4o");
+        assert_eq!(table.price("openai", "gpt-4o").map(|p| p.output), Some(2.0));
+        assert_eq!(table.cost("openai", "gpt-4o", 10, 1), 12.0);
+        assert!(
+            table.price("groq", "deepseek-chat").is_some(),
+            "`*` entries match any provider"
+        );
+        assert_eq!(table.cost("x", "unknown-model", 100, 100), 0.0);
+        let any = PricingTable::new(&[ModelPrice {
+            provider: "*".into(),
+            model: "gpt-4o-mini".into(),
+            input_cost_per_token: 0.5,
+            output_cost_per_token: 0.5,
+        }]);
+        assert_eq!(
+            any.price("openai", "gpt-4o-mini").map(|p| p.input),
+            Some(0.5),
+            "a `*` override beats a shipped exact entry"
+        );
+    }
+}

@@ -1,0 +1,209 @@
+//! Reading what a request really used from the upstream's answer: the `usage` object of a JSON
+//! response, or the usage events of a stream (OpenAI's final usage chunk; Anthropic's
+//! `message_start` and `message_delta`). When a stream ends without usage, completion tokens
+//! are estimated from the streamed text.
+
+use serde::Deserialize;
+
+/// Token counts of one request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenUsage {
+    /// Prompt (input) tokens, cache reads and writes included.
+    pub prompt: u64,
+    /// Completion (output) tokens.
+    pub completion: u64,
+}
+
+impl TokenUsage {
+    /// Prompt plus completion.
+    pub fn total(&self) -> u64 {
+        self.prompt + self.completion
+    }
+}
+
+/// Both providers' usage field names.
+#[derive(Debug, Default, Deserialize)]
+struct RawUsage {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
+    cache_read_input_tokens: Option<u64>,
+}
+
+impl RawUsage {
+    fn prompt(&self) -> Option<u64> {
+        self.prompt_tokens.or_else(|| {
+            self.input_tokens.map(|input| {
+                input
+                    + self.cache_creation_input_tokens.unwrap_or(0)
+                    + self.cache_read_input_tokens.unwrap_or(0)
+            })
+        })
+    }
+    fn completion(&self) -> Option<u64> {
+        self.completion_tokens.or(self.output_tokens)
+    }
+}
+
+#[derive(Deserialize)]
+struct WithUsage {
+    usage: Option<RawUsage>,
+}
+
+/// Usage from a complete JSON response of either provider.
+pub fn from_json(body: &[u8]) -> Option<TokenUsage> {
+    let usage = serde_json::from_slice::<WithUsage>(body).ok()?.usage?;
+    Some(TokenUsage {
+        prompt: usage.prompt().unwrap_or(0),
+        completion: usage.completion().unwrap_or(0),
+    })
+}
+
+/// Watches a stream's upstream events for usage.
+#[derive(Debug, Default)]
+pub struct StreamUsage {
+    prompt: Option<u64>,
+    completion: Option<u64>,
+    streamed_chars: u64,
+}
+
+#[derive(Deserialize)]
+struct StreamEvent {
+    usage: Option<RawUsage>,
+    message: Option<WithUsage>,
+    #[serde(default)]
+    choices: Vec<serde_json::Value>,
+    delta: Option<serde_json::Value>,
+}
+
+impl StreamUsage {
+    /// Look at one upstream SSE `data` payload.
+    pub fn observe(&mut self, data: &str) {
+        if data == "[DONE]" {
+            return;
+        }
+        let Ok(event) = serde_json::from_str::<StreamEvent>(data) else {
+            return;
+        };
+        let usage = event.usage.or(event.message.and_then(|m| m.usage));
+        if let Some(usage) = usage {
+            if let Some(prompt) = usage.prompt() {
+                self.prompt = Some(prompt);
+            }
+            if let Some(completion) = usage.completion() {
+                self.completion = Some(completion);
+            }
+        }
+        for choice in &event.choices {
+            if let Some(text) = choice.pointer("/delta/content").and_then(|c| c.as_str()) {
+                self.streamed_chars += text.len() as u64;
+            }
+        }
+        if let Some(text) = event
+            .delta
+            .as_ref()
+            .and_then(|d| d.get("text"))
+            .and_then(|t| t.as_str())
+        {
+            self.streamed_chars += text.len() as u64;
+        }
+    }
+
+    /// Whether this payload is an OpenAI usage-only chunk (`choices: []` with `usage`).
+    pub fn is_usage_only_chunk(data: &str) -> bool {
+        data.contains("\"usage\"")
+            && serde_json::from_str::<StreamEvent>(data)
+                .is_ok_and(|e| e.choices.is_empty() && e.usage.is_some() && e.delta.is_none())
+    }
+
+    /// What the stream used; estimates fill what the upstream did not report.
+    pub fn finish(&self, prompt_estimate: u64) -> TokenUsage {
+        TokenUsage {
+            prompt: self.prompt.unwrap_or(prompt_estimate),
+            completion: self.completion.unwrap_or(self.streamed_chars.div_ceil(4)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_usage_of_both_providers_is_read() {
+        let openai =
+            br#"{"id":"x","usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}}"#;
+        assert_eq!(
+            from_json(openai),
+            Some(TokenUsage {
+                prompt: 12,
+                completion: 5
+            })
+        );
+        let anthropic = br#"{"type":"message","usage":{"input_tokens":7,"output_tokens":3,"cache_read_input_tokens":2}}"#;
+        assert_eq!(
+            from_json(anthropic),
+            Some(TokenUsage {
+                prompt: 9,
+                completion: 3
+            })
+        );
+        assert_eq!(from_json(b"not json"), None);
+    }
+
+    #[test]
+    fn stream_usage_comes_from_the_usage_chunk_or_anthropic_events() {
+        let mut openai = StreamUsage::default();
+        openai.observe(r#"{"choices":[{"index":0,"delta":{"content":"hello"}}]}"#);
+        openai.observe(r#"{"choices":[],"usage":{"prompt_tokens":4,"completion_tokens":2}}"#);
+        openai.observe("[DONE]");
+        assert_eq!(
+            openai.finish(99),
+            TokenUsage {
+                prompt: 4,
+                completion: 2
+            }
+        );
+
+        let mut anthropic = StreamUsage::default();
+        anthropic.observe(
+            r#"{"type":"message_start","message":{"usage":{"input_tokens":11,"output_tokens":1}}}"#,
+        );
+        anthropic.observe(
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"}}"#,
+        );
+        anthropic.observe(r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":6}}"#);
+        assert_eq!(
+            anthropic.finish(99),
+            TokenUsage {
+                prompt: 11,
+                completion: 6
+            }
+        );
+    }
+
+    #[test]
+    fn a_stream_without_usage_is_estimated_from_its_text() {
+        let mut usage = StreamUsage::default();
+        usage.observe(r#"{"choices":[{"index":0,"delta":{"content":"12345678"}}]}"#);
+        assert_eq!(
+            usage.finish(30),
+            TokenUsage {
+                prompt: 30,
+                completion: 2
+            }
+        );
+    }
+
+    #[test]
+    fn only_usage_chunks_are_recognised_as_such() {
+        assert!(StreamUsage::is_usage_only_chunk(
+            r#"{"choices":[],"usage":{"prompt_tokens":1}}"#
+        ));
+        assert!(!StreamUsage::is_usage_only_chunk(
+            r#"{"choices":[{"delta":{}}],"usage":null}"#
+        ));
+    }
+}

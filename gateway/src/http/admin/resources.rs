@@ -1,0 +1,397 @@
+//! Generic CRUD over the config store for every admin resource: list, read, create, replace,
+//! delete. Writes are validated as part of the whole config (so references and field rules are
+//! checked exactly as for the config file), stored, and the runtime is rebuilt from the store.
+//! Secret values are masked in every answer; a masked value sent back in a `PUT` keeps the
+//! stored secret.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use http::StatusCode;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::config::{
+    BudgetConfig, CustomerConfig, GatewayConfig, ProviderConfig, RateLimitConfig, TeamConfig,
+    VirtualKeyConfig,
+};
+use crate::error::GatewayError;
+use crate::http::errors::{error_response, Dialect};
+use crate::state::AppState;
+use crate::store::{Store, StoreError};
+
+/// A provider with its name, as the admin API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NamedProvider {
+    /// Provider name (the `provider` in `provider/model`).
+    pub name: String,
+    /// Its configuration.
+    #[serde(flatten)]
+    pub config: ProviderConfig,
+}
+
+/// An entity the admin API manages.
+pub trait Resource: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
+    /// Human name (`virtual key`).
+    const KIND: &'static str;
+    /// The JSON field holding the id (`id`, or `name` for providers).
+    const ID_FIELD: &'static str = "id";
+    /// The entity's id.
+    fn id(&self) -> &str;
+    /// Set the id (from the URL).
+    fn set_id(&mut self, id: &str);
+    /// Every entity of this kind in `config`.
+    fn all(config: &GatewayConfig) -> Vec<Self>;
+    /// Insert or replace in `config`.
+    fn upsert_into(self, config: &mut GatewayConfig);
+    /// Write to the store.
+    fn store_put(&self, store: &Store) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Delete from the store.
+    fn store_delete(store: &Store, id: &str)
+        -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Mask secrets for an answer.
+    fn redacted(self) -> Self {
+        self
+    }
+    /// Replace masked secrets in an update with the stored ones.
+    fn keep_secrets(&mut self, _existing: &Self) {}
+}
+
+/// `sk-bf-abcdef…wxyz`: enough to recognise a secret, not to use it.
+pub fn mask(secret: &str) -> String {
+    let chars: Vec<char> = secret.chars().collect();
+    if chars.len() <= 12 {
+        return "********".into();
+    }
+    let head: String = chars[..6].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}…{tail}")
+}
+
+fn upsert_by_id<T: Resource>(list: &mut Vec<T>, item: T) {
+    match list.iter_mut().find(|existing| existing.id() == item.id()) {
+        Some(existing) => *existing = item,
+        None => list.push(item),
+    }
+}
+
+impl Resource for NamedProvider {
+    const KIND: &'static str = "provider";
+    const ID_FIELD: &'static str = "name";
+    fn id(&self) -> &str {
+        &self.name
+    }
+    fn set_id(&mut self, id: &str) {
+        self.name = id.to_string();
+    }
+    fn all(config: &GatewayConfig) -> Vec<Self> {
+        config
+            .providers
+            .iter()
+            .map(|(name, config)| NamedProvider {
+                name: name.clone(),
+                config: config.clone(),
+            })
+            .collect()
+    }
+    fn upsert_into(self, config: &mut GatewayConfig) {
+        config.providers.insert(self.name, self.config);
+    }
+    async fn store_put(&self, store: &Store) -> Result<(), StoreError> {
+        store.put_provider(&self.name, &self.config).await
+    }
+    async fn store_delete(store: &Store, id: &str) -> Result<(), StoreError> {
+        store.delete_provider(id).await
+    }
+    fn redacted(mut self) -> Self {
+        for key in &mut self.config.keys {
+            key.value = mask(&key.value);
+        }
+        for value in self.config.network_config.extra_headers.values_mut() {
+            *value = mask(value);
+        }
+        self
+    }
+    fn keep_secrets(&mut self, existing: &Self) {
+        for (index, key) in self.config.keys.iter_mut().enumerate() {
+            let id = key.id.clone().or_else(|| key.name.clone());
+            let stored = existing
+                .config
+                .keys
+                .iter()
+                .enumerate()
+                .find(|(i, k)| match &id {
+                    Some(id) => k.id.as_ref().or(k.name.as_ref()) == Some(id),
+                    None => *i == index,
+                })
+                .map(|(_, k)| k);
+            if let Some(stored) = stored {
+                if key.value == mask(&stored.value) {
+                    key.value = stored.value.clone();
+                }
+            }
+        }
+        for (name, value) in self.config.network_config.extra_headers.iter_mut() {
+            if let Some(stored) = existing.config.network_config.extra_headers.get(name) {
+                if *value == mask(stored) {
+                    *value = stored.clone();
+                }
+            }
+        }
+    }
+}
+
+impl Resource for VirtualKeyConfig {
+    const KIND: &'static str = "virtual key";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn set_id(&mut self, id: &str) {
+        self.id = id.to_string();
+    }
+    fn all(config: &GatewayConfig) -> Vec<Self> {
+        config.governance.virtual_keys.clone()
+    }
+    fn upsert_into(self, config: &mut GatewayConfig) {
+        upsert_by_id(&mut config.governance.virtual_keys, self);
+    }
+    async fn store_put(&self, store: &Store) -> Result<(), StoreError> {
+        store.put_virtual_key(self).await
+    }
+    async fn store_delete(store: &Store, id: &str) -> Result<(), StoreError> {
+        store.delete_virtual_key(id).await
+    }
+    fn redacted(mut self) -> Self {
+        self.value = mask(&self.value);
+        self
+    }
+    fn keep_secrets(&mut self, existing: &Self) {
+        if self.value == mask(&existing.value) {
+            self.value = existing.value.clone();
+        }
+    }
+}
+
+/// Governance entities without secrets share one shape of implementation.
+macro_rules! plain_resource {
+    ($type:ty, $kind:literal, $field:ident, $put:ident, $delete:ident) => {
+        impl Resource for $type {
+            const KIND: &'static str = $kind;
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn set_id(&mut self, id: &str) {
+                self.id = id.to_string();
+            }
+            fn all(config: &GatewayConfig) -> Vec<Self> {
+                config.governance.$field.clone()
+            }
+            fn upsert_into(self, config: &mut GatewayConfig) {
+                upsert_by_id(&mut config.governance.$field, self);
+            }
+            async fn store_put(&self, store: &Store) -> Result<(), StoreError> {
+                store.$put(self).await
+            }
+            async fn store_delete(store: &Store, id: &str) -> Result<(), StoreError> {
+                store.$delete(id).await
+            }
+        }
+    };
+}
+
+plain_resource!(TeamConfig, "team", teams, put_team, delete_team);
+plain_resource!(
+    CustomerConfig,
+    "customer",
+    customers,
+    put_customer,
+    delete_customer
+);
+plain_resource!(BudgetConfig, "budget", budgets, put_budget, delete_budget);
+plain_resource!(
+    RateLimitConfig,
+    "rate limit",
+    rate_limits,
+    put_rate_limit,
+    delete_rate_limit
+);
+
+fn respond(result: Result<Response, GatewayError>) -> Response {
+    result.unwrap_or_else(|error| error_response(Dialect::OpenAi, &error))
+}
+
+fn store_error(error: StoreError) -> GatewayError {
+    match error {
+        StoreError::NotFound { .. } => GatewayError::NotFound(error.to_string()),
+        StoreError::InUse { .. } | StoreError::Conflict { .. } => {
+            GatewayError::Conflict(error.to_string())
+        }
+        StoreError::UnknownReference { .. } | StoreError::Invalid { .. } => {
+            GatewayError::InvalidRequest(error.to_string())
+        }
+        other => GatewayError::Store(other.to_string()),
+    }
+}
+
+fn require_store(state: &AppState) -> Result<&Store, GatewayError> {
+    state.store.as_ref().ok_or_else(|| {
+        GatewayError::Conflict(
+            "the config store is disabled (config_store.enabled: false): the admin API is read-only; edit the config file and send SIGHUP".into(),
+        )
+    })
+}
+
+fn parse<R: Resource>(body: &Bytes) -> Result<R, GatewayError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." {
+            String::new()
+        } else {
+            format!("{path}: ")
+        };
+        GatewayError::InvalidRequest(format!("{at}{}", e.inner()))
+    })
+}
+
+/// Validate `item` as part of the whole running config; every problem named by its path.
+fn validate<R: Resource>(state: &AppState, item: &R) -> Result<(), GatewayError> {
+    let mut candidate = state.runtime.load().config.clone();
+    item.clone().upsert_into(&mut candidate);
+    let problems = candidate.validate();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(GatewayError::InvalidRequest(format!(
+        "invalid {}: {}",
+        R::KIND,
+        problems
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")
+    )))
+}
+
+fn find<R: Resource>(state: &AppState, id: &str) -> Option<R> {
+    R::all(&state.runtime.load().config)
+        .into_iter()
+        .find(|item| item.id() == id)
+}
+
+async fn write<R: Resource>(state: &AppState, item: &R) -> Result<(), GatewayError> {
+    validate(state, item)?;
+    item.store_put(require_store(state)?)
+        .await
+        .map_err(store_error)?;
+    state.reload_from_store().await
+}
+
+/// `GET /api/...`: every entity, secrets masked.
+pub async fn list<R: Resource>(State(state): State<Arc<AppState>>) -> Response {
+    let items: Vec<R> = R::all(&state.runtime.load().config)
+        .into_iter()
+        .map(R::redacted)
+        .collect();
+    Json(json!({"data": items, "count": items.len()})).into_response()
+}
+
+/// `GET /api/.../{id}`.
+pub async fn get_one<R: Resource>(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Response {
+    respond(
+        find::<R>(&state, &id)
+            .map(|item| Json(item.redacted()).into_response())
+            .ok_or_else(|| GatewayError::NotFound(format!("no {} \"{id}\"", R::KIND))),
+    )
+}
+
+/// `POST /api/...`: create; 409 if the id exists.
+pub async fn create<R: Resource>(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    respond(
+        async {
+            let item: R = parse(&body)?;
+            if find::<R>(&state, item.id()).is_some() {
+                return Err(GatewayError::Conflict(format!(
+                    "{} \"{}\" already exists; use PUT to replace it",
+                    R::KIND,
+                    item.id()
+                )));
+            }
+            write(&state, &item).await?;
+            Ok((StatusCode::CREATED, Json(item.redacted())).into_response())
+        }
+        .await,
+    )
+}
+
+/// `PUT /api/.../{id}`: create or replace.
+pub async fn put<R: Resource>(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    respond(
+        async {
+            // The id comes from the URL; the body may omit it but must not contradict it.
+            let mut document: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+                GatewayError::InvalidRequest(format!("body is not valid JSON: {e}"))
+            })?;
+            if let Some(fields) = document.as_object_mut() {
+                match fields.get(R::ID_FIELD) {
+                    Some(serde_json::Value::String(given)) if *given != id => {
+                        return Err(GatewayError::InvalidRequest(format!(
+                            "{}: the body says \"{given}\" but the URL says \"{id}\"",
+                            R::ID_FIELD
+                        )))
+                    }
+                    _ => {
+                        fields.insert(R::ID_FIELD.into(), serde_json::Value::String(id.clone()));
+                    }
+                }
+            }
+            let mut item: R = parse(&Bytes::from(document.to_string()))?;
+            item.set_id(&id);
+            if let Some(existing) = find::<R>(&state, &id) {
+                item.keep_secrets(&existing);
+            }
+            write(&state, &item).await?;
+            Ok(Json(item.redacted()).into_response())
+        }
+        .await,
+    )
+}
+
+/// `DELETE /api/.../{id}`: 409 while other entities reference it.
+pub async fn delete<R: Resource>(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Response {
+    respond(
+        async {
+            let store = require_store(&state)?;
+            R::store_delete(store, &id).await.map_err(store_error)?;
+            state.reload_from_store().await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        .await,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_masked_recognisably() {
+        assert_eq!(mask("sk-bf-0123456789abcdef"), "sk-bf-…cdef");
+        assert_eq!(mask("short"), "********");
+    }
+}

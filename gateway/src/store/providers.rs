@@ -1,0 +1,188 @@
+//! Providers and their keys: `providers` holds the non-secret settings as JSON (except
+//! `extra_headers`, which may carry credentials and is sealed), `provider_keys` one row per key
+//! in order, with the key value sealed.
+
+use std::collections::{BTreeMap, HashMap};
+
+use sqlx::AnyConnection;
+
+use super::error::{EntityKind, QueryContext, StoreError};
+use super::rows::{from_json, position, to_json};
+use super::secrets::Secrets;
+use super::Store;
+use crate::config::{KeyConfig, NetworkConfig, ProviderConfig};
+
+type ProviderRow = (
+    String,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    String,
+);
+type KeyRow = (
+    String,
+    i64,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    f64,
+);
+
+/// Every provider with its keys, values revealed.
+pub(crate) async fn load_all(
+    conn: &mut AnyConnection,
+    secrets: &Secrets,
+) -> Result<BTreeMap<String, ProviderConfig>, StoreError> {
+    const CONTEXT: &str = "loading providers";
+    let rows: Vec<ProviderRow> = sqlx::query_as(
+        "SELECT name, network_config, extra_headers_encrypted, concurrency_and_buffer_size, \
+         custom_provider_config, circuit_breaker FROM providers ORDER BY name",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .context(CONTEXT)?;
+    let key_rows: Vec<KeyRow> = sqlx::query_as(
+        "SELECT provider, position, id, name, value_encrypted, models, weight \
+         FROM provider_keys ORDER BY provider, position",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .context(CONTEXT)?;
+
+    let mut keys: HashMap<String, Vec<KeyConfig>> = HashMap::new();
+    for (provider, position, id, name, value, models, weight) in key_rows {
+        let at = |column: &str| format!("provider_keys ({provider}, {position}).{column}");
+        keys.entry(provider.clone()).or_default().push(KeyConfig {
+            id,
+            name,
+            value: secrets.reveal(&value, || at("value_encrypted"))?,
+            models: from_json(&models, || at("models"))?,
+            weight,
+        });
+    }
+
+    let mut providers = BTreeMap::new();
+    for (name, network, extra_headers, concurrency, custom, circuit) in rows {
+        let at = |column: &str| format!("providers ({name}).{column}");
+        let mut network_config: NetworkConfig = from_json(&network, || at("network_config"))?;
+        if let Some(sealed) = extra_headers {
+            let headers = secrets.reveal(&sealed, || at("extra_headers_encrypted"))?;
+            network_config.extra_headers = from_json(&headers, || at("extra_headers_encrypted"))?;
+        }
+        let provider = ProviderConfig {
+            keys: keys.remove(&name).unwrap_or_default(),
+            network_config,
+            concurrency_and_buffer_size: from_json(&concurrency, || {
+                at("concurrency_and_buffer_size")
+            })?,
+            custom_provider_config: custom
+                .map(|text| from_json(&text, || at("custom_provider_config")))
+                .transpose()?,
+            circuit_breaker: from_json(&circuit, || at("circuit_breaker"))?,
+        };
+        providers.insert(name, provider);
+    }
+    Ok(providers)
+}
+
+/// Upserts a provider and replaces its keys, inside a config write transaction.
+pub(crate) async fn write(
+    conn: &mut AnyConnection,
+    secrets: &Secrets,
+    name: &str,
+    provider: &ProviderConfig,
+) -> Result<(), StoreError> {
+    const CONTEXT: &str = "writing a provider";
+    if name.trim().is_empty() {
+        return Err(StoreError::Invalid {
+            what: "provider name".to_string(),
+            reason: "must not be empty".to_string(),
+        });
+    }
+    let what = |field: &str| format!("provider \"{name}\" {field}");
+    let mut network = provider.network_config.clone();
+    let headers = std::mem::take(&mut network.extra_headers);
+    let sealed_headers = if headers.is_empty() {
+        None
+    } else {
+        Some(secrets.seal(&to_json(&headers, || what("extra_headers"))?)?)
+    };
+    let custom = provider
+        .custom_provider_config
+        .as_ref()
+        .map(|custom| to_json(custom, || what("custom_provider_config")))
+        .transpose()?;
+    sqlx::query(
+        "INSERT INTO providers (name, network_config, extra_headers_encrypted, \
+         concurrency_and_buffer_size, custom_provider_config, circuit_breaker) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (name) DO UPDATE SET network_config = excluded.network_config, \
+         extra_headers_encrypted = excluded.extra_headers_encrypted, \
+         concurrency_and_buffer_size = excluded.concurrency_and_buffer_size, \
+         custom_provider_config = excluded.custom_provider_config, \
+         circuit_breaker = excluded.circuit_breaker",
+    )
+    .bind(name)
+    .bind(to_json(&network, || what("network_config"))?)
+    .bind(sealed_headers)
+    .bind(to_json(&provider.concurrency_and_buffer_size, || {
+        what("concurrency_and_buffer_size")
+    })?)
+    .bind(custom)
+    .bind(to_json(&provider.circuit_breaker, || {
+        what("circuit_breaker")
+    })?)
+    .execute(&mut *conn)
+    .await
+    .context(CONTEXT)?;
+
+    sqlx::query("DELETE FROM provider_keys WHERE provider = $1")
+        .bind(name)
+        .execute(&mut *conn)
+        .await
+        .context(CONTEXT)?;
+    for (index, key) in provider.keys.iter().enumerate() {
+        if !key.weight.is_finite() {
+            return Err(StoreError::Invalid {
+                what: what(&format!("keys[{index}].weight")),
+                reason: "must be a finite number".to_string(),
+            });
+        }
+        sqlx::query(
+            "INSERT INTO provider_keys (provider, position, id, name, value_encrypted, models, weight) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(name)
+        .bind(position(index))
+        .bind(key.id.clone())
+        .bind(key.name.clone())
+        .bind(secrets.seal(&key.value)?)
+        .bind(to_json(&key.models, || what(&format!("keys[{index}].models")))?)
+        .bind(key.weight)
+        .execute(&mut *conn)
+        .await
+        .context(CONTEXT)?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Creates or replaces provider `name` with its keys.
+    pub async fn put_provider(
+        &self,
+        name: &str,
+        provider: &ProviderConfig,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_config_write().await?;
+        write(&mut tx, &self.secrets, name, provider).await?;
+        tx.commit().await.context("committing a provider")
+    }
+
+    /// Deletes provider `name` and its keys; refused while a virtual key's `provider_configs`
+    /// names it.
+    pub async fn delete_provider(&self, name: &str) -> Result<(), StoreError> {
+        self.delete_entity(EntityKind::Provider, name).await
+    }
+}
