@@ -443,3 +443,33 @@ pub fn parse_sse(body: &str) -> Vec<(Option<String>, String)> {
         })
         .collect()
 }
+
+/// `config_store` settings for a fresh database on the test PostgreSQL server named by
+/// `BIFROST_TEST_POSTGRES_URL` (`make test` starts one). `None` outside CI when no server is
+/// configured, so the caller skips; in CI a missing server is a failure.
+pub fn postgres_store() -> Option<Value> {
+    let Ok(url) = std::env::var("BIFROST_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "BIFROST_TEST_POSTGRES_URL is not set in CI: run the tests through `make test`"
+        );
+        eprintln!("skipped: BIFROST_TEST_POSTGRES_URL is not set (make test starts a PostgreSQL and sets it)");
+        return None;
+    };
+    let name = format!("e2e_{}", fastrand::u64(..));
+    let status = std::process::Command::new("psql")
+        .args([url.as_str(), "-q", "-c", &format!("CREATE DATABASE {name}")])
+        .status()
+        .expect("psql runs");
+    assert!(status.success(), "creating the test database failed");
+    // postgres://user@host:port/db
+    let rest = url.strip_prefix("postgres://").expect("postgres URL");
+    let (user, rest) = rest.split_once('@').expect("user@host");
+    let (host_port, _) = rest.split_once('/').unwrap_or((rest, ""));
+    let (host, port) = host_port.rsplit_once(':').expect("host:port");
+    Some(serde_json::json!({
+        "enabled": true, "type": "postgres",
+        "config": {"host": host, "port": port.parse::<u16>().expect("port"), "user": user,
+                   "db_name": name, "ssl_mode": "disable"}
+    }))
+}

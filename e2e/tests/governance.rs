@@ -1,15 +1,17 @@
 //! Virtual keys, rate limits, budgets and the customer → team → key hierarchy, through real
-//! HTTP against a gateway process (config store disabled: usage in memory).
+//! HTTP against a gateway process. Every scenario runs three times: config store disabled
+//! (usage in memory), SQLite, and PostgreSQL (`make test` provides the server).
 
 use std::time::Duration;
 
-use bifrost_e2e::harness::{config_for, sse_events, Gateway, MockProvider};
+use bifrost_e2e::harness::{config_for, postgres_store, sse_events, Gateway, MockProvider};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 /// The mock's prices: $0.01 per prompt token, $0.02 per completion token.
-fn governed(mock: &MockProvider, governance: Value) -> Value {
+fn governed(store: &Value, mock: &MockProvider, governance: Value) -> Value {
     let mut config = config_for(mock);
+    config["config_store"] = store.clone();
     config["client"]["enforce_auth_on_inference"] = json!(true);
     let mut governance = governance;
     governance["pricing"] = json!([
@@ -23,6 +25,11 @@ fn governed(mock: &MockProvider, governance: Value) -> Value {
 fn chat(content: &str) -> Value {
     json!({"model": "openai/gpt-4o-mini", "max_tokens": 8,
            "messages": [{"role": "user", "content": content}]})
+}
+
+/// The key only matters for SQL stores (PostgreSQL refuses to store secrets without one).
+async fn start(config: &Value) -> Gateway {
+    Gateway::start_with(config, &[("BIFROST_ENCRYPTION_KEY", "governance test key")]).await
 }
 
 async fn send(gateway: &Gateway, vk: Option<&str>, body: &Value) -> reqwest::Response {
@@ -47,10 +54,10 @@ async fn error_of(response: reqwest::Response) -> (StatusCode, String) {
     )
 }
 
-#[tokio::test]
-async fn virtual_keys_are_required_and_checked() {
+async fn virtual_keys_are_required_and_checked(store: Value) {
     let mock = MockProvider::start(&[]).await;
-    let gateway = Gateway::start(&governed(
+    let gateway = start(&governed(
+        &store,
         &mock,
         json!({"virtual_keys": [
             {"id": "active", "value": "sk-bf-active"},
@@ -114,10 +121,10 @@ async fn virtual_keys_are_required_and_checked() {
     );
 }
 
-#[tokio::test]
-async fn provider_configs_restrict_providers_models_and_keys() {
+async fn provider_configs_restrict_providers_models_and_keys(store: Value) {
     let mock = MockProvider::start(&[]).await;
     let mut config = governed(
+        &store,
         &mock,
         json!({"virtual_keys": [{"id": "narrow", "value": "sk-bf-narrow", "provider_configs": [
             {"provider": "openai", "allowed_models": ["gpt-4o-mini"], "key_ids": ["second"]}
@@ -127,7 +134,7 @@ async fn provider_configs_restrict_providers_models_and_keys() {
         {"name": "first", "value": "sk-first", "weight": 100.0},
         {"name": "second", "value": "sk-second", "weight": 1.0}
     ]);
-    let gateway = Gateway::start(&config).await;
+    let gateway = start(&config).await;
     for _ in 0..5 {
         assert_eq!(
             send(&gateway, Some("sk-bf-narrow"), &chat("x"))
@@ -172,10 +179,12 @@ async fn provider_configs_restrict_providers_models_and_keys() {
     assert_eq!(response.headers()["x-bifrost-provider"], "openai");
 }
 
-#[tokio::test]
-async fn the_request_after_the_limit_gets_429_with_headers_until_the_window_rolls_over() {
+async fn the_request_after_the_limit_gets_429_with_headers_until_the_window_rolls_over(
+    store: Value,
+) {
     let mock = MockProvider::start(&[]).await;
-    let gateway = Gateway::start(&governed(
+    let gateway = start(&governed(
+        &store,
         &mock,
         json!({
             "rate_limits": [{"id": "three", "request_max_limit": 3, "request_reset_duration": "2s"}],
@@ -230,11 +239,11 @@ async fn the_request_after_the_limit_gets_429_with_headers_until_the_window_roll
     );
 }
 
-#[tokio::test]
-async fn token_limits_are_charged_real_usage_streaming_included() {
+async fn token_limits_are_charged_real_usage_streaming_included(store: Value) {
     // The mock answers 5 completion tokens and counts prompt words as prompt tokens.
     let mock = MockProvider::start(&["--chunks", "5"]).await;
-    let gateway = Gateway::start(&governed(
+    let gateway = start(&governed(
+        &store,
         &mock,
         json!({
             "rate_limits": [{"id": "tokens", "token_max_limit": 20, "token_reset_duration": "1h"}],
@@ -276,10 +285,10 @@ async fn token_limits_are_charged_real_usage_streaming_included() {
     assert!(message.contains("20 tokens"), "{message}");
 }
 
-#[tokio::test]
-async fn the_in_flight_cap_refuses_concurrent_requests_beyond_it() {
+async fn the_in_flight_cap_refuses_concurrent_requests_beyond_it(store: Value) {
     let mock = MockProvider::start(&["--latency-ms", "400"]).await;
-    let gateway = Gateway::start(&governed(
+    let gateway = start(&governed(
+        &store,
         &mock,
         json!({"virtual_keys": [{"id": "one", "value": "sk-bf-one", "max_in_flight": 1}]}),
     ))
@@ -303,10 +312,10 @@ async fn the_in_flight_cap_refuses_concurrent_requests_beyond_it() {
     );
 }
 
-#[tokio::test]
-async fn budgets_are_charged_at_every_level_and_name_the_exhausted_one() {
+async fn budgets_are_charged_at_every_level_and_name_the_exhausted_one(store: Value) {
     let mock = MockProvider::start(&["--chunks", "5"]).await;
-    let gateway = Gateway::start(&governed(
+    let gateway = start(&governed(
+        &store,
         &mock,
         json!({
             "budgets": [
@@ -370,10 +379,10 @@ async fn budgets_are_charged_at_every_level_and_name_the_exhausted_one() {
     }
 }
 
-#[tokio::test]
-async fn an_exhausted_budget_admits_again_after_its_reset() {
+async fn an_exhausted_budget_admits_again_after_its_reset(store: Value) {
     let mock = MockProvider::start(&["--chunks", "5"]).await;
-    let gateway = Gateway::start(&governed(
+    let gateway = start(&governed(
+        &store,
         &mock,
         json!({
             "budgets": [{"id": "tiny", "max_limit": 0.05, "reset_duration": "2s"}],
@@ -398,3 +407,39 @@ async fn an_exhausted_budget_admits_again_after_its_reset() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Each scenario as three tests: `<scenario>::in_memory`, `::on_sqlite`, `::on_postgres`.
+macro_rules! on_every_store {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            use serde_json::json;
+
+            #[tokio::test]
+            async fn in_memory() {
+                super::$scenario(json!({"enabled": false})).await;
+            }
+
+            #[tokio::test]
+            async fn on_sqlite() {
+                super::$scenario(json!({"enabled": true, "type": "sqlite"})).await;
+            }
+
+            #[tokio::test]
+            async fn on_postgres() {
+                if let Some(store) = super::postgres_store() {
+                    super::$scenario(store).await;
+                }
+            }
+        }
+    )*};
+}
+
+on_every_store!(
+    virtual_keys_are_required_and_checked,
+    provider_configs_restrict_providers_models_and_keys,
+    the_request_after_the_limit_gets_429_with_headers_until_the_window_rolls_over,
+    token_limits_are_charged_real_usage_streaming_included,
+    the_in_flight_cap_refuses_concurrent_requests_beyond_it,
+    budgets_are_charged_at_every_level_and_name_the_exhausted_one,
+    an_exhausted_budget_admits_again_after_its_reset,
+);

@@ -4,38 +4,9 @@
 
 use std::time::Duration;
 
-use bifrost_e2e::harness::{config_for, Gateway, MockProvider};
+use bifrost_e2e::harness::{config_for, postgres_store, Gateway, MockProvider};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-
-/// A fresh database on the test server, as `config_store` settings; `None` (skip) outside CI
-/// when no server is configured.
-fn fresh_database() -> Option<Value> {
-    let Ok(url) = std::env::var("BIFROST_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "BIFROST_TEST_POSTGRES_URL is not set in CI: run the tests through `make test`"
-        );
-        eprintln!("skipped: BIFROST_TEST_POSTGRES_URL is not set (make test starts a PostgreSQL and sets it)");
-        return None;
-    };
-    let name = format!("e2e_{}", fastrand::u64(..));
-    let status = std::process::Command::new("psql")
-        .args([url.as_str(), "-q", "-c", &format!("CREATE DATABASE {name}")])
-        .status()
-        .expect("psql runs");
-    assert!(status.success(), "creating the test database failed");
-    // postgres://user@host:port/db
-    let rest = url.strip_prefix("postgres://").expect("postgres URL");
-    let (user, rest) = rest.split_once('@').expect("user@host");
-    let (host_port, _) = rest.split_once('/').unwrap_or((rest, ""));
-    let (host, port) = host_port.rsplit_once(':').expect("host:port");
-    Some(json!({
-        "enabled": true, "type": "postgres",
-        "config": {"host": host, "port": port.parse::<u16>().expect("port"), "user": user,
-                   "db_name": name, "ssl_mode": "disable"}
-    }))
-}
 
 fn config(mock: &MockProvider, store: &Value) -> Value {
     let mut config = config_for(mock);
@@ -51,7 +22,7 @@ fn config(mock: &MockProvider, store: &Value) -> Value {
 
 #[tokio::test]
 async fn three_replicas_share_one_postgres_store_and_lose_no_spend_across_restarts() {
-    let Some(store) = fresh_database() else {
+    let Some(store) = postgres_store() else {
         return;
     };
     let mock = MockProvider::start(&["--chunks", "5"]).await;
@@ -108,7 +79,7 @@ async fn three_replicas_share_one_postgres_store_and_lose_no_spend_across_restar
 
 #[tokio::test]
 async fn postgres_without_an_encryption_key_is_refused() {
-    let Some(store) = fresh_database() else {
+    let Some(store) = postgres_store() else {
         return;
     };
     let mock = MockProvider::start(&[]).await;

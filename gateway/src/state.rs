@@ -146,6 +146,8 @@ impl AppState {
             .pool_max_idle_per_host(config.client.initial_pool_size as usize)
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
+            // Providers do not redirect API calls; never follow one with a key attached.
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| {

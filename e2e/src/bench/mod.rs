@@ -111,6 +111,9 @@ pub enum Scenario {
 pub enum Target {
     Direct,
     Gateway,
+    /// A second gateway with 10,000 virtual keys loaded; requests carry one of them, with a
+    /// rate limit and a budget, so every admission step runs.
+    Governed,
 }
 
 impl Target {
@@ -119,6 +122,7 @@ impl Target {
         match self {
             Self::Direct => "direct",
             Self::Gateway => "gateway",
+            Self::Governed => "governed",
         }
     }
 }
@@ -139,10 +143,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     )
     .await;
     let gateway_pid = gateway.pid();
+    let mut governed = Gateway::start_with(
+        &governed_config(&upstream.base),
+        &[
+            ("RUST_LOG", GATEWAY_LOG_FILTER),
+            ("BIFROST_LOG_LEVEL", "warn"),
+        ],
+    )
+    .await;
     let bench = Bench {
         args: &args,
         upstream: &upstream,
         gateway: &gateway,
+        governed: &governed,
         clock_ticks: procfs::clock_ticks_per_second(),
     };
     eprintln!(
@@ -151,13 +164,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
 
     let start_rss = Memory::read(gateway_pid)?.rss_kib;
-    warm_up(&args, &gateway).await?;
+    warm_up(&args, &gateway, Target::Gateway).await?;
+    warm_up(&args, &governed, Target::Governed).await?;
     let idle_rss = Memory::read(gateway_pid)?.rss_kib;
 
     let mut runs = Vec::new();
     for mode in [Mode::Json, Mode::Stream] {
         for scenario in [Scenario::FixedRate, Scenario::Peak] {
-            for target in [Target::Direct, Target::Gateway] {
+            for target in [Target::Direct, Target::Gateway, Target::Governed] {
+                if target == Target::Governed && mode == Mode::Stream {
+                    continue;
+                }
                 eprintln!(
                     "bench: {} via {}",
                     report::scenario_label(&settings, scenario, mode),
@@ -172,8 +189,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     let memory = Memory::read(gateway_pid)?;
     // Stop and reap both here rather than leave it to their drop.
-    gateway.signal("TERM");
-    gateway.wait_exit(Duration::from_secs(10)).await;
+    for process in [&mut gateway, &mut governed] {
+        process.signal("TERM");
+        process.wait_exit(Duration::from_secs(10)).await;
+    }
     upstream.stop().await;
 
     let results = Results::new(
@@ -206,6 +225,7 @@ struct Bench<'a> {
     args: &'a BenchArgs,
     upstream: &'a MockProvider,
     gateway: &'a Gateway,
+    governed: &'a Gateway,
     clock_ticks: u64,
 }
 
@@ -219,6 +239,7 @@ impl Bench<'_> {
                 self.upstream.pid().context("the mock provider exited")?,
             ),
             Target::Gateway => (&self.gateway.base, self.gateway.pid()),
+            Target::Governed => (&self.governed.base, self.governed.pid()),
         };
         let load = load(self.args, base, mode, scenario, target);
         let before = CpuReading::read(pid, self.clock_ticks)?;
@@ -240,11 +261,12 @@ impl Bench<'_> {
 /// A few seconds of gentle traffic through the gateway in both modes, so the idle RSS includes
 /// warm connection pools and the first run does not pay for them. Fails if the gateway does not
 /// answer 2xx at all, since nothing after that would measure anything.
-async fn warm_up(args: &BenchArgs, gateway: &Gateway) -> anyhow::Result<()> {
+async fn warm_up(args: &BenchArgs, gateway: &Gateway, target: Target) -> anyhow::Result<()> {
     for mode in [Mode::Json, Mode::Stream] {
         let load = Load {
             url: format!("{}/v1/chat/completions", gateway.base),
-            body: request_body(mode, Target::Gateway),
+            body: request_body(mode, target),
+            authorization: authorization(target),
             connections: args.connections.min(8),
             rate: Some(200),
             duration: Duration::from_secs(2),
@@ -271,17 +293,61 @@ fn load(args: &BenchArgs, base: &str, mode: Mode, scenario: Scenario, target: Ta
     Load {
         url: format!("{base}/v1/chat/completions"),
         body: request_body(mode, target),
+        authorization: authorization(target),
         connections,
         rate,
         duration: Duration::from_secs(args.duration),
     }
 }
 
+/// Number of virtual keys the governed gateway loads.
+const VIRTUAL_KEYS: usize = 10_000;
+
+/// The governed run's virtual key (one in the middle of the 10,000).
+fn authorization(target: Target) -> String {
+    match target {
+        Target::Governed => format!("Bearer {}", vk_value(VIRTUAL_KEYS / 2)),
+        _ => "Bearer sk-bench".to_string(),
+    }
+}
+
+fn vk_value(index: usize) -> String {
+    format!("sk-bf-bench-{index:05}-0123456789abcdef")
+}
+
+/// The plain gateway's config plus 10,000 virtual keys in 100 teams, each with a generous
+/// rate limit and budget (never reached), in memory (no store) so only governance is added.
+fn governed_config(upstream_base: &str) -> serde_json::Value {
+    let mut config = gateway_config(upstream_base);
+    let teams: Vec<_> = (0..100)
+        .map(|t| json!({"id": format!("team-{t}"), "budget_id": "team-budget"}))
+        .collect();
+    let keys: Vec<_> = (0..VIRTUAL_KEYS)
+        .map(|i| {
+            json!({"id": format!("vk-{i}"), "value": vk_value(i), "team_id": format!("team-{}", i % 100),
+                   "rate_limit_id": "generous", "budget_id": "vk-budget"})
+        })
+        .collect();
+    config["client"]["enforce_auth_on_inference"] = json!(true);
+    config["config_store"] = json!({"enabled": false});
+    config["governance"] = json!({
+        "budgets": [
+            {"id": "vk-budget", "max_limit": 1.0e9, "reset_duration": "1M"},
+            {"id": "team-budget", "max_limit": 1.0e9, "reset_duration": "1M"}
+        ],
+        "rate_limits": [{"id": "generous", "request_max_limit": 1_000_000_000u64, "request_reset_duration": "1h",
+                         "token_max_limit": 1_000_000_000_000u64, "token_reset_duration": "1h"}],
+        "teams": teams,
+        "virtual_keys": keys,
+    });
+    config
+}
+
 /// A small chat request; through the gateway the model names its provider.
 fn request_body(mode: Mode, target: Target) -> String {
     let model = match target {
         Target::Direct => "gpt-4o-mini",
-        Target::Gateway => "openai/gpt-4o-mini",
+        Target::Gateway | Target::Governed => "openai/gpt-4o-mini",
     };
     json!({
         "model": model,

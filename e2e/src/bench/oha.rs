@@ -19,6 +19,8 @@ pub struct Load {
     /// Requests per second; `None` sends as fast as the connections allow.
     pub rate: Option<u32>,
     pub duration: Duration,
+    /// The `Authorization` header value.
+    pub authorization: String,
 }
 
 /// What `oha` measured.
@@ -64,7 +66,7 @@ pub async fn run(oha: &Path, load: &Load) -> anyhow::Result<Measurement> {
         .args(["-z", &format!("{}ms", load.duration.as_millis())])
         .args(["-c", &load.connections.to_string()])
         .args(["-m", "POST", "-T", "application/json"])
-        .args(["-H", "Authorization: Bearer sk-bench"])
+        .args(["-H", &format!("Authorization: {}", load.authorization)])
         .args(["-d", &load.body]);
     if let Some(rate) = load.rate {
         // Latency counted from when a request was due, so a stall is not hidden by sending less.

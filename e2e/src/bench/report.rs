@@ -17,6 +17,7 @@ pub struct Targets {
     pub added_p99_us: f64,
     pub cpu_us_per_request: f64,
     pub idle_rss_mb: f64,
+    pub governance_cpu_us_per_request: f64,
 }
 
 pub const TARGETS: Targets = Targets {
@@ -24,6 +25,7 @@ pub const TARGETS: Targets = Targets {
     added_p99_us: 250.0,
     cpu_us_per_request: 30.0,
     idle_rss_mb: 25.0,
+    governance_cpu_us_per_request: 5.0,
 };
 
 /// How the benchmark was run.
@@ -89,6 +91,9 @@ pub struct ModeSummary {
     pub mock_cpu_us_per_request: Option<f64>,
     pub peak_rps_direct: Option<f64>,
     pub peak_rps_gateway: Option<f64>,
+    /// Extra gateway CPU per request with 10,000 virtual keys loaded and a governed key
+    /// (peak runs, where per-request CPU is least distorted by idle wake-ups).
+    pub governance_cpu_us_per_request: Option<f64>,
 }
 
 /// Everything the benchmark measured.
@@ -144,6 +149,11 @@ fn summarize(runs: &[Run], mode: Mode) -> ModeSummary {
         mock_cpu_us_per_request: fixed_direct.map(|run| run.server_cpu.us_per_request),
         peak_rps_direct: find(Scenario::Peak, Target::Direct).map(|run| run.measured.rps),
         peak_rps_gateway: find(Scenario::Peak, Target::Gateway).map(|run| run.measured.rps),
+        governance_cpu_us_per_request: find(Scenario::Peak, Target::Governed)
+            .zip(find(Scenario::Peak, Target::Gateway))
+            .map(|(governed, plain)| {
+                governed.server_cpu.us_per_request - plain.server_cpu.us_per_request
+            }),
     }
 }
 
@@ -202,6 +212,20 @@ pub fn table(results: &Results) -> String {
                 false
             ),
         );
+    }
+    for summary in &results.summary {
+        if summary.governance_cpu_us_per_request.is_some() {
+            let _ = writeln!(
+                out,
+                "governance CPU per request (10,000 virtual keys, peak): {}",
+                against(
+                    summary.governance_cpu_us_per_request,
+                    "us",
+                    targets.governance_cpu_us_per_request,
+                    true
+                ),
+            );
+        }
     }
     let _ = writeln!(
         out,

@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::counters::{CounterKey, LocalUsage, Metric, RemoteUsage, UsageCounters};
+use super::counters::{CounterKey, LocalUsage, Metric, RemoteUsage, UsageCounters, WindowCount};
 use super::index::{BudgetRef, Level, ProviderRule, RateLimit, VirtualKey};
 
 /// What a request is expected to cost before it runs.
@@ -109,14 +109,13 @@ pub fn admit(
         }
     }
 
-    let vk_id: Arc<str> = Arc::from(vk.id.as_str());
     let mut limits: Vec<(&'static str, Arc<str>, &RateLimit)> = Vec::new();
     if let Some(limit) = &vk.rate_limit {
-        limits.push(("vk", vk_id.clone(), limit));
+        limits.push(("vk", vk.counter_id.clone(), limit));
     }
-    if let Some((name, rule)) = provider {
+    if let Some((_, rule)) = provider {
         if let Some(limit) = &rule.rate_limit {
-            limits.push(("provider", Arc::from(format!("{}/{name}", vk.id)), limit));
+            limits.push(("provider", rule.counter_id.clone(), limit));
         }
     }
     let mut request_counters = Vec::new();
@@ -138,7 +137,7 @@ pub fn admit(
                 metric,
                 window_start,
             };
-            let used = local.counters.get(&key).copied().unwrap_or(0) + remote.counter(&key);
+            let used = local.counters.get(&key).map_or(0, |w| w.value) + remote.counter(&key);
             let used = used.max(0) as u64;
             let reset_at_ms = period.window_end(window_start);
             if used >= max {
@@ -166,8 +165,8 @@ pub fn admit(
                 }
             }
             match metric {
-                Metric::Requests => request_counters.push(key),
-                Metric::Tokens => token_counters.push(key),
+                Metric::Requests => request_counters.push((key, reset_at_ms)),
+                Metric::Tokens => token_counters.push((key, reset_at_ms)),
             }
         }
     }
@@ -200,18 +199,29 @@ pub fn admit(
     }
 
     // Everything has room: reserve.
-    for key in request_counters {
-        *local.counters.entry(key).or_insert(0) += 1;
+    let mut count = |key: CounterKey, ends_at_ms: i64, amount: i64| {
+        local
+            .counters
+            .entry(key)
+            .or_insert(WindowCount {
+                value: 0,
+                ends_at_ms,
+            })
+            .value += amount;
+    };
+    for (key, ends_at_ms) in request_counters {
+        count(key, ends_at_ms, 1);
     }
     let tokens = estimate.tokens as i64;
-    for key in &token_counters {
-        *local.counters.entry(key.clone()).or_insert(0) += tokens;
+    for (key, ends_at_ms) in &token_counters {
+        count(key.clone(), *ends_at_ms, tokens);
     }
+    let token_counters: Vec<CounterKey> = token_counters.into_iter().map(|(key, _)| key).collect();
     for budget in &budgets {
-        *local.reserved_spend.entry(budget.clone()).or_insert(0.0) += estimate.cost;
+        *entry(&mut local.reserved_spend, budget) += estimate.cost;
     }
-    *local.in_flight.entry(vk.id.clone()).or_insert(0) += 1;
-    *local.vk_requests.entry(vk.id.clone()).or_insert(0) += 1;
+    *entry(&mut local.in_flight, &vk.id) += 1;
+    *entry(&mut local.vk_requests, &vk.id) += 1;
     Ok(Reservation {
         token_counters,
         tokens,
@@ -229,8 +239,8 @@ pub fn settle(local: &mut LocalUsage, reservation: &Reservation, actual: Option<
     let (tokens, cost) = actual.unwrap_or((0, 0.0));
     let correction = tokens as i64 - reservation.tokens;
     for key in &reservation.token_counters {
-        if let Some(count) = local.counters.get_mut(key) {
-            *count += correction;
+        if let Some(window) = local.counters.get_mut(key) {
+            window.value += correction;
         }
     }
     for budget in &reservation.budgets {
@@ -238,18 +248,26 @@ pub fn settle(local: &mut LocalUsage, reservation: &Reservation, actual: Option<
             *reserved = (*reserved - reservation.cost).max(0.0);
         }
         if cost > 0.0 {
-            *local.pending_spend.entry(budget.clone()).or_insert(0.0) += cost;
+            *entry(&mut local.pending_spend, budget) += cost;
         }
     }
     if let Some(count) = local.in_flight.get_mut(&reservation.vk_id) {
         *count = count.saturating_sub(1);
     }
     if cost > 0.0 {
-        *local
-            .vk_spend
-            .entry(reservation.vk_id.clone())
-            .or_insert(0.0) += cost;
+        *entry(&mut local.vk_spend, &reservation.vk_id) += cost;
     }
+}
+
+/// The value for `key`, inserted as the default if missing; allocates the key only then.
+fn entry<'a, V: Default>(
+    map: &'a mut std::collections::HashMap<String, V>,
+    key: &str,
+) -> &'a mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key).expect("inserted above")
 }
 
 /// An admitted request's hold on the counters. Settle it with the real usage; dropping it
@@ -308,6 +326,7 @@ mod tests {
         let minute: Period = "1m".parse().expect("period");
         VirtualKey {
             id: "vk1".into(),
+            counter_id: Arc::from("vk1"),
             name: "test".into(),
             is_active: true,
             team_id: None,
@@ -435,6 +454,22 @@ mod tests {
         ));
         settle(&mut local, &a, None);
         assert!(admit(&mut local, &NoRemote, &key, None, estimate(1, 0.0), NOW).is_ok());
+    }
+
+    #[test]
+    fn ended_windows_are_pruned() {
+        let key = vk(Some(5), Some(100), None);
+        let mut local = LocalUsage::default();
+        let r = admit(&mut local, &NoRemote, &key, None, estimate(1, 0.0), NOW).expect("room");
+        settle(&mut local, &r, Some((1, 0.0)));
+        assert_eq!(local.counters.len(), 2);
+        local.prune(NOW);
+        assert_eq!(local.counters.len(), 2, "the window is still open");
+        local.prune(NOW + 60_000);
+        assert!(
+            local.counters.is_empty(),
+            "a minute later the 1m window has ended"
+        );
     }
 
     #[test]

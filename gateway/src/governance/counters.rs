@@ -42,6 +42,15 @@ pub struct CounterKey {
     pub window_start: i64,
 }
 
+/// A counter's value and when its window ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowCount {
+    /// Requests or tokens counted in the window.
+    pub value: i64,
+    /// Window end (Unix ms); the counter is dropped after it.
+    pub ends_at_ms: i64,
+}
+
 /// What other nodes report (their own unflushed spend and window counts).
 pub trait RemoteUsage: Send + Sync {
     /// Sum over other nodes for a rate-limit counter.
@@ -66,7 +75,7 @@ impl RemoteUsage for NoRemote {
 #[derive(Default)]
 pub struct LocalUsage {
     /// Rate-limit counters.
-    pub counters: HashMap<CounterKey, i64>,
+    pub counters: HashMap<CounterKey, WindowCount>,
     /// Spend not yet written to the store, per budget.
     pub pending_spend: HashMap<String, f64>,
     /// Spend being written right now (still counts until the store's value is re-read).
@@ -98,10 +107,9 @@ impl LocalUsage {
             + self.reserved_spend.get(budget_id).copied().unwrap_or(0.0)
     }
 
-    /// Drop counters of windows that ended before `now_ms` minus a grace of one window.
-    pub fn prune(&mut self, oldest_kept_ms: i64) {
-        self.counters
-            .retain(|key, _| key.window_start >= oldest_kept_ms);
+    /// Forget windows that have ended (their counts no longer limit anything).
+    pub fn prune(&mut self, now_ms: i64) {
+        self.counters.retain(|_, window| window.ends_at_ms > now_ms);
     }
 }
 

@@ -164,6 +164,7 @@ pub async fn flush_once<S: UsageStore>(
     now_ms: i64,
 ) -> Result<FlushReport, String> {
     let mut report = FlushReport::default();
+    counters.lock().prune(now_ms);
     let due: Vec<(String, i64, i64)> = {
         let local = counters.lock();
         budgets

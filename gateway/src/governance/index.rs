@@ -77,6 +77,8 @@ pub struct ProviderRule {
     pub budget: Option<BudgetRef>,
     /// Rate limit for this provider.
     pub rate_limit: Option<Arc<RateLimit>>,
+    /// Counter owner id, `vk/provider` (built once, shared by every request).
+    pub counter_id: Arc<str>,
 }
 
 impl ProviderRule {
@@ -91,6 +93,8 @@ impl ProviderRule {
 pub struct VirtualKey {
     /// Id.
     pub id: String,
+    /// The id as a counter owner (built once, shared by every request).
+    pub counter_id: Arc<str>,
     /// Display name.
     pub name: String,
     /// Inactive keys are refused.
@@ -217,6 +221,7 @@ impl GovernanceIndex {
                                 .rate_limit_id
                                 .as_ref()
                                 .and_then(|r| rate_limits.get(r).cloned()),
+                            counter_id: Arc::from(format!("{}/{}", vk.id, pc.provider)),
                         },
                     )
                 })
@@ -225,6 +230,7 @@ impl GovernanceIndex {
                 vk.value.clone(),
                 Arc::new(VirtualKey {
                     id: vk.id.clone(),
+                    counter_id: Arc::from(vk.id.as_str()),
                     name: vk.name.clone(),
                     is_active: vk.is_active,
                     team_id: vk.team_id.clone(),

@@ -26,10 +26,13 @@ impl Price {
     }
 }
 
+/// provider (or `*`) → model → price; nested so lookups need no allocation.
+type Prices = HashMap<String, HashMap<String, Price>>;
+
 /// The pricing table.
 pub struct PricingTable {
-    /// Config overrides, then the shipped table: (provider or `*`, model) → price.
-    tiers: [HashMap<(String, String), Price>; 2],
+    /// Config overrides, then the shipped table.
+    tiers: [Prices; 2],
     /// Models already warned about.
     unpriced_warned: Mutex<std::collections::HashSet<String>>,
 }
@@ -40,18 +43,17 @@ impl PricingTable {
         // The shipped file is part of the binary and covered by a test.
         let shipped: Vec<ModelPrice> = serde_json::from_str(SHIPPED).unwrap_or_default();
         let tier = |entries: &[ModelPrice]| {
-            entries
-                .iter()
-                .map(|entry| {
-                    (
-                        (entry.provider.clone(), entry.model.clone()),
-                        Price {
-                            input: entry.input_cost_per_token,
-                            output: entry.output_cost_per_token,
-                        },
-                    )
-                })
-                .collect()
+            let mut prices = Prices::new();
+            for entry in entries {
+                prices.entry(entry.provider.clone()).or_default().insert(
+                    entry.model.clone(),
+                    Price {
+                        input: entry.input_cost_per_token,
+                        output: entry.output_cost_per_token,
+                    },
+                );
+            }
+            prices
         };
         Self {
             tiers: [tier(overrides), tier(&shipped)],
@@ -63,9 +65,9 @@ impl PricingTable {
     /// prefixes the longest wins; on equal terms a config override beats the shipped table.
     pub fn price(&self, provider: &str, model: &str) -> Option<Price> {
         let exact = self.tiers.iter().find_map(|prices| {
-            prices
-                .get(&(provider.to_string(), model.to_string()))
-                .or_else(|| prices.get(&("*".to_string(), model.to_string())))
+            [provider, "*"]
+                .iter()
+                .find_map(|p| prices.get(*p).and_then(|models| models.get(model)))
         });
         if let Some(price) = exact {
             return Some(*price);
@@ -73,10 +75,19 @@ impl PricingTable {
         self.tiers
             .iter()
             .enumerate()
-            .flat_map(|(tier, prices)| prices.iter().map(move |entry| (tier, entry)))
-            .filter(|(_, ((p, m), _))| (p == provider || p == "*") && model.starts_with(m.as_str()))
-            .max_by_key(|(tier, ((p, m), _))| (m.len(), std::cmp::Reverse(*tier), p != "*"))
-            .map(|(_, (_, price))| *price)
+            .flat_map(|(tier, prices)| {
+                [provider, "*"]
+                    .into_iter()
+                    .filter_map(move |p| prices.get(p).map(|models| (tier, p == "*", models)))
+            })
+            .flat_map(|(tier, any, models)| {
+                models
+                    .iter()
+                    .filter(|(m, _)| model.starts_with(m.as_str()))
+                    .map(move |(m, price)| ((m.len(), std::cmp::Reverse(tier), !any), *price))
+            })
+            .max_by_key(|(rank, _)| *rank)
+            .map(|(_, price)| price)
     }
 
     /// Cost in USD; an unknown model costs 0 and is warned about once.

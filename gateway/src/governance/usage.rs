@@ -52,9 +52,23 @@ struct WithUsage {
     usage: Option<RawUsage>,
 }
 
-/// Usage from a complete JSON response of either provider.
+/// Usage from a complete JSON response of either provider. Both put `usage` at the top level,
+/// after the (possibly long) content, so only the object after the last `"usage":` is parsed;
+/// anything unusual falls back to parsing the whole body.
 pub fn from_json(body: &[u8]) -> Option<TokenUsage> {
-    let usage = serde_json::from_slice::<WithUsage>(body).ok()?.usage?;
+    const KEY: &[u8] = b"\"usage\":";
+    let tail = body
+        .windows(KEY.len())
+        .rposition(|window| window == KEY)
+        .map(|at| &body[at + KEY.len()..]);
+    let usage = tail
+        .and_then(|tail| {
+            serde_json::Deserializer::from_slice(tail)
+                .into_iter::<RawUsage>()
+                .next()?
+                .ok()
+        })
+        .or_else(|| serde_json::from_slice::<WithUsage>(body).ok()?.usage)?;
     Some(TokenUsage {
         prompt: usage.prompt().unwrap_or(0),
         completion: usage.completion().unwrap_or(0),
@@ -151,6 +165,15 @@ mod tests {
             })
         );
         assert_eq!(from_json(b"not json"), None);
+        let spaced = br#"{"usage" : {"prompt_tokens": 1, "completion_tokens": 2}}"#;
+        assert_eq!(
+            from_json(spaced),
+            Some(TokenUsage {
+                prompt: 1,
+                completion: 2
+            }),
+            "whole-body fallback"
+        );
     }
 
     #[test]

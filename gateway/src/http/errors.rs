@@ -100,7 +100,8 @@ pub fn error_response(dialect: Dialect, error: &GatewayError) -> Response {
 }
 
 /// `x-ratelimit-limit-<metric>`, `x-ratelimit-remaining-<metric>` and
-/// `x-ratelimit-reset-<metric>` (seconds, as `17s`), as OpenAI sends them.
+/// `x-ratelimit-reset-<metric>` (seconds, as `17s`), as OpenAI sends them, for `requests` or
+/// `tokens`.
 pub fn rate_limit_headers(
     headers: &mut http::HeaderMap,
     metric: &str,
@@ -108,21 +109,28 @@ pub fn rate_limit_headers(
     remaining: u64,
     reset_seconds: u64,
 ) {
-    insert(
-        headers,
-        &format!("x-ratelimit-limit-{metric}"),
-        limit.to_string(),
+    let [limit_name, remaining_name, reset_name] = match metric {
+        "requests" => [
+            "x-ratelimit-limit-requests",
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-reset-requests",
+        ],
+        "tokens" => [
+            "x-ratelimit-limit-tokens",
+            "x-ratelimit-remaining-tokens",
+            "x-ratelimit-reset-tokens",
+        ],
+        _ => return,
+    };
+    headers.insert(
+        http::HeaderName::from_static(limit_name),
+        HeaderValue::from(limit),
     );
-    insert(
-        headers,
-        &format!("x-ratelimit-remaining-{metric}"),
-        remaining.to_string(),
+    headers.insert(
+        http::HeaderName::from_static(remaining_name),
+        HeaderValue::from(remaining),
     );
-    insert(
-        headers,
-        &format!("x-ratelimit-reset-{metric}"),
-        format!("{reset_seconds}s"),
-    );
+    insert(headers, reset_name, format!("{reset_seconds}s"));
 }
 
 /// Set a header from computed text (names and values here are always valid).

@@ -27,7 +27,21 @@ pub enum UpstreamOp {
 }
 
 impl UpstreamOp {
-    fn path(self) -> &'static str {
+    /// Every operation, in [`UpstreamOp::index`] order.
+    pub const ALL: [UpstreamOp; 4] = [
+        UpstreamOp::ChatCompletions,
+        UpstreamOp::Embeddings,
+        UpstreamOp::Messages,
+        UpstreamOp::ListModels,
+    ];
+
+    /// Position in [`UpstreamOp::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Path after the provider's base URL.
+    pub fn path(self) -> &'static str {
         match self {
             UpstreamOp::ChatCompletions => "/v1/chat/completions",
             UpstreamOp::Embeddings => "/v1/embeddings",
@@ -66,7 +80,8 @@ pub fn upstream_request(
     body: Option<Bytes>,
     forwarded: &ForwardedHeaders,
 ) -> reqwest::RequestBuilder {
-    let url = format!("{}{}", provider.base_url, op.path());
+    // Parsed once per provider (routing table build), cloned here.
+    let url = provider.urls[op.index()].clone();
     let mut request = match body {
         Some(body) => client
             .post(url)

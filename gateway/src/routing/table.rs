@@ -44,6 +44,8 @@ pub struct Provider {
     pub kind: ProviderKind,
     /// Base URL without a trailing slash.
     pub base_url: String,
+    /// The URL of each upstream operation, parsed once (`UpstreamOp::index` order).
+    pub urls: Vec<reqwest::Url>,
     /// Timeouts, retries and extra headers.
     pub network: NetworkConfig,
     /// Extra headers, parsed once.
@@ -143,6 +145,7 @@ impl RoutingTable {
                 Arc::new(Provider {
                     name: name.clone(),
                     kind,
+                    urls: operation_urls(name, &base_url)?,
                     base_url,
                     network: provider_config.network_config.clone(),
                     extra_headers,
@@ -156,6 +159,19 @@ impl RoutingTable {
         }
         Ok(Self { providers })
     }
+}
+
+fn operation_urls(name: &str, base_url: &str) -> Result<Vec<reqwest::Url>, GatewayError> {
+    crate::providers::UpstreamOp::ALL
+        .iter()
+        .map(|op| {
+            reqwest::Url::parse(&format!("{base_url}{}", op.path())).map_err(|e| {
+                GatewayError::Config(format!(
+                    "providers.{name}.network_config.base_url: \"{base_url}\" is not a usable URL: {e}"
+                ))
+            })
+        })
+        .collect()
 }
 
 fn auth_header(kind: ProviderKind, value: &str) -> Result<Option<HeaderValue>, ()> {
