@@ -27,6 +27,10 @@ fn config(mock: &MockProvider) -> Value {
 async fn spend_survives_sigterm_restarts_exactly_and_a_restart_does_not_reset_it() {
     let mock = MockProvider::start(&["--chunks", "5"]).await;
     let mut gateway = Gateway::start_with(&config(&mock), &[KEY]).await;
+    let ready = reqwest::get(gateway.url("/ready"))
+        .await
+        .expect("ready answered");
+    assert_eq!(ready.status(), StatusCode::OK, "the store answers its ping");
     // 1 prompt token ($0.01) + 5 completion tokens ($0.10) per request.
     for _ in 0..7 {
         assert_eq!(

@@ -15,14 +15,25 @@ pub async fn health() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
 
-/// `GET /ready`: able to take traffic; 503 once draining.
+/// `GET /ready`: able to take traffic: not draining, and the config store answers within a
+/// second; 503 otherwise.
 pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
-    if state.lifecycle.is_draining() {
-        return (
+    let unavailable = |status: &str, detail: String| {
+        (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "draining"})),
+            Json(json!({"status": status, "detail": detail})),
         )
-            .into_response();
+            .into_response()
+    };
+    if state.lifecycle.is_draining() {
+        return unavailable("draining", "shutting down".into());
+    }
+    if let Some(store) = &state.store {
+        match tokio::time::timeout(std::time::Duration::from_secs(1), store.ping()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return unavailable("store_unreachable", error.to_string()),
+            Err(_) => return unavailable("store_unreachable", "no answer within 1s".into()),
+        }
     }
     Json(json!({"status": "ready"})).into_response()
 }
