@@ -84,28 +84,36 @@ pub fn messages_request_to_chat(
     Ok(Value::Object(request))
 }
 
+/// The texts of an array of `{type: "text", text}` blocks at `path`; any other block type is
+/// an error (`why` explains the restriction).
+fn text_blocks<'a>(
+    blocks: &'a [Value],
+    path: &str,
+    why: &str,
+) -> Result<Vec<&'a str>, TranslateError> {
+    let mut texts = Vec::with_capacity(blocks.len());
+    for (i, block) in blocks.iter().enumerate() {
+        let block_path = format!("{path}[{i}]");
+        let block = block
+            .as_object()
+            .ok_or_else(|| request_error(&block_path, "must be an object"))?;
+        match required_str(block, "type", &block_path)? {
+            "text" => texts.push(required_str(block, "text", &block_path)?),
+            other => {
+                return Err(request_error(
+                    &block_path,
+                    format!("unsupported block type {other:?}{why}"),
+                ))
+            }
+        }
+    }
+    Ok(texts)
+}
+
 fn system_text(system: &Value) -> Result<String, TranslateError> {
     match system {
         Value::String(text) => Ok(text.clone()),
-        Value::Array(blocks) => {
-            let mut texts = Vec::with_capacity(blocks.len());
-            for (i, block) in blocks.iter().enumerate() {
-                let path = format!("system[{i}]");
-                let block = block
-                    .as_object()
-                    .ok_or_else(|| request_error(&path, "must be an object"))?;
-                match required_str(block, "type", &path)? {
-                    "text" => texts.push(required_str(block, "text", &path)?),
-                    other => {
-                        return Err(request_error(
-                            &path,
-                            format!("unsupported block type {other:?}"),
-                        ))
-                    }
-                }
-            }
-            Ok(texts.join("\n\n"))
-        }
+        Value::Array(blocks) => Ok(text_blocks(blocks, "system", "")?.join("\n\n")),
         _ => Err(request_error(
             "system",
             "must be a string or an array of text blocks",
@@ -202,25 +210,12 @@ fn tool_result_text(block: &Map<String, Value>, path: &str) -> Result<String, Tr
     match present(block, "content") {
         None => Ok(String::new()),
         Some(Value::String(text)) => Ok(text.clone()),
-        Some(Value::Array(blocks)) => {
-            let mut texts = Vec::with_capacity(blocks.len());
-            for (k, inner) in blocks.iter().enumerate() {
-                let inner_path = format!("{content_path}[{k}]");
-                let inner = inner
-                    .as_object()
-                    .ok_or_else(|| request_error(&inner_path, "must be an object"))?;
-                match required_str(inner, "type", &inner_path)? {
-                    "text" => texts.push(required_str(inner, "text", &inner_path)?),
-                    other => {
-                        return Err(request_error(
-                            &inner_path,
-                            format!("unsupported block type {other:?} in a tool result (OpenAI tool results are text only)"),
-                        ))
-                    }
-                }
-            }
-            Ok(texts.join("\n"))
-        }
+        Some(Value::Array(blocks)) => Ok(text_blocks(
+            blocks,
+            &content_path,
+            " in a tool result (OpenAI tool results are text only)",
+        )?
+        .join("\n")),
         Some(_) => Err(request_error(
             content_path,
             "must be a string or an array of text blocks",
