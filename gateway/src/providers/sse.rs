@@ -17,7 +17,12 @@ pub struct SseParser {
     after_cr: bool,
     event: Option<String>,
     data: Option<String>,
+    /// A line grew past [`MAX_LINE_BYTES`]: drop the rest of it, up to its end.
+    discarding: bool,
 }
+
+/// Longest SSE line kept; a misbehaving upstream cannot make the gateway buffer more.
+pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 
 impl SseParser {
     /// Feeds the next chunk of the byte stream, appending every event it completes to `out`.
@@ -42,17 +47,25 @@ impl SseParser {
                 [] => &[],
             };
             let mut line = std::mem::take(&mut self.line);
-            self.process_line(&line, out);
+            if !std::mem::take(&mut self.discarding) {
+                self.process_line(&line, out);
+            }
             line.clear();
             self.line = line;
         }
-        self.line.extend_from_slice(rest);
+        if !self.discarding {
+            self.line.extend_from_slice(rest);
+        }
+        if self.line.len() > MAX_LINE_BYTES {
+            self.line = Vec::new();
+            self.discarding = true;
+        }
     }
 
     /// End of input: emits a last event that was not terminated by a blank line.
     pub fn finish(&mut self, out: &mut Vec<SseEvent>) {
         self.after_cr = false;
-        if !self.line.is_empty() {
+        if !std::mem::take(&mut self.discarding) && !self.line.is_empty() {
             let line = std::mem::take(&mut self.line);
             self.process_line(&line, out);
         }
@@ -263,5 +276,24 @@ mod tests {
             "data: a\ndata: b\ndata: c\ndata: d\n\n"
         );
         assert_eq!(parse_in_chunks(&out, 2), vec![event(None, "a\nb\nc\nd")]);
+    }
+
+    #[test]
+    fn an_endless_line_is_dropped_instead_of_buffered() {
+        let mut parser = SseParser::default();
+        let mut out = Vec::new();
+        parser.push(b"data: ", &mut out);
+        let chunk = vec![b'x'; 1024 * 1024];
+        for _ in 0..17 {
+            parser.push(&chunk, &mut out);
+        }
+        assert!(parser.line.len() <= MAX_LINE_BYTES);
+        parser.push(b"\n\ndata: ok\n\n", &mut out);
+        assert_eq!(
+            out.len(),
+            1,
+            "the oversized event is gone, the next one parses"
+        );
+        assert_eq!(out[0].data, "ok");
     }
 }
