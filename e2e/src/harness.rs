@@ -473,3 +473,15 @@ pub fn postgres_store() -> Option<Value> {
                    "db_name": name, "ssl_mode": "disable"}
     }))
 }
+
+/// `n` distinct UDP ports free on 127.0.0.1 right now (for gossip). All are held until every one
+/// is chosen, so they differ; another process could still take one before the caller binds it.
+pub fn free_udp_ports(n: usize) -> Vec<u16> {
+    let sockets: Vec<std::net::UdpSocket> = (0..n)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a free UDP port"))
+        .collect();
+    sockets
+        .iter()
+        .map(|s| s.local_addr().expect("bound socket has an address").port())
+        .collect()
+}

@@ -54,7 +54,18 @@ pub async fn run(settings: ServerSettings, loaded: LoadedConfig) -> Result<(), G
         None => (loaded.config, 0),
     };
     let providers = config.providers.len();
-    let state = AppState::new(config, settings.config_path.clone(), store)?;
+    let cluster_config = config.cluster_config.clone();
+    let gossip_usage = Arc::new(crate::cluster::GossipUsage::default());
+    let state = if cluster_config.enabled {
+        AppState::with_remote(
+            config,
+            settings.config_path.clone(),
+            store,
+            gossip_usage.clone(),
+        )?
+    } else {
+        AppState::new(config, settings.config_path.clone(), store)?
+    };
     state
         .config_version
         .store(version, std::sync::atomic::Ordering::Release);
@@ -78,6 +89,13 @@ pub async fn run(settings: ServerSettings, loaded: LoadedConfig) -> Result<(), G
             &state.runtime.load().config.governance.auth_config
         )
     );
+    if cluster_config.enabled {
+        let cluster_settings = crate::cluster::ClusterSettings::new(&cluster_config, local).await;
+        let cluster =
+            crate::cluster::Cluster::start(cluster_settings, state.counters.clone(), gossip_usage)
+                .await?;
+        let _ = state.cluster.set(cluster);
+    }
     tracing::info!(http_addr = %local, providers, version = env!("CARGO_PKG_VERSION"), "listening");
     serve(listener, state).await
 }
@@ -109,6 +127,9 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<(), Ga
         result = &mut server => {
             signals.abort();
             flusher.abort();
+            if let Some(cluster) = state.cluster.get() {
+                cluster.shutdown().await;
+            }
             return match result {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(GatewayError::Config(format!("HTTP server failed: {e}"))),
@@ -152,6 +173,10 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<(), Ga
             "final usage flush done"
         ),
         Err(error) => tracing::error!(%error, "final usage flush failed; unflushed spend is lost"),
+    }
+    // Gossip runs through the drain so limits stay shared until the last request.
+    if let Some(cluster) = state.cluster.get() {
+        cluster.shutdown().await;
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::GatewayConfig;
 use crate::error::GatewayError;
-use crate::governance::counters::{NoRemote, UsageCounters};
+use crate::governance::counters::{NoRemote, RemoteUsage, UsageCounters};
 use crate::governance::flush::{
     flush_once, FlushReport, MemoryUsageStore, UsageBackend, UsageStore,
 };
@@ -132,6 +132,8 @@ pub struct AppState {
     pub config_version: std::sync::atomic::AtomicI64,
     /// The file SIGHUP reloads, if the gateway was started with one.
     pub config_path: Option<PathBuf>,
+    /// Cluster membership, set once gossip has started (cluster mode only).
+    pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl AppState {
@@ -140,6 +142,16 @@ impl AppState {
         config: GatewayConfig,
         config_path: Option<PathBuf>,
         store: Option<Store>,
+    ) -> Result<Arc<Self>, GatewayError> {
+        Self::with_remote(config, config_path, store, Arc::new(NoRemote))
+    }
+
+    /// [`AppState::new`] with other nodes' usage added to local counts (cluster mode).
+    pub fn with_remote(
+        config: GatewayConfig,
+        config_path: Option<PathBuf>,
+        store: Option<Store>,
+        remote: Arc<dyn RemoteUsage>,
     ) -> Result<Arc<Self>, GatewayError> {
         let metrics = Metrics::new();
         let client = reqwest::Client::builder()
@@ -166,11 +178,12 @@ impl AppState {
             metrics,
             client,
             lifecycle: Lifecycle::default(),
-            counters: Arc::new(UsageCounters::new(Arc::new(NoRemote))),
+            counters: Arc::new(UsageCounters::new(remote)),
             usage_store,
             store,
             config_version: std::sync::atomic::AtomicI64::new(0),
             config_path,
+            cluster: std::sync::OnceLock::new(),
         });
         Ok(state)
     }

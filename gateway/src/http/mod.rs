@@ -4,6 +4,7 @@
 pub mod accounting;
 pub mod admin;
 pub mod body;
+pub mod cluster;
 pub mod errors;
 pub mod inference;
 pub mod models;
@@ -31,6 +32,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
+        .route("/cluster/status", get(cluster::status))
         .merge(admin::router(state.clone()))
         .fallback(not_found)
         // Bodies are read under the configured limit by the handlers themselves.

@@ -1,0 +1,195 @@
+//! Cluster mode: three real gateway processes on loopback gossiping over UDP, sharing one
+//! PostgreSQL store. Skipped (with a printed reason) when no test PostgreSQL is configured.
+
+use std::time::{Duration, Instant};
+
+use bifrost_e2e::harness::{config_for, free_udp_ports, postgres_store, Gateway, MockProvider};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// How long three nodes may take to see each other.
+const CONVERGENCE_DEADLINE: Duration = Duration::from_secs(20);
+
+/// A config for node `index` of a cluster gossiping on `ports`, with static peers.
+fn node_config(base: &Value, ports: &[u16], index: usize) -> Value {
+    let peers: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != index)
+        .map(|(_, port)| format!("127.0.0.1:{port}"))
+        .collect();
+    let mut config = base.clone();
+    config["cluster_config"] = json!({
+        "enabled": true,
+        "node_id": format!("node-{index}"),
+        "region": "local",
+        "peers": peers,
+        "gossip": {"port": ports[index],
+                   "config": {"timeout_seconds": 5, "success_threshold": 2, "failure_threshold": 3}},
+        "discovery": {"service_name": "bifrost-e2e"}
+    });
+    config
+}
+
+/// Start one gateway per gossip port.
+async fn start_cluster(base: &Value, size: usize) -> Vec<Gateway> {
+    let ports = free_udp_ports(size);
+    let mut nodes = Vec::new();
+    for index in 0..size {
+        let config = node_config(base, &ports, index);
+        nodes.push(
+            Gateway::start_with(&config, &[("BIFROST_ENCRYPTION_KEY", "cluster test key")]).await,
+        );
+    }
+    nodes
+}
+
+async fn status(node: &Gateway) -> Value {
+    reqwest::get(node.url("/cluster/status"))
+        .await
+        .expect("status answered")
+        .json()
+        .await
+        .expect("status JSON")
+}
+
+/// Poll until every node reports `size` members; how long that took.
+async fn wait_for_members(nodes: &[Gateway], size: u64) -> Duration {
+    let started = Instant::now();
+    loop {
+        let mut all = true;
+        for node in nodes {
+            all &= status(node).await["members"].as_u64() == Some(size);
+        }
+        if all {
+            return started.elapsed();
+        }
+        if started.elapsed() > CONVERGENCE_DEADLINE {
+            let mut seen = Vec::new();
+            for node in nodes {
+                seen.push(status(node).await);
+            }
+            panic!("no convergence to {size} members within {CONVERGENCE_DEADLINE:?}: {seen:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn base_config(store: Value, mock: &MockProvider, governance: Value) -> Value {
+    let mut config = config_for(mock);
+    config["config_store"] = store;
+    config["client"]["enforce_auth_on_inference"] = json!(true);
+    config["governance"] = governance;
+    config
+}
+
+#[tokio::test]
+async fn three_nodes_on_static_peers_see_each_other() {
+    let Some(store) = postgres_store() else {
+        return;
+    };
+    let mock = MockProvider::start(&[]).await;
+    let nodes = start_cluster(&base_config(store, &mock, json!({})), 3).await;
+    let took = wait_for_members(&nodes, 3).await;
+    eprintln!("3 nodes converged to 3 members in {took:?}");
+    for (index, node) in nodes.iter().enumerate() {
+        let status = status(node).await;
+        assert_eq!(status["cluster_mode"], true);
+        assert_eq!(status["local_node"], format!("node-{index}"));
+        let mut ids: Vec<&str> = status["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .map(|n| n["id"].as_str().expect("id"))
+            .collect();
+        ids.sort();
+        assert_eq!(ids, ["node-0", "node-1", "node-2"], "{status:#}");
+        for peer in status["nodes"].as_array().expect("nodes") {
+            assert_eq!(peer["region"], "local", "{peer}");
+            assert!(peer["http_addr"].as_str().is_some(), "{peer}");
+            assert!(peer["version"].as_str().is_some(), "{peer}");
+        }
+    }
+    // Healthy once every peer has passed the success threshold.
+    let deadline = Instant::now() + CONVERGENCE_DEADLINE;
+    for node in &nodes {
+        loop {
+            let status = status(node).await;
+            if status["healthy_members"] == 3 && status["cluster_health"] == "HEALTHY" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never healthy: {status:#}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    for node in &nodes {
+        assert!(
+            node.output.contains("successfully joined"),
+            "{:#?}",
+            node.output.lines()
+        );
+        assert!(node.output.contains("cluster health: HEALTHY"));
+    }
+}
+
+#[tokio::test]
+async fn rate_limit_is_shared_across_three_nodes() {
+    let Some(store) = postgres_store() else {
+        return;
+    };
+    let mock = MockProvider::start(&[]).await;
+    let governance = json!({
+        "rate_limits": [{"id": "thirty", "request_max_limit": 30, "request_reset_duration": "1m"}],
+        "virtual_keys": [{"id": "shared", "value": "sk-bf-shared", "rate_limit_id": "thirty"}]
+    });
+    let nodes = start_cluster(&base_config(store, &mock, governance), 3).await;
+    wait_for_members(&nodes, 3).await;
+
+    // All requests in one one-minute window: skip ahead if this one is about to end.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let left_in_window = 60_000 - now_ms % 60_000;
+    if left_in_window < 15_000 {
+        tokio::time::sleep(Duration::from_millis(left_in_window + 50)).await;
+    }
+
+    let spacing = Duration::from_millis(
+        std::env::var("BIFROST_TEST_SPACING_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100),
+    );
+    let mut admitted = 0;
+    let mut refused = 0;
+    for request in 0..60 {
+        match nodes[request % nodes.len()].chat_as("sk-bf-shared").await {
+            StatusCode::OK => admitted += 1,
+            StatusCode::TOO_MANY_REQUESTS => refused += 1,
+            other => panic!("unexpected status {other}"),
+        }
+        tokio::time::sleep(spacing).await;
+    }
+    eprintln!(
+        "3 nodes, limit 30/min, 60 requests {spacing:?} apart round-robin: {admitted} admitted \
+         (overshoot {}), {refused} refused",
+        admitted - 30
+    );
+    assert!(admitted >= 30, "the limit admits 30: {admitted}");
+    assert!(
+        admitted <= 33,
+        "gossip keeps the cluster within 30 + 3: {admitted} admitted"
+    );
+    assert_eq!(mock.requests().await, admitted as u64);
+}
+
+#[tokio::test]
+async fn a_single_gateway_reports_cluster_mode_off() {
+    let mock = MockProvider::start(&[]).await;
+    let gateway = Gateway::start(&config_for(&mock)).await;
+    let status = status(&gateway).await;
+    assert_eq!(status["cluster_mode"], false, "{status:#}");
+    assert_eq!(status["members"], 1);
+    assert_eq!(status["nodes"].as_array().map(Vec::len), Some(1));
+}

@@ -1,0 +1,349 @@
+//! Each peer's health from its gossiped heartbeat, the cluster's health, and the status view.
+//!
+//! chitchat's failure detector decides alive versus dead (after about `timeout_seconds` of
+//! silence). On top of it, every check (twice a second) is good when a peer's heartbeat advanced
+//! since the last one: a peer becomes healthy after `success_threshold` good checks in a row and
+//! is marked suspect after `failure_threshold` bad ones, well before it is declared dead.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use chitchat::{Chitchat, ChitchatId};
+use serde::Serialize;
+
+use super::{NODE_HTTP_ADDR, NODE_REGION, NODE_VERSION};
+use crate::config::GossipTuning;
+
+/// One check's view of a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerObservation {
+    /// Its heartbeat counter as gossiped.
+    pub heartbeat: u64,
+    /// Whether chitchat's failure detector considers it alive.
+    pub live: bool,
+}
+
+/// A peer's state in `/cluster/status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerState {
+    /// Heartbeats arriving.
+    Alive,
+    /// Silent for `failure_threshold` checks, not dead yet.
+    Suspect,
+    /// Declared dead by the failure detector.
+    Dead,
+}
+
+#[derive(Debug)]
+struct PeerHealth {
+    heartbeat: u64,
+    last_seen: Instant,
+    good: u32,
+    bad: u32,
+    healthy: bool,
+    state: PeerState,
+}
+
+/// Health of every peer this node has heard of.
+#[derive(Debug)]
+pub struct Membership {
+    tuning: GossipTuning,
+    peers: BTreeMap<ChitchatId, PeerHealth>,
+    started: Instant,
+    expects_peers: bool,
+    joined: bool,
+    join_failure_logged: bool,
+    last_health: Option<bool>,
+    last_members: usize,
+}
+
+impl Membership {
+    /// A node that has not heard from anyone yet; `expects_peers` when it has seeds.
+    pub fn new(tuning: GossipTuning, expects_peers: bool) -> Self {
+        Self {
+            tuning,
+            peers: BTreeMap::new(),
+            started: Instant::now(),
+            expects_peers,
+            joined: false,
+            join_failure_logged: false,
+            last_health: None,
+            last_members: 1,
+        }
+    }
+
+    /// Apply one check of every peer at `now` and log what changed.
+    pub fn observe(&mut self, observations: BTreeMap<ChitchatId, PeerObservation>, now: Instant) {
+        self.peers.retain(|id, _| observations.contains_key(id));
+        for (id, seen) in observations {
+            let peer = self.peers.entry(id.clone()).or_insert_with(|| PeerHealth {
+                heartbeat: seen.heartbeat,
+                last_seen: now,
+                good: 0,
+                bad: 0,
+                healthy: false,
+                state: PeerState::Alive,
+            });
+            if seen.heartbeat > peer.heartbeat || (peer.good == 0 && peer.bad == 0) {
+                peer.heartbeat = seen.heartbeat;
+                peer.last_seen = now;
+                peer.good += 1;
+                peer.bad = 0;
+            } else {
+                peer.bad += 1;
+                peer.good = 0;
+            }
+            if peer.good >= self.tuning.success_threshold.max(1) {
+                peer.healthy = true;
+            }
+            if peer.bad >= self.tuning.failure_threshold.max(1) {
+                peer.healthy = false;
+            }
+            let state = if !seen.live {
+                PeerState::Dead
+            } else if peer.bad >= self.tuning.failure_threshold.max(1) {
+                PeerState::Suspect
+            } else {
+                PeerState::Alive
+            };
+            if state != peer.state {
+                match state {
+                    PeerState::Suspect => tracing::warn!(
+                        node_id = %id.node_id,
+                        gossip_addr = %id.gossip_advertise_addr,
+                        silent_ms = now.duration_since(peer.last_seen).as_millis() as u64,
+                        "node marked as suspect"
+                    ),
+                    PeerState::Dead => tracing::warn!(
+                        node_id = %id.node_id,
+                        gossip_addr = %id.gossip_advertise_addr,
+                        "node marked as dead"
+                    ),
+                    PeerState::Alive => tracing::info!(
+                        node_id = %id.node_id,
+                        gossip_addr = %id.gossip_advertise_addr,
+                        "node is alive again"
+                    ),
+                }
+                peer.state = state;
+            }
+        }
+        self.log_changes(now);
+    }
+
+    fn log_changes(&mut self, now: Instant) {
+        let (members, healthy) = self.counts();
+        let live_peers = members - 1;
+        if !self.joined && live_peers > 0 {
+            self.joined = true;
+            tracing::info!(
+                peers = live_peers,
+                "successfully joined {live_peers} peers on startup"
+            );
+        }
+        let join_deadline = Duration::from_secs(self.tuning.timeout_seconds.max(1));
+        if !self.joined
+            && self.expects_peers
+            && !self.join_failure_logged
+            && now.duration_since(self.started) >= join_deadline
+        {
+            self.join_failure_logged = true;
+            tracing::warn!(
+                waited_seconds = join_deadline.as_secs(),
+                "failed to join cluster: no peer answered yet; still trying"
+            );
+        }
+        if members != self.last_members {
+            tracing::info!(members, healthy, "cluster membership changed");
+            self.last_members = members;
+        }
+        let is_healthy = cluster_is_healthy(members, healthy);
+        if self.last_health != Some(is_healthy) {
+            if is_healthy {
+                tracing::info!(members, healthy, "cluster health: HEALTHY");
+            } else {
+                tracing::warn!(members, healthy, "cluster health: NOT HEALTHY");
+            }
+            self.last_health = Some(is_healthy);
+        }
+    }
+
+    /// (members not dead, healthy members), this node included in both.
+    fn counts(&self) -> (usize, usize) {
+        let members = 1 + self
+            .peers
+            .values()
+            .filter(|p| p.state != PeerState::Dead)
+            .count();
+        let healthy = 1 + self
+            .peers
+            .values()
+            .filter(|p| p.state == PeerState::Alive && p.healthy)
+            .count();
+        (members, healthy)
+    }
+
+    /// The status view, with node metadata from `chitchat`.
+    pub fn status(&self, chitchat: &Chitchat, self_id: &ChitchatId) -> ClusterStatus {
+        let now = Instant::now();
+        let (members, healthy_members) = self.counts();
+        let node = |id: &ChitchatId, state: PeerState, last_seen_ms_ago: u64| {
+            let meta = |key: &str| {
+                chitchat
+                    .node_state(id)
+                    .and_then(|s| s.get(key))
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_string)
+            };
+            NodeStatus {
+                id: id.node_id.to_string(),
+                gossip_addr: id.gossip_advertise_addr.to_string(),
+                http_addr: meta(NODE_HTTP_ADDR),
+                region: meta(NODE_REGION),
+                state,
+                last_seen_ms_ago,
+                version: meta(NODE_VERSION),
+            }
+        };
+        let mut nodes = vec![node(self_id, PeerState::Alive, 0)];
+        nodes.extend(self.peers.iter().map(|(id, peer)| {
+            node(
+                id,
+                peer.state,
+                now.duration_since(peer.last_seen).as_millis() as u64,
+            )
+        }));
+        ClusterStatus {
+            cluster_mode: true,
+            local_node: self_id.node_id.to_string(),
+            members,
+            healthy_members,
+            cluster_health: health_word(cluster_is_healthy(members, healthy_members)),
+            nodes,
+        }
+    }
+}
+
+/// A majority of the members that are not dead is healthy.
+fn cluster_is_healthy(members: usize, healthy: usize) -> bool {
+    healthy * 2 > members
+}
+
+fn health_word(healthy: bool) -> &'static str {
+    if healthy {
+        "HEALTHY"
+    } else {
+        "NOT HEALTHY"
+    }
+}
+
+/// `GET /cluster/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterStatus {
+    /// Whether cluster mode is on.
+    pub cluster_mode: bool,
+    /// This node's name.
+    pub local_node: String,
+    /// Members not declared dead, this node included.
+    pub members: usize,
+    /// Members whose heartbeats pass the success threshold, this node included.
+    pub healthy_members: usize,
+    /// `HEALTHY` when a majority of members is healthy, else `NOT HEALTHY`.
+    pub cluster_health: &'static str,
+    /// Every node this one knows, itself first.
+    pub nodes: Vec<NodeStatus>,
+}
+
+impl ClusterStatus {
+    /// A single gateway (cluster mode off).
+    pub fn standalone(node_id: String, http_addr: Option<String>) -> Self {
+        Self {
+            cluster_mode: false,
+            local_node: node_id.clone(),
+            members: 1,
+            healthy_members: 1,
+            cluster_health: health_word(true),
+            nodes: vec![NodeStatus {
+                id: node_id,
+                gossip_addr: String::new(),
+                http_addr,
+                region: None,
+                state: PeerState::Alive,
+                last_seen_ms_ago: 0,
+                version: Some(env!("CARGO_PKG_VERSION").to_string()),
+            }],
+        }
+    }
+}
+
+/// One node in `/cluster/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStatus {
+    /// Node name.
+    pub id: String,
+    /// Gossip address (`ip:port`).
+    pub gossip_addr: String,
+    /// HTTP address it published.
+    pub http_addr: Option<String>,
+    /// Region it published.
+    pub region: Option<String>,
+    /// Alive, suspect or dead.
+    pub state: PeerState,
+    /// Since its heartbeat last advanced (0 for this node).
+    pub last_seen_ms_ago: u64,
+    /// Gateway version it published.
+    pub version: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(port: u16) -> ChitchatId {
+        ChitchatId::new(format!("gw-{port}"), 1, ([127, 0, 0, 1], port).into())
+    }
+
+    fn tuning() -> GossipTuning {
+        GossipTuning {
+            timeout_seconds: 10,
+            success_threshold: 2,
+            failure_threshold: 3,
+        }
+    }
+
+    fn check(m: &mut Membership, heartbeat: u64, live: bool, at: Instant) {
+        m.observe(
+            BTreeMap::from([(peer(1), PeerObservation { heartbeat, live })]),
+            at,
+        );
+    }
+
+    #[test]
+    fn a_peer_is_healthy_after_success_threshold_and_suspect_after_failure_threshold() {
+        let mut m = Membership::new(tuning(), true);
+        let t = Instant::now();
+        check(&mut m, 1, true, t);
+        assert_eq!(m.counts(), (2, 1), "one good check is not enough");
+        check(&mut m, 2, true, t);
+        assert_eq!(m.counts(), (2, 2));
+        for _ in 0..2 {
+            check(&mut m, 2, true, t);
+        }
+        assert_eq!(m.peers[&peer(1)].state, PeerState::Alive);
+        check(&mut m, 2, true, t);
+        assert_eq!(m.peers[&peer(1)].state, PeerState::Suspect);
+        assert_eq!(m.counts(), (2, 1));
+        check(&mut m, 2, false, t);
+        assert_eq!(m.peers[&peer(1)].state, PeerState::Dead);
+        assert_eq!(m.counts(), (1, 1), "dead nodes are not members");
+    }
+
+    #[test]
+    fn health_needs_a_majority() {
+        assert!(cluster_is_healthy(1, 1));
+        assert!(cluster_is_healthy(3, 2));
+        assert!(!cluster_is_healthy(3, 1));
+        assert!(!cluster_is_healthy(2, 1));
+    }
+}
