@@ -2,6 +2,8 @@
 # Installs what the test suite needs beyond cargo, idempotently:
 #   - .venv with the official `openai` Python SDK (from PyPI)
 #   - cargo-nextest, if missing (the Makefile falls back to `cargo test` without it)
+#   - etcd (Debian's etcd-server) for the etcd discovery e2e test, when missing and we are root
+#     (otherwise that test skips, or fails in CI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,3 +16,12 @@ if ! .venv/bin/python -c 'import openai' 2>/dev/null; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check 'openai>=1.40,<3'
 fi
 echo "test-deps: python $(.venv/bin/python -c 'import openai; print("openai", openai.__version__)')"
+
+if command -v etcd >/dev/null 2>&1; then
+  echo "test-deps: $(etcd --version | head -n 1)"
+elif [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "test-deps: installing etcd-server"
+  apt-get install -y etcd-server >/dev/null || { apt-get update -q >/dev/null && apt-get install -y etcd-server >/dev/null; }
+else
+  echo "test-deps: etcd not found and not root; the etcd discovery test will skip (install etcd-server)"
+fi

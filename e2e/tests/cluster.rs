@@ -9,6 +9,8 @@ use serde_json::{json, Value};
 
 /// How long three nodes may take to see each other.
 const CONVERGENCE_DEADLINE: Duration = Duration::from_secs(20);
+/// The shared cluster key (what an operator generates: 64 hex characters).
+const CLUSTER_KEY: &str = "5f2b9c0e7a4d81f3b6c2e9a07d5f1b3c8e4a6d2f0b9c7e5a3d1f8b6c4e2a0d9f";
 
 /// A config for node `index` of a cluster gossiping on `ports`, with static peers.
 fn node_config(base: &Value, ports: &[u16], index: usize) -> Value {
@@ -31,17 +33,42 @@ fn node_config(base: &Value, ports: &[u16], index: usize) -> Value {
     config
 }
 
-/// Start one gateway per gossip port.
+/// Start one gateway per gossip port, all with [`CLUSTER_KEY`].
 async fn start_cluster(base: &Value, size: usize) -> Vec<Gateway> {
-    let ports = free_udp_ports(size);
+    start_nodes(base, &free_udp_ports(size), CLUSTER_KEY).await
+}
+
+/// Start one gateway per gossip port in `ports`, each seeded with the others, under `key`.
+async fn start_nodes(base: &Value, ports: &[u16], key: &str) -> Vec<Gateway> {
     let mut nodes = Vec::new();
-    for index in 0..size {
-        let config = node_config(base, &ports, index);
-        nodes.push(
-            Gateway::start_with(&config, &[("BIFROST_ENCRYPTION_KEY", "cluster test key")]).await,
-        );
+    for index in 0..ports.len() {
+        nodes.push(start_node(node_config(base, ports, index), key).await);
     }
     nodes
+}
+
+async fn start_node(config: Value, cluster_key: &str) -> Gateway {
+    Gateway::start_with(
+        &config,
+        &[
+            ("BIFROST_ENCRYPTION_KEY", "cluster test key"),
+            ("BIFROST_CLUSTER_KEY", cluster_key),
+        ],
+    )
+    .await
+}
+
+/// A counter or gauge from `/metrics` (0 when the series does not exist yet).
+async fn metric(node: &Gateway, series: &str) -> f64 {
+    let text = reqwest::get(node.url("/metrics"))
+        .await
+        .expect("metrics answered")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 async fn status(node: &Gateway) -> Value {
@@ -72,6 +99,18 @@ async fn wait_for_members(nodes: &[Gateway], size: u64) -> Duration {
             panic!("no convergence to {size} members within {CONVERGENCE_DEADLINE:?}: {seen:#?}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Skip to the next one-minute window when less than `needed` is left in this one.
+async fn wait_for_a_fresh_window_if_less_than(needed: Duration) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let left_in_window = 60_000 - now_ms % 60_000;
+    if left_in_window < needed.as_millis() as u64 {
+        tokio::time::sleep(Duration::from_millis(left_in_window + 50)).await;
     }
 }
 
@@ -145,15 +184,8 @@ async fn rate_limit_is_shared_across_three_nodes() {
     let nodes = start_cluster(&base_config(store, &mock, governance), 3).await;
     wait_for_members(&nodes, 3).await;
 
-    // All requests in one one-minute window: skip ahead if this one is about to end.
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as u64;
-    let left_in_window = 60_000 - now_ms % 60_000;
-    if left_in_window < 15_000 {
-        tokio::time::sleep(Duration::from_millis(left_in_window + 50)).await;
-    }
+    // All requests in one one-minute window.
+    wait_for_a_fresh_window_if_less_than(Duration::from_secs(15)).await;
 
     let spacing = Duration::from_millis(
         std::env::var("BIFROST_TEST_SPACING_MS")
@@ -192,4 +224,121 @@ async fn a_single_gateway_reports_cluster_mode_off() {
     assert_eq!(status["cluster_mode"], false, "{status:#}");
     assert_eq!(status["members"], 1);
     assert_eq!(status["nodes"].as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn a_node_with_the_wrong_cluster_key_cannot_join_or_change_counters() {
+    let Some(store) = postgres_store() else {
+        return;
+    };
+    let mock = MockProvider::start(&[]).await;
+    let governance = json!({
+        "rate_limits": [{"id": "ten", "request_max_limit": 10, "request_reset_duration": "1m"}],
+        "virtual_keys": [{"id": "shared", "value": "sk-bf-shared", "rate_limit_id": "ten"}]
+    });
+    let base = base_config(store, &mock, governance);
+    let ports = free_udp_ports(3);
+    let nodes = start_nodes(&base, &ports[..2], CLUSTER_KEY).await;
+    wait_for_members(&nodes, 2).await;
+    for node in &nodes {
+        assert!(
+            !node.output.contains("gossip is not encrypted"),
+            "a keyed node does not warn"
+        );
+    }
+
+    // Everything below happens in one one-minute rate-limit window.
+    wait_for_a_fresh_window_if_less_than(Duration::from_secs(25)).await;
+
+    // The intruder knows both nodes' gossip addresses but holds another key.
+    let intruder = start_node(
+        node_config(&base, &ports, 2),
+        "0000000000000000000000000000000000000000000000000000000000000000",
+    )
+    .await;
+    // It admits requests locally; none of them may reach the cluster's counters.
+    for _ in 0..10 {
+        assert_eq!(intruder.chat_as("sk-bf-shared").await, StatusCode::OK);
+    }
+
+    let dropped = r#"bifrost_gossip_packets_dropped_total{reason="auth"}"#;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        for node in &nodes {
+            let status = status(node).await;
+            assert_eq!(status["members"], 2, "the intruder never joins: {status:#}");
+            let ids: Vec<&str> = status["nodes"]
+                .as_array()
+                .expect("nodes")
+                .iter()
+                .map(|n| n["id"].as_str().expect("id"))
+                .collect();
+            assert!(!ids.contains(&"node-2"), "{status:#}");
+        }
+        let status = status(&intruder).await;
+        assert_eq!(
+            status["members"], 1,
+            "the intruder sees only itself: {status:#}"
+        );
+        assert_eq!(
+            status["nodes"].as_array().map(Vec::len),
+            Some(1),
+            "{status:#}"
+        );
+        if Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for node in &nodes {
+        let count = metric(node, dropped).await;
+        assert!(count > 0.0, "{dropped} is {count}");
+    }
+
+    // The intruder's 10 requests did not count: the cluster still admits its own 10 (plus at
+    // most the usual gossip overshoot).
+    let mut admitted = 0;
+    for request in 0..14 {
+        if nodes[request % 2].chat_as("sk-bf-shared").await == StatusCode::OK {
+            admitted += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert!(
+        (10..=12).contains(&admitted),
+        "only the cluster's own requests count: {admitted} admitted"
+    );
+    assert!(
+        nodes[0]
+            .output
+            .contains("dropped a gossip packet that failed authentication"),
+        "{:#?}",
+        nodes[0].output.lines()
+    );
+}
+
+#[tokio::test]
+async fn a_node_without_a_cluster_key_warns_at_start() {
+    let Some(store) = postgres_store() else {
+        return;
+    };
+    let mock = MockProvider::start(&[]).await;
+    let base = base_config(store, &mock, json!({}));
+    let ports = free_udp_ports(1);
+    let node = Gateway::start_with(
+        &node_config(&base, &[ports[0], ports[0] + 1], 0),
+        &[("BIFROST_ENCRYPTION_KEY", "cluster test key")],
+    )
+    .await;
+    assert!(
+        node.output
+            .wait_for(
+                "gossip is not encrypted: set cluster_config.gossip.encryption_key or BIFROST_CLUSTER_KEY",
+                Duration::from_secs(5)
+            )
+            .await
+            .is_some(),
+        "{:#?}",
+        node.output.lines()
+    );
 }

@@ -91,9 +91,13 @@ pub async fn run(settings: ServerSettings, loaded: LoadedConfig) -> Result<(), G
     );
     if cluster_config.enabled {
         let cluster_settings = crate::cluster::ClusterSettings::new(&cluster_config, local).await;
-        let cluster =
-            crate::cluster::Cluster::start(cluster_settings, state.counters.clone(), gossip_usage)
-                .await?;
+        let cluster = crate::cluster::Cluster::start(
+            cluster_settings,
+            state.counters.clone(),
+            gossip_usage,
+            state.metrics.gossip.clone(),
+        )
+        .await?;
         let _ = state.cluster.set(cluster);
     }
     tracing::info!(http_addr = %local, providers, version = env!("CARGO_PKG_VERSION"), "listening");

@@ -169,6 +169,16 @@ impl Membership {
         }
     }
 
+    /// (alive, suspect, dead) peers, this node counted alive.
+    pub fn members_by_state(&self) -> (usize, usize, usize) {
+        let count = |state| self.peers.values().filter(|p| p.state == state).count();
+        (
+            1 + count(PeerState::Alive),
+            count(PeerState::Suspect),
+            count(PeerState::Dead),
+        )
+    }
+
     /// (members not dead, healthy members), this node included in both.
     fn counts(&self) -> (usize, usize) {
         let members = 1 + self

@@ -8,13 +8,13 @@
 pub mod counters;
 pub mod discovery;
 pub mod membership;
+pub mod transport;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use chitchat::transport::UdpTransport;
 use chitchat::{
     spawn_chitchat, Chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig,
     ProtocolVersion,
@@ -25,11 +25,13 @@ use tokio::task::JoinHandle;
 use crate::config::ClusterConfig;
 use crate::error::GatewayError;
 use crate::governance::counters::UsageCounters;
+use crate::telemetry::metrics::GossipMetrics;
 pub use counters::GossipUsage;
 use counters::{RemoteNode, RemoteSnapshot, RATE_LIMIT_PREFIX, SPEND_PREFIX};
 use discovery::Discovery;
 pub use membership::{ClusterStatus, NodeStatus};
 use membership::{Membership, PeerObservation};
+use transport::{AddressFilter, GossipSeal, SealedTransport};
 
 /// How often a gossip round runs.
 const GOSSIP_INTERVAL: Duration = Duration::from_millis(100);
@@ -145,6 +147,8 @@ pub struct Cluster {
     membership: Arc<Mutex<Membership>>,
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    metrics: GossipMetrics,
+    address_filter: AddressFilter,
 }
 
 impl Cluster {
@@ -154,6 +158,7 @@ impl Cluster {
         settings: ClusterSettings,
         counters: Arc<UsageCounters>,
         usage: Arc<GossipUsage>,
+        metrics: GossipMetrics,
     ) -> Result<Arc<Self>, GatewayError> {
         let config = &settings.config;
         let self_id = ChitchatId::new(
@@ -195,7 +200,19 @@ impl Cluster {
                 env!("CARGO_PKG_VERSION").to_string(),
             ),
         ];
-        let handle = spawn_chitchat(chitchat_config, metadata, &UdpTransport)
+        let seal = match transport::cluster_key(config) {
+            Some(key) => GossipSeal::new(&key, &config.discovery.service_name),
+            None => {
+                tracing::warn!(
+                    "gossip is not encrypted: set cluster_config.gossip.encryption_key or BIFROST_CLUSTER_KEY"
+                );
+                GossipSeal::plaintext()
+            }
+        };
+        let encrypted = seal.is_encrypted();
+        let address_filter = AddressFilter::new(&config.discovery.allowed_address_space);
+        let transport = SealedTransport::new(seal, address_filter.clone(), metrics.clone());
+        let handle = spawn_chitchat(chitchat_config, metadata, &transport)
             .await
             .map_err(|e| {
                 GatewayError::Config(format!(
@@ -210,6 +227,8 @@ impl Cluster {
             cluster_id = %config.discovery.service_name,
             seeds = config.peers.len(),
             discovery = discovery.method(),
+            encrypted,
+            allowed_address_space = ?config.discovery.allowed_address_space,
             "gossip started"
         );
         if !config.peers.is_empty() {
@@ -226,6 +245,8 @@ impl Cluster {
             ))),
             stop,
             tasks: Mutex::new(Vec::new()),
+            metrics,
+            address_filter,
         });
         let mut tasks = vec![
             tokio::spawn(publish_usage(
@@ -236,9 +257,16 @@ impl Cluster {
             )),
             tokio::spawn(check_health(cluster.clone(), cluster.stop.subscribe())),
         ];
+        let record = discovery::NodeRecord {
+            gossip_addr: settings.gossip_advertise.to_string(),
+            http_addr: settings.http_addr.to_string(),
+        };
+        if let Some(registration) = discovery.registration(&settings.node_id, &record) {
+            tasks.push(tokio::spawn(registration.run(cluster.stop.subscribe())));
+        }
         if matches!(
             discovery,
-            Discovery::OperatorFile(_) | Discovery::Dns { .. }
+            Discovery::OperatorFile(_) | Discovery::Dns { .. } | Discovery::Etcd(_)
         ) {
             let refresh = Duration::from_secs(config.discovery.refresh_interval_seconds.max(1));
             tasks.push(tokio::spawn(run_discovery(
@@ -352,11 +380,10 @@ async fn check_health(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
                 })
                 .collect()
         };
-        cluster
-            .membership
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .observe(observations, Instant::now());
+        let mut membership = cluster.membership.lock().unwrap_or_else(|p| p.into_inner());
+        membership.observe(observations, Instant::now());
+        let (alive, suspect, dead) = membership.members_by_state();
+        cluster.metrics.set_members(alive, suspect, dead);
     }
 }
 
@@ -374,6 +401,7 @@ async fn run_discovery(
                 let found: BTreeSet<SocketAddr> = found
                     .into_iter()
                     .filter(|a| *a != cluster.self_id.gossip_advertise_addr)
+                    .filter(|a| cluster.address_filter.allows(a.ip()))
                     .collect();
                 let new = found.difference(&known).count();
                 if new > 0 {

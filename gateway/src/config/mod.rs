@@ -37,6 +37,7 @@ pub use providers::{
     ProviderConfig, ProviderKind,
 };
 pub use store::{ConfigStoreConfig, StoreConnectionConfig, StoreType};
+pub use validate::parse_cidr;
 
 /// The root of a gateway config file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -114,6 +114,99 @@ pub struct Metrics {
     pub store_errors: Family<StoreLabels, Counter>,
     /// Time to flush spend to the store.
     pub usage_flush_duration: Histogram,
+    /// Gossip traffic, dropped packets and members (cluster mode).
+    pub gossip: GossipMetrics,
+}
+
+/// Labels of a dropped gossip packet.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GossipDropLabels {
+    /// `auth` (failed decryption or authentication) or `address` (outside
+    /// `allowed_address_space`).
+    pub reason: &'static str,
+}
+
+/// Labels of gossip bytes.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabels {
+    /// `sent` or `received`.
+    pub direction: &'static str,
+}
+
+/// Labels of a member count.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MemberStateLabels {
+    /// `alive`, `suspect` or `dead`.
+    pub state: &'static str,
+}
+
+/// The cluster's metrics, handed to the gossip transport and the health check (cheap to clone:
+/// every clone updates the same series).
+#[derive(Clone, Debug, Default)]
+pub struct GossipMetrics {
+    /// Gossip packets dropped on receive, by reason.
+    pub packets_dropped: Family<GossipDropLabels, Counter>,
+    /// Gossip bytes on the wire (sealed), by direction.
+    pub bytes: Family<DirectionLabels, Counter>,
+    /// Members by state, this node included.
+    pub members: Family<MemberStateLabels, Gauge>,
+}
+
+impl GossipMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "gossip_packets_dropped",
+            "Gossip packets dropped on receive: reason auth (wrong key, other cluster, tampered) or address (outside allowed_address_space)",
+            self.packets_dropped.clone(),
+        );
+        registry.register(
+            "gossip_bytes",
+            "Gossip bytes on the wire, by direction",
+            self.bytes.clone(),
+        );
+        registry.register(
+            "cluster_members",
+            "Cluster members this node knows, by state, itself included",
+            self.members.clone(),
+        );
+    }
+
+    /// Count one dropped packet.
+    pub fn dropped(&self, reason: &'static str) {
+        self.packets_dropped
+            .get_or_create(&GossipDropLabels { reason })
+            .inc();
+    }
+
+    /// Count `len` gossip bytes `sent` or `received`.
+    pub fn bytes(&self, direction: &'static str, len: usize) {
+        self.bytes
+            .get_or_create(&DirectionLabels { direction })
+            .inc_by(len as u64);
+    }
+
+    /// Set the member counts.
+    pub fn set_members(&self, alive: usize, suspect: usize, dead: usize) {
+        for (state, count) in [("alive", alive), ("suspect", suspect), ("dead", dead)] {
+            self.members
+                .get_or_create(&MemberStateLabels { state })
+                .set(count as i64);
+        }
+    }
+
+    /// Packets dropped for `reason` so far.
+    pub fn dropped_total(&self, reason: &'static str) -> u64 {
+        self.packets_dropped
+            .get_or_create(&GossipDropLabels { reason })
+            .get()
+    }
+
+    /// Bytes `sent` or `received` so far.
+    pub fn bytes_total(&self, direction: &'static str) -> u64 {
+        self.bytes
+            .get_or_create(&DirectionLabels { direction })
+            .get()
+    }
 }
 
 /// Labels of a governance rejection.
@@ -248,8 +341,11 @@ impl Metrics {
             "Time to write spend to the config store and read usage back",
             usage_flush_duration.clone(),
         );
+        let gossip = GossipMetrics::default();
+        gossip.register(&mut registry);
         Self {
             registry,
+            gossip,
             requests,
             request_duration,
             overhead_duration,

@@ -1,7 +1,11 @@
-//! Seed addresses for gossip: static `peers`, the operator's peers file, DNS names.
+//! Seed addresses for gossip: static `peers`, the operator's peers file, DNS names, etcd.
+
+pub mod etcd;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+
+pub use etcd::{EtcdDiscovery, EtcdRegistration, NodeRecord};
 
 use crate::config::PeersFile;
 use crate::config::{ClusterConfig, DiscoveryType};
@@ -15,6 +19,8 @@ pub enum Discovery {
     OperatorFile(String),
     /// DNS names with the port appended.
     Dns { names: Vec<String>, port: u16 },
+    /// Other nodes' keys under `/services/<service_name>/` in etcd.
+    Etcd(EtcdDiscovery),
     /// A method this version does not implement yet.
     NotImplemented(DiscoveryType),
 }
@@ -33,6 +39,10 @@ impl Discovery {
                 names: discovery.dns_names.clone(),
                 port: discovery.bind_port.unwrap_or(cluster.gossip.port),
             },
+            Some(DiscoveryType::Etcd) => Self::Etcd(EtcdDiscovery::new(
+                &discovery.etcd_endpoints,
+                &discovery.service_name,
+            )),
             Some(other) => Self::NotImplemented(other),
         }
     }
@@ -43,7 +53,17 @@ impl Discovery {
             Self::Static => "static",
             Self::OperatorFile(_) => "operator",
             Self::Dns { .. } => "dns",
+            Self::Etcd(_) => "etcd",
             Self::NotImplemented(_) => "not implemented",
+        }
+    }
+
+    /// What this node must keep registered while it runs (etcd only): a task to spawn, stopped
+    /// through `stop`, that deregisters on the way out.
+    pub fn registration(&self, node_id: &str, record: &NodeRecord) -> Option<EtcdRegistration> {
+        match self {
+            Self::Etcd(etcd) => Some(etcd.registration(node_id, record)),
+            _ => None,
         }
     }
 
@@ -72,6 +92,7 @@ impl Discovery {
                 }
                 Ok(found)
             }
+            Self::Etcd(etcd) => etcd.discover().await,
         }
     }
 }

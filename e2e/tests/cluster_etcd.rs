@@ -1,0 +1,327 @@
+//! Cluster mode with `etcd` discovery: a real etcd (Debian's `etcd-server`) on loopback and three
+//! gateways with no static peers that find each other through it. Skipped (with a printed
+//! reason) when PostgreSQL is not configured or, outside CI, when `etcd` is not installed.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use bifrost_e2e::harness::{config_for, free_udp_ports, postgres_store, Gateway, MockProvider};
+use serde_json::{json, Value};
+use tokio::process::{Child, Command};
+
+/// How long three nodes may take to see each other.
+const CONVERGENCE_DEADLINE: Duration = Duration::from_secs(20);
+/// How long etcd may take to answer after start.
+const ETCD_START_DEADLINE: Duration = Duration::from_secs(20);
+/// A SIGTERM'd node revokes its lease on the way out; its key must be gone this fast (far below
+/// the 30 s lease TTL, so expiry cannot pass for revocation).
+const DEREGISTER_DEADLINE: Duration = Duration::from_secs(5);
+const SERVICE_NAME: &str = "bifrost-e2e-etcd";
+
+/// A single-member etcd on free loopback ports with a temporary data directory; killed on drop.
+struct Etcd {
+    _child: Child,
+    _dir: tempfile::TempDir,
+    /// `http://127.0.0.1:<client port>`
+    endpoint: String,
+    http: reqwest::Client,
+}
+
+impl Etcd {
+    /// Start one, or `None` (after printing why) when `etcd` is not installed outside CI.
+    async fn start() -> Option<Self> {
+        if !on_path("etcd") {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "etcd is not installed in CI: run scripts/test-deps.sh as root (installs etcd-server)"
+            );
+            eprintln!(
+                "skipped: etcd is not on PATH (scripts/test-deps.sh installs etcd-server when root)"
+            );
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let [client, peer] = free_tcp_ports();
+        let client_url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let child = Command::new("etcd")
+            .args(["--name", "e2e"])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("e2e={peer_url}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("etcd.log")).expect("etcd log file"),
+            ))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("etcd starts");
+        let etcd = Self {
+            _child: child,
+            endpoint: client_url,
+            _dir: dir,
+            http: reqwest::Client::new(),
+        };
+        let started = Instant::now();
+        while etcd.try_keys().await.is_err() {
+            assert!(
+                started.elapsed() < ETCD_START_DEADLINE,
+                "etcd did not answer within {ETCD_START_DEADLINE:?}: {}",
+                std::fs::read_to_string(etcd._dir.path().join("etcd.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Some(etcd)
+    }
+
+    /// `(key, lease id)` under `/services/<SERVICE_NAME>/`.
+    async fn try_entries(&self) -> Result<Vec<(String, String)>, String> {
+        let prefix = format!("/services/{SERVICE_NAME}/");
+        let mut end = prefix.clone().into_bytes();
+        *end.last_mut().expect("non-empty prefix") += 1;
+        let body: Value = self
+            .http
+            .post(format!("{}/v3/kv/range", self.endpoint))
+            .json(
+                &json!({"key": BASE64.encode(&prefix), "range_end": BASE64.encode(end),
+                          "keys_only": true}),
+            )
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        let kvs = body["kvs"].as_array().cloned().unwrap_or_default();
+        Ok(kvs
+            .iter()
+            .map(|kv| {
+                let key = BASE64
+                    .decode(kv["key"].as_str().expect("key"))
+                    .expect("base64 key");
+                let lease = kv["lease"].as_str().unwrap_or("0").to_string();
+                (String::from_utf8(key).expect("utf-8 key"), lease)
+            })
+            .collect())
+    }
+
+    async fn try_keys(&self) -> Result<Vec<String>, String> {
+        Ok(self
+            .try_entries()
+            .await?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
+    }
+
+    /// The lease `key` is attached to, if the key exists.
+    async fn lease_of(&self, key: &str) -> Option<String> {
+        let entries = self.try_entries().await.expect("etcd answers");
+        entries.into_iter().find(|(k, _)| k == key).map(|(_, l)| l)
+    }
+
+    /// Revoke `lease` behind the gateway's back (as an etcd restart or a long partition would
+    /// lose it).
+    async fn revoke(&self, lease: &str) {
+        let response = self
+            .http
+            .post(format!("{}/v3/lease/revoke", self.endpoint))
+            .json(&json!({"ID": lease}))
+            .send()
+            .await
+            .expect("etcd answers");
+        assert!(
+            response.status().is_success(),
+            "revoke {lease}: {response:?}"
+        );
+    }
+
+    /// Keys under `/services/<SERVICE_NAME>/`, sorted.
+    async fn keys(&self) -> Vec<String> {
+        let mut keys = self.try_keys().await.expect("etcd answers");
+        keys.sort();
+        keys
+    }
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| Path::new(&dir).join(program).is_file())
+    })
+}
+
+/// Two TCP ports free on 127.0.0.1 right now.
+fn free_tcp_ports() -> [u16; 2] {
+    let a = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let b = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    [a, b].map(|l| l.local_addr().expect("address").port())
+}
+
+fn node_config(base: &Value, etcd: &Etcd, gossip_port: u16, index: usize) -> Value {
+    let mut config = base.clone();
+    config["cluster_config"] = json!({
+        "enabled": true,
+        "node_id": format!("node-{index}"),
+        "region": "local",
+        "peers": [],
+        "gossip": {"port": gossip_port,
+                   "config": {"timeout_seconds": 5, "success_threshold": 2, "failure_threshold": 3}},
+        "discovery": {"enabled": true, "type": "etcd", "service_name": SERVICE_NAME,
+                      "etcd_endpoints": [etcd.endpoint], "refresh_interval_seconds": 1}
+    });
+    config
+}
+
+async fn members(node: &Gateway) -> Option<u64> {
+    let status: Value = reqwest::get(node.url("/cluster/status"))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    status["members"].as_u64()
+}
+
+#[tokio::test]
+async fn three_nodes_form_a_cluster_through_etcd() {
+    let Some(store) = postgres_store() else {
+        return;
+    };
+    let Some(etcd) = Etcd::start().await else {
+        return;
+    };
+    let mock = MockProvider::start(&[]).await;
+    let mut base = config_for(&mock);
+    base["config_store"] = store;
+
+    let started = Instant::now();
+    let mut nodes = Vec::new();
+    for (index, port) in free_udp_ports(3).into_iter().enumerate() {
+        nodes.push(
+            Gateway::start_with(
+                &node_config(&base, &etcd, port, index),
+                &[("BIFROST_ENCRYPTION_KEY", "cluster test key")],
+            )
+            .await,
+        );
+    }
+    let all_started = started.elapsed();
+
+    let mut counts = Vec::new();
+    loop {
+        counts.clear();
+        for node in &nodes {
+            counts.push(members(node).await);
+        }
+        if counts.iter().all(|c| *c == Some(3)) {
+            break;
+        }
+        assert!(
+            started.elapsed() < CONVERGENCE_DEADLINE,
+            "no convergence to 3 members within {CONVERGENCE_DEADLINE:?}: {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "3 nodes through etcd: all started in {all_started:?}, 3 members everywhere {:?} after \
+         the first start",
+        started.elapsed()
+    );
+
+    assert_eq!(
+        etcd.keys().await,
+        [0, 1, 2].map(|i| format!("/services/{SERVICE_NAME}/node-{i}")),
+    );
+    for node in &nodes {
+        assert!(node.output.contains("registered in etcd"));
+        assert!(
+            node.output
+                .wait_for("discovered 2 nodes", Duration::from_secs(5))
+                .await
+                .is_some(),
+            "{:#?}",
+            node.output.lines()
+        );
+        assert!(!node.output.contains("discovery failed"));
+    }
+
+    // SIGTERM revokes the lease: the key goes at once, not when the 30 s TTL runs out.
+    let stopped = Instant::now();
+    nodes[1].signal("TERM");
+    let gone = format!("/services/{SERVICE_NAME}/node-1");
+    loop {
+        let keys = etcd.keys().await;
+        if !keys.contains(&gone) {
+            assert_eq!(keys.len(), 2, "{keys:?}");
+            break;
+        }
+        assert!(
+            stopped.elapsed() < DEREGISTER_DEADLINE,
+            "{gone} still registered {DEREGISTER_DEADLINE:?} after SIGTERM: {keys:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("node-1's key gone {:?} after SIGTERM", stopped.elapsed());
+    nodes[1].wait_exit(Duration::from_secs(10)).await;
+    assert!(nodes[1].output.contains("revoked etcd lease"));
+}
+
+#[tokio::test]
+async fn a_node_registers_again_after_losing_its_lease() {
+    let Some(store) = postgres_store() else {
+        return;
+    };
+    let Some(etcd) = Etcd::start().await else {
+        return;
+    };
+    let mock = MockProvider::start(&[]).await;
+    let mut base = config_for(&mock);
+    base["config_store"] = store;
+    let port = free_udp_ports(1)[0];
+    let node = Gateway::start_with(
+        &node_config(&base, &etcd, port, 0),
+        &[("BIFROST_ENCRYPTION_KEY", "cluster test key")],
+    )
+    .await;
+    let key = format!("/services/{SERVICE_NAME}/node-0");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let first = loop {
+        if let Some(lease) = etcd.lease_of(&key).await {
+            break lease;
+        }
+        assert!(Instant::now() < deadline, "{key} never registered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    let lost = Instant::now();
+    etcd.revoke(&first).await;
+    // The next keep-alive (every 10 s) finds the lease gone and registers under a new one.
+    let deadline = lost + Duration::from_secs(15);
+    loop {
+        match etcd.lease_of(&key).await {
+            Some(lease) if lease != first => break,
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{key} not registered again within 15 s: {:#?}",
+            node.output.lines()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "registered again {:?} after the lease was revoked",
+        lost.elapsed()
+    );
+    assert!(node
+        .output
+        .contains("etcd lease expired; registering again"));
+}
