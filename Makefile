@@ -6,7 +6,7 @@ CONFIG ?= config/single-node.json
 PORT ?= 8080
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: run run-mock build test test-deps lint unit e2e bench clean-test crds chart-check operator-e2e
+.PHONY: run run-mock cluster-local build test test-deps lint unit e2e bench clean-test crds chart-check operator-e2e
 
 ## Build and start one gateway on :$(PORT) with $(CONFIG).
 run:
@@ -17,6 +17,11 @@ run:
 ## Start the mock LLM provider on 127.0.0.1:9090 (the `mock` provider in the example config).
 run-mock:
 	$(CARGO) run --release -p bifrost-e2e --bin mock-provider -- --port 9090
+
+## Three gateways on loopback (HTTP 8081-8083, gossip 10111-10113) with a throwaway PostgreSQL
+## and the mock provider on :9090, from config/cluster-local/; Ctrl-C stops everything.
+cluster-local:
+	CARGO=$(CARGO) ./scripts/cluster-local.sh
 
 build:
 	$(CARGO) build --workspace --bins

@@ -7,8 +7,9 @@
 # thrown away). Exports BIFROST_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:<port>/postgres
 # for the command, then always stops the server and removes its directory, and exits with the
 # command's exit code. When BIFROST_TEST_POSTGRES_URL is already set, runs the command against
-# that server instead. initdb refuses to run as root, so as root the server runs as the
-# `postgres` user.
+# that server instead. WITH_POSTGRES_PORT picks a fixed port instead of a free one (for configs
+# that name the port, like config/cluster-local/). initdb refuses to run as root, so as root the
+# server runs as the `postgres` user.
 set -euo pipefail
 
 if [ "$#" -eq 0 ]; then
@@ -84,7 +85,7 @@ free_port() {
 # A port can be taken between choosing and binding it: try a few.
 started=no
 for _ in 1 2 3; do
-    PG_PORT="$(free_port)"
+    PG_PORT="${WITH_POSTGRES_PORT:-$(free_port)}"
     if "${as_owner[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 30 \
         -o "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories=$PG_DIR -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
         start >/dev/null 2>&1; then

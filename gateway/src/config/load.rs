@@ -290,19 +290,39 @@ mod tests {
         assert_eq!(loaded.config, GatewayConfig::default());
     }
 
+    /// Gateway config files under `dir`, subdirectories included; `samples/` holds
+    /// Kubernetes resources and `docker-compose.yml` is compose's, not gateway configs.
+    fn gateway_configs_under(dir: &Path, found: &mut Vec<(std::path::PathBuf, Format)>) {
+        for entry in std::fs::read_dir(dir).expect("config directory readable") {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                if path.file_name().is_some_and(|name| name != "samples") {
+                    gateway_configs_under(&path, found);
+                }
+                continue;
+            }
+            if path
+                .file_name()
+                .is_some_and(|name| name == "docker-compose.yml")
+            {
+                continue;
+            }
+            match path.extension().and_then(|e| e.to_str()) {
+                Some("json") => found.push((path, Format::Json)),
+                Some("yaml" | "yml") => found.push((path, Format::Yaml)),
+                _ => {}
+            }
+        }
+    }
+
     #[test]
     fn shipped_example_configs_are_valid() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../config");
-        let mut checked = 0;
-        for entry in std::fs::read_dir(dir).expect("config/ exists") {
-            let path = entry.expect("dir entry").path();
-            let format = match path.extension().and_then(|e| e.to_str()) {
-                Some("json") => Format::Json,
-                Some("yaml" | "yml") => Format::Yaml,
-                _ => continue,
-            };
-            let text = std::fs::read_to_string(&path).expect("readable example");
-            let loaded = parse_config(&text, format, &path.display().to_string(), &|_| {
+        let mut configs = Vec::new();
+        gateway_configs_under(Path::new(dir), &mut configs);
+        for (path, format) in &configs {
+            let text = std::fs::read_to_string(path).expect("readable example");
+            let loaded = parse_config(&text, *format, &path.display().to_string(), &|_| {
                 Some("placeholder".to_string())
             })
             .unwrap_or_else(|e| panic!("{e}"));
@@ -312,8 +332,16 @@ mod tests {
                 path.display(),
                 loaded.unknown_fields
             );
-            checked += 1;
         }
-        assert!(checked >= 2, "expected example configs in {dir}");
+        let names: Vec<String> = configs
+            .iter()
+            .map(|(p, _)| p.display().to_string())
+            .collect();
+        assert!(
+            names
+                .iter()
+                .any(|n| n.contains("cluster-local/node-1.json")),
+            "subdirectories are checked too: {names:?}"
+        );
     }
 }
