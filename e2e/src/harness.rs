@@ -485,3 +485,44 @@ pub fn free_udp_ports(n: usize) -> Vec<u16> {
         .map(|s| s.local_addr().expect("bound socket has an address").port())
         .collect()
 }
+
+/// Failure-detection settings of a test cluster (`cluster_config.gossip.config`).
+#[derive(Debug, Clone, Copy)]
+pub struct GossipTimings {
+    /// `timeout_seconds`.
+    pub timeout_seconds: u64,
+    /// `success_threshold`.
+    pub success_threshold: u64,
+    /// `failure_threshold`.
+    pub failure_threshold: u64,
+}
+
+/// `base` as node `index` of a loopback cluster gossiping on `ports`, seeded with the others
+/// (static peers), named `node-<index>`, in cluster `service_name`.
+pub fn cluster_node_config(
+    base: &Value,
+    ports: &[u16],
+    index: usize,
+    timings: GossipTimings,
+    service_name: &str,
+) -> Value {
+    let peers: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != index)
+        .map(|(_, port)| format!("127.0.0.1:{port}"))
+        .collect();
+    let mut config = base.clone();
+    config["cluster_config"] = serde_json::json!({
+        "enabled": true,
+        "node_id": format!("node-{index}"),
+        "region": "local",
+        "peers": peers,
+        "gossip": {"port": ports[index],
+                   "config": {"timeout_seconds": timings.timeout_seconds,
+                              "success_threshold": timings.success_threshold,
+                              "failure_threshold": timings.failure_threshold}},
+        "discovery": {"service_name": service_name}
+    });
+    config
+}

@@ -3,7 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use bifrost_e2e::harness::{config_for, free_udp_ports, postgres_store, Gateway, MockProvider};
+use bifrost_e2e::harness::{
+    cluster_node_config, config_for, free_udp_ports, postgres_store, Gateway, GossipTimings,
+    MockProvider,
+};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -14,23 +17,12 @@ const CLUSTER_KEY: &str = "5f2b9c0e7a4d81f3b6c2e9a07d5f1b3c8e4a6d2f0b9c7e5a3d1f8
 
 /// A config for node `index` of a cluster gossiping on `ports`, with static peers.
 fn node_config(base: &Value, ports: &[u16], index: usize) -> Value {
-    let peers: Vec<String> = ports
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != index)
-        .map(|(_, port)| format!("127.0.0.1:{port}"))
-        .collect();
-    let mut config = base.clone();
-    config["cluster_config"] = json!({
-        "enabled": true,
-        "node_id": format!("node-{index}"),
-        "region": "local",
-        "peers": peers,
-        "gossip": {"port": ports[index],
-                   "config": {"timeout_seconds": 5, "success_threshold": 2, "failure_threshold": 3}},
-        "discovery": {"service_name": "bifrost-e2e"}
-    });
-    config
+    let timings = GossipTimings {
+        timeout_seconds: 5,
+        success_threshold: 2,
+        failure_threshold: 3,
+    };
+    cluster_node_config(base, ports, index, timings, "bifrost-e2e")
 }
 
 /// Start one gateway per gossip port, all with [`CLUSTER_KEY`].

@@ -6,7 +6,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use bifrost_e2e::harness::{config_for, free_udp_ports, postgres_store, Gateway, MockProvider};
+use bifrost_e2e::harness::{
+    cluster_node_config, config_for, free_udp_ports, postgres_store, Gateway, GossipTimings,
+    MockProvider,
+};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -27,25 +30,12 @@ const CHECK_INTERVAL: Duration = Duration::from_millis(500);
 
 /// A config for node `index` of a cluster gossiping on `ports`, with static peers.
 fn node_config(base: &Value, ports: &[u16], index: usize) -> Value {
-    let peers: Vec<String> = ports
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != index)
-        .map(|(_, port)| format!("127.0.0.1:{port}"))
-        .collect();
-    let mut config = base.clone();
-    config["cluster_config"] = json!({
-        "enabled": true,
-        "node_id": format!("node-{index}"),
-        "region": "local",
-        "peers": peers,
-        "gossip": {"port": ports[index],
-                   "config": {"timeout_seconds": TIMEOUT_SECONDS,
-                              "success_threshold": SUCCESS_THRESHOLD,
-                              "failure_threshold": FAILURE_THRESHOLD}},
-        "discovery": {"service_name": "bifrost-e2e-faults"}
-    });
-    config
+    let timings = GossipTimings {
+        timeout_seconds: TIMEOUT_SECONDS,
+        success_threshold: SUCCESS_THRESHOLD,
+        failure_threshold: FAILURE_THRESHOLD,
+    };
+    cluster_node_config(base, ports, index, timings, "bifrost-e2e-faults")
 }
 
 /// Three nodes on a fresh PostgreSQL database, every one seeded with the other two.
