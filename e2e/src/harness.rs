@@ -526,3 +526,44 @@ pub fn cluster_node_config(
     });
     config
 }
+
+/// How long a test cluster may take to agree on its membership.
+pub const CONVERGENCE_DEADLINE: Duration = Duration::from_secs(20);
+
+impl Gateway {
+    /// `GET /cluster/status`.
+    pub async fn cluster_status(&self) -> Value {
+        reqwest::get(self.url("/cluster/status"))
+            .await
+            .expect("status answered")
+            .json()
+            .await
+            .expect("status JSON")
+    }
+}
+
+/// Poll until every node in `nodes` reports `size` members; how long that took. Panics with
+/// every node's status after [`CONVERGENCE_DEADLINE`].
+pub async fn wait_for_members<'a>(
+    nodes: impl IntoIterator<Item = &'a Gateway> + Clone,
+    size: u64,
+) -> Duration {
+    let started = std::time::Instant::now();
+    loop {
+        let mut all = true;
+        for node in nodes.clone() {
+            all &= node.cluster_status().await["members"].as_u64() == Some(size);
+        }
+        if all {
+            return started.elapsed();
+        }
+        if started.elapsed() > CONVERGENCE_DEADLINE {
+            let mut seen = Vec::new();
+            for node in nodes {
+                seen.push(node.cluster_status().await);
+            }
+            panic!("no convergence to {size} members within {CONVERGENCE_DEADLINE:?}: {seen:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

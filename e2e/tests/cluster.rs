@@ -4,14 +4,12 @@
 use std::time::{Duration, Instant};
 
 use bifrost_e2e::harness::{
-    cluster_node_config, config_for, free_udp_ports, postgres_store, Gateway, GossipTimings,
-    MockProvider,
+    cluster_node_config, config_for, free_udp_ports, postgres_store, wait_for_members, Gateway,
+    GossipTimings, MockProvider, CONVERGENCE_DEADLINE,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-/// How long three nodes may take to see each other.
-const CONVERGENCE_DEADLINE: Duration = Duration::from_secs(20);
 /// The shared cluster key (what an operator generates: 64 hex characters).
 const CLUSTER_KEY: &str = "5f2b9c0e7a4d81f3b6c2e9a07d5f1b3c8e4a6d2f0b9c7e5a3d1f8b6c4e2a0d9f";
 
@@ -63,37 +61,6 @@ async fn metric(node: &Gateway, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-async fn status(node: &Gateway) -> Value {
-    reqwest::get(node.url("/cluster/status"))
-        .await
-        .expect("status answered")
-        .json()
-        .await
-        .expect("status JSON")
-}
-
-/// Poll until every node reports `size` members; how long that took.
-async fn wait_for_members(nodes: &[Gateway], size: u64) -> Duration {
-    let started = Instant::now();
-    loop {
-        let mut all = true;
-        for node in nodes {
-            all &= status(node).await["members"].as_u64() == Some(size);
-        }
-        if all {
-            return started.elapsed();
-        }
-        if started.elapsed() > CONVERGENCE_DEADLINE {
-            let mut seen = Vec::new();
-            for node in nodes {
-                seen.push(status(node).await);
-            }
-            panic!("no convergence to {size} members within {CONVERGENCE_DEADLINE:?}: {seen:#?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Skip to the next one-minute window when less than `needed` is left in this one.
 async fn wait_for_a_fresh_window_if_less_than(needed: Duration) {
     let now_ms = std::time::SystemTime::now()
@@ -124,7 +91,7 @@ async fn three_nodes_on_static_peers_see_each_other() {
     let took = wait_for_members(&nodes, 3).await;
     eprintln!("3 nodes converged to 3 members in {took:?}");
     for (index, node) in nodes.iter().enumerate() {
-        let status = status(node).await;
+        let status = node.cluster_status().await;
         assert_eq!(status["cluster_mode"], true);
         assert_eq!(status["local_node"], format!("node-{index}"));
         let mut ids: Vec<&str> = status["nodes"]
@@ -145,7 +112,7 @@ async fn three_nodes_on_static_peers_see_each_other() {
     let deadline = Instant::now() + CONVERGENCE_DEADLINE;
     for node in &nodes {
         loop {
-            let status = status(node).await;
+            let status = node.cluster_status().await;
             if status["healthy_members"] == 3 && status["cluster_health"] == "HEALTHY" {
                 break;
             }
@@ -214,7 +181,7 @@ async fn rate_limit_is_shared_across_three_nodes() {
 async fn a_single_gateway_reports_cluster_mode_off() {
     let mock = MockProvider::start(&[]).await;
     let gateway = Gateway::start(&config_for(&mock)).await;
-    let status = status(&gateway).await;
+    let status = &gateway.cluster_status().await;
     assert_eq!(status["cluster_mode"], false, "{status:#}");
     assert_eq!(status["members"], 1);
     assert_eq!(status["nodes"].as_array().map(Vec::len), Some(1));
@@ -259,7 +226,7 @@ async fn a_node_with_the_wrong_cluster_key_cannot_join_or_change_counters() {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         for node in &nodes {
-            let status = status(node).await;
+            let status = node.cluster_status().await;
             assert_eq!(status["members"], 2, "the intruder never joins: {status:#}");
             let ids: Vec<&str> = status["nodes"]
                 .as_array()
@@ -269,7 +236,7 @@ async fn a_node_with_the_wrong_cluster_key_cannot_join_or_change_counters() {
                 .collect();
             assert!(!ids.contains(&"node-2"), "{status:#}");
         }
-        let status = status(&intruder).await;
+        let status = &intruder.cluster_status().await;
         assert_eq!(
             status["members"], 1,
             "the intruder sees only itself: {status:#}"

@@ -7,14 +7,12 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bifrost_e2e::harness::{
-    cluster_node_config, config_for, free_udp_ports, postgres_store, Gateway, GossipTimings,
-    MockProvider,
+    cluster_node_config, config_for, free_udp_ports, postgres_store, wait_for_members, Gateway,
+    GossipTimings, MockProvider, CONVERGENCE_DEADLINE,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-/// How long three nodes may take to see each other.
-const CONVERGENCE_DEADLINE: Duration = Duration::from_secs(20);
 /// The shared cluster key (what an operator generates: 64 hex characters).
 const CLUSTER_KEY: &str = "9c1e4b7a2d5f8e0b3c6a9d2f5e8b1c4a7d0e3f6b9c2a5d8e1f4b7c0a3d6e9f2b";
 /// Failure detection used by these tests: suspect after 2 checks (500 ms each) without a
@@ -59,43 +57,9 @@ async fn start_cluster(store: Value, mock: &MockProvider) -> Vec<Gateway> {
     nodes
 }
 
-async fn status(node: &Gateway) -> Value {
-    reqwest::get(node.url("/cluster/status"))
-        .await
-        .expect("status answered")
-        .json()
-        .await
-        .expect("status JSON")
-}
-
-/// Poll until every node in `nodes` reports `size` members; how long that took.
-async fn wait_for_members<'a>(
-    nodes: impl IntoIterator<Item = &'a Gateway> + Clone,
-    size: u64,
-) -> Duration {
-    let started = Instant::now();
-    loop {
-        let mut all = true;
-        for node in nodes.clone() {
-            all &= status(node).await["members"].as_u64() == Some(size);
-        }
-        if all {
-            return started.elapsed();
-        }
-        if started.elapsed() > CONVERGENCE_DEADLINE {
-            let mut seen = Vec::new();
-            for node in nodes {
-                seen.push(status(node).await);
-            }
-            panic!("no convergence to {size} members within {CONVERGENCE_DEADLINE:?}: {seen:#?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The state `observer` reports for node `id` (`alive`, `suspect`, `dead`), if it lists it.
 async fn state_of(observer: &Gateway, id: &str) -> Option<String> {
-    status(observer).await["nodes"]
+    observer.cluster_status().await["nodes"]
         .as_array()?
         .iter()
         .find(|n| n["id"] == id)?["state"]
@@ -125,8 +89,12 @@ async fn a_killed_node_is_marked_suspect_then_dead_and_the_others_keep_serving()
     // Every survivor has seen the victim's heartbeat advance (it is healthy) before the kill.
     let deadline = Instant::now() + CONVERGENCE_DEADLINE;
     for node in &nodes[..2] {
-        while status(node).await["healthy_members"] != 3 {
-            assert!(Instant::now() < deadline, "{:#}", status(node).await);
+        while node.cluster_status().await["healthy_members"] != 3 {
+            assert!(
+                Instant::now() < deadline,
+                "{:#}",
+                node.cluster_status().await
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -187,7 +155,7 @@ async fn a_killed_node_is_marked_suspect_then_dead_and_the_others_keep_serving()
         );
         assert!(node.output.contains("node marked as suspect"));
         assert!(node.output.contains("node marked as dead"));
-        let status = status(node).await;
+        let status = node.cluster_status().await;
         assert_eq!(
             status["members"], 2,
             "dead nodes are not members: {status:#}"

@@ -98,15 +98,20 @@ pub fn admit(
     body_len: usize,
     completions: bool,
 ) -> Result<Charge, GatewayError> {
-    for target in targets.iter_mut() {
-        if let Some(rule) = provider_rule(vk, &target.provider.name, &target.model)? {
-            target.allowed_keys = rule.key_ids.clone();
+    // The primary target's rule carries the provider-level limits and budget.
+    let mut rule = None;
+    for (index, target) in targets.iter_mut().enumerate() {
+        let target_rule = provider_rule(vk, &target.provider.name, &target.model)?;
+        if let Some(target_rule) = target_rule {
+            target.allowed_keys = target_rule.key_ids.clone();
+        }
+        if index == 0 {
+            rule = target_rule;
         }
     }
     let primary = targets
         .first()
         .ok_or_else(|| GatewayError::InvalidRequest("model: required".into()))?;
-    let rule = provider_rule(vk, &primary.provider.name, &primary.model)?;
     // JSON is about four bytes per token; the body bounds the prompt from above.
     let prompt = (body_len as u64).div_ceil(4);
     let completion = if completions {
