@@ -261,13 +261,12 @@ impl Cluster {
             gossip_addr: settings.gossip_advertise.to_string(),
             http_addr: settings.http_addr.to_string(),
         };
-        if let Some(registration) = discovery.registration(&settings.node_id, &record) {
-            tasks.push(tokio::spawn(registration.run(cluster.stop.subscribe())));
+        if let Some(registration) =
+            discovery.registration(&settings.node_id, &record, cluster.stop.subscribe())
+        {
+            tasks.push(tokio::spawn(registration));
         }
-        if matches!(
-            discovery,
-            Discovery::OperatorFile(_) | Discovery::Dns { .. } | Discovery::Etcd(_)
-        ) {
+        if discovery.refreshes() {
             let refresh = Duration::from_secs(config.discovery.refresh_interval_seconds.max(1));
             tasks.push(tokio::spawn(run_discovery(
                 cluster.clone(),

@@ -5,6 +5,9 @@ pub mod etcd;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
+use futures_util::future::BoxFuture;
+use tokio::sync::watch;
+
 pub use etcd::{EtcdDiscovery, EtcdRegistration, NodeRecord};
 
 use crate::config::PeersFile;
@@ -58,13 +61,23 @@ impl Discovery {
         }
     }
 
-    /// What this node must keep registered while it runs (etcd only): a task to spawn, stopped
-    /// through `stop`, that deregisters on the way out.
-    pub fn registration(&self, node_id: &str, record: &NodeRecord) -> Option<EtcdRegistration> {
+    /// What this node must keep running while it is a member (registering itself, sending
+    /// beacons): a task to spawn that returns once `stop` turns true, after deregistering.
+    pub fn registration(
+        &self,
+        node_id: &str,
+        record: &NodeRecord,
+        stop: watch::Receiver<bool>,
+    ) -> Option<BoxFuture<'static, ()>> {
         match self {
-            Self::Etcd(etcd) => Some(etcd.registration(node_id, record)),
+            Self::Etcd(etcd) => Some(Box::pin(etcd.registration(node_id, record).run(stop))),
             _ => None,
         }
+    }
+
+    /// Whether `discover` finds anything, so a refresh loop is worth running.
+    pub fn refreshes(&self) -> bool {
+        !matches!(self, Self::Static | Self::NotImplemented(_))
     }
 
     /// Resolve the current seeds (empty for static and unimplemented methods).
