@@ -191,6 +191,10 @@ pub struct Gateway {
     pub config_path: PathBuf,
     env: Vec<(String, String)>,
     dir: Arc<tempfile::TempDir>,
+    /// The HTTP listen address (`--host`); gossip binds the same IP.
+    host: String,
+    /// The network namespace it runs in (`ip netns exec`), if any.
+    netns: Option<String>,
 }
 
 impl Gateway {
@@ -206,16 +210,55 @@ impl Gateway {
             Arc::new(tempfile::tempdir().expect("temp dir")),
             config,
             env,
+            "127.0.0.1",
+            None,
+        )
+        .await
+    }
+
+    /// Start listening on `host` (any of 127.0.0.0/8 works on Linux loopback) instead of
+    /// 127.0.0.1, so several nodes on one machine can share a gossip port.
+    pub async fn start_on(host: &str, config: &Value, env: &[(&str, &str)]) -> Self {
+        Self::start_in(
+            Arc::new(tempfile::tempdir().expect("temp dir")),
+            config,
+            env,
+            host,
+            None,
+        )
+        .await
+    }
+
+    /// Start inside the network namespace `netns` (through `ip netns exec`, so as root),
+    /// listening on `host`, an address in that namespace. `restart` keeps it there.
+    pub async fn start_in_netns(
+        netns: &str,
+        host: &str,
+        config: &Value,
+        env: &[(&str, &str)],
+    ) -> Self {
+        Self::start_in(
+            Arc::new(tempfile::tempdir().expect("temp dir")),
+            config,
+            env,
+            host,
+            Some(netns),
         )
         .await
     }
 
     /// Start another gateway sharing this one's directory (and so its SQLite store).
     pub async fn start_beside(&self, config: &Value, env: &[(&str, &str)]) -> Self {
-        Self::start_in(self.dir.clone(), config, env).await
+        Self::start_in(self.dir.clone(), config, env, "127.0.0.1", None).await
     }
 
-    async fn start_in(dir: Arc<tempfile::TempDir>, config: &Value, env: &[(&str, &str)]) -> Self {
+    async fn start_in(
+        dir: Arc<tempfile::TempDir>,
+        config: &Value,
+        env: &[(&str, &str)],
+        host: &str,
+        netns: Option<&str>,
+    ) -> Self {
         let mut config = config.clone();
         let store = &mut config["config_store"];
         if store["enabled"] != Value::Bool(false)
@@ -233,7 +276,7 @@ impl Gateway {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let (child, base, output) = spawn_gateway(&config_path, &env).await;
+        let (child, base, output) = spawn_gateway(&config_path, &env, host, netns).await;
         Self {
             child,
             base,
@@ -241,13 +284,21 @@ impl Gateway {
             config_path,
             env,
             dir,
+            host: host.to_string(),
+            netns: netns.map(str::to_string),
         }
     }
 
     /// After the process exited (SIGTERM + `wait_exit`), start it again with the same config,
     /// environment and directory.
     pub async fn restart(&mut self) {
-        let (child, base, output) = spawn_gateway(&self.config_path, &self.env).await;
+        let (child, base, output) = spawn_gateway(
+            &self.config_path,
+            &self.env,
+            &self.host,
+            self.netns.as_deref(),
+        )
+        .await;
         self.child = child;
         self.base = base;
         self.output = output;
@@ -324,9 +375,14 @@ impl Gateway {
     }
 }
 
-async fn spawn_gateway(config_path: &Path, env: &[(String, String)]) -> (Child, String, Output) {
+async fn spawn_gateway(
+    config_path: &Path,
+    env: &[(String, String)],
+    host: &str,
+    netns: Option<&str>,
+) -> (Child, String, Output) {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let mut child = gateway_command(config_path, &env)
+    let mut child = gateway_command_in(netns, config_path, &env, host)
         .spawn()
         .expect("bifrost-gateway starts");
     let output = Output::default();
@@ -338,7 +394,7 @@ async fn spawn_gateway(config_path: &Path, env: &[(String, String)]) -> (Child, 
     let event: Value = serde_json::from_str(&line).expect("JSON log line");
     let addr = event["http_addr"].as_str().expect("http_addr field");
     let port = addr.rsplit(':').next().expect("port");
-    (child, format!("http://127.0.0.1:{port}"), output)
+    (child, format!("http://{host}:{port}"), output)
 }
 
 /// Run a gateway with `env` on a config file expected to stop it at start-up; its exit status
@@ -369,11 +425,34 @@ pub async fn gateway_rejects(config_text: &str) -> (ExitStatus, String) {
 }
 
 fn gateway_command(config_path: &Path, env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(binary("bifrost-gateway"));
+    gateway_command_on(config_path, env, "127.0.0.1")
+}
+
+fn gateway_command_on(config_path: &Path, env: &[(&str, &str)], host: &str) -> Command {
+    gateway_command_in(None, config_path, env, host)
+}
+
+/// The gateway command, run through `ip netns exec <netns>` when `netns` is set.
+fn gateway_command_in(
+    netns: Option<&str>,
+    config_path: &Path,
+    env: &[(&str, &str)],
+    host: &str,
+) -> Command {
+    let mut command = match netns {
+        Some(netns) => {
+            let mut command = Command::new("ip");
+            command
+                .args(["netns", "exec", netns])
+                .arg(binary("bifrost-gateway"));
+            command
+        }
+        None => Command::new(binary("bifrost-gateway")),
+    };
     command
         .arg("--config")
         .arg(config_path)
-        .args(["--host", "127.0.0.1", "--port", "0", "--log-format", "json"])
+        .args(["--host", host, "--port", "0", "--log-format", "json"])
         .env_remove("BIFROST_CONFIG")
         .env_remove("BIFROST_PORT")
         .env_remove("BIFROST_HOST")
@@ -486,6 +565,38 @@ pub fn free_udp_ports(n: usize) -> Vec<u16> {
         .collect()
 }
 
+/// `n` distinct port numbers free for both UDP and TCP on 127.0.0.1 right now (gossip ports of
+/// `consul` nodes, which also accept TCP health checks on the gossip port number).
+pub fn free_udp_and_tcp_ports(n: usize) -> Vec<u16> {
+    let mut held = Vec::new();
+    while held.len() < n {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a free UDP port");
+        let port = udp
+            .local_addr()
+            .expect("bound socket has an address")
+            .port();
+        if let Ok(tcp) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            held.push((udp, tcp, port));
+        }
+    }
+    held.into_iter().map(|(_, _, port)| port).collect()
+}
+
+/// `n` distinct TCP ports free on 127.0.0.1 right now (for gRPC between cluster nodes).
+pub fn free_tcp_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free TCP port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| {
+            l.local_addr()
+                .expect("bound listener has an address")
+                .port()
+        })
+        .collect()
+}
+
 /// Failure-detection settings of a test cluster (`cluster_config.gossip.config`).
 #[derive(Debug, Clone, Copy)]
 pub struct GossipTimings {
@@ -518,6 +629,8 @@ pub fn cluster_node_config(
         "node_id": format!("node-{index}"),
         "region": "local",
         "peers": peers,
+        // Nodes share one host: each needs its own gRPC port too.
+        "grpc": {"port": free_tcp_ports(1)[0]},
         "gossip": {"port": ports[index],
                    "config": {"timeout_seconds": timings.timeout_seconds,
                               "success_threshold": timings.success_threshold,
@@ -566,4 +679,32 @@ pub async fn wait_for_members<'a>(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A budget's `current_usage` straight from the PostgreSQL database of `store` (a
+/// [`postgres_store`] value), read with `psql`; `None` when the budget row does not exist.
+pub fn stored_budget_usage(store: &Value, budget_id: &str) -> Option<f64> {
+    let config = &store["config"];
+    let url = format!(
+        "postgres://{}@{}:{}/{}",
+        config["user"].as_str().expect("user"),
+        config["host"].as_str().expect("host"),
+        config["port"],
+        config["db_name"].as_str().expect("db_name")
+    );
+    let output = std::process::Command::new("psql")
+        .args([url.as_str(), "-qtA", "-c"])
+        .arg(format!(
+            "SELECT current_usage FROM budgets WHERE id = '{}'",
+            budget_id.replace('\'', "''")
+        ))
+        .output()
+        .expect("psql runs");
+    assert!(
+        output.status.success(),
+        "psql failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    (!text.is_empty()).then(|| text.parse().expect("a number"))
 }

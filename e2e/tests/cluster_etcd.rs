@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use bifrost_e2e::harness::{config_for, free_udp_ports, postgres_store, Gateway, MockProvider};
+use bifrost_e2e::harness::{
+    config_for, free_tcp_ports, free_udp_ports, postgres_store, Gateway, MockProvider,
+};
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 
@@ -44,7 +46,8 @@ impl Etcd {
             return None;
         }
         let dir = tempfile::tempdir().expect("temp dir");
-        let [client, peer] = free_tcp_ports();
+        let ports = free_tcp_ports(2);
+        let (client, peer) = (ports[0], ports[1]);
         let client_url = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
         let child = Command::new("etcd")
@@ -158,13 +161,6 @@ fn on_path(program: &str) -> bool {
     })
 }
 
-/// Two TCP ports free on 127.0.0.1 right now.
-fn free_tcp_ports() -> [u16; 2] {
-    let a = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let b = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    [a, b].map(|l| l.local_addr().expect("address").port())
-}
-
 fn node_config(base: &Value, etcd: &Etcd, gossip_port: u16, index: usize) -> Value {
     let mut config = base.clone();
     config["cluster_config"] = json!({
@@ -172,6 +168,7 @@ fn node_config(base: &Value, etcd: &Etcd, gossip_port: u16, index: usize) -> Val
         "node_id": format!("node-{index}"),
         "region": "local",
         "peers": [],
+        "grpc": {"port": free_tcp_ports(1)[0]},
         "gossip": {"port": gossip_port,
                    "config": {"timeout_seconds": 5, "success_threshold": 2, "failure_threshold": 3}},
         "discovery": {"enabled": true, "type": "etcd", "service_name": SERVICE_NAME,

@@ -118,6 +118,13 @@ pub enum GatewayError {
     /// The process is shutting down (503).
     #[error("the gateway is shutting down; retry on another replica")]
     ShuttingDown,
+    /// A limit with `cluster_stale_policy: closed` while this node's cluster view is stale, or
+    /// a strict limit whose owner cannot be asked (503).
+    #[error("{message}")]
+    ClusterUnavailable {
+        /// Which limit and why.
+        message: String,
+    },
 }
 
 impl GatewayError {
@@ -135,9 +142,9 @@ impl GatewayError {
             GatewayError::BudgetExhausted { .. } => StatusCode::PAYMENT_REQUIRED,
             GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::ProviderBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
-            GatewayError::CircuitOpen { .. } | GatewayError::ShuttingDown => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            GatewayError::CircuitOpen { .. }
+            | GatewayError::ShuttingDown
+            | GatewayError::ClusterUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::UpstreamsFailed { .. } | GatewayError::BadUpstreamResponse { .. } => {
                 StatusCode::BAD_GATEWAY
@@ -162,6 +169,7 @@ impl GatewayError {
             GatewayError::ProviderBusy { .. } => "provider_busy",
             GatewayError::CircuitOpen { .. } => "circuit_open",
             GatewayError::ShuttingDown => "shutting_down",
+            GatewayError::ClusterUnavailable { .. } => "cluster_unavailable",
             GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
             GatewayError::UpstreamsFailed { .. } => "upstream_failed",
             GatewayError::BadUpstreamResponse { .. } => "bad_upstream_response",

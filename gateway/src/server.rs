@@ -57,11 +57,16 @@ pub async fn run(settings: ServerSettings, loaded: LoadedConfig) -> Result<(), G
     let cluster_config = config.cluster_config.clone();
     let gossip_usage = Arc::new(crate::cluster::GossipUsage::default());
     let state = if cluster_config.enabled {
+        let source = crate::governance::flush::SpendSource {
+            node_id: crate::cluster::node_name(&cluster_config),
+            generation: crate::governance::now_ms(),
+        };
         AppState::with_remote(
             config,
             settings.config_path.clone(),
             store,
             gossip_usage.clone(),
+            source,
         )?
     } else {
         AppState::new(config, settings.config_path.clone(), store)?
@@ -90,12 +95,14 @@ pub async fn run(settings: ServerSettings, loaded: LoadedConfig) -> Result<(), G
         )
     );
     if cluster_config.enabled {
-        let cluster_settings = crate::cluster::ClusterSettings::new(&cluster_config, local).await;
+        let cluster_settings =
+            crate::cluster::ClusterSettings::new(&cluster_config, local, &state.spend_source).await;
         let cluster = crate::cluster::Cluster::start(
             cluster_settings,
             state.counters.clone(),
             gossip_usage,
             state.metrics.gossip.clone(),
+            Arc::new(crate::state::ClusterHooks::new(&state)),
         )
         .await?;
         let _ = state.cluster.set(cluster);
@@ -132,7 +139,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<(), Ga
             signals.abort();
             flusher.abort();
             if let Some(cluster) = state.cluster.get() {
-                cluster.shutdown().await;
+                cluster.shutdown(&state.counters).await;
             }
             return match result {
                 Ok(Ok(())) => Ok(()),
@@ -180,7 +187,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<(), Ga
     }
     // Gossip runs through the drain so limits stay shared until the last request.
     if let Some(cluster) = state.cluster.get() {
-        cluster.shutdown().await;
+        cluster.shutdown(&state.counters).await;
     }
     Ok(())
 }
@@ -204,6 +211,7 @@ async fn flush_usage_periodically(state: Arc<AppState>, mut stop: watch::Receive
         if let Err(error) = state.follow_store_version().await {
             tracing::warn!(%error, "checking the config store for changes failed");
         }
+        state.prune_node_spend().await;
     }
 }
 

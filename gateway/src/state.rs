@@ -11,7 +11,7 @@ use crate::config::GatewayConfig;
 use crate::error::GatewayError;
 use crate::governance::counters::{NoRemote, RemoteUsage, UsageCounters};
 use crate::governance::flush::{
-    flush_once, FlushReport, MemoryUsageStore, UsageBackend, UsageStore,
+    flush_once, FlushReport, MemoryUsageStore, SpendSource, UsageBackend, UsageStore,
 };
 use crate::governance::{now_ms, GovernanceRuntime};
 use crate::store::{Store, StoreSnapshot};
@@ -94,6 +94,72 @@ impl Runtime {
     }
 }
 
+/// Requests answered and how many of them were 5xx, for the load a node gossips.
+#[derive(Default)]
+pub struct Traffic {
+    requests: std::sync::atomic::AtomicU64,
+    errors: std::sync::atomic::AtomicU64,
+}
+
+impl Traffic {
+    /// Count one answered request.
+    pub fn record(&self, status: u16) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if status >= 500 {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The cluster's view into the gateway (a weak reference: the cluster lives in the state).
+pub struct ClusterHooks(std::sync::Weak<AppState>);
+
+impl ClusterHooks {
+    /// Hooks into `state`.
+    pub fn new(state: &Arc<AppState>) -> Self {
+        Self(Arc::downgrade(state))
+    }
+}
+
+impl crate::cluster::NodeHooks for ClusterHooks {
+    fn report(&self) -> crate::cluster::NodeReport {
+        let Some(state) = self.0.upgrade() else {
+            return crate::cluster::NodeReport::default();
+        };
+        crate::cluster::NodeReport {
+            requests: state.traffic.requests.load(Ordering::Relaxed),
+            errors: state.traffic.errors.load(Ordering::Relaxed),
+            in_flight: state.metrics.in_flight.get(),
+            config_version: state.config_version.load(Ordering::Acquire),
+        }
+    }
+
+    fn newer_config_seen(&self, _version: i64) {
+        let Some(state) = self.0.upgrade() else {
+            return;
+        };
+        tokio::spawn(async move {
+            if let Err(error) = state.follow_store_version().await {
+                tracing::warn!(%error, "reloading from the config store failed; retrying at the next flush");
+            }
+        });
+    }
+
+    fn write_spend(
+        &self,
+        source: SpendSource,
+        totals: Vec<(String, f64)>,
+    ) -> futures_util::future::BoxFuture<'static, Result<f64, String>> {
+        let state = self.0.clone();
+        Box::pin(async move {
+            let state = state
+                .upgrade()
+                .ok_or_else(|| "the gateway is shutting down".to_string())?;
+            state.usage_store.sync_spend(&source, &totals).await
+        })
+    }
+}
+
 /// Process lifecycle flags.
 #[derive(Default)]
 pub struct Lifecycle {
@@ -132,6 +198,12 @@ pub struct AppState {
     pub config_version: std::sync::atomic::AtomicI64,
     /// The file SIGHUP reloads, if the gateway was started with one.
     pub config_path: Option<PathBuf>,
+    /// This process as a writer of spend (node id and start time).
+    pub spend_source: SpendSource,
+    /// Requests answered, for the load this node gossips.
+    pub traffic: Traffic,
+    /// When per-process spend records were last pruned (Unix ms).
+    pub node_spend_pruned_ms: std::sync::atomic::AtomicI64,
     /// Cluster membership, set once gossip has started (cluster mode only).
     pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
@@ -143,7 +215,11 @@ impl AppState {
         config_path: Option<PathBuf>,
         store: Option<Store>,
     ) -> Result<Arc<Self>, GatewayError> {
-        Self::with_remote(config, config_path, store, Arc::new(NoRemote))
+        let source = SpendSource {
+            node_id: crate::cluster::node_name(&config.cluster_config),
+            generation: now_ms(),
+        };
+        Self::with_remote(config, config_path, store, Arc::new(NoRemote), source)
     }
 
     /// [`AppState::new`] with other nodes' usage added to local counts (cluster mode).
@@ -152,6 +228,7 @@ impl AppState {
         config_path: Option<PathBuf>,
         store: Option<Store>,
         remote: Arc<dyn RemoteUsage>,
+        spend_source: SpendSource,
     ) -> Result<Arc<Self>, GatewayError> {
         let metrics = Metrics::new();
         let client = reqwest::Client::builder()
@@ -183,6 +260,9 @@ impl AppState {
             store,
             config_version: std::sync::atomic::AtomicI64::new(0),
             config_path,
+            spend_source,
+            traffic: Traffic::default(),
+            node_spend_pruned_ms: std::sync::atomic::AtomicI64::new(now_ms()),
             cluster: std::sync::OnceLock::new(),
         });
         Ok(state)
@@ -239,6 +319,26 @@ impl AppState {
         Ok(())
     }
 
+    /// Forget per-process spend records older than a week, at most once an hour (their spend
+    /// is in the budgets; the records only guard against writing it twice).
+    pub async fn prune_node_spend(&self) {
+        const HOUR_MS: i64 = 3_600_000;
+        let Some(store) = &self.store else {
+            return;
+        };
+        let now = now_ms();
+        let last = self.node_spend_pruned_ms.load(Ordering::Acquire);
+        if now - last < HOUR_MS {
+            return;
+        }
+        self.node_spend_pruned_ms.store(now, Ordering::Release);
+        match store.prune_node_spend(7 * 24 * HOUR_MS).await {
+            Ok(0) => {}
+            Ok(rows) => tracing::info!(rows, "pruned week-old per-process spend records"),
+            Err(error) => tracing::warn!(%error, "cannot prune per-process spend records"),
+        }
+    }
+
     /// Write unflushed spend to the store, apply due budget resets, refresh usage gauges.
     pub async fn flush_usage(&self) -> Result<FlushReport, String> {
         let started = std::time::Instant::now();
@@ -246,6 +346,7 @@ impl AppState {
         let result = flush_once(
             &self.counters,
             &self.usage_store,
+            &self.spend_source,
             &runtime.governance.index.budgets,
             now_ms(),
         )

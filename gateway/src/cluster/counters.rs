@@ -2,7 +2,12 @@
 //!
 //! Each node publishes only its own keys:
 //! - `rl/<scope>/<id>/<metric>/<window_start>` → requests or tokens it admitted in that window;
-//! - `spend/<budget_id>` → its pending + flushing + reserved spend.
+//! - `spend/<budget_id>` → `"<unflushed> <total>"`: its pending + flushing + reserved spend
+//!   (what the others add to their view), then every USD it settled against the budget since
+//!   it started (what a survivor writes to the store if it dies; the store adds only what that
+//!   process had not flushed itself);
+//! - `recovered/<node_id>/<generation>` → set by the survivor that wrote a dead node's spend;
+//!   from then on nobody counts that node's spend from gossip.
 //!
 //! The remote view is the sum of those keys over the other nodes, computed off the request path
 //! (see [`RemoteSnapshot::from_nodes`]) and swapped in whole; admission only reads it.
@@ -12,12 +17,32 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::governance::counters::{CounterKey, LocalUsage, Metric, RemoteUsage};
+use crate::governance::counters::{ClusterView, CounterKey, LocalUsage, Metric, RemoteUsage};
 
 /// Prefix of rate-limit counter keys.
 pub const RATE_LIMIT_PREFIX: &str = "rl/";
 /// Prefix of budget spend keys.
 pub const SPEND_PREFIX: &str = "spend/";
+/// Prefix of "dead node's spend written" markers.
+pub const RECOVERED_PREFIX: &str = "recovered/";
+
+/// `recovered/<node_id>/<generation>`.
+pub fn recovered_key(node_id: &str, generation: u64) -> String {
+    format!("{RECOVERED_PREFIX}{node_id}/{generation}")
+}
+
+/// A node's cumulative spend totals from its `spend/*` keys.
+pub fn spend_totals<'a>(
+    key_values: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Vec<(String, f64)> {
+    key_values
+        .filter_map(|(key, value)| {
+            let budget = key.strip_prefix(SPEND_PREFIX)?;
+            let total: f64 = value.split_whitespace().nth(1)?.parse().ok()?;
+            (total.is_finite() && total > 0.0).then(|| (budget.to_string(), total))
+        })
+        .collect()
+}
 
 fn metric_name(metric: Metric) -> &'static str {
     match metric {
@@ -85,15 +110,16 @@ pub fn local_keys(local: &LocalUsage) -> BTreeMap<String, String> {
         let spend = local.pending_spend.get(budget).copied().unwrap_or(0.0)
             + local.flushing_spend.get(budget).copied().unwrap_or(0.0)
             + local.reserved_spend.get(budget).copied().unwrap_or(0.0);
-        keys.insert(spend_key(budget), spend.to_string());
+        let total = local.settled_total.get(budget).copied().unwrap_or(0.0);
+        keys.insert(spend_key(budget), format!("{spend} {total}"));
     }
     keys
 }
 
 /// One other node's published keys, as the remote view needs them.
 pub struct RemoteNode<'a> {
-    /// Whether the failure detector considers it alive (a dead node's spend no longer counts,
-    /// its window counts do until the window ends).
+    /// Whether its spend still counts: false once a survivor wrote a dead node's spend to the
+    /// store. Window counts of dead nodes count until the window ends either way.
     pub live: bool,
     /// Its key-value pairs.
     pub key_values: Box<dyn Iterator<Item = (&'a str, &'a str)> + 'a>,
@@ -119,7 +145,8 @@ impl RemoteSnapshot {
                         *snapshot.counters.entry(key).or_default() += value;
                     }
                 } else if let Some(budget) = key.strip_prefix(SPEND_PREFIX) {
-                    if let (true, Ok(value)) = (node.live, value.parse::<f64>()) {
+                    let unflushed = value.split_whitespace().next().unwrap_or_default();
+                    if let (true, Ok(value)) = (node.live, unflushed.parse::<f64>()) {
                         if value.is_finite() {
                             *snapshot.spend.entry(budget.to_string()).or_default() += value;
                         }
@@ -132,15 +159,36 @@ impl RemoteSnapshot {
 }
 
 /// [`RemoteUsage`] over the latest [`RemoteSnapshot`].
-#[derive(Default)]
 pub struct GossipUsage {
     view: ArcSwap<RemoteSnapshot>,
+    health: ArcSwap<ClusterView>,
+}
+
+impl Default for GossipUsage {
+    /// Stale until the membership says otherwise: a node that has not joined yet knows
+    /// nothing of the others' counts.
+    fn default() -> Self {
+        Self {
+            view: ArcSwap::default(),
+            health: ArcSwap::from_pointee(ClusterView {
+                stale: true,
+                known_members: 1,
+            }),
+        }
+    }
 }
 
 impl GossipUsage {
-    /// Replace the view (the cluster's publish task does this every round).
+    /// Replace the sums (the cluster's publish task does this every round).
     pub fn update(&self, snapshot: RemoteSnapshot) {
         self.view.store(Arc::new(snapshot));
+    }
+
+    /// Replace the view's health (the health check does this twice a second).
+    pub fn set_health(&self, view: ClusterView) {
+        if **self.health.load() != view {
+            self.health.store(Arc::new(view));
+        }
     }
 }
 
@@ -156,6 +204,10 @@ impl RemoteUsage for GossipUsage {
             .get(budget_id)
             .copied()
             .unwrap_or(0.0)
+    }
+
+    fn view(&self) -> ClusterView {
+        **self.health.load()
     }
 }
 
@@ -223,10 +275,15 @@ mod tests {
         local.flushing_spend.insert("b".into(), 0.25);
         local.reserved_spend.insert("b".into(), 0.25);
         local.reserved_spend.insert("c".into(), 0.5);
+        local.settled_total.insert("b".into(), 11.75);
         let keys = local_keys(&local);
         assert_eq!(keys["rl/vk/vk-1/requests/0"], "7");
-        assert_eq!(keys["spend/b"], "2");
-        assert_eq!(keys["spend/c"], "0.5");
+        assert_eq!(keys["spend/b"], "2 11.75");
+        assert_eq!(keys["spend/c"], "0.5 0");
+        assert_eq!(
+            spend_totals(keys.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            vec![("b".to_string(), 11.75)]
+        );
         assert_eq!(keys.len(), 3);
     }
 
@@ -237,13 +294,17 @@ mod tests {
                 true,
                 &[
                     ("rl/vk/vk-1/requests/0", "10"),
-                    ("spend/b", "1.5"),
+                    ("spend/b", "1.5 20"),
                     ("node/region", "eu"),
                 ],
             ),
-            node(true, &[("rl/vk/vk-1/requests/0", "5"), ("spend/b", "0.5")]),
-            // A dead node: its window counts still count, its spend does not.
-            node(false, &[("rl/vk/vk-1/requests/0", "3"), ("spend/b", "9")]),
+            node(
+                true,
+                &[("rl/vk/vk-1/requests/0", "5"), ("spend/b", "0.5 3")],
+            ),
+            // A dead node whose spend a survivor wrote: its window counts still count, its
+            // spend does not.
+            node(false, &[("rl/vk/vk-1/requests/0", "3"), ("spend/b", "9 9")]),
         ]);
         let usage = GossipUsage::default();
         usage.update(snapshot);

@@ -11,8 +11,12 @@ use std::time::{Duration, Instant};
 use chitchat::{Chitchat, ChitchatId};
 use serde::Serialize;
 
-use super::{NODE_HTTP_ADDR, NODE_REGION, NODE_VERSION};
+use super::{
+    CONFIG_VERSION, NODE_ERROR_RATE, NODE_GRPC_ADDR, NODE_HTTP_ADDR, NODE_IN_FLIGHT, NODE_REGION,
+    NODE_RPS, NODE_VERSION,
+};
 use crate::config::GossipTuning;
+pub use crate::governance::counters::ClusterView;
 
 /// One check's view of a peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +25,8 @@ pub struct PeerObservation {
     pub heartbeat: u64,
     /// Whether chitchat's failure detector considers it alive.
     pub live: bool,
+    /// Whether it announced a graceful exit (`node/state = leaving`).
+    pub left: bool,
 }
 
 /// A peer's state in `/cluster/status`.
@@ -43,6 +49,7 @@ struct PeerHealth {
     bad: u32,
     healthy: bool,
     state: PeerState,
+    left: bool,
 }
 
 /// Health of every peer this node has heard of.
@@ -84,7 +91,9 @@ impl Membership {
                 bad: 0,
                 healthy: false,
                 state: PeerState::Alive,
+                left: false,
             });
+            peer.left = seen.left;
             if seen.heartbeat > peer.heartbeat || (peer.good == 0 && peer.bad == 0) {
                 peer.heartbeat = seen.heartbeat;
                 peer.last_seen = now;
@@ -179,6 +188,60 @@ impl Membership {
         )
     }
 
+    /// Whether this node has heard from a peer since it started, runs alone by config, or
+    /// waited `timeout_seconds` for one in vain (the first node of a new cluster: it carries on
+    /// alone, having logged `failed to join cluster`).
+    pub fn joined(&self) -> bool {
+        self.joined || !self.expects_peers || self.join_failure_logged
+    }
+
+    /// Since the stalest live peer's heartbeat last advanced (zero alone).
+    pub fn convergence_lag(&self) -> Duration {
+        let now = Instant::now();
+        self.peers
+            .values()
+            .filter(|p| p.state != PeerState::Dead)
+            .map(|p| now.duration_since(p.last_seen))
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// Peers declared dead.
+    pub fn dead_peers(&self) -> impl Iterator<Item = &ChitchatId> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.state == PeerState::Dead)
+            .map(|(id, _)| id)
+    }
+
+    /// Peers alive and past the success threshold.
+    pub fn healthy_peers(&self) -> impl Iterator<Item = &ChitchatId> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.state == PeerState::Alive && p.healthy)
+            .map(|(id, _)| id)
+    }
+
+    /// Whether this node's view of the cluster's counters can be trusted, and how many members
+    /// the cluster last had. Stale while it has not joined, while any peer is suspect, or while
+    /// the members it still hears from are no majority of the members it knows (this node is
+    /// on the small side of a partition). Peers that left gracefully are not counted; dead
+    /// ones are, until chitchat forgets them.
+    pub fn view(&self) -> ClusterView {
+        let known = 1 + self.peers.values().filter(|p| !p.left).count();
+        let live = 1 + self
+            .peers
+            .values()
+            .filter(|p| !p.left && p.state != PeerState::Dead)
+            .count();
+        let suspect = self.peers.values().any(|p| p.state == PeerState::Suspect);
+        let stale = !self.joined() || suspect || live * 2 <= known && known > 1;
+        ClusterView {
+            stale,
+            known_members: known,
+        }
+    }
+
     /// (members not dead, healthy members), this node included in both.
     fn counts(&self) -> (usize, usize) {
         let members = 1 + self
@@ -206,14 +269,29 @@ impl Membership {
                     .filter(|v| !v.is_empty())
                     .map(str::to_string)
             };
+            let number = |key: &str| meta(key).and_then(|v| v.parse::<f64>().ok());
             NodeStatus {
                 id: id.node_id.to_string(),
                 gossip_addr: id.gossip_advertise_addr.to_string(),
                 http_addr: meta(NODE_HTTP_ADDR),
+                grpc_addr: meta(NODE_GRPC_ADDR),
                 region: meta(NODE_REGION),
                 state,
                 last_seen_ms_ago,
                 version: meta(NODE_VERSION),
+                config_version: meta(CONFIG_VERSION).and_then(|v| v.parse().ok()),
+                load: match (
+                    number(NODE_IN_FLIGHT),
+                    number(NODE_RPS),
+                    number(NODE_ERROR_RATE),
+                ) {
+                    (Some(in_flight), Some(rps), Some(error_rate)) => Some(NodeLoad {
+                        in_flight: in_flight as i64,
+                        rps,
+                        error_rate,
+                    }),
+                    _ => None,
+                },
             }
         };
         let mut nodes = vec![node(self_id, PeerState::Alive, 0)];
@@ -278,10 +356,13 @@ impl ClusterStatus {
                 id: node_id,
                 gossip_addr: String::new(),
                 http_addr,
+                grpc_addr: None,
                 region: None,
                 state: PeerState::Alive,
                 last_seen_ms_ago: 0,
                 version: Some(env!("CARGO_PKG_VERSION").to_string()),
+                config_version: None,
+                load: None,
             }],
         }
     }
@@ -304,6 +385,26 @@ pub struct NodeStatus {
     pub last_seen_ms_ago: u64,
     /// Gateway version it published.
     pub version: Option<String>,
+    /// gRPC address it published.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc_addr: Option<String>,
+    /// Store config version it runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_version: Option<i64>,
+    /// Its load over the last second (published once a second).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load: Option<NodeLoad>,
+}
+
+/// A node's published load.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct NodeLoad {
+    /// Requests in flight.
+    pub in_flight: i64,
+    /// Requests per second.
+    pub rps: f64,
+    /// Share of requests answered 5xx.
+    pub error_rate: f64,
 }
 
 #[cfg(test)]
@@ -324,8 +425,81 @@ mod tests {
 
     fn check(m: &mut Membership, heartbeat: u64, live: bool, at: Instant) {
         m.observe(
-            BTreeMap::from([(peer(1), PeerObservation { heartbeat, live })]),
+            BTreeMap::from([(
+                peer(1),
+                PeerObservation {
+                    heartbeat,
+                    live,
+                    left: false,
+                },
+            )]),
             at,
+        );
+    }
+
+    fn observe_all(m: &mut Membership, peers: &[(u16, u64, bool, bool)]) {
+        let observations = peers
+            .iter()
+            .map(|&(port, heartbeat, live, left)| {
+                (
+                    peer(port),
+                    PeerObservation {
+                        heartbeat,
+                        live,
+                        left,
+                    },
+                )
+            })
+            .collect();
+        m.observe(observations, Instant::now());
+    }
+
+    #[test]
+    fn the_view_is_stale_until_joined_while_peers_are_suspect_and_on_a_minority_side() {
+        let mut m = Membership::new(tuning(), true);
+        assert!(m.view().stale, "not joined yet");
+        let alone = Membership::new(tuning(), false);
+        assert_eq!(
+            alone.view(),
+            ClusterView {
+                stale: false,
+                known_members: 1
+            }
+        );
+        // Two peers heard from: fresh, 3 members.
+        observe_all(&mut m, &[(1, 1, true, false), (2, 1, true, false)]);
+        assert_eq!(
+            m.view(),
+            ClusterView {
+                stale: false,
+                known_members: 3
+            }
+        );
+        // Peer 2 goes silent: suspect after failure_threshold (3) checks, stale meanwhile.
+        for beat in 2..5 {
+            observe_all(&mut m, &[(1, beat, true, false), (2, 1, true, false)]);
+        }
+        assert!(m.view().stale, "a suspect peer");
+        // Declared dead: 2 of 3 still talk, a majority; fresh again.
+        observe_all(&mut m, &[(1, 6, true, false), (2, 1, false, false)]);
+        assert!(!m.view().stale);
+        // Peer 1 dies too: 1 of 3 is no majority.
+        observe_all(&mut m, &[(1, 6, false, false), (2, 1, false, false)]);
+        assert_eq!(
+            m.view(),
+            ClusterView {
+                stale: true,
+                known_members: 3
+            }
+        );
+        // Both had left gracefully (scale down): alone and fresh.
+        observe_all(&mut m, &[(1, 6, false, true), (2, 1, false, true)]);
+        assert_eq!(
+            m.view(),
+            ClusterView {
+                stale: false,
+                known_members: 1
+            }
         );
     }
 

@@ -7,27 +7,35 @@
 
 pub mod counters;
 pub mod discovery;
+pub mod grpc;
 pub mod membership;
+pub mod rpc;
 pub mod transport;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use chitchat::{
     spawn_chitchat, Chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig,
     ProtocolVersion,
 };
+use futures_util::future::BoxFuture;
+use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::ClusterConfig;
 use crate::error::GatewayError;
 use crate::governance::counters::UsageCounters;
+use crate::governance::flush::SpendSource;
 use crate::telemetry::metrics::GossipMetrics;
 pub use counters::GossipUsage;
-use counters::{RemoteNode, RemoteSnapshot, RATE_LIMIT_PREFIX, SPEND_PREFIX};
+use counters::{
+    recovered_key, spend_totals, RemoteNode, RemoteSnapshot, RATE_LIMIT_PREFIX, RECOVERED_PREFIX,
+    SPEND_PREFIX,
+};
 use discovery::Discovery;
 pub use membership::{ClusterStatus, NodeStatus};
 use membership::{Membership, PeerObservation};
@@ -44,10 +52,52 @@ const TOMBSTONE_GRACE: Duration = Duration::from_secs(3600);
 
 /// Node metadata keys.
 pub const NODE_HTTP_ADDR: &str = "node/http_addr";
+/// This node's gRPC address (strict limits and snapshots are asked there).
+pub const NODE_GRPC_ADDR: &str = "node/grpc_addr";
 /// This node's region.
 pub const NODE_REGION: &str = "node/region";
 /// The gateway version.
 pub const NODE_VERSION: &str = "node/version";
+/// `leaving` once a node starts its graceful exit (peers then stop counting it as a member).
+pub const NODE_STATE: &str = "node/state";
+
+/// Requests in flight on the node.
+pub const NODE_IN_FLIGHT: &str = "node/in_flight";
+/// Requests per second over the last second.
+pub const NODE_RPS: &str = "node/rps";
+/// Share of requests answered 5xx over the last second.
+pub const NODE_ERROR_RATE: &str = "node/error_rate";
+/// The store config version the node runs.
+pub const CONFIG_VERSION: &str = "cfg/version";
+
+/// What the cluster needs from the rest of the gateway.
+pub trait NodeHooks: Send + Sync + 'static {
+    /// This node's traffic totals and loaded config version.
+    fn report(&self) -> NodeReport;
+    /// A peer runs a newer store config version than this node: reload from the store.
+    fn newer_config_seen(&self, version: i64);
+    /// Write a gateway process's cumulative spend totals to the store (idempotent per
+    /// process; returns the USD added). A survivor calls it with a dead node's last gossiped
+    /// totals.
+    fn write_spend(
+        &self,
+        source: SpendSource,
+        totals: Vec<(String, f64)>,
+    ) -> BoxFuture<'static, Result<f64, String>>;
+}
+
+/// Counters the node publishes as `node/*` and `cfg/version`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct NodeReport {
+    /// Requests answered since start.
+    pub requests: u64,
+    /// Of those, answered with a 5xx.
+    pub errors: u64,
+    /// Requests in flight now.
+    pub in_flight: i64,
+    /// Store config version loaded.
+    pub config_version: i64,
+}
 
 /// What a node needs to join the cluster, decided once at start.
 #[derive(Debug, Clone)]
@@ -67,17 +117,11 @@ pub struct ClusterSettings {
 }
 
 impl ClusterSettings {
-    /// Settings for a node whose HTTP listener is bound to `http_addr`.
-    pub async fn new(config: &ClusterConfig, http_addr: SocketAddr) -> Self {
-        let node_id = config
-            .node_id
-            .clone()
-            .filter(|id| !id.is_empty())
-            .or_else(|| std::env::var("POD_NAME").ok().filter(|n| !n.is_empty()))
-            .unwrap_or_else(hostname);
-        let generation = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+    /// Settings for the process `source` (its node id and generation) whose HTTP listener is
+    /// bound to `http_addr`.
+    pub async fn new(config: &ClusterConfig, http_addr: SocketAddr, source: &SpendSource) -> Self {
+        let node_id = source.node_id.clone();
+        let generation = u64::try_from(source.generation).unwrap_or(0);
         let port = config.gossip.port;
         let gossip_listen = SocketAddr::new(http_addr.ip(), port);
         let gossip_advertise = SocketAddr::new(advertise_ip(http_addr.ip(), port).await, port);
@@ -90,6 +134,16 @@ impl ClusterSettings {
             config: config.clone(),
         }
     }
+}
+
+/// This node's name: `node_id`, env `POD_NAME`, or the hostname.
+pub fn node_name(config: &ClusterConfig) -> String {
+    config
+        .node_id
+        .clone()
+        .filter(|id| !id.is_empty())
+        .or_else(|| std::env::var("POD_NAME").ok().filter(|n| !n.is_empty()))
+        .unwrap_or_else(hostname)
 }
 
 fn hostname() -> String {
@@ -149,16 +203,27 @@ pub struct Cluster {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     metrics: GossipMetrics,
     address_filter: AddressFilter,
+    usage: Arc<GossipUsage>,
+    hooks: Arc<dyn NodeHooks>,
+    counters: Arc<UsageCounters>,
+    region: Option<String>,
+    grpc_advertise: SocketAddr,
+    clients: grpc::PeerClients,
+    members: arc_swap::ArcSwap<Vec<grpc::Member>>,
+    strict: Mutex<grpc::StrictCounters>,
+    join_snapshot: Mutex<Option<(Instant, grpc::Snapshot)>>,
 }
 
 impl Cluster {
     /// Bind gossip, join through the seeds, and start publishing `counters` into the cluster and
-    /// the other nodes' sums into `usage`.
+    /// the other nodes' sums into `usage`; `hooks` report this node's load and config version,
+    /// reload on a newer version, and write dead nodes' unflushed spend.
     pub async fn start(
         settings: ClusterSettings,
         counters: Arc<UsageCounters>,
         usage: Arc<GossipUsage>,
         metrics: GossipMetrics,
+        hooks: Arc<dyn NodeHooks>,
     ) -> Result<Arc<Self>, GatewayError> {
         let config = &settings.config;
         let self_id = ChitchatId::new(
@@ -167,16 +232,6 @@ impl Cluster {
             settings.gossip_advertise,
         );
         let discovery = Discovery::from_config(config);
-        if let Discovery::NotImplemented(kind) = &discovery {
-            let kind = serde_json::to_value(kind)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            tracing::error!(
-                method = %kind,
-                "discovery failed: {kind} not implemented yet; running with static peers only"
-            );
-        }
         let chitchat_config = ChitchatConfig {
             chitchat_id: self_id.clone(),
             cluster_id: config.discovery.service_name.clone(),
@@ -189,8 +244,19 @@ impl Cluster {
             extra_liveness_predicate: None,
             protocol_version: ProtocolVersion::V0,
         };
+        let grpc_listen = SocketAddr::new(settings.gossip_listen.ip(), config.grpc.port);
+        let grpc_advertise = SocketAddr::new(settings.gossip_advertise.ip(), config.grpc.port);
+        let grpc_security = grpc::GrpcSecurity::from_config(config)?;
+        let grpc_listener = tokio::net::TcpListener::bind(grpc_listen)
+            .await
+            .map_err(|e| {
+                GatewayError::Config(format!(
+                    "failed to join cluster: cannot listen for gRPC on tcp {grpc_listen}: {e} (choose another cluster_config.grpc.port)"
+                ))
+            })?;
         let metadata = vec![
             (NODE_HTTP_ADDR.to_string(), settings.http_addr.to_string()),
+            (NODE_GRPC_ADDR.to_string(), grpc_advertise.to_string()),
             (
                 NODE_REGION.to_string(),
                 config.region.clone().unwrap_or_default(),
@@ -247,7 +313,17 @@ impl Cluster {
             tasks: Mutex::new(Vec::new()),
             metrics,
             address_filter,
+            usage: usage.clone(),
+            hooks,
+            counters: counters.clone(),
+            region: config.region.clone().filter(|r| !r.is_empty()),
+            grpc_advertise,
+            clients: grpc::PeerClients::new(grpc_security.clone()),
+            members: arc_swap::ArcSwap::from_pointee(Vec::new()),
+            strict: Mutex::new(grpc::StrictCounters::new()),
+            join_snapshot: Mutex::new(None),
         });
+        cluster.refresh_members(&[]).await;
         let mut tasks = vec![
             tokio::spawn(publish_usage(
                 cluster.clone(),
@@ -256,6 +332,17 @@ impl Cluster {
                 cluster.stop.subscribe(),
             )),
             tokio::spawn(check_health(cluster.clone(), cluster.stop.subscribe())),
+            tokio::spawn(serve_grpc(
+                grpc_listener,
+                Arc::new(rpc::RpcHandler(Arc::downgrade(&cluster))),
+                grpc_security,
+                cluster.metrics.clone(),
+                cluster.stop.subscribe(),
+            )),
+            tokio::spawn(rpc::pull_join_snapshot(
+                cluster.clone(),
+                cluster.stop.subscribe(),
+            )),
         ];
         let record = discovery::NodeRecord {
             gossip_addr: settings.gossip_advertise.to_string(),
@@ -284,6 +371,14 @@ impl Cluster {
         &self.self_id.node_id
     }
 
+    /// Whether this node has heard from a peer (or runs alone by config): `/ready` waits for it.
+    pub fn joined(&self) -> bool {
+        self.membership
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .joined()
+    }
+
     /// The cluster as this node sees it.
     pub async fn status(&self) -> ClusterStatus {
         let chitchat = self.chitchat.lock().await;
@@ -291,9 +386,28 @@ impl Cluster {
         membership.status(&chitchat, &self.self_id)
     }
 
-    /// Stop the background tasks and leave the gossip (peers see this node go silent).
-    pub async fn shutdown(&self) {
+    /// Stop the background tasks and leave the gossip: announce `node/state = leaving` with the
+    /// counters as they are after the final flush, give peers a few rounds to hear it, go.
+    pub async fn shutdown(&self, counters: &UsageCounters) {
         let _ = self.stop.send(true);
+        {
+            let keys = counters::local_keys(&counters.lock());
+            let mut chitchat = self.chitchat.lock().await;
+            let own = chitchat.self_node_state();
+            let stale: Vec<String> = own
+                .key_values()
+                .map(|(k, _)| k.to_string())
+                .filter(|k| k.starts_with(SPEND_PREFIX) && !keys.contains_key(k))
+                .collect();
+            for key in stale {
+                own.delete(&key);
+            }
+            for (key, value) in &keys {
+                own.set(key, value);
+            }
+            own.set(NODE_STATE, "leaving");
+        }
+        tokio::time::sleep(GOSSIP_INTERVAL * 3).await;
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         for task in tasks {
             if tokio::time::timeout(Duration::from_secs(2), task)
@@ -310,6 +424,19 @@ impl Cluster {
     }
 }
 
+/// Answer peers' gRPC calls until `stop`.
+async fn serve_grpc(
+    listener: tokio::net::TcpListener,
+    handler: Arc<dyn grpc::ClusterRpc>,
+    security: grpc::GrpcSecurity,
+    metrics: GossipMetrics,
+    stop: watch::Receiver<bool>,
+) {
+    if let Err(error) = grpc::serve(listener, handler, security, metrics, stop).await {
+        tracing::error!(%error, "the gRPC server stopped; strict limits fall back to gossip counts");
+    }
+}
+
 /// Write this node's counters into its gossip state and rebuild the remote view, every
 /// [`PUBLISH_INTERVAL`].
 async fn publish_usage(
@@ -319,35 +446,72 @@ async fn publish_usage(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut published: BTreeSet<String> = BTreeSet::new();
+    let mut load = LoadWindow::default();
+    let mut newest_config_seen = 0_i64;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(PUBLISH_INTERVAL) => {}
             _ = stop.wait_for(|stop| *stop) => return,
         }
         let keys = counters::local_keys(&counters.lock());
+        let report = cluster.hooks.report();
         let mut chitchat = cluster.chitchat.lock().await;
         let own = chitchat.self_node_state();
         for (key, value) in &keys {
             own.set(key, value);
+        }
+        own.set(CONFIG_VERSION, report.config_version.to_string());
+        if let Some(rates) = load.sample(report, Instant::now()) {
+            own.set(NODE_IN_FLIGHT, report.in_flight.to_string());
+            own.set(NODE_RPS, format!("{:.0}", rates.rps));
+            own.set(NODE_ERROR_RATE, format!("{:.3}", rates.error_rate));
         }
         // Ended windows and flushed budgets: tombstone them so peers stop counting them.
         for gone in published.iter().filter(|k| !keys.contains_key(*k)) {
             own.delete(gone);
         }
         published = keys.into_keys().collect();
-        let live: BTreeSet<ChitchatId> = chitchat.live_nodes().cloned().collect();
+        let newest_config = chitchat
+            .node_states()
+            .values()
+            .filter_map(|state| state.get(CONFIG_VERSION)?.parse::<i64>().ok())
+            .max()
+            .unwrap_or(0);
+        if newest_config > report.config_version && newest_config > newest_config_seen {
+            newest_config_seen = newest_config;
+            tracing::info!(
+                version = newest_config,
+                loaded = report.config_version,
+                "a peer runs a newer config version; reloading from the store"
+            );
+            cluster.hooks.newer_config_seen(newest_config);
+        }
+        let recovered = recovered_markers(&chitchat);
+        let known: BTreeSet<(String, u64)> = chitchat
+            .node_states()
+            .keys()
+            .map(|id| (id.node_id.to_string(), id.generation_id))
+            .collect();
+        let from_snapshot = cluster.snapshot_fill(&known);
         let snapshot = RemoteSnapshot::from_nodes(
             chitchat
                 .node_states()
                 .iter()
                 .filter(|(id, _)| **id != cluster.self_id)
                 .map(|(id, state)| RemoteNode {
-                    live: live.contains(id),
+                    live: !recovered.contains(&(id.node_id.to_string(), id.generation_id)),
                     key_values: Box::new(state.key_values().filter(|(k, _)| {
                         k.starts_with(RATE_LIMIT_PREFIX) || k.starts_with(SPEND_PREFIX)
                     })),
-                }),
+                })
+                .chain(from_snapshot.iter().map(|node| RemoteNode {
+                    live: node.live,
+                    key_values: Box::new(
+                        node.entries.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                    ),
+                })),
         );
+        cluster.metrics.publish_rounds.inc();
         drop(chitchat);
         usage.update(snapshot);
     }
@@ -356,6 +520,7 @@ async fn publish_usage(
 /// Check every peer's heartbeat each [`HEALTH_CHECK_INTERVAL`] and log joins, suspects and
 /// health changes.
 async fn check_health(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
+    let mut handled: BTreeSet<ChitchatId> = BTreeSet::new();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(HEALTH_CHECK_INTERVAL) => {}
@@ -374,15 +539,170 @@ async fn check_health(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
                         PeerObservation {
                             heartbeat: u64::from(state.heartbeat()),
                             live: live.contains(id),
+                            left: state.get(NODE_STATE) == Some("leaving"),
                         },
                     )
                 })
                 .collect()
         };
-        let mut membership = cluster.membership.lock().unwrap_or_else(|p| p.into_inner());
-        membership.observe(observations, Instant::now());
-        let (alive, suspect, dead) = membership.members_by_state();
-        cluster.metrics.set_members(alive, suspect, dead);
+        let (dead, healthy) = {
+            let mut membership = cluster.membership.lock().unwrap_or_else(|p| p.into_inner());
+            membership.observe(observations, Instant::now());
+            let (alive, suspect, dead) = membership.members_by_state();
+            cluster.metrics.set_members(alive, suspect, dead);
+            cluster.usage.set_health(membership.view());
+            cluster
+                .metrics
+                .convergence_lag
+                .set(membership.convergence_lag().as_secs_f64());
+            let dead: Vec<ChitchatId> = membership.dead_peers().cloned().collect();
+            let healthy: Vec<ChitchatId> = membership.healthy_peers().cloned().collect();
+            (dead, healthy)
+        };
+        cluster.refresh_members(&healthy).await;
+        recover_dead_spend(&cluster, &dead, &healthy, &mut handled).await;
+    }
+}
+
+/// Rates over about a second of [`NodeReport`]s.
+#[derive(Default)]
+struct LoadWindow {
+    last: Option<(NodeReport, Instant)>,
+}
+
+/// Requests per second and the 5xx share over the last window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct LoadRates {
+    rps: f64,
+    error_rate: f64,
+}
+
+impl LoadWindow {
+    /// Rates since the previous sample once a second has passed (then a new window starts).
+    fn sample(&mut self, report: NodeReport, now: Instant) -> Option<LoadRates> {
+        let Some((previous, at)) = self.last else {
+            self.last = Some((report, now));
+            return None;
+        };
+        let elapsed = now.duration_since(at);
+        if elapsed < Duration::from_secs(1) {
+            return None;
+        }
+        self.last = Some((report, now));
+        let requests = report.requests.saturating_sub(previous.requests);
+        let errors = report.errors.saturating_sub(previous.errors);
+        Some(LoadRates {
+            rps: requests as f64 / elapsed.as_secs_f64(),
+            error_rate: if requests == 0 {
+                0.0
+            } else {
+                errors as f64 / requests as f64
+            },
+        })
+    }
+}
+
+/// `(node_id, generation)` of every dead node whose spend some survivor wrote.
+fn recovered_markers(chitchat: &Chitchat) -> BTreeSet<(String, u64)> {
+    chitchat
+        .node_states()
+        .values()
+        .flat_map(|state| state.key_values())
+        .filter_map(|(key, _)| {
+            let (node, generation) = key.strip_prefix(RECOVERED_PREFIX)?.rsplit_once('/')?;
+            Some((node.to_string(), generation.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Which member writes `dead`'s spend: the highest rendezvous score of `(dead, candidate)`
+/// among `candidates`, so every survivor with the same view picks the same one.
+pub fn spend_recoverer<'a>(
+    dead: &ChitchatId,
+    candidates: &'a [ChitchatId],
+) -> Option<&'a ChitchatId> {
+    candidates.iter().max_by_key(|candidate| {
+        let digest = Sha256::new()
+            .chain_update(dead.node_id.as_bytes())
+            .chain_update(dead.generation_id.to_be_bytes())
+            .chain_update(candidate.node_id.as_bytes())
+            .chain_update(candidate.generation_id.to_be_bytes())
+            .finalize();
+        let mut score = [0u8; 8];
+        score.copy_from_slice(&digest[..8]);
+        (u64::from_be_bytes(score), candidate.node_id.clone())
+    })
+}
+
+/// For each dead peer whose spend nobody wrote yet: if this node is the chosen survivor, write
+/// the peer's last gossiped totals (the store adds only what that process had not flushed)
+/// and publish the `recovered/` marker. `handled` remembers peers settled either way.
+async fn recover_dead_spend(
+    cluster: &Cluster,
+    dead: &[ChitchatId],
+    healthy: &[ChitchatId],
+    handled: &mut BTreeSet<ChitchatId>,
+) {
+    handled.retain(|id| dead.contains(id));
+    for id in dead {
+        if handled.contains(id) {
+            continue;
+        }
+        let totals = {
+            let chitchat = cluster.chitchat.lock().await;
+            if recovered_markers(&chitchat).contains(&(id.node_id.to_string(), id.generation_id)) {
+                handled.insert(id.clone());
+                continue;
+            }
+            let mut candidates = healthy.to_vec();
+            candidates.push(cluster.self_id.clone());
+            if spend_recoverer(id, &candidates) != Some(&cluster.self_id) {
+                continue;
+            }
+            chitchat
+                .node_state(id)
+                .map(|state| spend_totals(state.key_values()))
+                .unwrap_or_default()
+        };
+        let source = SpendSource {
+            node_id: id.node_id.to_string(),
+            generation: i64::try_from(id.generation_id).unwrap_or(i64::MAX),
+        };
+        let written = if totals.is_empty() {
+            Ok(0.0)
+        } else {
+            match tokio::time::timeout(
+                Duration::from_secs(5),
+                cluster.hooks.write_spend(source, totals.clone()),
+            )
+            .await
+            {
+                Ok(result) => result,
+                Err(_) => Err("timeout waiting for response from the config store".to_string()),
+            }
+        };
+        match written {
+            Ok(usd) => {
+                tracing::info!(
+                    node_id = %id.node_id,
+                    generation = id.generation_id,
+                    budgets = totals.len(),
+                    usd,
+                    "wrote a dead node's unflushed spend to the store"
+                );
+                let mut chitchat = cluster.chitchat.lock().await;
+                chitchat.self_node_state().set(
+                    recovered_key(&id.node_id, id.generation_id),
+                    usd.to_string(),
+                );
+                handled.insert(id.clone());
+            }
+            Err(error) => tracing::warn!(
+                node_id = %id.node_id,
+                %error,
+                "cannot write a dead node's unflushed spend yet; retrying"
+            ),
+        }
     }
 }
 
@@ -430,5 +750,71 @@ async fn run_discovery(
             _ = tokio::time::sleep(refresh) => {}
             _ = stop.wait_for(|stop| *stop) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, generation: u64) -> ChitchatId {
+        ChitchatId::new(name.to_string(), generation, ([127, 0, 0, 1], 10101).into())
+    }
+
+    #[test]
+    fn every_survivor_picks_the_same_spend_recoverer_whatever_the_order() {
+        let dead = node("gw-3", 7);
+        let survivors = [node("gw-0", 1), node("gw-1", 2), node("gw-2", 3)];
+        let chosen = spend_recoverer(&dead, &survivors)
+            .expect("one is chosen")
+            .clone();
+        let mut reversed = survivors.to_vec();
+        reversed.reverse();
+        assert_eq!(spend_recoverer(&dead, &reversed), Some(&chosen));
+        // Another generation of the same node may go to another survivor, but deterministically.
+        let again = node("gw-3", 8);
+        assert_eq!(
+            spend_recoverer(&again, &survivors),
+            spend_recoverer(&again, &reversed)
+        );
+        // Spread: over many dead nodes, every survivor gets some.
+        let mut chosen_by = BTreeMap::new();
+        for generation in 0..300 {
+            let dead = node("gw-9", generation);
+            let who = spend_recoverer(&dead, &survivors).expect("chosen");
+            *chosen_by.entry(who.node_id.to_string()).or_insert(0) += 1;
+        }
+        assert_eq!(chosen_by.len(), 3, "{chosen_by:?}");
+        assert_eq!(spend_recoverer(&dead, &[]), None);
+    }
+
+    #[test]
+    fn load_rates_come_once_a_second() {
+        let mut window = LoadWindow::default();
+        let t = Instant::now();
+        let report = |requests, errors| NodeReport {
+            requests,
+            errors,
+            in_flight: 2,
+            config_version: 1,
+        };
+        assert_eq!(
+            window.sample(report(0, 0), t),
+            None,
+            "the first sample starts a window"
+        );
+        assert_eq!(
+            window.sample(report(50, 1), t + Duration::from_millis(500)),
+            None
+        );
+        let rates = window
+            .sample(report(200, 10), t + Duration::from_secs(2))
+            .expect("a second passed");
+        assert_eq!(rates.rps, 100.0);
+        assert_eq!(rates.error_rate, 0.05);
+        let idle = window
+            .sample(report(200, 10), t + Duration::from_secs(3))
+            .expect("a second passed");
+        assert_eq!((idle.rps, idle.error_rate), (0.0, 0.0));
     }
 }

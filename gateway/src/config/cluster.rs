@@ -97,6 +97,9 @@ pub struct GrpcConfig {
     /// TCP port for gRPC.
     #[serde(default = "GrpcConfig::default_port")]
     pub port: u16,
+    /// Serve and call peers over TLS (default: plaintext, authenticated with the cluster key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<GrpcTls>,
 }
 
 impl GrpcConfig {
@@ -109,8 +112,22 @@ impl Default for GrpcConfig {
     fn default() -> Self {
         Self {
             port: Self::default_port(),
+            tls: None,
         }
     }
+}
+
+/// TLS between nodes: each node serves `cert_file`/`key_file` and checks its peers' certificates
+/// against `ca_file`. Peers are dialled by IP, so node certificates need the pod IP (or the
+/// address peers use) as a subject alternative name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct GrpcTls {
+    /// PEM certificate chain this node serves.
+    pub cert_file: String,
+    /// PEM private key of `cert_file`.
+    pub key_file: String,
+    /// PEM CA certificate(s) that peers' certificates must chain to.
+    pub ca_file: String,
 }
 
 /// Peer discovery.

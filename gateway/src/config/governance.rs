@@ -200,6 +200,62 @@ pub struct RateLimitConfig {
     /// Token window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_reset_duration: Option<String>,
+    /// Cluster mode: `gossip` (default: every node admits against the gossiped cluster count;
+    /// a small overshoot is possible) or `strict` (the limit's owner node admits every request
+    /// over gRPC; exact, one network hop per request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_mode: Option<ClusterLimitMode>,
+    /// Cluster mode: what to do while this node's view of the cluster is stale (peers suspect,
+    /// this node on the minority side of a partition, not joined yet): `local` (default:
+    /// admit up to the limit divided by the last known member count, on local counts),
+    /// `open` (admit up to the whole limit on local counts) or `closed` (refuse with 503).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_stale_policy: Option<StalePolicy>,
+}
+
+/// How a rate limit is enforced across cluster nodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterLimitMode {
+    /// Each node admits against its own count plus the others' gossiped counts.
+    #[default]
+    Gossip,
+    /// The limit's owner (rendezvous hashing over healthy members) admits each request.
+    Strict,
+}
+
+impl ClusterLimitMode {
+    /// The word used in config and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Gossip => "gossip",
+            Self::Strict => "strict",
+        }
+    }
+}
+
+/// What a rate limit does while the cluster view is stale.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StalePolicy {
+    /// Enforce the limit divided by the last known member count, on local counts.
+    #[default]
+    Local,
+    /// Admit on local counts against the whole limit.
+    Open,
+    /// Refuse with 503 until the view is fresh again.
+    Closed,
+}
+
+impl StalePolicy {
+    /// The word used in config and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Open => "open",
+            Self::Closed => "closed",
+        }
+    }
 }
 
 /// Admin API authentication. With nothing configured the admin API answers only on loopback.

@@ -22,12 +22,12 @@ use serde::{Deserialize, Serialize};
 
 pub use client::{ClientConfig, ServerConfig};
 pub use cluster::{
-    ClusterConfig, DiscoveryConfig, DiscoveryType, GossipConfig, GossipTuning, GrpcConfig,
+    ClusterConfig, DiscoveryConfig, DiscoveryType, GossipConfig, GossipTuning, GrpcConfig, GrpcTls,
 };
 pub use error::{ConfigError, FieldError};
 pub use governance::{
-    AuthConfig, BudgetConfig, CustomerConfig, GovernanceConfig, ModelPrice, RateLimitConfig,
-    TeamConfig, VirtualKeyConfig, VirtualKeyProviderConfig,
+    AuthConfig, BudgetConfig, ClusterLimitMode, CustomerConfig, GovernanceConfig, ModelPrice,
+    RateLimitConfig, StalePolicy, TeamConfig, VirtualKeyConfig, VirtualKeyProviderConfig,
 };
 pub use load::{parse_config, LoadedConfig};
 pub use peers::{PeerEndpoint, PeersFile, PEERS_FILE_NAME, PEERS_FILE_VERSION};

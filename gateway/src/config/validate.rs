@@ -221,6 +221,22 @@ fn validate_cluster(
             "must be 1-65535",
         ));
     }
+    if let Some(tls) = &cluster.grpc.tls {
+        // Only that the paths are set: the files live where the gateway runs (the operator
+        // validates too), and are read and parsed when cluster mode starts.
+        for (field, path) in [
+            ("cert_file", &tls.cert_file),
+            ("key_file", &tls.key_file),
+            ("ca_file", &tls.ca_file),
+        ] {
+            if path.trim().is_empty() {
+                problems.push(FieldError::new(
+                    format!("cluster_config.grpc.tls.{field}"),
+                    "must be a path to a PEM file",
+                ));
+            }
+        }
+    }
     let tuning = &cluster.gossip.config;
     for (field, value) in [
         ("timeout_seconds", tuning.timeout_seconds),
@@ -294,14 +310,16 @@ fn validate_cluster(
             }
         }
         DiscoveryType::Consul => {
-            if discovery
-                .consul_address
-                .as_deref()
-                .is_none_or(|a| !is_host_port(a))
-            {
+            // Unset means the local agent, 127.0.0.1:8500.
+            if discovery.consul_address.as_deref().is_some_and(|a| {
+                !is_host_port(
+                    a.trim_start_matches("http://")
+                        .trim_start_matches("https://"),
+                )
+            }) {
                 problems.push(FieldError::new(
                     at("consul_address"),
-                    "required for consul discovery, as \"host:port\" (e.g. \"127.0.0.1:8500\")",
+                    "must be the Consul agent's \"host:port\" (e.g. \"127.0.0.1:8500\", the default when unset)",
                 ));
             }
         }
@@ -323,7 +341,7 @@ fn validate_cluster(
             if discovery.allowed_address_space.is_empty() {
                 problems.push(FieldError::new(
                     at("allowed_address_space"),
-                    "required for udp discovery, so beacons from other networks are ignored",
+                    "required for udp discovery: broadcast discovery must be fenced, so list the networks (CIDRs) beacons may come from and go to, e.g. [\"10.0.0.0/16\"]",
                 ));
             }
         }
@@ -703,7 +721,6 @@ mod tests {
         let cases = [
             ("dns", "cluster_config.discovery.dns_names:"),
             ("etcd", "cluster_config.discovery.etcd_endpoints:"),
-            ("consul", "cluster_config.discovery.consul_address:"),
             ("kubernetes", "cluster_config.discovery.k8s_label_selector:"),
             ("udp", "cluster_config.discovery.udp_broadcast_port:"),
         ];
@@ -713,6 +730,23 @@ mod tests {
             ));
             assert!(has(&found, path), "{kind}: missing {path} in {found:#?}");
         }
+        let consul = |extra: &str| {
+            problems(&format!(
+                r#"{{{base}, "cluster_config": {{"enabled": true, "discovery": {{"enabled": true, "type": "consul"{extra}}}}}}}"#
+            ))
+        };
+        let path = "cluster_config.discovery.consul_address:";
+        assert!(has(&consul(r##", "consul_address": "consul""##), path));
+        assert!(has(&consul(r##", "consul_address": "consul:0""##), path));
+        // Otherwise valid configs with one unrelated problem, so `problems` has something.
+        let other = r#", "refresh_interval_seconds": 0"#;
+        assert!(!has(&consul(other), path), "the local agent is the default");
+        assert!(!has(
+            &consul(&format!(
+                r#", "consul_address": "http://consul:8500"{other}"#
+            )),
+            path
+        ));
         let found = problems(&format!(
             r#"{{{base}, "cluster_config": {{"enabled": true, "discovery": {{"enabled": true}}}}}}"#
         ));
@@ -720,6 +754,28 @@ mod tests {
             has(&found, "cluster_config.discovery.type: required"),
             "{found:#?}"
         );
+    }
+
+    #[test]
+    fn udp_discovery_must_be_fenced_by_an_address_space() {
+        let base = r#""config_store": {"type": "postgres", "config": {"host": "db", "user": "u", "db_name": "d"}}"#;
+        let unfenced = problems(&format!(
+            r#"{{{base}, "cluster_config": {{"enabled": true, "discovery": {{"enabled": true, "type": "udp", "udp_broadcast_port": 10199}}}}}}"#
+        ));
+        let problem = unfenced
+            .iter()
+            .find(|p| p.starts_with("cluster_config.discovery.allowed_address_space:"))
+            .unwrap_or_else(|| panic!("{unfenced:#?}"));
+        assert!(problem.contains("must be fenced"), "{problem}");
+        let fenced = parse_config(
+            &format!(
+                r#"{{{base}, "cluster_config": {{"enabled": true, "discovery": {{"enabled": true, "type": "udp", "udp_broadcast_port": 10199, "allowed_address_space": ["10.0.0.0/16"]}}}}}}"#
+            ),
+            Format::Json,
+            "t.json",
+            &|_| None,
+        );
+        assert!(fenced.is_ok(), "{fenced:?}");
     }
 
     #[test]
@@ -736,6 +792,20 @@ mod tests {
         ] {
             assert!(has(&found, path), "missing {path} in {found:#?}");
         }
+    }
+
+    #[test]
+    fn grpc_tls_paths_are_required() {
+        let found = problems(
+            r#"{"cluster_config": {"grpc": {"tls": {"cert_file": "/tls/node.crt", "key_file": " ", "ca_file": ""}}}}"#,
+        );
+        for path in [
+            "cluster_config.grpc.tls.key_file:",
+            "cluster_config.grpc.tls.ca_file:",
+        ] {
+            assert!(has(&found, path), "missing {path} in {found:#?}");
+        }
+        assert!(!has(&found, "cluster_config.grpc.tls.cert_file"));
     }
 
     #[test]

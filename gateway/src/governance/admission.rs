@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use super::counters::{CounterKey, LocalUsage, Metric, RemoteUsage, UsageCounters, WindowCount};
 use super::index::{BudgetRef, Level, ProviderRule, RateLimit, VirtualKey};
+use crate::config::StalePolicy;
 
 /// What a request is expected to cost before it runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -59,6 +60,13 @@ pub enum Rejection {
         /// The cap.
         max: u32,
     },
+    /// A limit with `cluster_stale_policy: closed` while the cluster view is stale (503).
+    ClusterStale {
+        /// Rate limit definition id.
+        limit_id: String,
+        /// Virtual key id (or `vk/provider`).
+        owner: String,
+    },
 }
 
 /// Rate-limit state for response headers (`x-ratelimit-*-requests`/`-tokens`).
@@ -100,6 +108,21 @@ pub fn admit(
     estimate: Estimate,
     now_ms: i64,
 ) -> Result<Reservation, Rejection> {
+    admit_with(local, remote, vk, provider, estimate, now_ms, &[])
+}
+
+/// [`admit`], with some counters already decided by their owner node (strict cluster mode):
+/// `decided` holds each such counter with the cluster count before this request, which
+/// replaces the local-plus-gossip figure for it.
+pub fn admit_with(
+    local: &mut LocalUsage,
+    remote: &dyn RemoteUsage,
+    vk: &VirtualKey,
+    provider: Option<(&str, &ProviderRule)>,
+    estimate: Estimate,
+    now_ms: i64,
+    decided: &[(CounterKey, i64)],
+) -> Result<Reservation, Rejection> {
     if let Some(max) = vk.max_in_flight {
         if local.in_flight.get(&vk.id).copied().unwrap_or(0) >= max {
             return Err(Rejection::TooManyInFlight {
@@ -122,6 +145,7 @@ pub fn admit(
     let mut token_counters = Vec::new();
     let mut requests_status = None;
     let mut tokens_status = None;
+    let view = remote.view();
     for (scope, owner, limit) in &limits {
         for (metric, window) in [
             (Metric::Requests, limit.requests),
@@ -137,7 +161,27 @@ pub fn admit(
                 metric,
                 window_start,
             };
-            let used = local.counters.get(&key).map_or(0, |w| w.value) + remote.counter(&key);
+            let local_used = local.counters.get(&key).map_or(0, |w| w.value);
+            let owner_count = decided.iter().find(|(k, _)| *k == key).map(|(_, c)| *c);
+            // A stale cluster view: the limit's policy decides what this node may admit alone.
+            let (used, max) = if let Some(count) = owner_count {
+                (count, max)
+            } else if view.stale {
+                match limit.stale_policy {
+                    StalePolicy::Open => (local_used, max),
+                    StalePolicy::Local => {
+                        (local_used, (max / view.known_members.max(1) as u64).max(1))
+                    }
+                    StalePolicy::Closed => {
+                        return Err(Rejection::ClusterStale {
+                            limit_id: limit.id.clone(),
+                            owner: owner.to_string(),
+                        })
+                    }
+                }
+            } else {
+                (local_used + remote.counter(&key), max)
+            };
             let used = used.max(0) as u64;
             let reset_at_ms = period.window_end(window_start);
             if used >= max {
@@ -249,6 +293,7 @@ pub fn settle(local: &mut LocalUsage, reservation: &Reservation, actual: Option<
         }
         if cost > 0.0 {
             *entry(&mut local.pending_spend, budget) += cost;
+            *entry(&mut local.settled_total, budget) += cost;
         }
     }
     if let Some(count) = local.in_flight.get_mut(&reservation.vk_id) {
@@ -317,7 +362,7 @@ mod tests {
 
     use super::*;
     use crate::config::Period;
-    use crate::governance::counters::{NoRemote, StoredUsage};
+    use crate::governance::counters::{ClusterView, NoRemote, StoredUsage};
     use crate::governance::index::Budget;
 
     const NOW: i64 = 1_795_000_000_000;
@@ -347,6 +392,8 @@ mod tests {
                 id: "r1".into(),
                 requests: requests.map(|r| (r, minute)),
                 tokens: tokens.map(|t| (t, minute)),
+                mode: Default::default(),
+                stale_policy: StalePolicy::Local,
             })),
             providers: HashMap::new(),
             max_in_flight: Some(2),
@@ -489,5 +536,87 @@ mod tests {
             admit(&mut local, &Busy, &key, None, estimate(1, 0.0), NOW),
             Err(Rejection::RateLimited { .. })
         ));
+    }
+
+    /// Other nodes admitted 5 each, but this node cannot trust that view.
+    struct Stale {
+        known_members: usize,
+    }
+    impl RemoteUsage for Stale {
+        fn counter(&self, _key: &CounterKey) -> i64 {
+            5
+        }
+        fn spend(&self, _budget_id: &str) -> f64 {
+            0.0
+        }
+        fn view(&self) -> ClusterView {
+            ClusterView {
+                stale: true,
+                known_members: self.known_members,
+            }
+        }
+    }
+
+    fn with_policy(requests: u64, policy: StalePolicy) -> VirtualKey {
+        let mut key = vk(Some(requests), None, None);
+        if let Some(limit) = &mut key.rate_limit {
+            Arc::make_mut(limit).stale_policy = policy;
+        }
+        key.max_in_flight = None;
+        key
+    }
+
+    fn admitted(key: &VirtualKey, remote: &dyn RemoteUsage, attempts: usize) -> usize {
+        let mut local = LocalUsage::default();
+        (0..attempts)
+            .filter(|_| admit(&mut local, remote, key, None, estimate(1, 0.0), NOW).is_ok())
+            .count()
+    }
+
+    #[test]
+    fn a_stale_view_applies_each_limits_policy() {
+        let stale = Stale { known_members: 3 };
+        // local: the limit split over the 3 members this node last knew, on local counts.
+        assert_eq!(
+            admitted(&with_policy(30, StalePolicy::Local), &stale, 50),
+            10
+        );
+        // Never below one request per node.
+        assert_eq!(admitted(&with_policy(2, StalePolicy::Local), &stale, 5), 1);
+        // open: the whole limit on local counts (the remote 5 are ignored).
+        assert_eq!(
+            admitted(&with_policy(30, StalePolicy::Open), &stale, 50),
+            30
+        );
+        // closed: refused, naming the limit.
+        let mut local = LocalUsage::default();
+        match admit(
+            &mut local,
+            &stale,
+            &with_policy(30, StalePolicy::Closed),
+            None,
+            estimate(1, 0.0),
+            NOW,
+        ) {
+            Err(Rejection::ClusterStale { limit_id, owner }) => {
+                assert_eq!((limit_id.as_str(), owner.as_str()), ("r1", "vk1"))
+            }
+            other => panic!("expected ClusterStale, got {other:?}"),
+        }
+        // A fresh view counts the other nodes' 5 again.
+        assert_eq!(
+            admitted(&with_policy(30, StalePolicy::Closed), &FreshBusy, 50),
+            25
+        );
+    }
+
+    struct FreshBusy;
+    impl RemoteUsage for FreshBusy {
+        fn counter(&self, _key: &CounterKey) -> i64 {
+            5
+        }
+        fn spend(&self, _budget_id: &str) -> f64 {
+            0.0
+        }
     }
 }

@@ -51,12 +51,33 @@ pub struct WindowCount {
     pub ends_at_ms: i64,
 }
 
+/// Whether the cluster's counters can be trusted right now (see `cluster::membership`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterView {
+    /// Not joined yet, peers suspect, or on the small side of a partition.
+    pub stale: bool,
+    /// Members this node knows of (itself, live and dead peers; not those that left).
+    pub known_members: usize,
+}
+
+impl ClusterView {
+    /// A gateway on its own: nothing to be stale about.
+    pub const ALONE: Self = Self {
+        stale: false,
+        known_members: 1,
+    };
+}
+
 /// What other nodes report (their own unflushed spend and window counts).
 pub trait RemoteUsage: Send + Sync {
     /// Sum over other nodes for a rate-limit counter.
     fn counter(&self, key: &CounterKey) -> i64;
     /// Sum over other nodes of unflushed plus reserved spend for a budget.
     fn spend(&self, budget_id: &str) -> f64;
+    /// How far the sums can be trusted.
+    fn view(&self) -> ClusterView {
+        ClusterView::ALONE
+    }
 }
 
 /// No other nodes: a single gateway.
@@ -80,6 +101,9 @@ pub struct LocalUsage {
     pub pending_spend: HashMap<String, f64>,
     /// Spend being written right now (still counts until the store's value is re-read).
     pub flushing_spend: HashMap<String, f64>,
+    /// Every USD settled against each budget since this process started (what a flush sends;
+    /// the store adds the part it has not seen).
+    pub settled_total: HashMap<String, f64>,
     /// Estimated cost of requests in flight, per budget.
     pub reserved_spend: HashMap<String, f64>,
     /// Requests in flight per virtual key id.

@@ -10,13 +10,25 @@ use std::sync::{Arc, Mutex};
 use super::counters::{StoredUsage, UsageCounters};
 use super::index::Budget;
 
+/// The gateway process whose spend a flush writes: node id and generation (start time, Unix
+/// ms). Totals are cumulative per source, so writing them is idempotent.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SpendSource {
+    /// The node's name (`cluster_config.node_id`, `POD_NAME` or the hostname).
+    pub node_id: String,
+    /// Process start time, Unix ms.
+    pub generation: i64,
+}
+
 /// Where budget usage is persisted.
 pub trait UsageStore: Send + Sync + 'static {
-    /// Add USD to budgets, atomically per budget.
-    fn add_budget_spend(
+    /// Bring budgets up to date with `source`'s cumulative spend per budget: add what exceeds
+    /// the total already written for that source, atomically. Returns the USD added.
+    fn sync_spend(
         &self,
-        deltas: &[(String, f64)],
-    ) -> impl Future<Output = Result<(), String>> + Send;
+        source: &SpendSource,
+        totals: &[(String, f64)],
+    ) -> impl Future<Output = Result<f64, String>> + Send;
     /// Every budget's usage.
     fn budget_usage(
         &self,
@@ -34,6 +46,7 @@ pub trait UsageStore: Send + Sync + 'static {
 #[derive(Default)]
 pub struct MemoryUsageStore {
     usage: Mutex<HashMap<String, StoredUsage>>,
+    flushed: Mutex<HashMap<(SpendSource, String), f64>>,
 }
 
 impl MemoryUsageStore {
@@ -53,6 +66,7 @@ impl MemoryUsageStore {
             .collect();
         Self {
             usage: Mutex::new(usage),
+            flushed: Mutex::default(),
         }
     }
 
@@ -61,8 +75,9 @@ impl MemoryUsageStore {
     }
 }
 
-impl UsageStore for MemoryUsageStore {
-    async fn add_budget_spend(&self, deltas: &[(String, f64)]) -> Result<(), String> {
+impl MemoryUsageStore {
+    /// Add USD to budgets (tests and callers that have no source).
+    pub fn add_budget_spend(&self, deltas: &[(String, f64)]) {
         let mut usage = self.lock();
         for (id, delta) in deltas {
             let entry = usage.entry(id.clone()).or_insert(StoredUsage {
@@ -71,7 +86,28 @@ impl UsageStore for MemoryUsageStore {
             });
             entry.current_usage += delta;
         }
-        Ok(())
+    }
+}
+
+impl UsageStore for MemoryUsageStore {
+    async fn sync_spend(
+        &self,
+        source: &SpendSource,
+        totals: &[(String, f64)],
+    ) -> Result<f64, String> {
+        let mut deltas = Vec::new();
+        {
+            let mut flushed = self.flushed.lock().unwrap_or_else(|p| p.into_inner());
+            for (id, total) in totals {
+                let written = flushed.entry((source.clone(), id.clone())).or_insert(0.0);
+                if *total > *written {
+                    deltas.push((id.clone(), *total - *written));
+                    *written = *total;
+                }
+            }
+        }
+        self.add_budget_spend(&deltas);
+        Ok(deltas.iter().map(|(_, delta)| delta).sum())
     }
 
     async fn budget_usage(&self) -> Result<HashMap<String, StoredUsage>, String> {
@@ -102,11 +138,15 @@ pub enum UsageBackend {
 }
 
 impl UsageStore for UsageBackend {
-    async fn add_budget_spend(&self, deltas: &[(String, f64)]) -> Result<(), String> {
+    async fn sync_spend(
+        &self,
+        source: &SpendSource,
+        totals: &[(String, f64)],
+    ) -> Result<f64, String> {
         match self {
-            UsageBackend::Memory(store) => store.add_budget_spend(deltas).await,
+            UsageBackend::Memory(store) => store.sync_spend(source, totals).await,
             UsageBackend::Store(store) => store
-                .add_budget_spend(deltas)
+                .sync_node_spend(&source.node_id, source.generation, totals)
                 .await
                 .map_err(|e| e.to_string()),
         }
@@ -160,6 +200,7 @@ pub struct FlushReport {
 pub async fn flush_once<S: UsageStore>(
     counters: &UsageCounters,
     store: &S,
+    source: &SpendSource,
     budgets: &HashMap<String, Arc<Budget>>,
     now_ms: i64,
 ) -> Result<FlushReport, String> {
@@ -183,30 +224,42 @@ pub async fn flush_once<S: UsageStore>(
         }
     }
 
-    let deltas: Vec<(String, f64)> = {
+    // Everything settled so far, as cumulative totals taken under the same lock that moves
+    // pending spend to flushing: the store adds what it has not seen from this process.
+    let totals: Vec<(String, f64)> = {
         let mut local = counters.lock();
         let pending = std::mem::take(&mut local.pending_spend);
         for (id, amount) in &pending {
             *local.flushing_spend.entry(id.clone()).or_insert(0.0) += amount;
         }
+        let local = &*local;
         local
             .flushing_spend
             .iter()
             .filter(|(_, amount)| **amount != 0.0)
-            .map(|(id, amount)| (id.clone(), *amount))
+            .map(|(id, _)| {
+                (
+                    id.clone(),
+                    local.settled_total.get(id).copied().unwrap_or(0.0),
+                )
+            })
             .collect()
     };
-    if !deltas.is_empty() {
-        if let Err(error) = store.add_budget_spend(&deltas).await {
-            let mut local = counters.lock();
-            let flushing = std::mem::take(&mut local.flushing_spend);
-            for (id, amount) in flushing {
-                *local.pending_spend.entry(id).or_insert(0.0) += amount;
+    if !totals.is_empty() {
+        match store.sync_spend(source, &totals).await {
+            Ok(added) => {
+                report.budgets_written = totals.len();
+                report.spend_written = added;
             }
-            return Err(error);
+            Err(error) => {
+                let mut local = counters.lock();
+                let flushing = std::mem::take(&mut local.flushing_spend);
+                for (id, amount) in flushing {
+                    *local.pending_spend.entry(id).or_insert(0.0) += amount;
+                }
+                return Err(error);
+            }
         }
-        report.budgets_written = deltas.len();
-        report.spend_written = deltas.iter().map(|(_, amount)| amount).sum();
     }
 
     // The spend is in the store now: keep counting it until the fresh read replaces it.
@@ -239,6 +292,53 @@ mod tests {
 
     const DAY: i64 = 86_400_000;
 
+    fn source() -> SpendSource {
+        SpendSource {
+            node_id: "node-a".into(),
+            generation: 1,
+        }
+    }
+
+    /// What `admission::settle` does with a finished request's cost.
+    fn settle_spend(counters: &UsageCounters, budget: &str, cost: f64) {
+        let mut local = counters.lock();
+        *local.pending_spend.entry(budget.into()).or_insert(0.0) += cost;
+        *local.settled_total.entry(budget.into()).or_insert(0.0) += cost;
+    }
+
+    #[tokio::test]
+    async fn totals_are_idempotent_per_source() {
+        let budgets = budget();
+        let store = MemoryUsageStore::new(&budgets, 100 * DAY);
+        let a = source();
+        let b = SpendSource {
+            node_id: "node-b".into(),
+            generation: 1,
+        };
+        let totals = [("b".to_string(), 2.0)];
+        assert_eq!(store.sync_spend(&a, &totals).await, Ok(2.0));
+        assert_eq!(
+            store.sync_spend(&a, &totals).await,
+            Ok(0.0),
+            "same total again"
+        );
+        assert_eq!(
+            store.sync_spend(&a, &[("b".into(), 1.0)]).await,
+            Ok(0.0),
+            "older total"
+        );
+        assert_eq!(
+            store.sync_spend(&b, &totals).await,
+            Ok(2.0),
+            "another process"
+        );
+        assert_eq!(store.sync_spend(&a, &[("b".into(), 2.5)]).await, Ok(0.5));
+        assert_eq!(
+            store.budget_usage().await.expect("usage")["b"].current_usage,
+            4.5
+        );
+    }
+
     fn budget() -> HashMap<String, Arc<Budget>> {
         let period: Period = "1d".parse().expect("period");
         HashMap::from([(
@@ -258,8 +358,8 @@ mod tests {
         let store = MemoryUsageStore::new(&budgets, now);
         let counters = UsageCounters::new(Arc::new(NoRemote));
         counters.lock().stored = store.budget_usage().await.expect("usage");
-        counters.lock().pending_spend.insert("b".into(), 1.25);
-        let report = flush_once(&counters, &store, &budgets, now)
+        settle_spend(&counters, "b", 1.25);
+        let report = flush_once(&counters, &store, &source(), &budgets, now)
             .await
             .expect("flush");
         assert_eq!(report.spend_written, 1.25);
@@ -268,7 +368,7 @@ mod tests {
             1.25,
             "counted once"
         );
-        let again = flush_once(&counters, &store, &budgets, now)
+        let again = flush_once(&counters, &store, &source(), &budgets, now)
             .await
             .expect("flush");
         assert_eq!(again.budgets_written, 0);
@@ -282,14 +382,11 @@ mod tests {
     async fn a_new_period_resets_before_new_spend_is_added() {
         let budgets = budget();
         let store = MemoryUsageStore::new(&budgets, 100 * DAY);
-        store
-            .add_budget_spend(&[("b".into(), 9.0)])
-            .await
-            .expect("spend");
+        store.add_budget_spend(&[("b".into(), 9.0)]);
         let counters = UsageCounters::new(Arc::new(NoRemote));
         counters.lock().stored = store.budget_usage().await.expect("usage");
-        counters.lock().pending_spend.insert("b".into(), 0.5);
-        let report = flush_once(&counters, &store, &budgets, 101 * DAY + 1)
+        settle_spend(&counters, "b", 0.5);
+        let report = flush_once(&counters, &store, &source(), &budgets, 101 * DAY + 1)
             .await
             .expect("flush");
         assert_eq!(report.resets, 1);
@@ -302,7 +399,7 @@ mod tests {
 
     struct FailingStore;
     impl UsageStore for FailingStore {
-        async fn add_budget_spend(&self, _: &[(String, f64)]) -> Result<(), String> {
+        async fn sync_spend(&self, _: &SpendSource, _: &[(String, f64)]) -> Result<f64, String> {
             Err("database down".into())
         }
         async fn budget_usage(&self) -> Result<HashMap<String, StoredUsage>, String> {
@@ -316,10 +413,12 @@ mod tests {
     #[tokio::test]
     async fn spend_survives_a_failed_flush() {
         let counters = UsageCounters::new(Arc::new(NoRemote));
-        counters.lock().pending_spend.insert("b".into(), 2.0);
-        assert!(flush_once(&counters, &FailingStore, &HashMap::new(), 0)
-            .await
-            .is_err());
+        settle_spend(&counters, "b", 2.0);
+        assert!(
+            flush_once(&counters, &FailingStore, &source(), &HashMap::new(), 0)
+                .await
+                .is_err()
+        );
         assert_eq!(counters.lock().pending_spend.get("b"), Some(&2.0));
     }
 }

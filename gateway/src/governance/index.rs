@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::{GovernanceConfig, Period};
+use crate::config::{ClusterLimitMode, GovernanceConfig, Period, StalePolicy};
 
 /// A rate limit with parsed windows.
 #[derive(Debug, Clone)]
@@ -15,6 +15,10 @@ pub struct RateLimit {
     pub requests: Option<(u64, Period)>,
     /// Tokens per window.
     pub tokens: Option<(u64, Period)>,
+    /// Gossip (default) or strict enforcement across a cluster.
+    pub mode: ClusterLimitMode,
+    /// What to do while the cluster view is stale.
+    pub stale_policy: StalePolicy,
 }
 
 /// A budget definition with its parsed period.
@@ -157,6 +161,8 @@ impl GovernanceIndex {
                         id: r.id.clone(),
                         requests: window(r.request_max_limit, &r.request_reset_duration),
                         tokens: window(r.token_max_limit, &r.token_reset_duration),
+                        mode: r.cluster_mode.unwrap_or_default(),
+                        stale_policy: r.cluster_stale_policy.unwrap_or_default(),
                     }),
                 )
             })

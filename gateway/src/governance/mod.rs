@@ -22,7 +22,7 @@ use http::HeaderMap;
 use crate::config::GatewayConfig;
 use crate::error::GatewayError;
 use admission::{Admission, Estimate, Rejection};
-use counters::{Metric, UsageCounters};
+use counters::{CounterKey, Metric, UsageCounters};
 use index::{GovernanceIndex, ProviderRule, VirtualKey};
 use pricing::PricingTable;
 
@@ -99,23 +99,26 @@ pub fn provider_rule<'a>(
     Ok(Some(rule))
 }
 
-/// Admit a request for `vk` (reserving its estimate) or say why not.
+/// Admit a request for `vk` (reserving its estimate) or say why not. `decided`: counters an
+/// owner node already admitted this request on (strict cluster mode), with the count before it.
 pub fn admit(
     counters: &Arc<UsageCounters>,
     vk: &VirtualKey,
     provider: Option<(&str, &ProviderRule)>,
     estimate: Estimate,
     now_ms: i64,
+    decided: &[(CounterKey, i64)],
 ) -> Result<Admission, GatewayError> {
     let decision = {
         let mut local = counters.lock();
-        admission::admit(
+        admission::admit_with(
             &mut local,
             counters.remote(),
             vk,
             provider,
             estimate,
             now_ms,
+            decided,
         )
     };
     match decision {
@@ -126,6 +129,26 @@ pub fn admit(
 
 fn until(reset_at_ms: i64, now_ms: i64) -> Duration {
     Duration::from_millis(reset_at_ms.saturating_sub(now_ms).max(0) as u64)
+}
+
+/// The 429 for a request limit whose owner node refused the request (strict cluster mode).
+pub fn strict_rejection(
+    scope: &'static str,
+    owner: &str,
+    limit: u64,
+    reset_at_ms: i64,
+    now_ms: i64,
+) -> GatewayError {
+    rejection_error(
+        Rejection::RateLimited {
+            scope,
+            owner: owner.to_string(),
+            metric: Metric::Requests,
+            limit,
+            reset_at_ms,
+        },
+        now_ms,
+    )
 }
 
 fn rejection_error(rejection: Rejection, now_ms: i64) -> GatewayError {
@@ -172,6 +195,11 @@ fn rejection_error(rejection: Rejection, now_ms: i64) -> GatewayError {
             ),
             level: level.as_str(),
             reset_after: until(reset_at_ms, now_ms),
+        },
+        Rejection::ClusterStale { limit_id, owner } => GatewayError::ClusterUnavailable {
+            message: format!(
+                "rate limit \"{limit_id}\" of \"{owner}\" cannot be enforced: this node's view of the cluster is stale (peers suspect or unreachable) and the limit's cluster_stale_policy is closed; retry shortly or on another replica"
+            ),
         },
         Rejection::TooManyInFlight { vk, max } => GatewayError::RateLimited {
             message: format!("virtual key \"{vk}\" already has {max} requests in flight (max_in_flight)"),

@@ -7,9 +7,12 @@ use http::HeaderMap;
 use serde_json::{Map, Value};
 
 use super::errors::rate_limit_headers;
+use crate::cluster::rpc::StrictOutcome;
+use crate::config::ClusterLimitMode;
 use crate::error::GatewayError;
 use crate::governance::admission::{Admission, Estimate, LimitStatus};
-use crate::governance::index::VirtualKey;
+use crate::governance::counters::{CounterKey, Metric};
+use crate::governance::index::{ProviderRule, VirtualKey};
 use crate::governance::usage::TokenUsage;
 use crate::governance::{self, now_ms, provider_rule, DEFAULT_COMPLETION_ESTIMATE};
 use crate::routing::{RoutingTable, Target};
@@ -89,7 +92,7 @@ pub fn provider_for_bare_model(
 
 /// Apply `vk`'s restrictions to every target (403 when one is not allowed), then admit the
 /// request against its limits and budgets with an estimate of what it will use.
-pub fn admit(
+pub async fn admit(
     state: &AppState,
     runtime: &Arc<Runtime>,
     vk: &VirtualKey,
@@ -127,6 +130,8 @@ pub fn admit(
         .pricing
         .price(&primary.provider.name, &primary.model)
         .map_or(0.0, |price| price.cost(prompt, completion));
+    let now = now_ms();
+    let decided = strict_decisions(state, vk, rule, now).await?;
     let admission = governance::admit(
         &state.counters,
         vk,
@@ -135,11 +140,72 @@ pub fn admit(
             tokens: prompt + completion,
             cost,
         },
-        now_ms(),
+        now,
+        &decided,
     )?;
     Ok(Charge {
         admission,
         runtime: runtime.clone(),
         prompt_estimate: prompt,
     })
+}
+
+/// Ask the owner node of each strict request limit on the request's path (cluster mode, while
+/// the cluster view is fresh). Admitted counters come back with the cluster count before this
+/// request; a refusal is the 429; an owner that cannot be asked leaves the limit to the gossip
+/// counts (counted as a `fallback` in `bifrost_strict_admissions_total`). Token limits are
+/// always gossip-counted.
+async fn strict_decisions(
+    state: &AppState,
+    vk: &VirtualKey,
+    rule: Option<&ProviderRule>,
+    now: i64,
+) -> Result<Vec<(CounterKey, i64)>, GatewayError> {
+    let Some(cluster) = state.cluster.get() else {
+        return Ok(Vec::new());
+    };
+    let limits = [
+        vk.rate_limit
+            .as_ref()
+            .map(|l| ("vk", vk.counter_id.clone(), l)),
+        rule.and_then(|r| {
+            r.rate_limit
+                .as_ref()
+                .map(|l| ("provider", r.counter_id.clone(), l))
+        }),
+    ];
+    let mut decided = Vec::new();
+    for (scope, id, limit) in limits.into_iter().flatten() {
+        let (ClusterLimitMode::Strict, Some((max, period))) = (limit.mode, limit.requests) else {
+            continue;
+        };
+        if state.counters.remote().view().stale {
+            // The limit's cluster_stale_policy decides in admission.
+            break;
+        }
+        let window_start = period.window_start(now);
+        let window_end = period.window_end(window_start);
+        let key = CounterKey {
+            scope,
+            id: id.clone(),
+            metric: Metric::Requests,
+            window_start,
+        };
+        match cluster.admit_strict(&key, max, window_end).await {
+            StrictOutcome::Admitted { count_before } => {
+                state.metrics.gossip.strict_outcome("admitted");
+                decided.push((key, count_before));
+            }
+            StrictOutcome::Rejected => {
+                state.metrics.gossip.strict_outcome("rejected");
+                return Err(governance::strict_rejection(
+                    scope, &id, max, window_end, now,
+                ));
+            }
+            StrictOutcome::Unavailable(reason) => {
+                tracing::debug!(limit = %limit.id, %reason, "strict limit decided on gossip counts");
+            }
+        }
+    }
+    Ok(decided)
 }

@@ -101,6 +101,7 @@ async fn handle(state: Arc<AppState>, route: Route, headers: HeaderMap, body: Bo
         };
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
+    state.traffic.record(status);
     let metrics = &state.metrics;
     let route_labels = RouteLabels {
         route: route.path(),
@@ -177,6 +178,7 @@ async fn serve(
                 bytes.len(),
                 route != Route::Embeddings,
             )
+            .await
             .inspect_err(|e| state.metrics.governance_rejection(e))?,
         ),
         None => None,

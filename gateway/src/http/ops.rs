@@ -15,8 +15,8 @@ pub async fn health() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
 
-/// `GET /ready`: able to take traffic: not draining, and the config store answers within a
-/// second; 503 otherwise.
+/// `GET /ready`: able to take traffic: not draining, joined the cluster (cluster mode), and the
+/// config store answers within a second; 503 otherwise.
 pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
     let unavailable = |status: &str, detail: String| {
         (
@@ -27,6 +27,14 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
     };
     if state.lifecycle.is_draining() {
         return unavailable("draining", "shutting down".into());
+    }
+    if state.runtime.load().config.cluster_config.enabled
+        && !state.cluster.get().is_some_and(|cluster| cluster.joined())
+    {
+        return unavailable(
+            "joining",
+            "cluster mode: no peer heard from yet (ready once one answers, or after gossip.config.timeout_seconds alone)".into(),
+        );
     }
     if let Some(store) = &state.store {
         match tokio::time::timeout(std::time::Duration::from_secs(1), store.ping()).await {

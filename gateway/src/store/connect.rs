@@ -165,11 +165,18 @@ fn percent_encode(text: &str, keep: &[u8]) -> String {
 /// The embedded migrations, oldest first. A released migration is never edited (sqlx checks
 /// their checksums); schema changes get a new file.
 fn migrator() -> Migrator {
-    let migrations = [(
-        1,
-        "config store",
-        include_str!("../../migrations/0001_config_store.sql"),
-    )];
+    let migrations = [
+        (
+            1,
+            "config store",
+            include_str!("../../migrations/0001_config_store.sql"),
+        ),
+        (
+            2,
+            "cluster",
+            include_str!("../../migrations/0002_cluster.sql"),
+        ),
+    ];
     Migrator::with_migrations(
         migrations
             .into_iter()

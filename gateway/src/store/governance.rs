@@ -4,7 +4,7 @@ use sqlx::AnyConnection;
 
 use super::error::{EntityKind, QueryContext, StoreError};
 use super::references::require;
-use super::rows::{from_bigint, to_bigint};
+use super::rows::{from_bigint, from_word, to_bigint};
 use super::usage::now_ms;
 use super::Store;
 use crate::config::{BudgetConfig, CustomerConfig, Period, RateLimitConfig, TeamConfig};
@@ -74,29 +74,39 @@ pub(crate) async fn load_rate_limits(
         Option<String>,
         Option<i64>,
         Option<String>,
+        Option<String>,
+        Option<String>,
     );
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT id, request_max_limit, request_reset_duration, token_max_limit, \
-         token_reset_duration FROM rate_limits ORDER BY id",
+         token_reset_duration, cluster_mode, cluster_stale_policy FROM rate_limits ORDER BY id",
     )
     .fetch_all(conn)
     .await
     .context("loading rate limits")?;
     rows.into_iter()
-        .map(|(id, request_max, request_reset, token_max, token_reset)| {
-            let at = |column: &str| format!("rate_limits ({id}).{column}");
-            Ok(RateLimitConfig {
-                request_max_limit: request_max
-                    .map(|v| from_bigint(v, || at("request_max_limit")))
-                    .transpose()?,
-                request_reset_duration: request_reset,
-                token_max_limit: token_max
-                    .map(|v| from_bigint(v, || at("token_max_limit")))
-                    .transpose()?,
-                token_reset_duration: token_reset,
-                id,
-            })
-        })
+        .map(
+            |(id, request_max, request_reset, token_max, token_reset, mode, policy)| {
+                let at = |column: &str| format!("rate_limits ({id}).{column}");
+                Ok(RateLimitConfig {
+                    cluster_mode: mode
+                        .map(|v| from_word(&v, || at("cluster_mode")))
+                        .transpose()?,
+                    cluster_stale_policy: policy
+                        .map(|v| from_word(&v, || at("cluster_stale_policy")))
+                        .transpose()?,
+                    request_max_limit: request_max
+                        .map(|v| from_bigint(v, || at("request_max_limit")))
+                        .transpose()?,
+                    request_reset_duration: request_reset,
+                    token_max_limit: token_max
+                        .map(|v| from_bigint(v, || at("token_max_limit")))
+                        .transpose()?,
+                    token_reset_duration: token_reset,
+                    id,
+                })
+            },
+        )
         .collect()
 }
 
@@ -120,11 +130,14 @@ pub(crate) async fn write_rate_limit(
     }
     sqlx::query(
         "INSERT INTO rate_limits (id, request_max_limit, request_reset_duration, \
-         token_max_limit, token_reset_duration) VALUES ($1, $2, $3, $4, $5) \
+         token_max_limit, token_reset_duration, cluster_mode, cluster_stale_policy) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
          ON CONFLICT (id) DO UPDATE SET request_max_limit = excluded.request_max_limit, \
          request_reset_duration = excluded.request_reset_duration, \
          token_max_limit = excluded.token_max_limit, \
-         token_reset_duration = excluded.token_reset_duration",
+         token_reset_duration = excluded.token_reset_duration, \
+         cluster_mode = excluded.cluster_mode, \
+         cluster_stale_policy = excluded.cluster_stale_policy",
     )
     .bind(&limit.id)
     .bind(
@@ -141,6 +154,8 @@ pub(crate) async fn write_rate_limit(
             .transpose()?,
     )
     .bind(limit.token_reset_duration.clone())
+    .bind(limit.cluster_mode.map(|m| m.as_str()))
+    .bind(limit.cluster_stale_policy.map(|p| p.as_str()))
     .execute(conn)
     .await
     .context("writing a rate limit")?;

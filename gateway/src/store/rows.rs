@@ -41,6 +41,15 @@ pub(crate) fn from_bigint<T: TryFrom<i64>>(
         .map_err(|_| StoreError::corrupt(location(), format!("{value} is out of range")))
 }
 
+/// A config enum stored as its word (`"strict"`, `"local"`), read back through serde.
+pub(crate) fn from_word<T: serde::de::DeserializeOwned>(
+    value: &str,
+    location: impl Fn() -> String,
+) -> Result<T, StoreError> {
+    serde_json::from_value(serde_json::Value::String(value.to_string()))
+        .map_err(|e| StoreError::corrupt(location(), format!("\"{value}\": {e}")))
+}
+
 /// A boolean as BIGINT 0/1 (the `Any` driver has no portable boolean).
 pub(crate) fn to_flag(value: bool) -> i64 {
     i64::from(value)

@@ -11,6 +11,7 @@ use tracing::warn;
 use super::error::{EntityKind, QueryContext, StoreError};
 use super::references::exists;
 use super::{BudgetUsage, Store};
+use crate::config::StoreType;
 
 /// Now, in Unix milliseconds.
 pub(crate) fn now_ms() -> i64 {
@@ -81,6 +82,118 @@ impl Store {
             }
         }
         tx.commit().await.context("committing budget spend")
+    }
+
+    /// Brings the store up to date with one gateway process's cumulative spend: for each
+    /// `(budget, total)`, adds `total - flushed_total` to the budget when positive and records
+    /// `total` as flushed for `(node_id, generation, budget)`, all in one transaction. Sending
+    /// the same or an older total again adds nothing, so a retried flush, or a survivor writing
+    /// a dead node's last gossiped totals after that node flushed, never counts spend twice.
+    /// Returns the USD added.
+    pub async fn sync_node_spend(
+        &self,
+        node_id: &str,
+        generation: i64,
+        totals: &[(String, f64)],
+    ) -> Result<f64, StoreError> {
+        let mut merged: BTreeMap<&str, f64> = BTreeMap::new();
+        for (id, total) in totals {
+            if !total.is_finite() || *total < 0.0 {
+                return Err(StoreError::Invalid {
+                    what: format!("spend total for budget \"{id}\""),
+                    reason: format!(
+                        "{total} is not a finite, non-negative USD amount; nothing was added"
+                    ),
+                });
+            }
+            let entry = merged.entry(id.as_str()).or_insert(0.0);
+            *entry = entry.max(*total);
+        }
+        if merged.is_empty() {
+            return Ok(0.0);
+        }
+        // PostgreSQL locks the row until commit; SQLite's write transaction locks the database.
+        let select = match self.backend {
+            StoreType::Postgres => {
+                "SELECT flushed_total FROM node_spend \
+                 WHERE node_id = $1 AND generation = $2 AND budget_id = $3 FOR UPDATE"
+            }
+            StoreType::Sqlite => {
+                "SELECT flushed_total FROM node_spend \
+                 WHERE node_id = $1 AND generation = $2 AND budget_id = $3"
+            }
+        };
+        let now = now_ms();
+        let mut added = 0.0;
+        // Budgets in id order, so concurrent writers cannot deadlock.
+        let mut tx = self.begin_write().await?;
+        for (id, total) in merged {
+            sqlx::query(
+                "INSERT INTO node_spend (node_id, generation, budget_id, flushed_total, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (node_id, generation, budget_id) DO NOTHING",
+            )
+            .bind(node_id)
+            .bind(generation)
+            .bind(id)
+            .bind(0.0_f64)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .context("recording a node's spend")?;
+            let (flushed,): (f64,) = sqlx::query_as(select)
+                .bind(node_id)
+                .bind(generation)
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await
+                .context("reading a node's flushed spend")?;
+            let delta = total - flushed;
+            if delta <= 0.0 {
+                continue;
+            }
+            sqlx::query(
+                "UPDATE node_spend SET flushed_total = $1, updated_at = $2 \
+                 WHERE node_id = $3 AND generation = $4 AND budget_id = $5",
+            )
+            .bind(total)
+            .bind(now)
+            .bind(node_id)
+            .bind(generation)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .context("recording a node's spend")?;
+            let result =
+                sqlx::query("UPDATE budgets SET current_usage = current_usage + $1 WHERE id = $2")
+                    .bind(delta)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .context("adding budget spend")?;
+            if result.rows_affected() == 0 {
+                warn!(
+                    budget_id = id,
+                    spend = delta,
+                    "dropping spend for a budget that no longer exists"
+                );
+            } else {
+                added += delta;
+            }
+        }
+        tx.commit().await.context("committing budget spend")?;
+        Ok(added)
+    }
+
+    /// Forgets per-process spend records not written for `older_than_ms` (processes long gone;
+    /// their spend is in the budgets already). Returns how many rows went.
+    pub async fn prune_node_spend(&self, older_than_ms: i64) -> Result<u64, StoreError> {
+        let mut conn = self.pool.acquire().await.context("pruning node spend")?;
+        let result = sqlx::query("DELETE FROM node_spend WHERE updated_at < $1")
+            .bind(now_ms() - older_than_ms)
+            .execute(&mut *conn)
+            .await
+            .context("pruning node spend")?;
+        Ok(result.rows_affected())
     }
 
     /// Current usage of every budget.

@@ -150,6 +150,29 @@ pub struct GossipMetrics {
     pub bytes: Family<DirectionLabels, Counter>,
     /// Members by state, this node included.
     pub members: Family<MemberStateLabels, Gauge>,
+    /// gRPC calls from peers refused by authentication, by reason.
+    pub grpc_rejected: Family<GrpcRejectionLabels, Counter>,
+    /// Strict-mode admissions by outcome.
+    pub strict: Family<OutcomeLabels, Counter>,
+    /// Publish rounds: this node's counters written to its gossip state (every 100 ms).
+    pub publish_rounds: Counter,
+    /// Seconds since the stalest live peer's heartbeat advanced here.
+    pub convergence_lag: Gauge<f64, std::sync::atomic::AtomicU64>,
+}
+
+/// Labels of a strict-mode admission.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `admitted`, `rejected` or `fallback` (owner unreachable: decided on gossip counts).
+    pub outcome: &'static str,
+}
+
+/// Labels of a refused gRPC call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GrpcRejectionLabels {
+    /// `missing` (no token), `malformed`, `stale` (clock skew or replay) or `bad_signature`
+    /// (wrong cluster key).
+    pub reason: &'static str,
 }
 
 impl GossipMetrics {
@@ -169,6 +192,55 @@ impl GossipMetrics {
             "Cluster members this node knows, by state, itself included",
             self.members.clone(),
         );
+        registry.register(
+            "grpc_requests_rejected",
+            "gRPC calls from peers refused as unauthenticated: reason missing, malformed, stale or bad_signature (wrong cluster key)",
+            self.grpc_rejected.clone(),
+        );
+        registry.register(
+            "strict_admissions",
+            "Strict-mode rate-limit decisions: outcome admitted, rejected (by the owner) or fallback (owner unreachable; gossip counts decided)",
+            self.strict.clone(),
+        );
+        registry.register(
+            "gossip_publish_rounds",
+            "Rounds in which this node wrote its counters into its gossip state",
+            self.publish_rounds.clone(),
+        );
+        registry.register(
+            "cluster_convergence_lag_seconds",
+            "Seconds since the stalest live peer's heartbeat last advanced on this node (how old the oldest peer state it holds is)",
+            self.convergence_lag.clone(),
+        );
+    }
+
+    /// Count one strict-mode decision.
+    pub fn strict_outcome(&self, outcome: &'static str) {
+        self.strict.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    /// Count one strict-mode fallback to gossip counts.
+    pub fn strict_fallback(&self) {
+        self.strict_outcome("fallback");
+    }
+
+    /// Count one refused gRPC call.
+    pub fn grpc_rejected(&self, reason: &'static str) {
+        self.grpc_rejected
+            .get_or_create(&GrpcRejectionLabels { reason })
+            .inc();
+    }
+
+    /// gRPC calls refused so far, every reason together.
+    pub fn grpc_rejected_total(&self) -> u64 {
+        ["missing", "malformed", "stale", "bad_signature"]
+            .into_iter()
+            .map(|reason| {
+                self.grpc_rejected
+                    .get_or_create(&GrpcRejectionLabels { reason })
+                    .get()
+            })
+            .sum()
     }
 
     /// Count one dropped packet.

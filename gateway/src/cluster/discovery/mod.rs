@@ -1,6 +1,12 @@
-//! Seed addresses for gossip: static `peers`, the operator's peers file, DNS names, etcd.
+//! Seed addresses for gossip: static `peers`, the operator's peers file, DNS names (A/AAAA and
+//! SRV), Kubernetes pods, Consul, etcd.
 
+pub mod consul;
+pub mod dns;
 pub mod etcd;
+pub mod kubernetes;
+pub mod mdns;
+pub mod udp;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -8,7 +14,12 @@ use std::net::SocketAddr;
 use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
+pub use consul::{ConsulDiscovery, ConsulRegistration};
+pub use dns::{DnsDiscovery, DnsName};
 pub use etcd::{EtcdDiscovery, EtcdRegistration, NodeRecord};
+pub use kubernetes::KubernetesDiscovery;
+pub use mdns::MdnsDiscovery;
+pub use udp::UdpDiscovery;
 
 use crate::config::PeersFile;
 use crate::config::{ClusterConfig, DiscoveryType};
@@ -20,12 +31,18 @@ pub enum Discovery {
     Static,
     /// The operator's peers file, re-read every refresh.
     OperatorFile(String),
-    /// DNS names with the port appended.
-    Dns { names: Vec<String>, port: u16 },
+    /// DNS names: A/AAAA with the port appended, or SRV records.
+    Dns(DnsDiscovery),
+    /// Running pods matching a label selector, listed through the Kubernetes API.
+    Kubernetes(KubernetesDiscovery),
+    /// Passing instances of `service_name` in the local Consul agent.
+    Consul(ConsulDiscovery),
     /// Other nodes' keys under `/services/<service_name>/` in etcd.
     Etcd(EtcdDiscovery),
-    /// A method this version does not implement yet.
-    NotImplemented(DiscoveryType),
+    /// Broadcast beacons on `udp_broadcast_port`, fenced by `allowed_address_space`.
+    Udp(UdpDiscovery),
+    /// Instances of `mdns_service` announced over multicast DNS.
+    Mdns(MdnsDiscovery),
 }
 
 impl Discovery {
@@ -38,15 +55,25 @@ impl Discovery {
         match discovery.discovery_type {
             None => Self::Static,
             Some(DiscoveryType::Operator) => Self::OperatorFile(discovery.peers_file.clone()),
-            Some(DiscoveryType::Dns) => Self::Dns {
-                names: discovery.dns_names.clone(),
-                port: discovery.bind_port.unwrap_or(cluster.gossip.port),
-            },
+            Some(DiscoveryType::Dns) => Self::Dns(DnsDiscovery::new(
+                &discovery.dns_names,
+                discovery.bind_port.unwrap_or(cluster.gossip.port),
+            )),
+            Some(DiscoveryType::Kubernetes) => Self::Kubernetes(KubernetesDiscovery::new(
+                discovery.k8s_namespace.as_deref(),
+                discovery.k8s_label_selector.as_deref().unwrap_or_default(),
+                discovery.bind_port.unwrap_or(cluster.gossip.port),
+            )),
+            Some(DiscoveryType::Consul) => Self::Consul(ConsulDiscovery::new(
+                discovery.consul_address.as_deref(),
+                &discovery.service_name,
+            )),
             Some(DiscoveryType::Etcd) => Self::Etcd(EtcdDiscovery::new(
                 &discovery.etcd_endpoints,
                 &discovery.service_name,
             )),
-            Some(other) => Self::NotImplemented(other),
+            Some(DiscoveryType::Udp) => Self::Udp(UdpDiscovery::from_config(cluster)),
+            Some(DiscoveryType::Mdns) => Self::Mdns(MdnsDiscovery::from_config(cluster)),
         }
     }
 
@@ -55,9 +82,12 @@ impl Discovery {
         match self {
             Self::Static => "static",
             Self::OperatorFile(_) => "operator",
-            Self::Dns { .. } => "dns",
+            Self::Dns(_) => "dns",
+            Self::Kubernetes(_) => "kubernetes",
+            Self::Consul(_) => "consul",
             Self::Etcd(_) => "etcd",
-            Self::NotImplemented(_) => "not implemented",
+            Self::Udp(_) => "udp",
+            Self::Mdns(_) => "mdns",
         }
     }
 
@@ -71,19 +101,22 @@ impl Discovery {
     ) -> Option<BoxFuture<'static, ()>> {
         match self {
             Self::Etcd(etcd) => Some(Box::pin(etcd.registration(node_id, record).run(stop))),
+            Self::Udp(udp) => Some(Box::pin(udp.registration(node_id, record).run(stop))),
+            Self::Mdns(mdns) => Some(Box::pin(mdns.registration(node_id, record).run(stop))),
+            Self::Consul(consul) => Some(Box::pin(consul.registration(node_id, record).run(stop))),
             _ => None,
         }
     }
 
     /// Whether `discover` finds anything, so a refresh loop is worth running.
     pub fn refreshes(&self) -> bool {
-        !matches!(self, Self::Static | Self::NotImplemented(_))
+        !matches!(self, Self::Static)
     }
 
     /// Resolve the current seeds (empty for static and unimplemented methods).
     pub async fn discover(&self) -> Result<BTreeSet<SocketAddr>, String> {
         match self {
-            Self::Static | Self::NotImplemented(_) => Ok(BTreeSet::new()),
+            Self::Static => Ok(BTreeSet::new()),
             Self::OperatorFile(path) => {
                 let text = tokio::fs::read_to_string(path)
                     .await
@@ -91,21 +124,12 @@ impl Discovery {
                 let file = PeersFile::parse(&text)?;
                 Ok(resolve(file.gossip_addresses()).await)
             }
-            Self::Dns { names, port } => {
-                let with_port = names.iter().map(|name| {
-                    if name.parse::<SocketAddr>().is_ok() {
-                        name.clone()
-                    } else {
-                        format!("{name}:{port}")
-                    }
-                });
-                let found = resolve(with_port.collect()).await;
-                if found.is_empty() && !names.is_empty() {
-                    return Err(format!("no addresses for {}", names.join(", ")));
-                }
-                Ok(found)
-            }
+            Self::Dns(dns) => dns.discover().await,
+            Self::Kubernetes(kubernetes) => Ok(kubernetes.discover().await?.into_iter().collect()),
+            Self::Consul(consul) => Ok(resolve(consul.discover().await?).await),
             Self::Etcd(etcd) => etcd.discover().await,
+            Self::Udp(udp) => udp.discover(),
+            Self::Mdns(mdns) => mdns.discover(),
         }
     }
 }
@@ -144,20 +168,5 @@ mod tests {
             found.into_iter().collect::<Vec<_>>(),
             vec!["10.0.0.7:10101".parse::<SocketAddr>().expect("addr")]
         );
-    }
-
-    #[tokio::test]
-    async fn dns_names_get_the_gossip_port() {
-        let found = Discovery::Dns {
-            names: vec!["localhost".into()],
-            port: 10101,
-        }
-        .discover()
-        .await
-        .expect("localhost resolves");
-        assert!(found
-            .iter()
-            .all(|a| a.port() == 10101 && a.ip().is_loopback()));
-        assert!(!found.is_empty());
     }
 }

@@ -179,6 +179,8 @@ async fn invalid_definitions_name_the_field() {
             request_reset_duration: Some("1m".to_string()),
             token_max_limit: None,
             token_reset_duration: None,
+            cluster_mode: None,
+            cluster_stale_policy: None,
         })
         .await
         .expect_err("too large");

@@ -18,9 +18,9 @@ use tempfile::TempDir;
 
 use super::{Store, StoreError};
 use crate::config::{
-    BudgetConfig, ConfigStoreConfig, CustomerConfig, GovernanceConfig, KeyConfig, ProviderConfig,
-    RateLimitConfig, StoreConnectionConfig, StoreType, TeamConfig, VirtualKeyConfig,
-    VirtualKeyProviderConfig,
+    BudgetConfig, ClusterLimitMode, ConfigStoreConfig, CustomerConfig, GovernanceConfig, KeyConfig,
+    ProviderConfig, RateLimitConfig, StalePolicy, StoreConnectionConfig, StoreType, TeamConfig,
+    VirtualKeyConfig, VirtualKeyProviderConfig,
 };
 
 pub(super) const TEST_KEY: &str = "a test encryption key that is long enough";
@@ -257,6 +257,8 @@ pub(super) fn sample_config() -> (BTreeMap<String, ProviderConfig>, GovernanceCo
             request_reset_duration: Some("1m".to_string()),
             token_max_limit: Some(100_000),
             token_reset_duration: Some("1h".to_string()),
+            cluster_mode: Some(ClusterLimitMode::Strict),
+            cluster_stale_policy: Some(StalePolicy::Closed),
         }],
         ..GovernanceConfig::default()
     };

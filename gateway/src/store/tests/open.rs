@@ -23,7 +23,7 @@ on_both_backends! {
             .fetch_one(&mut raw)
             .await
             .expect("count migrations");
-        assert_eq!(applied, 1);
+        assert_eq!(applied, 2, "0001 and 0002");
     }
 }
 

@@ -77,3 +77,54 @@ async fn non_finite_spend_is_refused_before_anything_is_written() {
     let usage = store.budget_usage().await.expect("usage");
     assert_eq!(usage["b-vk"].current_usage, 0.0);
 }
+
+on_both_backends! {
+    /// A process's totals are written once however often (and from wherever) they are sent:
+    /// the process's own retried flush and a survivor writing its last gossiped totals race,
+    /// and only the increase over what was flushed is added.
+    async fn node_spend_totals_are_added_exactly_once(db: TestDb) {
+        let replicas = [sample_store(&db).await, db.open().await];
+        let mut writers = Vec::new();
+        // The same process's totals 1.0, 1.5, 2.0 arrive 3 times each, from both replicas, at
+        // once; another process writes 0.25.
+        for round in 0..9 {
+            let store = replicas[round % 2].clone();
+            let total = [1.0, 1.5, 2.0][round % 3];
+            writers.push(tokio::spawn(async move {
+                store
+                    .sync_node_spend("node-a", 7, &[("b-vk".to_string(), total)])
+                    .await
+            }));
+        }
+        let added: f64 = {
+            let mut sum = 0.0;
+            for writer in writers {
+                sum += writer.await.expect("join").expect("sync");
+            }
+            sum
+        };
+        assert_eq!(added, 2.0, "the highest total, once");
+        replicas[1]
+            .sync_node_spend("node-b", 7, &[("b-vk".to_string(), 0.25)])
+            .await
+            .expect("another process");
+        // A new generation of the same node starts from zero.
+        replicas[0]
+            .sync_node_spend("node-a", 8, &[("b-vk".to_string(), 0.5)])
+            .await
+            .expect("restarted node");
+        let usage = replicas[0].budget_usage().await.expect("usage");
+        assert_eq!(usage["b-vk"].current_usage, 2.75);
+        assert_eq!(
+            replicas[0].sync_node_spend("node-a", 7, &[("b-vk".to_string(), 2.0)]).await.expect("again"),
+            0.0
+        );
+        let err = replicas[0]
+            .sync_node_spend("node-a", 7, &[("b-vk".to_string(), -1.0)])
+            .await
+            .expect_err("negative");
+        assert!(err.to_string().contains("b-vk"), "{err}");
+        assert_eq!(replicas[0].prune_node_spend(3_600_000).await.expect("prune"), 0);
+        assert_eq!(replicas[0].prune_node_spend(-3_600_000).await.expect("prune"), 3);
+    }
+}
