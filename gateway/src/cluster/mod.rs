@@ -8,7 +8,9 @@
 pub mod counters;
 pub mod discovery;
 pub mod grpc;
+pub mod load;
 pub mod membership;
+pub mod recovery;
 pub mod rpc;
 pub mod transport;
 
@@ -22,7 +24,6 @@ use chitchat::{
     ProtocolVersion,
 };
 use futures_util::future::BoxFuture;
-use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -32,13 +33,12 @@ use crate::governance::counters::UsageCounters;
 use crate::governance::flush::SpendSource;
 use crate::telemetry::metrics::GossipMetrics;
 pub use counters::GossipUsage;
-use counters::{
-    recovered_key, spend_totals, RemoteNode, RemoteSnapshot, RATE_LIMIT_PREFIX, RECOVERED_PREFIX,
-    SPEND_PREFIX,
-};
+use counters::{RemoteNode, RemoteSnapshot, RATE_LIMIT_PREFIX, SPEND_PREFIX};
 use discovery::Discovery;
+use load::LoadWindow;
 pub use membership::{ClusterStatus, NodeStatus};
 use membership::{Membership, PeerObservation};
+use recovery::{recover_dead_spend, recovered_markers};
 use transport::{AddressFilter, GossipSeal, SealedTransport};
 
 /// How often a gossip round runs.
@@ -564,148 +564,6 @@ async fn check_health(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Rates over about a second of [`NodeReport`]s.
-#[derive(Default)]
-struct LoadWindow {
-    last: Option<(NodeReport, Instant)>,
-}
-
-/// Requests per second and the 5xx share over the last window.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct LoadRates {
-    rps: f64,
-    error_rate: f64,
-}
-
-impl LoadWindow {
-    /// Rates since the previous sample once a second has passed (then a new window starts).
-    fn sample(&mut self, report: NodeReport, now: Instant) -> Option<LoadRates> {
-        let Some((previous, at)) = self.last else {
-            self.last = Some((report, now));
-            return None;
-        };
-        let elapsed = now.duration_since(at);
-        if elapsed < Duration::from_secs(1) {
-            return None;
-        }
-        self.last = Some((report, now));
-        let requests = report.requests.saturating_sub(previous.requests);
-        let errors = report.errors.saturating_sub(previous.errors);
-        Some(LoadRates {
-            rps: requests as f64 / elapsed.as_secs_f64(),
-            error_rate: if requests == 0 {
-                0.0
-            } else {
-                errors as f64 / requests as f64
-            },
-        })
-    }
-}
-
-/// `(node_id, generation)` of every dead node whose spend some survivor wrote.
-fn recovered_markers(chitchat: &Chitchat) -> BTreeSet<(String, u64)> {
-    chitchat
-        .node_states()
-        .values()
-        .flat_map(|state| state.key_values())
-        .filter_map(|(key, _)| {
-            let (node, generation) = key.strip_prefix(RECOVERED_PREFIX)?.rsplit_once('/')?;
-            Some((node.to_string(), generation.parse().ok()?))
-        })
-        .collect()
-}
-
-/// Which member writes `dead`'s spend: the highest rendezvous score of `(dead, candidate)`
-/// among `candidates`, so every survivor with the same view picks the same one.
-pub fn spend_recoverer<'a>(
-    dead: &ChitchatId,
-    candidates: &'a [ChitchatId],
-) -> Option<&'a ChitchatId> {
-    candidates.iter().max_by_key(|candidate| {
-        let digest = Sha256::new()
-            .chain_update(dead.node_id.as_bytes())
-            .chain_update(dead.generation_id.to_be_bytes())
-            .chain_update(candidate.node_id.as_bytes())
-            .chain_update(candidate.generation_id.to_be_bytes())
-            .finalize();
-        let mut score = [0u8; 8];
-        score.copy_from_slice(&digest[..8]);
-        (u64::from_be_bytes(score), candidate.node_id.clone())
-    })
-}
-
-/// For each dead peer whose spend nobody wrote yet: if this node is the chosen survivor, write
-/// the peer's last gossiped totals (the store adds only what that process had not flushed)
-/// and publish the `recovered/` marker. `handled` remembers peers settled either way.
-async fn recover_dead_spend(
-    cluster: &Cluster,
-    dead: &[ChitchatId],
-    healthy: &[ChitchatId],
-    handled: &mut BTreeSet<ChitchatId>,
-) {
-    handled.retain(|id| dead.contains(id));
-    for id in dead {
-        if handled.contains(id) {
-            continue;
-        }
-        let totals = {
-            let chitchat = cluster.chitchat.lock().await;
-            if recovered_markers(&chitchat).contains(&(id.node_id.to_string(), id.generation_id)) {
-                handled.insert(id.clone());
-                continue;
-            }
-            let mut candidates = healthy.to_vec();
-            candidates.push(cluster.self_id.clone());
-            if spend_recoverer(id, &candidates) != Some(&cluster.self_id) {
-                continue;
-            }
-            chitchat
-                .node_state(id)
-                .map(|state| spend_totals(state.key_values()))
-                .unwrap_or_default()
-        };
-        let source = SpendSource {
-            node_id: id.node_id.to_string(),
-            generation: i64::try_from(id.generation_id).unwrap_or(i64::MAX),
-        };
-        let written = if totals.is_empty() {
-            Ok(0.0)
-        } else {
-            match tokio::time::timeout(
-                Duration::from_secs(5),
-                cluster.hooks.write_spend(source, totals.clone()),
-            )
-            .await
-            {
-                Ok(result) => result,
-                Err(_) => Err("timeout waiting for response from the config store".to_string()),
-            }
-        };
-        match written {
-            Ok(usd) => {
-                tracing::info!(
-                    node_id = %id.node_id,
-                    generation = id.generation_id,
-                    budgets = totals.len(),
-                    usd,
-                    "wrote a dead node's unflushed spend to the store"
-                );
-                let mut chitchat = cluster.chitchat.lock().await;
-                chitchat.self_node_state().set(
-                    recovered_key(&id.node_id, id.generation_id),
-                    usd.to_string(),
-                );
-                handled.insert(id.clone());
-            }
-            Err(error) => tracing::warn!(
-                node_id = %id.node_id,
-                %error,
-                "cannot write a dead node's unflushed spend yet; retrying"
-            ),
-        }
-    }
-}
-
 /// Re-run discovery every `refresh` and greet every new address.
 async fn run_discovery(
     cluster: Arc<Cluster>,
@@ -750,71 +608,5 @@ async fn run_discovery(
             _ = tokio::time::sleep(refresh) => {}
             _ = stop.wait_for(|stop| *stop) => return,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn node(name: &str, generation: u64) -> ChitchatId {
-        ChitchatId::new(name.to_string(), generation, ([127, 0, 0, 1], 10101).into())
-    }
-
-    #[test]
-    fn every_survivor_picks_the_same_spend_recoverer_whatever_the_order() {
-        let dead = node("gw-3", 7);
-        let survivors = [node("gw-0", 1), node("gw-1", 2), node("gw-2", 3)];
-        let chosen = spend_recoverer(&dead, &survivors)
-            .expect("one is chosen")
-            .clone();
-        let mut reversed = survivors.to_vec();
-        reversed.reverse();
-        assert_eq!(spend_recoverer(&dead, &reversed), Some(&chosen));
-        // Another generation of the same node may go to another survivor, but deterministically.
-        let again = node("gw-3", 8);
-        assert_eq!(
-            spend_recoverer(&again, &survivors),
-            spend_recoverer(&again, &reversed)
-        );
-        // Spread: over many dead nodes, every survivor gets some.
-        let mut chosen_by = BTreeMap::new();
-        for generation in 0..300 {
-            let dead = node("gw-9", generation);
-            let who = spend_recoverer(&dead, &survivors).expect("chosen");
-            *chosen_by.entry(who.node_id.to_string()).or_insert(0) += 1;
-        }
-        assert_eq!(chosen_by.len(), 3, "{chosen_by:?}");
-        assert_eq!(spend_recoverer(&dead, &[]), None);
-    }
-
-    #[test]
-    fn load_rates_come_once_a_second() {
-        let mut window = LoadWindow::default();
-        let t = Instant::now();
-        let report = |requests, errors| NodeReport {
-            requests,
-            errors,
-            in_flight: 2,
-            config_version: 1,
-        };
-        assert_eq!(
-            window.sample(report(0, 0), t),
-            None,
-            "the first sample starts a window"
-        );
-        assert_eq!(
-            window.sample(report(50, 1), t + Duration::from_millis(500)),
-            None
-        );
-        let rates = window
-            .sample(report(200, 10), t + Duration::from_secs(2))
-            .expect("a second passed");
-        assert_eq!(rates.rps, 100.0);
-        assert_eq!(rates.error_rate, 0.05);
-        let idle = window
-            .sample(report(200, 10), t + Duration::from_secs(3))
-            .expect("a second passed");
-        assert_eq!((idle.rps, idle.error_rate), (0.0, 0.0));
     }
 }
