@@ -60,19 +60,22 @@ fn node_config(
     config
 }
 
-/// Every node logged `discovered 2 nodes` (both others, nothing more) and never `discovered 3`.
-async fn each_discovered_exactly_the_two_others(nodes: &[Gateway]) {
+/// Every node logged `discovered N nodes` for all the others, and never one more.
+async fn each_discovered_exactly_the_others(nodes: &[Gateway]) {
+    let others = nodes.len() - 1;
     for node in nodes {
         assert!(
             node.output
-                .wait_for("discovered 2 nodes", LOG_DEADLINE)
+                .wait_for(&format!("discovered {others} nodes"), LOG_DEADLINE)
                 .await
                 .is_some(),
             "{:#?}",
             node.output.lines()
         );
         assert!(
-            !node.output.contains("discovered 3 nodes"),
+            !node
+                .output
+                .contains(&format!("discovered {} nodes", others + 1)),
             "{:#?}",
             node.output.lines()
         );
@@ -138,7 +141,7 @@ async fn three_nodes_form_a_cluster_through_consul() {
         .requests()
         .iter()
         .any(|r| r == &format!("GET /v1/health/service/{SERVICE}?passing=true")));
-    each_discovered_exactly_the_two_others(&nodes).await;
+    each_discovered_exactly_the_others(&nodes).await;
     for node in &nodes {
         assert!(node.output.contains("registered in consul"));
     }
@@ -243,7 +246,7 @@ async fn three_nodes_form_a_cluster_through_the_kubernetes_api() {
     let converged = wait_for_members(&nodes, 3).await;
     eprintln!("3 nodes through the Kubernetes API: 3 members everywhere {converged:?} after the last start");
 
-    each_discovered_exactly_the_two_others(&nodes).await;
+    each_discovered_exactly_the_others(&nodes).await;
     for node in &nodes {
         assert!(
             !node.output.contains("discovery failed"),
@@ -259,13 +262,22 @@ async fn three_nodes_form_a_cluster_through_the_kubernetes_api() {
 
 #[tokio::test]
 async fn three_nodes_form_a_cluster_through_dns() {
+    form_a_cluster_through_dns(3).await;
+}
+
+#[tokio::test]
+async fn five_nodes_form_a_cluster_through_dns() {
+    form_a_cluster_through_dns(5).await;
+}
+
+async fn form_a_cluster_through_dns(size: usize) {
     let Some((base, _mock)) = base().await else {
         return;
     };
-    // `localhost` gives 127.0.0.1 only: nodes 1 and 2 find node 0, and gossip tells everyone
+    // `localhost` gives 127.0.0.1 only: the others find node 0, and gossip tells everyone
     // about everyone.
     let port = free_udp_ports(1)[0];
-    let grpc = free_tcp_ports(3);
+    let grpc = free_tcp_ports(size);
     let mut nodes = Vec::new();
     for (index, grpc_port) in grpc.into_iter().enumerate() {
         let discovery = json!({"type": "dns", "dns_names": ["localhost"]});
@@ -283,8 +295,10 @@ async fn three_nodes_form_a_cluster_through_dns() {
             .await,
         );
     }
-    let converged = wait_for_members(&nodes, 3).await;
-    eprintln!("3 nodes through dns: 3 members everywhere {converged:?} after the last start");
+    let converged = wait_for_members(&nodes, size as u64).await;
+    eprintln!(
+        "{size} nodes through dns: {size} members everywhere {converged:?} after the last start"
+    );
     for node in &nodes[1..] {
         assert!(
             node.output
@@ -299,14 +313,23 @@ async fn three_nodes_form_a_cluster_through_dns() {
 
 #[tokio::test]
 async fn three_nodes_form_a_cluster_through_the_operator_peers_file() {
+    form_a_cluster_through_the_operator_peers_file(3).await;
+}
+
+#[tokio::test]
+async fn five_nodes_form_a_cluster_through_the_operator_peers_file() {
+    form_a_cluster_through_the_operator_peers_file(5).await;
+}
+
+async fn form_a_cluster_through_the_operator_peers_file(size: usize) {
     let Some((base, _mock)) = base().await else {
         return;
     };
-    let gossip = free_udp_ports(3);
-    let grpc = free_tcp_ports(3);
+    let gossip = free_udp_ports(size);
+    let grpc = free_tcp_ports(size);
     let dir = tempfile::tempdir().expect("temp dir");
     let peers_file = dir.path().join("peers.json");
-    let peers: Vec<Value> = (0..3)
+    let peers: Vec<Value> = (0..size)
         .map(|i| {
             json!({"name": format!("node-{i}"), "ip": "127.0.0.1", "gossip_port": gossip[i],
                    "grpc_port": grpc[i], "ready": true})
@@ -318,7 +341,7 @@ async fn three_nodes_form_a_cluster_through_the_operator_peers_file() {
     )
     .expect("write peers file");
     let mut nodes = Vec::new();
-    for index in 0..3 {
+    for index in 0..size {
         let discovery = json!({"type": "operator", "peers_file": peers_file.display().to_string()});
         let config = node_config(&base, index, gossip[index], grpc[index], discovery);
         nodes.push(
@@ -332,9 +355,9 @@ async fn three_nodes_form_a_cluster_through_the_operator_peers_file() {
             .await,
         );
     }
-    let converged = wait_for_members(&nodes, 3).await;
+    let converged = wait_for_members(&nodes, size as u64).await;
     eprintln!(
-        "3 nodes through the peers file: 3 members everywhere {converged:?} after the last start"
+        "{size} nodes through the peers file: {size} members everywhere {converged:?} after the last start"
     );
-    each_discovered_exactly_the_two_others(&nodes).await;
+    each_discovered_exactly_the_others(&nodes).await;
 }

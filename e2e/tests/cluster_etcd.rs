@@ -189,6 +189,15 @@ async fn members(node: &Gateway) -> Option<u64> {
 
 #[tokio::test]
 async fn three_nodes_form_a_cluster_through_etcd() {
+    form_a_cluster_through_etcd(3).await;
+}
+
+#[tokio::test]
+async fn five_nodes_form_a_cluster_through_etcd() {
+    form_a_cluster_through_etcd(5).await;
+}
+
+async fn form_a_cluster_through_etcd(size: usize) {
     let Some(store) = postgres_store() else {
         return;
     };
@@ -201,7 +210,7 @@ async fn three_nodes_form_a_cluster_through_etcd() {
 
     let started = Instant::now();
     let mut nodes = Vec::new();
-    for (index, port) in free_udp_ports(3).into_iter().enumerate() {
+    for (index, port) in free_udp_ports(size).into_iter().enumerate() {
         nodes.push(
             Gateway::start_with(
                 &node_config(&base, &etcd, port, index),
@@ -218,30 +227,35 @@ async fn three_nodes_form_a_cluster_through_etcd() {
         for node in &nodes {
             counts.push(members(node).await);
         }
-        if counts.iter().all(|c| *c == Some(3)) {
+        if counts.iter().all(|c| *c == Some(size as u64)) {
             break;
         }
         assert!(
             started.elapsed() < CONVERGENCE_DEADLINE,
-            "no convergence to 3 members within {CONVERGENCE_DEADLINE:?}: {counts:?}"
+            "no convergence to {size} members within {CONVERGENCE_DEADLINE:?}: {counts:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     eprintln!(
-        "3 nodes through etcd: all started in {all_started:?}, 3 members everywhere {:?} after \
-         the first start",
+        "{size} nodes through etcd: all started in {all_started:?}, {size} members everywhere \
+         {:?} after the first start",
         started.elapsed()
     );
 
     assert_eq!(
         etcd.keys().await,
-        [0, 1, 2].map(|i| format!("/services/{SERVICE_NAME}/node-{i}")),
+        (0..size)
+            .map(|i| format!("/services/{SERVICE_NAME}/node-{i}"))
+            .collect::<Vec<_>>(),
     );
     for node in &nodes {
         assert!(node.output.contains("registered in etcd"));
         assert!(
             node.output
-                .wait_for("discovered 2 nodes", Duration::from_secs(5))
+                .wait_for(
+                    &format!("discovered {} nodes", size - 1),
+                    Duration::from_secs(5)
+                )
                 .await
                 .is_some(),
             "{:#?}",
@@ -257,7 +271,7 @@ async fn three_nodes_form_a_cluster_through_etcd() {
     loop {
         let keys = etcd.keys().await;
         if !keys.contains(&gone) {
-            assert_eq!(keys.len(), 2, "{keys:?}");
+            assert_eq!(keys.len(), size - 1, "{keys:?}");
             break;
         }
         assert!(

@@ -468,6 +468,14 @@ fn validate_governance(config: &GatewayConfig, problems: &mut Vec<FieldError>) {
                 (None, None) => {}
             }
         }
+        if limit.cluster_mode == Some(super::ClusterLimitMode::Strict)
+            && limit.request_max_limit.is_none()
+        {
+            problems.push(FieldError::new(
+                format!("governance.rate_limits[{i}].cluster_mode"),
+                "strict applies to request limits (token limits are always gossip-counted): set request_max_limit, or use gossip",
+            ));
+        }
     }
     for (i, team) in gov.teams.iter().enumerate() {
         check_ref(
@@ -814,7 +822,8 @@ mod tests {
             r#"{"providers": {"openai": {}},
                 "governance": {
                   "budgets": [{"id": "b1", "max_limit": 10, "reset_duration": "1fortnight"}],
-                  "rate_limits": [{"id": "r1", "request_max_limit": 10}],
+                  "rate_limits": [{"id": "r1", "request_max_limit": 10},
+                                  {"id": "r2", "token_max_limit": 10, "token_reset_duration": "1m", "cluster_mode": "strict"}],
                   "teams": [{"id": "t1", "customer_id": "nobody"}],
                   "virtual_keys": [
                     {"id": "v1", "value": "sk-bf-1", "team_id": "t1", "customer_id": "c9", "budget_id": "b2",
@@ -825,6 +834,7 @@ mod tests {
         for path in [
             "governance.budgets[0].reset_duration:",
             "governance.rate_limits[0].request_reset_duration: required",
+            "governance.rate_limits[1].cluster_mode: strict applies to request limits",
             "governance.teams[0].customer_id: no customer",
             "governance.virtual_keys[0].customer_id: a virtual key belongs to a team or to a customer",
             "governance.virtual_keys[0].budget_id: no budget",
