@@ -655,6 +655,23 @@ impl Gateway {
     }
 }
 
+/// Poll until every node in `nodes` counts `size` healthy members (every peer passed the
+/// success threshold). Panics with the status of the first node that does not, after
+/// [`CONVERGENCE_DEADLINE`].
+pub async fn wait_for_healthy<'a>(nodes: impl IntoIterator<Item = &'a Gateway>, size: u64) {
+    let deadline = std::time::Instant::now() + CONVERGENCE_DEADLINE;
+    for node in nodes {
+        while node.cluster_status().await["healthy_members"] != size {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not {size} healthy members within {CONVERGENCE_DEADLINE:?}: {:#}",
+                node.cluster_status().await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 /// Poll until every node in `nodes` reports `size` members; how long that took. Panics with
 /// every node's status after [`CONVERGENCE_DEADLINE`].
 pub async fn wait_for_members<'a>(

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use bifrost_e2e::harness::{
-    cluster_node_config, config_for, free_udp_ports, postgres_store, wait_for_members, Gateway,
-    GossipTimings, MockProvider, CONVERGENCE_DEADLINE,
+    cluster_node_config, config_for, free_udp_ports, postgres_store, wait_for_healthy,
+    wait_for_members, Gateway, GossipTimings, MockProvider, CONVERGENCE_DEADLINE,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -235,17 +235,7 @@ async fn shared_limit_run(mode: &str, spacing: Duration) -> Option<(usize, u64)>
     let nodes = start_cluster(&base_config(store, &mock, governance), 3).await;
     wait_for_members(&nodes, 3).await;
     // Strict owners are chosen among healthy members: wait until every node counts all three.
-    let deadline = Instant::now() + CONVERGENCE_DEADLINE;
-    for node in &nodes {
-        while node.cluster_status().await["healthy_members"] != 3 {
-            assert!(
-                Instant::now() < deadline,
-                "{:#}",
-                node.cluster_status().await
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
+    wait_for_healthy(&nodes, 3).await;
     // All requests in one one-minute window.
     wait_for_a_fresh_window_if_less_than(Duration::from_secs(30)).await;
     let started = Instant::now();

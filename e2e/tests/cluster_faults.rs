@@ -7,8 +7,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bifrost_e2e::harness::{
-    cluster_node_config, config_for, free_udp_ports, postgres_store, wait_for_members, Gateway,
-    GossipTimings, MockProvider, CONVERGENCE_DEADLINE,
+    cluster_node_config, config_for, free_udp_ports, postgres_store, wait_for_healthy,
+    wait_for_members, Gateway, GossipTimings, MockProvider, CONVERGENCE_DEADLINE,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -87,17 +87,7 @@ async fn a_killed_node_is_marked_suspect_then_dead_and_the_others_keep_serving()
     let mut nodes = start_cluster(store, &mock).await;
     wait_for_members(&nodes, 3).await;
     // Every survivor has seen the victim's heartbeat advance (it is healthy) before the kill.
-    let deadline = Instant::now() + CONVERGENCE_DEADLINE;
-    for node in &nodes[..2] {
-        while node.cluster_status().await["healthy_members"] != 3 {
-            assert!(
-                Instant::now() < deadline,
-                "{:#}",
-                node.cluster_status().await
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
+    wait_for_healthy(&nodes[..2], 3).await;
 
     let victim = nodes.pop().expect("three nodes");
     let killed_at = Instant::now();

@@ -43,6 +43,26 @@ pub(crate) async fn load(
         .collect())
 }
 
+/// `current_usage += delta` for budget `id` inside `conn`'s transaction; false (with a
+/// warning) when the budget no longer exists and the spend is dropped.
+async fn add_to_budget(conn: &mut AnyConnection, id: &str, delta: f64) -> Result<bool, StoreError> {
+    let result = sqlx::query("UPDATE budgets SET current_usage = current_usage + $1 WHERE id = $2")
+        .bind(delta)
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .context("adding budget spend")?;
+    if result.rows_affected() == 0 {
+        warn!(
+            budget_id = id,
+            spend = delta,
+            "dropping spend for a budget that no longer exists"
+        );
+        return Ok(false);
+    }
+    Ok(true)
+}
+
 impl Store {
     /// Adds spend (USD) to budgets in one transaction, as `current_usage = current_usage +
     /// delta` in SQL. Deltas for the same budget are summed first; budgets are updated in id
@@ -66,20 +86,7 @@ impl Store {
         }
         let mut tx = self.begin_write().await?;
         for (id, delta) in merged {
-            let result =
-                sqlx::query("UPDATE budgets SET current_usage = current_usage + $1 WHERE id = $2")
-                    .bind(delta)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await
-                    .context("adding budget spend")?;
-            if result.rows_affected() == 0 {
-                warn!(
-                    budget_id = id,
-                    spend = delta,
-                    "dropping spend for a budget that no longer exists"
-                );
-            }
+            add_to_budget(&mut tx, id, delta).await?;
         }
         tx.commit().await.context("committing budget spend")
     }
@@ -163,20 +170,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .context("recording a node's spend")?;
-            let result =
-                sqlx::query("UPDATE budgets SET current_usage = current_usage + $1 WHERE id = $2")
-                    .bind(delta)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await
-                    .context("adding budget spend")?;
-            if result.rows_affected() == 0 {
-                warn!(
-                    budget_id = id,
-                    spend = delta,
-                    "dropping spend for a budget that no longer exists"
-                );
-            } else {
+            if add_to_budget(&mut tx, id, delta).await? {
                 added += delta;
             }
         }
