@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bifrost_e2e::harness::{
     cluster_node_config, config_for, free_udp_ports, postgres_store, wait_for_healthy,
-    wait_for_members, Gateway, GossipTimings, MockProvider, CONVERGENCE_DEADLINE,
+    wait_for_members, Gateway, GossipTimings, MockProvider,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};

@@ -343,12 +343,16 @@ impl AppState {
     pub async fn flush_usage(&self) -> Result<FlushReport, String> {
         let started = std::time::Instant::now();
         let runtime = self.runtime.load();
+        // Spend just written stays in gossip for two flush intervals and a second: by then
+        // every other node has re-read the store, even on a loaded machine.
+        let hold_ms = 2 * runtime.config.governance.usage_flush_interval_ms as i64 + 1000;
         let result = flush_once(
             &self.counters,
             &self.usage_store,
             &self.spend_source,
             &runtime.governance.index.budgets,
             now_ms(),
+            hold_ms,
         )
         .await;
         self.metrics

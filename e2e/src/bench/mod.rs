@@ -1,7 +1,9 @@
 //! `bench`: what the gateway costs on top of its upstream. Runs `oha` against the mock provider
 //! directly and through the gateway, and reports added latency, peak throughput, the gateway's
-//! CPU time per request and its memory. It prints numbers and never fails on them.
+//! CPU time per request and its memory; then cluster numbers (`cluster`). It prints numbers and
+//! never fails on them.
 
+mod cluster;
 mod oha;
 mod procfs;
 mod report;
@@ -61,6 +63,30 @@ pub struct BenchArgs {
     /// Where the results are written as JSON.
     #[arg(long, default_value = "target/bench/results.json")]
     pub output: PathBuf,
+
+    /// Run only the cluster benchmark (needs BIFROST_TEST_POSTGRES_URL).
+    #[arg(long, conflicts_with = "skip_cluster")]
+    pub cluster_only: bool,
+
+    /// Skip the cluster benchmark.
+    #[arg(long)]
+    pub skip_cluster: bool,
+
+    /// Requests of the counter-convergence run (each observed by the 4 other nodes).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub convergence_samples: u64,
+
+    /// Active virtual keys (each with a rate limit and a budget) of the gossip-bandwidth run.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub cluster_keys: u64,
+
+    /// Requests per second (whole cluster) of the gossip-bandwidth run; it lasts `--duration`.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..))]
+    pub cluster_rate: u32,
+
+    /// Where the cluster results are written as JSON.
+    #[arg(long, default_value = "target/bench/cluster.json")]
+    pub cluster_output: PathBuf,
 }
 
 impl BenchArgs {
@@ -127,8 +153,19 @@ impl Target {
     }
 }
 
-/// Start the mock and the gateway, run every scenario, print the table and write the JSON.
+/// Run the single-gateway benchmark, then the cluster one (as the flags say).
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if !args.cluster_only {
+        single_gateway(&args).await?;
+    }
+    if !args.skip_cluster {
+        cluster::run(&args).await?;
+    }
+    Ok(())
+}
+
+/// Start the mock and the gateway, run every scenario, print the table and write the JSON.
+async fn single_gateway(args: &BenchArgs) -> anyhow::Result<()> {
     let settings = args.settings(busy_percent(Duration::from_secs(1)).await);
     let oha_version = oha::version(&args.oha).await?;
     let threads = args.mock_threads.to_string();
@@ -152,7 +189,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     )
     .await;
     let bench = Bench {
-        args: &args,
+        args,
         upstream: &upstream,
         gateway: &gateway,
         governed: &governed,
@@ -164,8 +201,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
 
     let start_rss = Memory::read(gateway_pid)?.rss_kib;
-    warm_up(&args, &gateway, Target::Gateway).await?;
-    warm_up(&args, &governed, Target::Governed).await?;
+    warm_up(args, &gateway, Target::Gateway).await?;
+    warm_up(args, &governed, Target::Governed).await?;
     let idle_rss = Memory::read(gateway_pid)?.rss_kib;
 
     let mut runs = Vec::new();

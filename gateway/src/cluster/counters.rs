@@ -2,8 +2,9 @@
 //!
 //! Each node publishes only its own keys:
 //! - `rl/<scope>/<id>/<metric>/<window_start>` → requests or tokens it admitted in that window;
-//! - `spend/<budget_id>` → `"<unflushed> <total>"`: its pending + flushing + reserved spend
-//!   (what the others add to their view), then every USD it settled against the budget since
+//! - `spend/<budget_id>` → `"<unflushed> <total>"`: its pending + flushing + reserved spend,
+//!   plus spend flushed in the last flush interval or so (what the others add to their view;
+//!   they may not have re-read the store yet), then every USD it settled against the budget since
 //!   it started (what a survivor writes to the store if it dies; the store adds only what that
 //!   process had not flushed itself);
 //! - `recovered/<node_id>/<generation>` → set by the survivor that wrote a dead node's spend;
@@ -12,7 +13,7 @@
 //! The remote view is the sum of those keys over the other nodes, computed off the request path
 //! (see [`RemoteSnapshot::from_nodes`]) and swapped in whole; admission only reads it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -101,15 +102,23 @@ pub fn local_keys(local: &LocalUsage) -> BTreeMap<String, String> {
     for (key, window) in &local.counters {
         keys.insert(counter_key(key), window.value.to_string());
     }
-    let budgets = local
+    let mut held: HashMap<&str, f64> = HashMap::new();
+    for (_, budget, amount) in &local.recently_flushed {
+        *held.entry(budget.as_str()).or_default() += amount;
+    }
+    let budgets: BTreeSet<&str> = local
         .pending_spend
         .keys()
         .chain(local.flushing_spend.keys())
-        .chain(local.reserved_spend.keys());
+        .chain(local.reserved_spend.keys())
+        .map(String::as_str)
+        .chain(held.keys().copied())
+        .collect();
     for budget in budgets {
         let spend = local.pending_spend.get(budget).copied().unwrap_or(0.0)
             + local.flushing_spend.get(budget).copied().unwrap_or(0.0)
-            + local.reserved_spend.get(budget).copied().unwrap_or(0.0);
+            + local.reserved_spend.get(budget).copied().unwrap_or(0.0)
+            + held.get(budget).copied().unwrap_or(0.0);
         let total = local.settled_total.get(budget).copied().unwrap_or(0.0);
         keys.insert(spend_key(budget), format!("{spend} {total}"));
     }
@@ -276,15 +285,19 @@ mod tests {
         local.reserved_spend.insert("b".into(), 0.25);
         local.reserved_spend.insert("c".into(), 0.5);
         local.settled_total.insert("b".into(), 11.75);
+        // Written a moment ago: still gossiped until the others have re-read the store.
+        local.recently_flushed.push((0, "d".into(), 4.0));
+        local.settled_total.insert("d".into(), 4.0);
         let keys = local_keys(&local);
         assert_eq!(keys["rl/vk/vk-1/requests/0"], "7");
         assert_eq!(keys["spend/b"], "2 11.75");
         assert_eq!(keys["spend/c"], "0.5 0");
+        assert_eq!(keys["spend/d"], "4 4");
         assert_eq!(
             spend_totals(keys.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
-            vec![("b".to_string(), 11.75)]
+            vec![("b".to_string(), 11.75), ("d".to_string(), 4.0)]
         );
-        assert_eq!(keys.len(), 3);
+        assert_eq!(keys.len(), 4);
     }
 
     #[test]

@@ -50,6 +50,7 @@ struct PeerHealth {
     healthy: bool,
     state: PeerState,
     left: bool,
+    dead_since: Option<Instant>,
 }
 
 /// Health of every peer this node has heard of.
@@ -92,6 +93,7 @@ impl Membership {
                 healthy: false,
                 state: PeerState::Alive,
                 left: false,
+                dead_since: None,
             });
             peer.left = seen.left;
             if seen.heartbeat > peer.heartbeat || (peer.good == 0 && peer.bad == 0) {
@@ -136,6 +138,7 @@ impl Membership {
                     ),
                 }
                 peer.state = state;
+                peer.dead_since = (state == PeerState::Dead).then_some(now);
             }
         }
         self.log_changes(now);
@@ -206,11 +209,18 @@ impl Membership {
             .unwrap_or_default()
     }
 
-    /// Peers declared dead.
-    pub fn dead_peers(&self) -> impl Iterator<Item = &ChitchatId> {
+    /// Peers declared dead at least `for_at_least` before `now`.
+    pub fn dead_peers(
+        &self,
+        for_at_least: Duration,
+        now: Instant,
+    ) -> impl Iterator<Item = &ChitchatId> {
         self.peers
             .iter()
-            .filter(|(_, p)| p.state == PeerState::Dead)
+            .filter(move |(_, p)| {
+                p.dead_since
+                    .is_some_and(|since| now.duration_since(since) >= for_at_least)
+            })
             .map(|(id, _)| id)
     }
 
@@ -521,6 +531,16 @@ mod tests {
         check(&mut m, 2, false, t);
         assert_eq!(m.peers[&peer(1)].state, PeerState::Dead);
         assert_eq!(m.counts(), (1, 1), "dead nodes are not members");
+        // Dead since this check: handed to spend recovery only after the delay.
+        let after = |d: u64| m.dead_peers(Duration::from_secs(d), t).count();
+        assert_eq!((after(0), after(3)), (1, 0));
+        assert_eq!(
+            m.dead_peers(Duration::from_secs(3), t + Duration::from_secs(3))
+                .count(),
+            1
+        );
+        check(&mut m, 3, true, t);
+        assert_eq!(m.dead_peers(Duration::ZERO, t).count(), 0, "back alive");
     }
 
     #[test]

@@ -47,6 +47,9 @@ const GOSSIP_INTERVAL: Duration = Duration::from_millis(100);
 const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
 /// How often peers' heartbeats are checked (one "check" of the success/failure thresholds).
 const HEALTH_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+/// How long a peer stays dead before a survivor writes its unflushed spend (a peer declared
+/// dead by a hiccup is usually back by then; writing early would be harmless but noisy).
+const RECOVERY_DELAY: Duration = Duration::from_secs(3);
 /// How long deleted keys (ended windows, flushed budgets) stay as tombstones.
 const TOMBSTONE_GRACE: Duration = Duration::from_secs(3600);
 
@@ -391,7 +394,13 @@ impl Cluster {
     pub async fn shutdown(&self, counters: &UsageCounters) {
         let _ = self.stop.send(true);
         {
-            let keys = counters::local_keys(&counters.lock());
+            // Spend held in gossip after a flush would count until this node is declared dead:
+            // leave with only what is really unflushed (peers see the rest at their next read).
+            let keys = {
+                let mut local = counters.lock();
+                local.recently_flushed.clear();
+                counters::local_keys(&local)
+            };
             let mut chitchat = self.chitchat.lock().await;
             let own = chitchat.self_node_state();
             let stale: Vec<String> = own
@@ -487,6 +496,7 @@ async fn publish_usage(
             cluster.hooks.newer_config_seen(newest_config);
         }
         let recovered = recovered_markers(&chitchat);
+        let live: BTreeSet<&ChitchatId> = chitchat.live_nodes().collect();
         let known: BTreeSet<(String, u64)> = chitchat
             .node_states()
             .keys()
@@ -499,7 +509,10 @@ async fn publish_usage(
                 .iter()
                 .filter(|(id, _)| **id != cluster.self_id)
                 .map(|(id, state)| RemoteNode {
-                    live: !recovered.contains(&(id.node_id.to_string(), id.generation_id)),
+                    // A dead node's spend counts until a survivor wrote it to the store; a
+                    // node declared dead by mistake counts again once it is back.
+                    live: live.contains(id)
+                        || !recovered.contains(&(id.node_id.to_string(), id.generation_id)),
                     key_values: Box::new(state.key_values().filter(|(k, _)| {
                         k.starts_with(RATE_LIMIT_PREFIX) || k.starts_with(SPEND_PREFIX)
                     })),
@@ -555,7 +568,10 @@ async fn check_health(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
                 .metrics
                 .convergence_lag
                 .set(membership.convergence_lag().as_secs_f64());
-            let dead: Vec<ChitchatId> = membership.dead_peers().cloned().collect();
+            let dead: Vec<ChitchatId> = membership
+                .dead_peers(RECOVERY_DELAY, Instant::now())
+                .cloned()
+                .collect();
             let healthy: Vec<ChitchatId> = membership.healthy_peers().cloned().collect();
             (dead, healthy)
         };

@@ -104,6 +104,11 @@ pub struct LocalUsage {
     /// Every USD settled against each budget since this process started (what a flush sends;
     /// the store adds the part it has not seen).
     pub settled_total: HashMap<String, f64>,
+    /// Spend written to the store at most `hold` ago: (written at, budget, USD). Other nodes
+    /// see it in the store only at their own next re-read, so this node keeps gossiping it as
+    /// unflushed until then (they may count it twice for that moment: budgets err on the side
+    /// of refusing, never of overspending). Not counted locally: this node's store figure has it.
+    pub recently_flushed: Vec<(i64, String, f64)>,
     /// Estimated cost of requests in flight, per budget.
     pub reserved_spend: HashMap<String, f64>,
     /// Requests in flight per virtual key id.

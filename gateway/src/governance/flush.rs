@@ -197,15 +197,27 @@ pub struct FlushReport {
 }
 
 /// One flush. On a store error the spend stays pending and is retried next time.
+///
+/// `hold_ms`: how long spend just written stays in what this node gossips as unflushed (see
+/// [`LocalUsage::recently_flushed`](super::counters::LocalUsage)); use a little more than the
+/// flush interval, so every other node has re-read the store before it disappears from gossip.
 pub async fn flush_once<S: UsageStore>(
     counters: &UsageCounters,
     store: &S,
     source: &SpendSource,
     budgets: &HashMap<String, Arc<Budget>>,
     now_ms: i64,
+    hold_ms: i64,
 ) -> Result<FlushReport, String> {
+    let started = std::time::Instant::now();
     let mut report = FlushReport::default();
-    counters.lock().prune(now_ms);
+    {
+        let mut local = counters.lock();
+        local.prune(now_ms);
+        local
+            .recently_flushed
+            .retain(|(written_at, _, _)| now_ms - written_at < hold_ms);
+    }
     let due: Vec<(String, i64, i64)> = {
         let local = counters.lock();
         budgets
@@ -278,9 +290,19 @@ pub async fn flush_once<S: UsageStore>(
             return Err(error);
         }
     };
+    // Held from now (the write may have taken a while), not from when the flush began.
+    let written_at = now_ms + started.elapsed().as_millis() as i64;
     let mut local = counters.lock();
     local.stored = fresh;
-    local.flushing_spend.clear();
+    let flushed = std::mem::take(&mut local.flushing_spend);
+    if hold_ms > 0 {
+        local.recently_flushed.extend(
+            flushed
+                .into_iter()
+                .filter(|(_, amount)| *amount != 0.0)
+                .map(|(id, amount)| (written_at, id, amount)),
+        );
+    }
     Ok(report)
 }
 
@@ -359,7 +381,7 @@ mod tests {
         let counters = UsageCounters::new(Arc::new(NoRemote));
         counters.lock().stored = store.budget_usage().await.expect("usage");
         settle_spend(&counters, "b", 1.25);
-        let report = flush_once(&counters, &store, &source(), &budgets, now)
+        let report = flush_once(&counters, &store, &source(), &budgets, now, 0)
             .await
             .expect("flush");
         assert_eq!(report.spend_written, 1.25);
@@ -368,7 +390,7 @@ mod tests {
             1.25,
             "counted once"
         );
-        let again = flush_once(&counters, &store, &source(), &budgets, now)
+        let again = flush_once(&counters, &store, &source(), &budgets, now, 0)
             .await
             .expect("flush");
         assert_eq!(again.budgets_written, 0);
@@ -386,7 +408,7 @@ mod tests {
         let counters = UsageCounters::new(Arc::new(NoRemote));
         counters.lock().stored = store.budget_usage().await.expect("usage");
         settle_spend(&counters, "b", 0.5);
-        let report = flush_once(&counters, &store, &source(), &budgets, 101 * DAY + 1)
+        let report = flush_once(&counters, &store, &source(), &budgets, 101 * DAY + 1, 0)
             .await
             .expect("flush");
         assert_eq!(report.resets, 1);
@@ -415,7 +437,7 @@ mod tests {
         let counters = UsageCounters::new(Arc::new(NoRemote));
         settle_spend(&counters, "b", 2.0);
         assert!(
-            flush_once(&counters, &FailingStore, &source(), &HashMap::new(), 0)
+            flush_once(&counters, &FailingStore, &source(), &HashMap::new(), 0, 0)
                 .await
                 .is_err()
         );
