@@ -6,6 +6,11 @@ CONFIG ?= config/single-node.json
 PORT ?= 8080
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
+# A CI build runs once: incremental compilation only costs time and disk there.
+ifdef CI
+export CARGO_INCREMENTAL := 0
+endif
+
 .PHONY: run run-mock cluster-local build test test-deps lint unit e2e bench clean-test crds chart-check operator-e2e
 
 ## Build and start one gateway on :$(PORT) with $(CONFIG).
