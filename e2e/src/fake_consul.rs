@@ -633,8 +633,19 @@ mod tests {
             .expect("answer");
         assert_eq!(denied.status(), 403);
 
+        // Both checks have run once: "up" passes, "down" has a verdict (a new check is
+        // critical with no output until its first run).
+        let checked = |all: &[Value]| {
+            all.iter().all(|e| {
+                e["Checks"][1]["Output"]
+                    .as_str()
+                    .is_some_and(|o| !o.is_empty())
+            })
+        };
         let deadline = Instant::now() + Duration::from_secs(5);
-        while consul.passing_ids("svc").await != ["up"] {
+        while consul.passing_ids("svc").await != ["up"]
+            || !checked(&consul.health("svc", false).await)
+        {
             assert!(
                 Instant::now() < deadline,
                 "{:#?}",
