@@ -343,9 +343,13 @@ impl AppState {
     pub async fn flush_usage(&self) -> Result<FlushReport, String> {
         let started = std::time::Instant::now();
         let runtime = self.runtime.load();
-        // Spend just written stays in gossip for two flush intervals and a second: by then
-        // every other node has re-read the store, even on a loaded machine.
-        let hold_ms = 2 * runtime.config.governance.usage_flush_interval_ms as i64 + 1000;
+        // Cluster mode: spend just written stays in gossip for two flush intervals and a
+        // second: by then every other node has re-read the store, even on a loaded machine.
+        let hold_ms = if self.cluster.get().is_some() {
+            2 * runtime.config.governance.usage_flush_interval_ms as i64 + 1000
+        } else {
+            0
+        };
         let result = flush_once(
             &self.counters,
             &self.usage_store,

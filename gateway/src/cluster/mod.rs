@@ -495,8 +495,13 @@ async fn publish_usage(
             );
             cluster.hooks.newer_config_seen(newest_config);
         }
-        let recovered = recovered_markers(&chitchat);
         let live: BTreeSet<&ChitchatId> = chitchat.live_nodes().collect();
+        // Markers only matter for dead nodes: skip the scan of every key while all are live.
+        let recovered = if chitchat.node_states().keys().all(|id| live.contains(id)) {
+            BTreeSet::new()
+        } else {
+            recovered_markers(&chitchat)
+        };
         let known: BTreeSet<(String, u64)> = chitchat
             .node_states()
             .keys()

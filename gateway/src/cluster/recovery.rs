@@ -57,13 +57,18 @@ pub async fn recover_dead_spend(
     handled: &mut BTreeSet<ChitchatId>,
 ) {
     handled.retain(|id| dead.contains(id));
+    if dead.iter().all(|id| handled.contains(id)) {
+        return;
+    }
+    // One scan for the markers per check, not one per dead peer.
+    let recovered = recovered_markers(&*cluster.chitchat.lock().await);
     for id in dead {
         if handled.contains(id) {
             continue;
         }
         let totals = {
             let chitchat = cluster.chitchat.lock().await;
-            if recovered_markers(&chitchat).contains(&(id.node_id.to_string(), id.generation_id)) {
+            if recovered.contains(&(id.node_id.to_string(), id.generation_id)) {
                 handled.insert(id.clone());
                 continue;
             }
