@@ -513,3 +513,85 @@ async fn an_admin_change_on_one_node_reaches_every_node_through_gossip() {
         .output
         .contains("a peer runs a newer config version; reloading from the store"));
 }
+
+/// Junk on a node's gossip port: the 22-byte datagram that used to deafen a plaintext node for
+/// good, then a spray of random ones. The node keeps hearing its peer, counts every junk
+/// datagram as dropped (`parse`), and a third node joins afterwards.
+async fn junk_on_the_gossip_port_never_deafens_a_node(cluster_key: &str, reason: &str) {
+    let Some(store) = postgres_store() else {
+        return;
+    };
+    let mock = MockProvider::start(&[]).await;
+    let base = base_config(store, &mock, json!({}));
+    let ports = free_udp_ports(3);
+    let nodes = start_nodes(&base, &ports[..2], cluster_key).await;
+    wait_for_healthy(&nodes, 2).await;
+
+    let attacker = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let target = format!("127.0.0.1:{}", ports[0]);
+    attacker
+        .send_to(b"\x00\x01garbage-not-chitchat", &target)
+        .expect("send");
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    for n in 0..500u64 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let len = (seed % 2_000) as usize;
+        let junk: Vec<u8> = (0..len as u64).map(|i| (seed >> (i % 56)) as u8).collect();
+        attacker.send_to(&junk, &target).expect("send");
+        if n % 50 == 0 {
+            // Paced so the socket buffer never overflows: every datagram must be counted.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let dropped = format!(r#"bifrost_gossip_packets_dropped_total{{reason="{reason}"}}"#);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&nodes[0], &dropped).await < 501.0 {
+        assert!(
+            Instant::now() < deadline,
+            "junk not counted: {}",
+            metric(&nodes[0], &dropped).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Longer than the failure detector needs to mark a silent peer dead (timeout 5 s; the
+    // deafened node used to mark its peer dead ~1.5 s after the junk).
+    let received = r#"bifrost_gossip_bytes_total{direction="received"}"#;
+    let before = metric(&nodes[0], received).await;
+    let watch_until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < watch_until {
+        let status = nodes[0].cluster_status().await;
+        let peer = status["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .find(|n| n["id"] == "node-1")
+            .cloned()
+            .unwrap_or(Value::Null);
+        assert_eq!(
+            peer["state"], "alive",
+            "node-0 still hears node-1: {status:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        metric(&nodes[0], received).await > before,
+        "node-0 keeps receiving gossip"
+    );
+
+    let joiner = start_node(node_config(&base, &ports, 2), cluster_key).await;
+    let all = [&nodes[0], &nodes[1], &joiner];
+    wait_for_healthy(all, 3).await;
+}
+
+#[tokio::test]
+async fn junk_datagrams_never_deafen_plaintext_gossip() {
+    junk_on_the_gossip_port_never_deafens_a_node("", "parse").await;
+}
+
+#[tokio::test]
+async fn junk_datagrams_never_deafen_sealed_gossip() {
+    junk_on_the_gossip_port_never_deafens_a_node(CLUSTER_KEY, "auth").await;
+}

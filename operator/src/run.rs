@@ -115,47 +115,62 @@ async fn operate(
         options.identity.clone(),
     ));
 
-    // The controller stops on shutdown or when leadership is lost, whichever comes first.
+    // The controller stops on shutdown (gracefully) or when leadership is lost (at once: the
+    // lease may be someone else's a moment later), whichever comes first.
     let (stop_controller, controller_stopped) = oneshot::channel::<()>();
-    let watchdog = tokio::spawn({
-        let stopped = stopped.clone();
-        async move {
-            let lost = match leadership {
-                Some(mut leadership) => {
-                    let lost = tokio::select! {
-                        () = leadership.lost() => true,
-                        () = until(stopped) => false,
-                    };
-                    (lost, Some(leadership))
-                }
-                None => {
-                    until(stopped).await;
-                    (false, None)
-                }
-            };
-            let _ = stop_controller.send(());
-            lost
-        }
-    });
     tracing::info!(
         namespace = options.namespace.as_deref().unwrap_or("<all>"),
         "reconciling BifrostClusters"
     );
-    crate::controller::run(Arc::clone(&ctx), options.namespace.clone(), async move {
-        let _ = controller_stopped.await;
-    })
-    .await;
-    ctx.probe.shutdown();
-    health.leading.store(false, Ordering::Relaxed);
-    metrics.leader.set(0);
-
-    match watchdog.await {
-        Ok((true, _)) => Err(Error::LeadershipLost),
-        Ok((false, Some(leadership))) => {
-            leadership.release().await;
+    let controller =
+        crate::controller::run(Arc::clone(&ctx), options.namespace.clone(), async move {
+            let _ = controller_stopped.await;
+        });
+    tokio::pin!(controller);
+    let watchdog = async move {
+        match leadership {
+            Some(mut leadership) => tokio::select! {
+                () = leadership.lost() => (true, Some(leadership)),
+                () = until(stopped) => (false, Some(leadership)),
+            },
+            None => {
+                until(stopped).await;
+                (false, None)
+            }
+        }
+    };
+    let outcome = tokio::select! {
+        outcome = watchdog => Some(outcome),
+        () = &mut controller => None,
+    };
+    let stop_leading = || {
+        health.leading.store(false, Ordering::Relaxed);
+        metrics.leader.set(0);
+    };
+    match outcome {
+        Some((true, _)) => {
+            // Not ready and not leading before anything else; dropping the controller cancels
+            // reconciles in flight.
+            stop_leading();
+            drop(controller);
+            ctx.probe.shutdown();
+            Err(Error::LeadershipLost)
+        }
+        Some((false, leadership)) => {
+            let _ = stop_controller.send(());
+            controller.await;
+            ctx.probe.shutdown();
+            stop_leading();
+            if let Some(leadership) = leadership {
+                leadership.release().await;
+            }
             Ok(())
         }
-        Ok((false, None)) | Err(_) => Ok(()),
+        None => {
+            ctx.probe.shutdown();
+            stop_leading();
+            Ok(())
+        }
     }
 }
 

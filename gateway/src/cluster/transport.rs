@@ -12,7 +12,6 @@
 //! socket; an incoming datagram is opened and handed to the codec through the tap, which parses
 //! it. Both hops are loopback datagrams inside this process.
 
-use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -197,71 +196,160 @@ impl Transport for SealedTransport {
             .await
             .with_context(|| format!("failed to bind to {listen_addr}/UDP for gossip"))?;
         let loopback = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
-        let codec = UdpSocket::open(loopback).await?;
+        let mut codec = UdpSocket::open(loopback).await?;
         let codec_addr = codec.local_addr()?;
         let tap = tokio::net::UdpSocket::bind(loopback)
             .await
             .context("failed to bind the gossip codec tap on loopback")?;
         let tap_addr = tap.local_addr()?;
+        let marker = tokio::net::UdpSocket::bind(loopback)
+            .await
+            .context("failed to bind the gossip codec marker on loopback")?;
+        let marker_addr = marker.local_addr()?;
+        let mut buf = vec![0u8; MAX_DATAGRAM].into_boxed_slice();
+        let marker_bytes = encode(
+            &mut codec,
+            codec_addr,
+            &marker,
+            marker_addr,
+            &mut buf,
+            marker_envelope(),
+        )
+        .await
+        .context("failed to encode the gossip codec marker")?;
         Ok(Box::new(SealedSocket {
             wire,
             codec,
             codec_addr,
             tap,
             tap_addr,
-            pending: VecDeque::new(),
-            buf: vec![0u8; MAX_DATAGRAM].into_boxed_slice(),
+            marker,
+            marker_addr,
+            marker_bytes,
+            relayed: None,
+            buf,
             seal: self.seal.clone(),
             filter: self.filter.clone(),
             metrics: self.metrics.clone(),
-            dropped_auth: 0,
-            dropped_address: 0,
+            dropped: DropCounts::default(),
         }))
     }
 }
 
+/// The envelope sent after each relayed datagram: chitchat's smallest message.
+fn marker_envelope() -> ChitchatEnvelope {
+    ChitchatEnvelope {
+        version: chitchat::ProtocolVersion::V0,
+        message: chitchat::ChitchatMessage::BadCluster,
+    }
+}
+
+/// chitchat's bytes for `envelope`: the codec sends it to `tap`, which reads it back.
+async fn encode(
+    codec: &mut UdpSocket,
+    codec_addr: SocketAddr,
+    tap: &tokio::net::UdpSocket,
+    tap_addr: SocketAddr,
+    buf: &mut [u8],
+    envelope: ChitchatEnvelope,
+) -> anyhow::Result<Vec<u8>> {
+    // Leftovers of a cancelled send would be taken for this envelope's bytes.
+    while tap.try_recv_from(buf).is_ok() {}
+    codec.send(tap_addr, envelope).await?;
+    loop {
+        let (len, from) = tokio::time::timeout(RELAY_TIMEOUT, tap.recv_from(buf))
+            .await
+            .context("timeout waiting for the gossip codec")?
+            .context("gossip codec tap failed")?;
+        if from == codec_addr {
+            return Ok(buf[..len].to_vec());
+        }
+    }
+}
+
+/// A datagram handed to the codec whose marker has not come back yet.
+struct Relayed {
+    from: SocketAddr,
+    len: usize,
+    envelope: Option<ChitchatEnvelope>,
+}
+
+/// Dropped datagrams by reason, for rate-limited warnings.
+#[derive(Default)]
+struct DropCounts {
+    auth: u64,
+    address: u64,
+    parse: u64,
+}
+
 /// One gossip socket: the real one on the gossip port, plus the loopback codec pair.
+///
+/// Receiving: an opened datagram goes to the codec from `tap`, followed by a marker envelope
+/// from `marker`. The codec skips what it cannot parse, so whatever it returns before the
+/// marker is that datagram's envelope, and the marker alone means the datagram did not parse.
+/// No timeout decides it, and the state lives in `relayed`, so chitchat cancelling `recv` at
+/// every gossip tick loses nothing.
 struct SealedSocket {
     wire: tokio::net::UdpSocket,
     codec: UdpSocket,
     codec_addr: SocketAddr,
     tap: tokio::net::UdpSocket,
     tap_addr: SocketAddr,
-    /// Sender and wire size of each opened datagram handed to the codec and not parsed yet.
-    /// `recv` can be cancelled between the two hops; this keeps the pairing.
-    pending: VecDeque<(SocketAddr, usize)>,
+    marker: tokio::net::UdpSocket,
+    marker_addr: SocketAddr,
+    /// chitchat's encoding of the marker; its first two bytes are chitchat's magic number.
+    marker_bytes: Vec<u8>,
+    relayed: Option<Relayed>,
     buf: Box<[u8]>,
     seal: Arc<GossipSeal>,
     filter: AddressFilter,
     metrics: GossipMetrics,
-    dropped_auth: u64,
-    dropped_address: u64,
+    dropped: DropCounts,
 }
 
 impl SealedSocket {
     fn drop_auth(&mut self, from: SocketAddr, len: usize) {
-        self.dropped_auth += 1;
+        self.dropped.auth += 1;
         self.metrics.dropped("auth");
-        if self.dropped_auth.is_power_of_two() {
+        if self.dropped.auth.is_power_of_two() {
             tracing::warn!(
                 %from,
                 len,
-                dropped = self.dropped_auth,
+                dropped = self.dropped.auth,
                 "dropped a gossip packet that failed authentication (wrong cluster key or cluster id?)"
             );
         }
     }
 
     fn drop_address(&mut self, from: SocketAddr) {
-        self.dropped_address += 1;
+        self.dropped.address += 1;
         self.metrics.dropped("address");
-        if self.dropped_address.is_power_of_two() {
+        if self.dropped.address.is_power_of_two() {
             tracing::warn!(
                 %from,
-                dropped = self.dropped_address,
+                dropped = self.dropped.address,
                 "dropped a gossip packet from outside allowed_address_space"
             );
         }
+    }
+
+    fn drop_parse(&mut self, from: SocketAddr, len: usize) {
+        self.dropped.parse += 1;
+        self.metrics.dropped("parse");
+        if self.dropped.parse.is_power_of_two() {
+            tracing::warn!(
+                %from,
+                len,
+                dropped = self.dropped.parse,
+                "dropped a gossip packet that is not a chitchat message"
+            );
+        }
+    }
+
+    /// Whether `plaintext` can be a chitchat datagram: its magic number and room for the
+    /// version and message type. Screens out junk before the codec (which would log each).
+    fn looks_like_chitchat(&self, plaintext: &[u8]) -> bool {
+        plaintext.len() >= 4 && plaintext[..2] == self.marker_bytes[..2]
     }
 }
 
@@ -278,20 +366,16 @@ impl Socket for SealedSocket {
         to: SocketAddr,
         envelope: ChitchatEnvelope,
     ) -> anyhow::Result<SendOutcome> {
-        // Leftovers of a cancelled send would be taken for this envelope's bytes.
-        while self.tap.try_recv_from(&mut self.buf).is_ok() {}
-        self.codec.send(self.tap_addr, envelope).await?;
-        let len = loop {
-            let (len, from) =
-                tokio::time::timeout(RELAY_TIMEOUT, self.tap.recv_from(&mut self.buf))
-                    .await
-                    .context("timeout waiting for the gossip codec")?
-                    .context("gossip codec tap failed")?;
-            if from == self.codec_addr {
-                break len;
-            }
-        };
-        let packet = self.seal.seal(&self.buf[..len])?;
+        let plaintext = encode(
+            &mut self.codec,
+            self.codec_addr,
+            &self.tap,
+            self.tap_addr,
+            &mut self.buf,
+            envelope,
+        )
+        .await?;
+        let packet = self.seal.seal(&plaintext)?;
         if packet.len() > MAX_DATAGRAM {
             tracing::warn!(
                 %to,
@@ -313,23 +397,32 @@ impl Socket for SealedSocket {
 
     async fn recv(&mut self) -> anyhow::Result<RecvOutcome> {
         loop {
-            if let Some(&(from_addr, num_bytes_received)) = self.pending.front() {
-                match tokio::time::timeout(RELAY_TIMEOUT, self.codec.recv()).await {
-                    Ok(Ok(outcome)) if outcome.from_addr == self.tap_addr => {
-                        self.pending.pop_front();
-                        return Ok(RecvOutcome {
-                            from_addr,
-                            envelope: outcome.envelope,
-                            num_bytes_received,
-                        });
+            if self.relayed.is_some() {
+                // Cancel-safe: chitchat's socket parses right after its own recv_from.
+                let outcome = self.codec.recv().await?;
+                if outcome.from_addr == self.tap_addr {
+                    if let Some(relayed) = &mut self.relayed {
+                        relayed.envelope = Some(outcome.envelope);
                     }
-                    // Not from our tap: some other local process; ignore it.
-                    Ok(Ok(_)) => continue,
-                    Ok(Err(error)) => return Err(error),
-                    // Authenticated but not a chitchat datagram (the codec skips it).
-                    Err(_) => {
-                        tracing::debug!(from = %from_addr, "authenticated gossip datagram did not parse");
-                        self.pending.pop_front();
+                    continue;
+                }
+                if outcome.from_addr != self.marker_addr {
+                    // Some other local process wrote to the codec port; not gossip.
+                    continue;
+                }
+                let Some(relayed) = self.relayed.take() else {
+                    continue;
+                };
+                match relayed.envelope {
+                    Some(envelope) => {
+                        return Ok(RecvOutcome {
+                            from_addr: relayed.from,
+                            envelope,
+                            num_bytes_received: relayed.len,
+                        })
+                    }
+                    None => {
+                        self.drop_parse(relayed.from, relayed.len);
                         continue;
                     }
                 }
@@ -351,11 +444,26 @@ impl Socket for SealedSocket {
                 self.drop_auth(from, len);
                 continue;
             };
-            self.pending.push_back((from, len));
+            if !self.looks_like_chitchat(&plaintext) {
+                self.drop_parse(from, len);
+                continue;
+            }
+            // Both hands-off happen before `relayed` is set: a cancellation between them
+            // leaves a stray datagram and marker in the codec, which the branch above reads
+            // as one more relayed datagram's result or ignores.
             self.tap
                 .send_to(&plaintext, self.codec_addr)
                 .await
                 .context("gossip codec tap failed")?;
+            self.marker
+                .send_to(&self.marker_bytes, self.codec_addr)
+                .await
+                .context("gossip codec marker failed")?;
+            self.relayed = Some(Relayed {
+                from,
+                len,
+                envelope: None,
+            });
         }
     }
 }
@@ -538,6 +646,153 @@ mod tests {
         let outcome = tokio::time::timeout(Duration::from_millis(300), receiver.recv()).await;
         assert!(outcome.is_err(), "nothing is delivered");
         assert_eq!(metrics.dropped_total("address"), 1);
+        assert_eq!(metrics.dropped_total("auth"), 0);
+    }
+
+    /// A cheap deterministic generator for junk datagrams (xorshift64*).
+    struct Junk(u64);
+
+    impl Junk {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        /// A datagram of 0..=65,507 bytes; every fourth starts with chitchat's magic number
+        /// so the codec itself has to refuse it.
+        fn datagram(&mut self, magic: &[u8]) -> Vec<u8> {
+            let len = (self.next() % (MAX_DATAGRAM as u64 + 1)) as usize;
+            let mut bytes = Vec::with_capacity(len + 8);
+            while bytes.len() < len {
+                bytes.extend_from_slice(&self.next().to_le_bytes());
+            }
+            bytes.truncate(len);
+            if self.next() % 4 == 0 && len >= 4 {
+                bytes[..2].copy_from_slice(magic);
+            }
+            bytes
+        }
+    }
+
+    /// Receives like chitchat does: `recv` cancelled at every 100 ms gossip tick.
+    fn receive_like_chitchat(
+        mut socket: Box<dyn Socket>,
+    ) -> tokio::sync::mpsc::UnboundedReceiver<RecvOutcome> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                match tokio::time::timeout(Duration::from_millis(100), socket.recv()).await {
+                    Ok(Ok(outcome)) => {
+                        if tx.send(outcome).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(Err(error)) => panic!("gossip socket failed: {error:#}"),
+                    Err(_) if tx.is_closed() => return,
+                    Err(_) => {}
+                }
+            }
+        });
+        rx
+    }
+
+    async fn wait_for_drops(metrics: &GossipMetrics, reasons: &[&'static str], total: u64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let dropped: u64 = reasons.iter().map(|r| metrics.dropped_total(r)).sum();
+            if dropped >= total {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {dropped} of {total} junk datagrams were counted as dropped"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Ten thousand junk datagrams, then a real envelope: it is delivered with its sender, and
+    /// every junk datagram is counted by reason.
+    async fn junk_never_deafens(seal: fn() -> GossipSeal, reasons: &[&'static str]) {
+        let metrics = GossipMetrics::default();
+        let receiving = SealedTransport::new(seal(), AddressFilter::default(), metrics.clone());
+        let sending =
+            SealedTransport::new(seal(), AddressFilter::default(), GossipMetrics::default());
+        let receiver = socket(&receiving).await;
+        let to = receiver.local_addr().unwrap();
+        let mut delivered = receive_like_chitchat(receiver);
+        let mut peer = socket(&sending).await;
+        let attacker = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let magic = 45_139u16.to_le_bytes();
+        let mut junk = Junk(0x9e37_79b9_7f4a_7c15);
+        let mut sent = 0u64;
+        let mut unconfirmed_bytes = 0;
+        for _ in 0..10_000 {
+            let datagram = junk.datagram(&magic);
+            // Never more in flight than the default receive buffer (208 KiB) holds, so none is
+            // lost by the kernel before the socket can count it.
+            if unconfirmed_bytes + datagram.len() > 100_000 {
+                wait_for_drops(&metrics, reasons, sent).await;
+                unconfirmed_bytes = 0;
+            }
+            attacker.send_to(&datagram, to).await.unwrap();
+            unconfirmed_bytes += datagram.len() + 512;
+            sent += 1;
+        }
+        wait_for_drops(&metrics, reasons, sent).await;
+        peer.send(to, envelope()).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), delivered.recv())
+            .await
+            .expect("the real envelope arrives after the junk")
+            .expect("receiver alive");
+        assert_eq!(got.from_addr, peer.local_addr().unwrap());
+        assert_eq!(got.envelope, envelope());
+        let dropped: u64 = reasons.iter().map(|r| metrics.dropped_total(r)).sum();
+        assert_eq!(dropped, 10_000, "each junk datagram counted once");
+    }
+
+    #[tokio::test]
+    async fn ten_thousand_junk_datagrams_never_deafen_plaintext_gossip() {
+        junk_never_deafens(GossipSeal::plaintext, &["parse"]).await;
+    }
+
+    #[tokio::test]
+    async fn ten_thousand_junk_datagrams_never_deafen_sealed_gossip() {
+        junk_never_deafens(|| seal("key", "bifrost"), &["auth"]).await;
+    }
+
+    #[tokio::test]
+    async fn a_datagram_that_authenticates_but_does_not_parse_is_dropped_and_counted() {
+        let metrics = GossipMetrics::default();
+        let transport = SealedTransport::new(
+            seal("key", "bifrost"),
+            AddressFilter::default(),
+            metrics.clone(),
+        );
+        let receiver = socket(&transport).await;
+        let to = receiver.local_addr().unwrap();
+        let mut delivered = receive_like_chitchat(receiver);
+        let attacker = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let magic = 45_139u16.to_le_bytes();
+        // Sealed with the right key: a stray message type, then a truncated syn.
+        for body in [
+            [&magic[..], &[0, 200, 1, 2]].concat(),
+            [&magic[..], &[0, 0, 9]].concat(),
+            b"\x00\x01garbage-not-chitchat".to_vec(),
+        ] {
+            let packet = seal("key", "bifrost").seal(&body).unwrap();
+            attacker.send_to(&packet, to).await.unwrap();
+        }
+        wait_for_drops(&metrics, &["parse"], 3).await;
+        let mut peer = socket(&transport).await;
+        peer.send(to, envelope()).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), delivered.recv())
+            .await
+            .expect("a real envelope still arrives")
+            .expect("receiver alive");
+        assert_eq!(got.from_addr, peer.local_addr().unwrap());
         assert_eq!(metrics.dropped_total("auth"), 0);
     }
 }

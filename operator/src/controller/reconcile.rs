@@ -27,6 +27,7 @@ use crate::reconcile::configmaps::{peers_config_map, uses_peers_file};
 use crate::reconcile::secrets::{generates_gossip_key, gossip_key_secret, random_key_hex};
 use crate::reconcile::{desired, Desired};
 use crate::status::{compute_status, Observed};
+use bifrost_gateway::config::PEERS_FILE_NAME;
 
 use super::handoff;
 
@@ -126,9 +127,17 @@ async fn reconcile_resource(resource: &BifrostCluster, ctx: &Context) -> Result<
         .get_opt(&sts_name)
         .await
         .map_err(|e| Error::kube(format!("get StatefulSet {ns}/{sts_name}"), e))?;
-    if instance.spec.autoscaling_enabled() {
-        if let Some(current) = &current {
-            handoff::replicas_to_autoscaler(&ctx.client, current).await?;
+    let mut statefulset = statefulset;
+    if let Some(autoscaling) = instance.spec.autoscaling.as_ref().filter(|a| a.enabled) {
+        match &current {
+            Some(current) => handoff::replicas_to_autoscaler(&ctx.client, current).await?,
+            // Left out, Kubernetes would start one pod until the autoscaler's first sync:
+            // start at minReplicas and hand the field over on the next reconcile.
+            None => {
+                if let Some(spec) = statefulset.spec.as_mut() {
+                    spec.replicas = Some(autoscaling.min_replicas);
+                }
+            }
         }
     }
     let (_, applied) = write(ctx, resource, &statefulset).await?;
@@ -243,17 +252,28 @@ async fn list_pods(ctx: &Context, instance: &Instance<'_>) -> Result<Vec<Pod>, E
     })
 }
 
-/// The peers ConfigMap, rewritten only when the list of peers changed (its timestamp alone
-/// does not count).
+/// The peers ConfigMap, rewritten only when the list of peers changed: its timestamp alone
+/// never causes a write, also after a restart (empty cache), a failover or a cache expiry.
 async fn write_peers(
     ctx: &Context,
     resource: &BifrostCluster,
     instance: &Instance<'_>,
     pods: &[Pod],
 ) -> Result<(), Error> {
-    let stamped = peers_file(instance, pods, Timestamp::now().to_string());
+    let mut stamped = peers_file(instance, pods, Timestamp::now().to_string());
     // The fingerprint leaves the timestamp out, so an unchanged list is not rewritten.
     let content_key = fingerprint(&(&stamped.peers, &instance.owner.uid))?;
+    let key =
+        apply::ChildKey::new::<ConfigMap>(&instance.namespace, &instance.peers_config_map_name());
+    if !ctx.children.is_current(&key, &content_key) && !ctx.children.wrote_last(&key) {
+        // Not written by this process (a restart, a failover): keep the stored timestamp when
+        // the peers are the same, so the apply is a no-op on the server.
+        if let Some(stored) = stored_peers(ctx, &key).await? {
+            if stored.peers == stamped.peers {
+                stamped.generated_at = stored.generated_at;
+            }
+        }
+    }
     let map = peers_config_map(instance, &stamped)?;
     let (outcome, _) = apply::apply(&ctx.client, &ctx.children, &map, content_key).await?;
     if outcome != Outcome::Unchanged {
@@ -262,6 +282,21 @@ async fn write_peers(
     // Peer changes follow pods coming and going; they are not worth an Event each.
     ctx.metrics.wrote("ConfigMap", outcome);
     Ok(())
+}
+
+/// The peers file stored in the ConfigMap `key`, if it exists and parses.
+async fn stored_peers(
+    ctx: &Context,
+    key: &apply::ChildKey,
+) -> Result<Option<bifrost_gateway::config::PeersFile>, Error> {
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &key.namespace);
+    let stored = api
+        .get_opt(&key.name)
+        .await
+        .map_err(|e| Error::kube(format!("get ConfigMap {key}"), e))?;
+    Ok(stored
+        .and_then(|map| map.data?.remove(PEERS_FILE_NAME))
+        .and_then(|text| bifrost_gateway::config::PeersFile::parse(&text).ok()))
 }
 
 /// Last known `/cluster/status` answer; asks a ready pod again in the background when stale.

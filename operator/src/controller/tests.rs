@@ -78,6 +78,13 @@ fn full_cluster() -> BifrostCluster {
         .build()
 }
 
+/// The first reconciles of a new resource: children created, then (with autoscaling) the
+/// StatefulSet's replicas handed to the autoscaler.
+async fn settle(ctx: &Arc<Context>, api: &FakeApi) {
+    reconcile_stored(ctx, api).await.expect("first");
+    reconcile_stored(ctx, api).await.expect("hand-over");
+}
+
 async fn reconcile_stored(ctx: &Arc<Context>, api: &FakeApi) -> Result<Action, Error> {
     reconcile(Arc::new(api.cluster("prod", "gw")), Arc::clone(ctx)).await
 }
@@ -129,6 +136,19 @@ async fn first_reconcile_creates_every_child_with_server_side_apply() {
         .find(|r| r.method == "POST" && r.path.ends_with("/secrets"))
         .expect("gossip key created");
     assert_eq!(secret.body["metadata"]["name"], "gw-gossip-key");
+    assert!(
+        secret.query.contains(&format!("fieldManager={OPERATOR}")),
+        "the generated Secret is written under the operator's field manager: {}",
+        secret.query
+    );
+    let sts = requests
+        .iter()
+        .find(|r| r.is_apply_by(OPERATOR) && r.path.ends_with("/statefulsets/gw"))
+        .expect("sts applied");
+    assert_eq!(
+        sts.body["spec"]["replicas"], 3,
+        "with autoscaling, a new StatefulSet starts at minReplicas, not Kubernetes' default 1"
+    );
 
     let reasons: Vec<_> = events(&requests)
         .into_iter()
@@ -183,7 +203,7 @@ async fn kubernetes_discovery_adds_the_role_and_its_binding() {
 #[tokio::test]
 async fn a_reconcile_without_changes_writes_nothing() {
     let (ctx, api) = start(&full_cluster());
-    reconcile_stored(&ctx, &api).await.expect("first");
+    settle(&ctx, &api).await;
     api.take_requests();
     reconcile_stored(&ctx, &api).await.expect("second");
     let requests = api.take_requests();
@@ -254,7 +274,7 @@ async fn a_config_change_rewrites_the_config_and_rolls_the_pods() {
 #[tokio::test]
 async fn new_pods_rewrite_only_the_peers_file() {
     let (ctx, api) = start(&full_cluster());
-    reconcile_stored(&ctx, &api).await.expect("first");
+    settle(&ctx, &api).await;
     api.take_requests();
     api.set_pods(vec![
         pod("gw-0", Some("10.0.0.10"), true),
@@ -265,7 +285,7 @@ async fn new_pods_rewrite_only_the_peers_file() {
     assert_eq!(child_applies(&requests), ["configmaps/gw-peers"]);
     let peers = requests
         .iter()
-        .find(|r| r.path.ends_with("/gw-peers"))
+        .find(|r| r.is_apply_by(OPERATOR) && r.path.ends_with("/gw-peers"))
         .expect("peers");
     let file = bifrost_gateway::config::PeersFile::parse(
         peers.body["data"]["peers.json"].as_str().expect("data"),
@@ -480,7 +500,7 @@ async fn a_child_no_longer_wanted_is_deleted() {
 #[tokio::test]
 async fn a_child_edited_by_someone_else_is_applied_again() {
     let (ctx, api) = start(&full_cluster());
-    reconcile_stored(&ctx, &api).await.expect("first");
+    settle(&ctx, &api).await;
     api.take_requests();
     // The watch reports a newer version of the config map than the operator wrote.
     ctx.children.observe(&ConfigMap {
@@ -525,4 +545,72 @@ async fn reconcile_cost() {
         "first reconcile (creates 9 children): {first:?}; no-op reconcile p50 {:?} p99 {:?} max {:?}",
         samples[500], samples[990], samples[999]
     );
+}
+
+/// `resourceVersion` of every object the fake API server stores, by path.
+fn versions(api: &FakeApi) -> Vec<(String, serde_json::Value)> {
+    api.paths()
+        .into_iter()
+        .filter_map(|path| {
+            let version = api.get(&path)?["metadata"]["resourceVersion"].clone();
+            Some((path, version))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_restarted_operator_rewrites_no_child() {
+    let (ctx, api) = start(&full_cluster());
+    api.set_pods(vec![
+        pod("gw-0", Some("10.0.0.10"), true),
+        pod("gw-1", Some("10.0.0.11"), true),
+    ]);
+    reconcile_stored(&ctx, &api).await.expect("first");
+    // The StatefulSet hand-over to the autoscaler settles on the second reconcile.
+    reconcile_stored(&ctx, &api).await.expect("second");
+    let before = versions(&api);
+    api.take_requests();
+
+    // A new process: empty child cache, same API server, a later clock.
+    let restarted = Arc::new(Context::new(
+        ctx.client.clone(),
+        Arc::new(Metrics::new()),
+        ClusterProbe::disabled(),
+        Some("test".into()),
+    ));
+    reconcile_stored(&restarted, &api)
+        .await
+        .expect("after restart");
+    assert_eq!(
+        versions(&api),
+        before,
+        "no child changed: {:?}",
+        writes(&api.take_requests())
+    );
+}
+
+#[tokio::test]
+async fn with_autoscaling_the_new_statefulset_starts_at_min_replicas_and_is_handed_over() {
+    let (ctx, api) = start(&full_cluster());
+    reconcile_stored(&ctx, &api).await.expect("first");
+    let path = "/apis/apps/v1/namespaces/prod/statefulsets/gw";
+    assert_eq!(api.get(path).expect("sts")["spec"]["replicas"], 3);
+    // What the API server records for the operator's apply that set replicas.
+    let mut sts = api.get(path).expect("sts");
+    sts["metadata"]["managedFields"] = json!([{"manager": OPERATOR, "operation": "Apply",
+        "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}, "f:template": {}}}}]);
+    api.put(path, sts);
+    api.take_requests();
+    reconcile_stored(&ctx, &api).await.expect("second");
+    let requests = api.take_requests();
+    let handoff = requests
+        .iter()
+        .find(|r| r.is_apply_by(handoff::HANDOFF_MANAGER))
+        .expect("replicas handed over to the autoscaler");
+    assert_eq!(handoff.body["spec"], json!({"replicas": 3}));
+    let applied = requests
+        .iter()
+        .find(|r| r.is_apply_by(OPERATOR) && r.path == path)
+        .expect("sts applied without replicas");
+    assert!(applied.body["spec"].get("replicas").is_none());
 }

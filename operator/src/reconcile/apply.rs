@@ -118,7 +118,16 @@ impl ChildCache {
         lock(&self.observed).get(key).cloned().flatten()
     }
 
-    fn is_current(&self, key: &ChildKey, fingerprint: &str) -> bool {
+    /// Whether this process wrote `key` last (whatever it wrote) and nobody changed it since.
+    pub fn wrote_last(&self, key: &ChildKey) -> bool {
+        let written = lock(&self.written);
+        written
+            .get(key)
+            .is_some_and(|entry| entry.resource_version == self.observed(key))
+    }
+
+    /// Whether `key` was written with `fingerprint` within the TTL and nobody changed it since.
+    pub fn is_current(&self, key: &ChildKey, fingerprint: &str) -> bool {
         let written = lock(&self.written);
         let Some(entry) = written.get(key) else {
             return false;
@@ -186,8 +195,17 @@ where
     if cache.is_current(&key, &fingerprint) {
         return Ok((Outcome::Unchanged, None));
     }
-    let before = cache.observed(&key);
     let api: Api<K> = Api::namespaced(client.clone(), &key.namespace);
+    // The version before this write: from the watches, else (after a restart) from the server,
+    // so an object that merely exists is never reported as created.
+    let before = match cache.observed(&key) {
+        Some(version) => Some(Some(version)),
+        None => api
+            .get_metadata_opt(&key.name)
+            .await
+            .map_err(|err| Error::kube(format!("get {key}"), err))?
+            .map(|existing| existing.metadata.resource_version),
+    };
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let applied = match api.patch(&key.name, &params, &Patch::Apply(object)).await {
         Ok(applied) => applied,
@@ -198,27 +216,12 @@ where
     };
     let after = applied.meta().resource_version.clone();
     let outcome = match before {
-        Some(before) if Some(&before) == after.as_ref() => Outcome::Unchanged,
+        Some(before) if before == after => Outcome::Unchanged,
         Some(_) => Outcome::Updated,
-        None if created_by_this_apply(&applied) => Outcome::Created,
-        None => Outcome::Unchanged,
+        None => Outcome::Created,
     };
     cache.record(key, fingerprint, after);
     Ok((outcome, Some(applied)))
-}
-
-/// The server stamps our Apply entry with the time of our last change; on creation that is
-/// the creation timestamp.
-fn created_by_this_apply<K: Resource>(object: &K) -> bool {
-    let meta = object.meta();
-    let Some(created) = meta.creation_timestamp.as_ref() else {
-        return false;
-    };
-    meta.managed_fields.iter().flatten().any(|entry| {
-        entry.manager.as_deref() == Some(FIELD_MANAGER)
-            && entry.operation.as_deref() == Some("Apply")
-            && entry.time.as_ref() == Some(created)
-    })
 }
 
 /// Delete the child `name` of kind `K` if it exists and is owned by `owner_uid`; leave anything
@@ -289,7 +292,11 @@ where
     let outcome = if existing.is_some() {
         Outcome::Unchanged
     } else {
-        match api.create(&PostParams::default(), object).await {
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..PostParams::default()
+        };
+        match api.create(&params, object).await {
             Ok(_) => Outcome::Created,
             Err(kube::Error::Api(status)) if status.code == 409 => Outcome::Unchanged,
             Err(err) => return Err(Error::kube(format!("create {key}"), err)),

@@ -289,7 +289,14 @@ fn volumes(instance: &Instance) -> Vec<Volume> {
 }
 
 fn volume_mounts(instance: &Instance) -> Vec<VolumeMount> {
-    let mut mounts = vec![mount("config", CONFIG_DIR), mount("tmp", "/tmp")];
+    // `/tmp` is the pod's only writable scratch space (the root filesystem is read-only).
+    let mut mounts = vec![
+        mount("config", CONFIG_DIR),
+        VolumeMount {
+            read_only: None,
+            ..mount("tmp", "/tmp")
+        },
+    ];
     if uses_peers_file(instance) {
         mounts.push(mount("peers", PEERS_DIR));
     }

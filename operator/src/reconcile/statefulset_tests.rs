@@ -420,7 +420,10 @@ fn cluster_mode_exposes_gossip_and_grpc_and_mounts_the_peers_file() {
     let m = mounts(&c);
     assert!(m.contains(&("config".into(), "/etc/bifrost/config".into(), Some(true))));
     assert!(m.contains(&("peers".into(), "/etc/bifrost/peers".into(), Some(true))));
-    assert!(m.contains(&("tmp".into(), "/tmp".into(), Some(true))));
+    assert!(
+        m.contains(&("tmp".into(), "/tmp".into(), None)),
+        "/tmp is writable scratch space"
+    );
     let peers = pod_spec(&sts)
         .volumes
         .expect("volumes")

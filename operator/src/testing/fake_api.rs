@@ -52,6 +52,9 @@ struct State {
     clock: u64,
 }
 
+/// The failure "code" that makes a request hang.
+const HANG: u16 = 0;
+
 /// The fake API server; clone freely.
 #[derive(Clone, Default)]
 pub struct FakeApi {
@@ -67,8 +70,12 @@ impl FakeApi {
         tokio::spawn(async move {
             let mut handle = Box::pin(handle);
             while let Some((request, respond)) = handle.next_request().await {
-                let response = server.handle(request).await;
-                respond.send_response(response);
+                // One task per request, so a hanging one (see `hang`) blocks no other.
+                let server = server.clone();
+                tokio::spawn(async move {
+                    let response = server.handle(request).await;
+                    respond.send_response(response);
+                });
             }
         });
         (Client::new(service, "default"), api)
@@ -113,6 +120,13 @@ impl FakeApi {
         self.state().objects.get(path).cloned()
     }
 
+    /// Paths of every stored object, sorted.
+    pub fn paths(&self) -> Vec<String> {
+        let mut paths: Vec<String> = self.state().objects.keys().cloned().collect();
+        paths.sort();
+        paths
+    }
+
     /// The pods a pod list returns.
     pub fn set_pods(&self, pods: Vec<Pod>) {
         self.state().pods = pods;
@@ -123,6 +137,12 @@ impl FakeApi {
         self.state()
             .failures
             .push((method.to_string(), path_part.to_string(), code));
+    }
+
+    /// Never answer `method` requests whose path contains `path_part` (an API server that is
+    /// unreachable: the connection stays open, nothing comes back).
+    pub fn hang(&self, method: &str, path_part: &str) {
+        self.fail(method, path_part, HANG);
     }
 
     /// Stop failing.
@@ -153,22 +173,28 @@ impl FakeApi {
             .get(http::header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("PartialObjectMetadata"));
-        let mut state = self.state();
-        state.requests.push(Recorded {
-            method: method.clone(),
-            path: path.clone(),
-            query: query.clone(),
-            content_type,
-            body: body.clone(),
-        });
-        let failure = state
-            .failures
-            .iter()
-            .find(|(m, p, _)| *m == method && path.contains(p.as_str()))
-            .map(|(_, _, code)| *code);
+        let failure = {
+            let mut state = self.state();
+            state.requests.push(Recorded {
+                method: method.clone(),
+                path: path.clone(),
+                query: query.clone(),
+                content_type,
+                body: body.clone(),
+            });
+            state
+                .failures
+                .iter()
+                .find(|(m, p, _)| *m == method && path.contains(p.as_str()))
+                .map(|(_, _, code)| *code)
+        };
         if let Some(code) = failure {
+            if code == HANG {
+                std::future::pending::<()>().await;
+            }
             return status(code, "injected failure");
         }
+        let mut state = self.state();
         match method.as_str() {
             "GET" if path.ends_with("/pods") => {
                 let items = serde_json::to_value(&state.pods).unwrap_or_default();
