@@ -122,11 +122,14 @@ async fn operate(
         namespace = options.namespace.as_deref().unwrap_or("<all>"),
         "reconciling BifrostClusters"
     );
-    let controller =
-        crate::controller::run(Arc::clone(&ctx), options.namespace.clone(), async move {
+    // Boxed, not stack-pinned: losing the lease drops it (and the reconciles in it) on the spot.
+    let mut controller = Box::pin(crate::controller::run(
+        Arc::clone(&ctx),
+        options.namespace.clone(),
+        async move {
             let _ = controller_stopped.await;
-        });
-    tokio::pin!(controller);
+        },
+    ));
     let watchdog = async move {
         match leadership {
             Some(mut leadership) => tokio::select! {

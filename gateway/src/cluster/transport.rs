@@ -669,7 +669,7 @@ mod tests {
                 bytes.extend_from_slice(&self.next().to_le_bytes());
             }
             bytes.truncate(len);
-            if self.next() % 4 == 0 && len >= 4 {
+            if self.next().is_multiple_of(4) && len >= 4 {
                 bytes[..2].copy_from_slice(magic);
             }
             bytes
