@@ -11,7 +11,7 @@ ifdef CI
 export CARGO_INCREMENTAL := 0
 endif
 
-.PHONY: run run-mock cluster-local build test test-deps lint unit e2e bench clean-test crds chart-check operator-e2e
+.PHONY: run run-mock cluster-local build test test-deps lint unit e2e bench fuzz clean-test crds chart-check operator-e2e
 
 ## Build and start one gateway on :$(PORT) with $(CONFIG).
 run:
@@ -60,6 +60,18 @@ e2e: test-deps build
 ## Latency, CPU and memory numbers (prints; never fails on timings).
 bench:
 	./scripts/bench.sh
+
+## Long fuzz runs (nightly toolchain and `cargo install cargo-fuzz`): every target, or
+## FUZZ_TARGETS="config gossip_open", FUZZ_SECONDS each; corpora grow in gateway/fuzz/corpus/.
+## `make test` runs the same targets briefly on stable (gateway/tests/fuzz_smoke.rs).
+FUZZ_TARGETS ?= config peers_file translate_json translate_sse gossip_open
+FUZZ_SECONDS ?= 600
+fuzz:
+	cd gateway/fuzz && for target in $(FUZZ_TARGETS); do \
+		mkdir -p corpus/$$target && \
+		cargo +nightly fuzz run $$target corpus/$$target seeds/$$target -- \
+			-max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 || exit 1; \
+	done
 
 ## Regenerate the BifrostCluster CRD from the Rust types (the repo copy and the chart's).
 crds:

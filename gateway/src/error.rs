@@ -14,6 +14,13 @@ pub enum GatewayError {
     /// The request is malformed (400).
     #[error("{0}")]
     InvalidRequest(String),
+    /// The client stopped sending the request body for longer than
+    /// `server.body_read_timeout_seconds` (408).
+    #[error("the request body stalled: nothing arrived for {seconds}s (server.body_read_timeout_seconds)")]
+    RequestTimeout {
+        /// The timeout.
+        seconds: u64,
+    },
     /// Unknown provider or model (404).
     #[error("{0}")]
     NotFound(String),
@@ -112,6 +119,9 @@ pub enum GatewayError {
     /// The change clashes with existing state (409).
     #[error("{0}")]
     Conflict(String),
+    /// The body is not in a media type the route accepts (415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// The config store failed (500 on the admin API; fatal at start-up).
     #[error("config store: {0}")]
     Store(String),
@@ -135,8 +145,10 @@ impl GatewayError {
                 StatusCode::BAD_REQUEST
             }
             GatewayError::NotFound(_) => StatusCode::NOT_FOUND,
+            GatewayError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             GatewayError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             GatewayError::Conflict(_) => StatusCode::CONFLICT,
+            GatewayError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             GatewayError::Forbidden(_) => StatusCode::FORBIDDEN,
             GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::BudgetExhausted { .. } => StatusCode::PAYMENT_REQUIRED,
@@ -160,8 +172,10 @@ impl GatewayError {
             GatewayError::InvalidRequest(_) => "invalid_request",
             GatewayError::Unsupported(_) => "unsupported_operation",
             GatewayError::NotFound(_) => "model_not_found",
+            GatewayError::RequestTimeout { .. } => "request_timeout",
             GatewayError::Unauthorized(_) => "unauthorized",
             GatewayError::Conflict(_) => "conflict",
+            GatewayError::UnsupportedMediaType(_) => "unsupported_media_type",
             GatewayError::Forbidden(_) => "virtual_key_forbidden",
             GatewayError::RateLimited { .. } => "rate_limit_exceeded",
             GatewayError::BudgetExhausted { .. } => "budget_exceeded",

@@ -6,6 +6,10 @@
 pub mod config;
 
 #[cfg(feature = "server")]
+#[doc(hidden)]
+pub mod fuzz_targets;
+
+#[cfg(feature = "server")]
 pub mod cli;
 #[cfg(feature = "server")]
 pub mod cluster;

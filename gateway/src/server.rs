@@ -1,5 +1,7 @@
 //! Process lifecycle: bind, serve, drain on SIGTERM, reload on SIGHUP. Listener setup and
-//! shutdown live here only, so a future supervisor can reuse them.
+//! shutdown live here (and in [`listener`]) only, so a future supervisor can reuse them.
+
+pub mod listener;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -112,27 +114,26 @@ pub async fn run(settings: ServerSettings, loaded: LoadedConfig) -> Result<(), G
 }
 
 /// Serve on `listener` until a termination signal, then: `/ready` turns 503 at once, the
-/// listener stays open for `server.shutdown_delay_seconds`, closes, and in-flight requests and
-/// streams get `server.drain_timeout_seconds` to finish.
+/// listener stays open for `server.shutdown_delay_seconds`, closes, connections with nothing in
+/// flight are closed, and in-flight requests and streams get `server.drain_timeout_seconds` to
+/// finish.
 pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<(), GatewayError> {
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let signals = tokio::spawn(handle_signals(state.clone(), stop_tx));
 
     let flusher = tokio::spawn(flush_usage_periodically(state.clone(), stop_rx.clone()));
-    let (close_tx, mut close_rx) = watch::channel(false);
+    let (close_tx, close_rx) = watch::channel(false);
     let app = crate::http::router(state.clone());
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    // SSE chunks are small writes: without TCP_NODELAY, Nagle's algorithm holds each one back
-    // until the client's delayed ACK (~40 ms).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY on an accepted connection");
-        }
-    });
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let _ = close_rx.wait_for(|close| *close).await;
-    });
-    let mut server = tokio::spawn(async move { server.await });
+    let limits_state = state.clone();
+    let limits =
+        move || listener::ConnectionLimits::from(&limits_state.runtime.load().config.server);
+    let mut server = tokio::spawn(listener::serve_http(
+        listener,
+        app,
+        limits,
+        state.metrics.listener.clone(),
+        close_rx,
+    ));
 
     tokio::select! {
         result = &mut server => {
@@ -142,8 +143,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<(), Ga
                 cluster.shutdown(&state.counters).await;
             }
             return match result {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(GatewayError::Config(format!("HTTP server failed: {e}"))),
+                Ok(()) => Ok(()),
                 Err(e) => Err(GatewayError::Config(format!("HTTP server task failed: {e}"))),
             };
         }

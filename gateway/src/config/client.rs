@@ -58,11 +58,54 @@ pub struct ServerConfig {
     /// pod's preStop sleep does this job and 0 is right.
     #[serde(default)]
     pub shutdown_delay_seconds: u64,
+    /// A new connection must deliver its first request line and headers within this time, and a
+    /// started request head must complete within it; otherwise the connection is closed.
+    #[serde(default = "ServerConfig::default_header_read_timeout_seconds")]
+    pub header_read_timeout_seconds: u64,
+    /// Longest pause between two chunks of a request body while the gateway waits for it; a
+    /// longer stall is answered with 408 and the connection closed.
+    #[serde(default = "ServerConfig::default_body_read_timeout_seconds")]
+    pub body_read_timeout_seconds: u64,
+    /// A keep-alive connection with no request for this long is closed.
+    #[serde(default = "ServerConfig::default_idle_timeout_seconds")]
+    pub idle_timeout_seconds: u64,
+    /// Open client connections at most; further ones are closed as soon as they are accepted.
+    #[serde(default = "ServerConfig::default_max_connections")]
+    pub max_connections: u32,
 }
 
 impl ServerConfig {
+    /// Largest accepted `header_read_timeout_seconds`.
+    pub const MAX_HEADER_READ_TIMEOUT_SECONDS: u64 = 300;
+    /// Largest accepted `body_read_timeout_seconds`.
+    pub const MAX_BODY_READ_TIMEOUT_SECONDS: u64 = 3600;
+    /// Largest accepted `idle_timeout_seconds`.
+    pub const MAX_IDLE_TIMEOUT_SECONDS: u64 = 3600;
+    /// Largest accepted `max_connections`.
+    pub const MAX_MAX_CONNECTIONS: u32 = 1_000_000;
+
     fn default_drain_timeout_seconds() -> u64 {
         60
+    }
+    // Slow but honest clients send a request head in well under a second; slowloris ones are
+    // cut off after 10 s.
+    fn default_header_read_timeout_seconds() -> u64 {
+        10
+    }
+    // Clients stream bodies from memory; 30 s without a byte is a dead or stalled client.
+    fn default_body_read_timeout_seconds() -> u64 {
+        30
+    }
+    // Above the 60 s idle timeout of common load balancers (AWS ALB, nginx upstream keep-alive
+    // users), so the balancer, not the gateway, closes a shared idle connection first and never
+    // sends a request into one the gateway is closing.
+    fn default_idle_timeout_seconds() -> u64 {
+        75
+    }
+    // Well under the usual 65536-descriptor limit of a container, leaving room for upstream,
+    // store and cluster sockets.
+    fn default_max_connections() -> u32 {
+        10_000
     }
 }
 
@@ -71,6 +114,10 @@ impl Default for ServerConfig {
         Self {
             drain_timeout_seconds: Self::default_drain_timeout_seconds(),
             shutdown_delay_seconds: 0,
+            header_read_timeout_seconds: Self::default_header_read_timeout_seconds(),
+            body_read_timeout_seconds: Self::default_body_read_timeout_seconds(),
+            idle_timeout_seconds: Self::default_idle_timeout_seconds(),
+            max_connections: Self::default_max_connections(),
         }
     }
 }

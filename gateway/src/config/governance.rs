@@ -278,6 +278,11 @@ pub struct AuthConfig {
     /// `client.enforce_auth_on_inference` is on.
     #[serde(default)]
     pub disable_auth_on_inference: bool,
+    /// Browser origins (`https://admin.example.com`, scheme and host and optional port) whose
+    /// requests the admin API serves; any other request carrying `Origin`, or a cross-site or
+    /// same-site `Sec-Fetch-Site`, is refused with 403. Empty (default): no browser page.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admin_allowed_origins: Vec<String>,
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -294,6 +299,7 @@ impl std::fmt::Debug for AuthConfig {
                 &self.admin_token.as_ref().map(|_| "<redacted>"),
             )
             .field("disable_auth_on_inference", &self.disable_auth_on_inference)
+            .field("admin_allowed_origins", &self.admin_allowed_origins)
             .finish()
     }
 }

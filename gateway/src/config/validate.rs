@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use super::store::SSL_MODES;
 use super::{
     ClusterConfig, ConfigStoreConfig, DiscoveryType, FieldError, GatewayConfig, ProviderConfig,
-    StoreType,
+    ServerConfig, StoreType,
 };
 
 impl GatewayConfig {
@@ -25,7 +25,43 @@ impl GatewayConfig {
         validate_store(&self.config_store, &mut problems);
         validate_governance(self, &mut problems);
         validate_cluster(&self.cluster_config, &self.config_store, &mut problems);
+        validate_listener(&self.server, &mut problems);
         problems
+    }
+}
+
+/// The listener's timeouts and connection cap: at least 1, at most a bound past which the
+/// value is a typo (or disables the protection in all but name).
+fn validate_listener(server: &ServerConfig, problems: &mut Vec<FieldError>) {
+    let bounded = [
+        (
+            "server.header_read_timeout_seconds",
+            server.header_read_timeout_seconds,
+            ServerConfig::MAX_HEADER_READ_TIMEOUT_SECONDS,
+        ),
+        (
+            "server.body_read_timeout_seconds",
+            server.body_read_timeout_seconds,
+            ServerConfig::MAX_BODY_READ_TIMEOUT_SECONDS,
+        ),
+        (
+            "server.idle_timeout_seconds",
+            server.idle_timeout_seconds,
+            ServerConfig::MAX_IDLE_TIMEOUT_SECONDS,
+        ),
+        (
+            "server.max_connections",
+            u64::from(server.max_connections),
+            u64::from(ServerConfig::MAX_MAX_CONNECTIONS),
+        ),
+    ];
+    for (field, value, max) in bounded {
+        if !(1..=max).contains(&value) {
+            problems.push(FieldError::new(
+                field,
+                format!("must be between 1 and {max}"),
+            ));
+        }
     }
 }
 
@@ -600,6 +636,25 @@ fn validate_governance(config: &GatewayConfig, problems: &mut Vec<FieldError>) {
             "is_enabled needs admin_username and admin_password",
         ));
     }
+    for (i, origin) in auth.admin_allowed_origins.iter().enumerate() {
+        if !is_origin(origin) {
+            problems.push(FieldError::new(
+                format!("governance.auth_config.admin_allowed_origins[{i}]"),
+                "must be an origin as browsers send it: scheme://host[:port], no path or trailing slash",
+            ));
+        }
+    }
+}
+
+/// `http://host` or `https://host:port` exactly as a browser's `Origin` header carries it.
+fn is_origin(text: &str) -> bool {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return false;
+    };
+    matches!(scheme, "http" | "https")
+        && !rest.is_empty()
+        && !rest.contains(['/', '?', '#', '@', ' '])
+        && text.chars().all(|c| c.is_ascii_graphic())
 }
 
 /// `host:port` with a non-empty host and a non-zero port (IPv6 in brackets).
@@ -647,6 +702,22 @@ mod tests {
 
     fn has(found: &[String], prefix: &str) -> bool {
         found.iter().any(|p| p.starts_with(prefix))
+    }
+
+    #[test]
+    fn listener_timeouts_and_connection_cap_are_bounded() {
+        let found = problems(
+            r#"{"server": {"header_read_timeout_seconds": 0, "body_read_timeout_seconds": 3601,
+                           "idle_timeout_seconds": 0, "max_connections": 0}}"#,
+        );
+        for field in [
+            "server.header_read_timeout_seconds",
+            "server.body_read_timeout_seconds",
+            "server.idle_timeout_seconds",
+            "server.max_connections",
+        ] {
+            assert!(has(&found, field), "{field} not reported in {found:?}");
+        }
     }
 
     #[test]

@@ -7,6 +7,15 @@ use http::HeaderMap;
 /// Prefix of virtual key values accepted in the SDKs' own auth headers.
 pub const VK_PREFIX: &str = "sk-bf-";
 
+/// The credentials of an `Authorization` value using `scheme`; schemes compare
+/// case-insensitively (RFC 9110 §11.1), so `bearer x`, `Bearer x` and `BEARER x` are alike.
+pub fn authorization_credentials<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
+    let (given, credentials) = value.trim().split_once([' ', '\t'])?;
+    given
+        .eq_ignore_ascii_case(scheme)
+        .then(|| credentials.trim())
+}
+
 /// The virtual key value the request carries, if any.
 pub fn virtual_key_value(headers: &HeaderMap) -> Option<&str> {
     let header = |name: &str| {
@@ -19,11 +28,7 @@ pub fn virtual_key_value(headers: &HeaderMap) -> Option<&str> {
         return Some(value);
     }
     if let Some(token) = header("authorization")
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
+        .and_then(|v| authorization_credentials(v, "Bearer"))
         .filter(|t| t.starts_with(VK_PREFIX))
     {
         return Some(token);
@@ -57,6 +62,19 @@ mod tests {
             virtual_key_value(&headers(&[("x-api-key", "sk-bf-xyz")])),
             Some("sk-bf-xyz")
         );
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in ["bearer sk-bf-abc", "BEARER sk-bf-abc", "BeArEr   sk-bf-abc"] {
+            assert_eq!(
+                virtual_key_value(&headers(&[("authorization", value)])),
+                Some("sk-bf-abc"),
+                "{value}"
+            );
+        }
+        assert_eq!(authorization_credentials("Bearersk-bf-abc", "Bearer"), None);
+        assert_eq!(authorization_credentials("basic abc", "Basic"), Some("abc"));
     }
 
     #[test]

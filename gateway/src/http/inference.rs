@@ -347,12 +347,56 @@ fn parse_request(
         }
         targets.push(target);
     }
+    // After routing, so an unknown model is a 404 whatever the body holds.
+    if route != Route::Embeddings {
+        check_completion_body(route, &body)?;
+    }
     Ok(ParsedRequest {
         body,
         stream,
         include_usage,
         targets,
     })
+}
+
+/// What chat and messages bodies must hold before anything is sent upstream: a non-empty
+/// array of message objects with a string `role`, and token caps that are positive integers
+/// within u32 (what providers accept).
+fn check_completion_body(route: Route, body: &Map<String, Value>) -> Result<(), GatewayError> {
+    let invalid = |message: String| Err(GatewayError::InvalidRequest(message));
+    let messages = match body.get("messages") {
+        Some(Value::Array(messages)) if !messages.is_empty() => messages,
+        Some(Value::Array(_)) => return invalid("messages: must not be empty".into()),
+        _ => return invalid("messages: required, an array of messages".into()),
+    };
+    for (i, message) in messages.iter().enumerate() {
+        let Some(message) = message.as_object() else {
+            return invalid(format!("messages[{i}]: must be an object"));
+        };
+        if !message.get("role").is_some_and(Value::is_string) {
+            return invalid(format!("messages[{i}].role: required, a string"));
+        }
+    }
+    let caps: &[&str] = match route {
+        Route::Messages => &["max_tokens"],
+        _ => &["max_tokens", "max_completion_tokens"],
+    };
+    for cap in caps {
+        match body.get(*cap) {
+            None | Some(Value::Null) => {}
+            Some(value)
+                if value
+                    .as_u64()
+                    .is_some_and(|n| n > 0 && n <= u64::from(u32::MAX)) => {}
+            Some(_) => {
+                return invalid(format!(
+                    "{cap}: must be a positive integer of at most {}",
+                    u32::MAX
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The caller's body with the model replaced, serialized without copying the body.

@@ -6,8 +6,11 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use http::HeaderMap;
 use serde_json::{json, Value};
 
+use super::errors::{error_response, Dialect};
+use crate::governance::index::VirtualKey;
 use crate::providers::{upstream_request, ForwardedHeaders, UpstreamOp};
 use crate::routing::Provider;
 use crate::state::AppState;
@@ -15,10 +18,20 @@ use crate::state::AppState;
 const LIST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// List models: asks each provider (in parallel, 5 s deadline); a provider that cannot answer
-/// contributes the models its keys list in config.
-pub async fn list(State(state): State<Arc<AppState>>) -> Response {
+/// contributes the models its keys list in config. Virtual keys are checked as on inference
+/// (401 without one when enforced), and a key sees only the models it may use.
+pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let runtime = state.runtime.load_full();
-    let mut providers: Vec<&Arc<Provider>> = runtime.routing.providers.values().collect();
+    let vk = match runtime.governance.authenticate(&headers) {
+        Ok(vk) => vk,
+        Err(error) => return error_response(Dialect::OpenAi, &error),
+    };
+    let mut providers: Vec<&Arc<Provider>> = runtime
+        .routing
+        .providers
+        .values()
+        .filter(|p| vk.as_ref().is_none_or(|vk| may_use_provider(vk, &p.name)))
+        .collect();
     providers.sort_by(|a, b| a.name.cmp(&b.name));
     let lists = futures_util::future::join_all(
         providers
@@ -30,17 +43,43 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Response {
         .iter()
         .zip(lists)
         .flat_map(|(provider, models)| {
-            models.into_iter().map(move |id| {
-                json!({
-                    "id": format!("{}/{id}", provider.name),
-                    "object": "model",
-                    "created": 0,
-                    "owned_by": provider.name,
+            let vk = vk.clone();
+            models
+                .into_iter()
+                .filter(move |id| vk.as_ref().is_none_or(|vk| may_use_model(vk, provider, id)))
+                .map(move |id| {
+                    json!({
+                        "id": format!("{}/{id}", provider.name),
+                        "object": "model",
+                        "created": 0,
+                        "owned_by": provider.name,
+                    })
                 })
-            })
         })
         .collect();
     Json(json!({"object": "list", "data": data})).into_response()
+}
+
+fn may_use_provider(vk: &VirtualKey, provider: &str) -> bool {
+    vk.providers.is_empty() || vk.providers.contains_key(provider)
+}
+
+/// Whether `vk` may use `model` on `provider`: its rule allows the model and, when it names
+/// provider keys, one of those keys serves it.
+fn may_use_model(vk: &VirtualKey, provider: &Provider, model: &str) -> bool {
+    if vk.providers.is_empty() {
+        return true;
+    }
+    let Some(rule) = vk.providers.get(&provider.name) else {
+        return false;
+    };
+    rule.allows_model(model)
+        && rule.key_ids.as_ref().is_none_or(|ids| {
+            provider
+                .keys
+                .iter()
+                .any(|k| ids.contains(&k.id) && k.allows_model(model))
+        })
 }
 
 async fn provider_models(client: &reqwest::Client, provider: &Provider) -> Vec<String> {

@@ -116,6 +116,53 @@ pub struct Metrics {
     pub usage_flush_duration: Histogram,
     /// Gossip traffic, dropped packets and members (cluster mode).
     pub gossip: GossipMetrics,
+    /// Client connections: open, refused at the cap, closed by a timeout.
+    pub listener: ListenerMetrics,
+}
+
+/// Labels of a listener timeout.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TimeoutLabels {
+    /// `header`, `body` or `idle`.
+    pub timeout: &'static str,
+}
+
+/// The HTTP listener's metrics (cheap to clone: every clone updates the same series).
+#[derive(Clone, Debug, Default)]
+pub struct ListenerMetrics {
+    /// Client connections open now.
+    pub open: Gauge,
+    /// Connections closed at once because `server.max_connections` were open.
+    pub refused: Counter,
+    /// Connections closed or requests failed by a listener timeout.
+    pub timeouts: Family<TimeoutLabels, Counter>,
+}
+
+impl ListenerMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "http_connections",
+            "Client HTTP connections open now",
+            self.open.clone(),
+        );
+        registry.register(
+            "http_connections_refused",
+            "Client connections closed on accept because server.max_connections were open",
+            self.refused.clone(),
+        );
+        registry.register(
+            "http_timeouts",
+            "Client connections closed (header, idle) or requests answered 408 (body) by a server timeout",
+            self.timeouts.clone(),
+        );
+    }
+
+    /// The counter of one kind of timeout.
+    pub fn timeout(&self, timeout: &'static str) -> Counter {
+        self.timeouts
+            .get_or_create(&TimeoutLabels { timeout })
+            .clone()
+    }
 }
 
 /// Labels of a dropped gossip packet.
@@ -179,7 +226,7 @@ impl GossipMetrics {
     fn register(&self, registry: &mut Registry) {
         registry.register(
             "gossip_packets_dropped",
-            "Gossip packets dropped on receive: reason auth (wrong key, other cluster, tampered) or address (outside allowed_address_space)",
+            "Gossip packets dropped on receive: reason auth (wrong key, other cluster, tampered), address (outside allowed_address_space) or parse (not a chitchat message)",
             self.packets_dropped.clone(),
         );
         registry.register(
@@ -415,9 +462,12 @@ impl Metrics {
         );
         let gossip = GossipMetrics::default();
         gossip.register(&mut registry);
+        let listener = ListenerMetrics::default();
+        listener.register(&mut registry);
         Self {
             registry,
             gossip,
+            listener,
             requests,
             request_duration,
             overhead_duration,

@@ -3,10 +3,13 @@
 //! Authentication, per `governance.auth_config`: Basic auth with `admin_username` and
 //! `admin_password` when `is_enabled`, and/or `Authorization: Bearer <admin_token>` (config
 //! `admin_token` or env `BIFROST_ADMIN_TOKEN`). With no credentials configured, the API answers
-//! only to loopback clients. Writes go to the config store and the runtime is rebuilt from it;
+//! only to loopback clients that name a loopback `Host`. Browser pages are refused unless
+//! their origin is in `admin_allowed_origins`; writes must be `application/json`; ids are
+//! bounded (see `guard`). Writes go to the config store and the runtime is rebuilt from it;
 //! other replicas sharing the store follow its config version.
 
 mod auth;
+mod guard;
 mod resources;
 mod usage;
 
@@ -19,9 +22,9 @@ use crate::config::{BudgetConfig, CustomerConfig, RateLimitConfig, TeamConfig, V
 use crate::state::AppState;
 use resources::{create, delete, get_one, list, put, NamedProvider};
 
-pub use auth::describe_admin_auth;
+pub use auth::{describe_admin_auth, AdminAccess};
 
-/// The `/api` routes, behind admin authentication.
+/// The `/api` routes, behind admin authentication and request checks (one middleware).
 pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route(

@@ -10,12 +10,14 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use http::StatusCode;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::AdminAccess;
 use crate::config::{
     BudgetConfig, CustomerConfig, GatewayConfig, ProviderConfig, RateLimitConfig, TeamConfig,
     VirtualKeyConfig,
@@ -58,8 +60,14 @@ pub trait Resource: Serialize + DeserializeOwned + Clone + Send + Sync + 'static
     fn redacted(self) -> Self {
         self
     }
-    /// Replace masked secrets in an update with the stored ones.
-    fn keep_secrets(&mut self, _existing: &Self) {}
+    /// Replace masked secrets in an update with the stored ones; whether any was kept.
+    fn keep_secrets(&mut self, _existing: &Self) -> bool {
+        false
+    }
+    /// Whether the update sends this entity's secrets somewhere else than `existing` did.
+    fn moves_secrets(&self, _existing: &Self) -> bool {
+        false
+    }
 }
 
 /// `sk-bf-abcdef…wxyz`: enough to recognise a secret, not to use it.
@@ -117,7 +125,11 @@ impl Resource for NamedProvider {
         }
         self
     }
-    fn keep_secrets(&mut self, existing: &Self) {
+    fn moves_secrets(&self, existing: &Self) -> bool {
+        self.config.base_url(&self.name) != existing.config.base_url(&existing.name)
+    }
+    fn keep_secrets(&mut self, existing: &Self) -> bool {
+        let mut kept = false;
         for (index, key) in self.config.keys.iter_mut().enumerate() {
             let id = key.id.clone().or_else(|| key.name.clone());
             let stored = existing
@@ -133,6 +145,7 @@ impl Resource for NamedProvider {
             if let Some(stored) = stored {
                 if key.value == mask(&stored.value) {
                     key.value = stored.value.clone();
+                    kept = true;
                 }
             }
         }
@@ -140,9 +153,11 @@ impl Resource for NamedProvider {
             if let Some(stored) = existing.config.network_config.extra_headers.get(name) {
                 if *value == mask(stored) {
                     *value = stored.clone();
+                    kept = true;
                 }
             }
         }
+        kept
     }
 }
 
@@ -170,10 +185,12 @@ impl Resource for VirtualKeyConfig {
         self.value = mask(&self.value);
         self
     }
-    fn keep_secrets(&mut self, existing: &Self) {
-        if self.value == mask(&existing.value) {
+    fn keep_secrets(&mut self, existing: &Self) -> bool {
+        let kept = self.value == mask(&existing.value);
+        if kept {
             self.value = existing.value.clone();
         }
+        kept
     }
 }
 
@@ -336,6 +353,7 @@ pub async fn create<R: Resource>(State(state): State<Arc<AppState>>, body: Bytes
 pub async fn put<R: Resource>(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
+    access: Option<Extension<AdminAccess>>,
     body: Bytes,
 ) -> Response {
     respond(
@@ -360,7 +378,15 @@ pub async fn put<R: Resource>(
             let mut item: R = parse(&Bytes::from(document.to_string()))?;
             item.set_id(&id);
             if let Some(existing) = find::<R>(&state, &id) {
-                item.keep_secrets(&existing);
+                let kept = item.keep_secrets(&existing);
+                // Without credentials, a rebound or forged request must not redirect stored keys.
+                let credentialed = access.is_some_and(|Extension(a)| a == AdminAccess::Credentials);
+                if kept && !credentialed && item.moves_secrets(&existing) {
+                    return Err(GatewayError::Forbidden(format!(
+                        "network_config.base_url: changing where {} \"{id}\" sends its stored (masked) secrets needs admin credentials (governance.auth_config or BIFROST_ADMIN_TOKEN); or send the real key values",
+                        R::KIND
+                    )));
+                }
             }
             write(&state, &item).await?;
             Ok(Json(item.redacted()).into_response())
