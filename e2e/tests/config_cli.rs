@@ -49,3 +49,42 @@ async fn a_syntax_error_gives_line_and_column() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_config_that_is_not_an_object_is_refused() {
+    for text in ["[]", "null"] {
+        let (status, stderr) = gateway_rejects(text).await;
+        assert_eq!(status.code(), Some(2), "{text}: {stderr}");
+        assert!(
+            stderr.contains("(root): the config must be an object"),
+            "{text}: {stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_type_error_every_semantic_error_and_the_warnings_are_printed_at_once() {
+    let (status, stderr) = gateway_rejects(
+        r#"{
+          "client": {"initial_pool_size": "many"},
+          "server": {"drain_timeout_seconds": "long"},
+          "providers": {"openai": {"keys": [{"value": "sk", "weight": "heavy"}],
+                                   "network_config": {"default_request_timeout_in_seconds": 0}}},
+          "log_retention_days": 7
+        }"#,
+    )
+    .await;
+    assert_eq!(status.code(), Some(2), "stderr: {stderr}");
+    for expected in [
+        "client.initial_pool_size:",
+        "server.drain_timeout_seconds:",
+        "providers.openai.keys[0].weight:",
+        "providers.openai.network_config.default_request_timeout_in_seconds:",
+        "warning: unknown field log_retention_days is ignored",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "{expected} missing from: {stderr}"
+        );
+    }
+}

@@ -14,6 +14,17 @@ use crate::probe::ClusterView;
 pub const HEALTH_UNKNOWN: &str = "Unknown";
 /// Health value a gateway reports when every member is healthy.
 pub const HEALTH_HEALTHY: &str = "HEALTHY";
+/// Condition reason of a spec the gateway's validation refuses.
+pub const REASON_INVALID_CONFIG: &str = "InvalidConfig";
+
+/// Container waiting reasons that mean a pod will not start without a change.
+const NOT_STARTING: &[&str] = &[
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+];
 
 /// Everything the status is computed from.
 #[derive(Debug, Default)]
@@ -57,7 +68,21 @@ pub fn compute_status(
         (true, None) => (None, Some(HEALTH_UNKNOWN.to_string())),
     };
 
-    let ready_condition = if desired > 0 && ready >= desired {
+    let generation = instance.generation;
+    let invalid_spec = observed
+        .failure
+        .as_ref()
+        .is_some_and(|(reason, _)| *reason == REASON_INVALID_CONFIG);
+    let ready_condition = if invalid_spec {
+        (
+            false,
+            REASON_INVALID_CONFIG,
+            format!(
+                "generation {} is invalid and was not applied; running gateways keep the last valid spec",
+                generation.unwrap_or_default()
+            ),
+        )
+    } else if desired > 0 && ready >= desired {
         (
             true,
             "AllReplicasReady",
@@ -73,14 +98,44 @@ pub fn compute_status(
         )
     };
 
+    // Pods that wait for something only a person can fix, with the scheduler's or kubelet's word.
+    let unschedulable: Vec<String> = live.iter().filter_map(|p| unschedulable(p)).collect();
+    let not_starting: Vec<String> = live.iter().filter_map(|p| not_starting(p)).collect();
+    let pending = live
+        .iter()
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Pending"))
+        .count();
+
     let progressing = rollout_in_progress(observed.statefulset, desired, replicas);
-    let progressing_condition = match &progressing {
-        Some(message) => (true, "RollingOut", message.clone()),
-        None => (
+    let progressing_condition = if invalid_spec {
+        (
+            false,
+            REASON_INVALID_CONFIG,
+            "rollout stopped until the spec is fixed (see Degraded)".to_string(),
+        )
+    } else if let Some(message) = &progressing {
+        let cause = unschedulable.first().or(not_starting.first());
+        let message = match cause {
+            Some(cause) => format!("{message}; {cause}"),
+            None => message.clone(),
+        };
+        (true, "RollingOut", message)
+    } else if pending > 0 {
+        let cause = unschedulable.first().or(not_starting.first());
+        (
+            true,
+            "PodsPending",
+            match cause {
+                Some(cause) => format!("{pending} gateway pod(s) pending; {cause}"),
+                None => format!("{pending} gateway pod(s) pending"),
+            },
+        )
+    } else {
+        (
             false,
             "RolloutComplete",
             "every gateway runs the current spec".to_string(),
-        ),
+        )
     };
 
     let crashing = live.iter().filter(|p| is_crash_looping(p)).count();
@@ -91,6 +146,18 @@ pub fn compute_status(
             true,
             "PodsCrashLooping",
             format!("{crashing} gateway pod(s) in CrashLoopBackOff; see `kubectl logs`"),
+        )
+    } else if let Some(first) = unschedulable.first() {
+        (
+            true,
+            "PodsUnschedulable",
+            with_more(first, unschedulable.len()),
+        )
+    } else if let Some(first) = not_starting.first() {
+        (
+            true,
+            "PodsNotStarting",
+            with_more(first, not_starting.len()),
         )
     } else if cluster_enabled
         && observed
@@ -107,7 +174,6 @@ pub fn compute_status(
         (false, "AsExpected", "nothing needs attention".to_string())
     };
 
-    let generation = instance.generation;
     let previous_conditions = previous.map(|p| p.conditions.as_slice()).unwrap_or(&[]);
     let condition = |kind: ConditionType, (on, reason, message): (bool, &str, String)| {
         make_condition(
@@ -156,6 +222,54 @@ fn rollout_in_progress(sts: Option<&StatefulSet>, desired: i32, replicas: i32) -
         ));
     }
     None
+}
+
+/// `pod gw-2 cannot be scheduled: 0/3 nodes are available: ...` when the scheduler says so
+/// (no node fits, or a PersistentVolumeClaim is unbound).
+fn unschedulable(pod: &Pod) -> Option<String> {
+    let condition = pod
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "PodScheduled" && c.status == "False")?;
+    let name = pod.metadata.name.as_deref().unwrap_or("?");
+    let why = condition
+        .message
+        .as_deref()
+        .or(condition.reason.as_deref())
+        .unwrap_or("no reason given");
+    Some(format!("pod {name} cannot be scheduled: {why}"))
+}
+
+/// `pod gw-0 is not starting: ImagePullBackOff: ...` for a container the kubelet cannot start.
+fn not_starting(pod: &Pod) -> Option<String> {
+    let statuses = pod.status.as_ref()?;
+    let containers = statuses
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(statuses.container_statuses.iter().flatten());
+    let name = pod.metadata.name.as_deref().unwrap_or("?");
+    containers.into_iter().find_map(|c| {
+        let waiting = c.state.as_ref()?.waiting.as_ref()?;
+        let reason = waiting.reason.as_deref()?;
+        NOT_STARTING
+            .contains(&reason)
+            .then(|| match &waiting.message {
+                Some(message) => format!("pod {name} is not starting: {reason}: {message}"),
+                None => format!("pod {name} is not starting: {reason}"),
+            })
+    })
+}
+
+/// The first problem, and how many other pods have one.
+fn with_more(first: &str, count: usize) -> String {
+    match count {
+        0 | 1 => first.to_string(),
+        n => format!("{first} (and {} more pod(s))", n - 1),
+    }
 }
 
 fn is_crash_looping(pod: &Pod) -> bool {

@@ -301,3 +301,129 @@ fn transition_times_hold_while_a_condition_holds() {
         .expect("progressing");
     assert_eq!(progressing.last_transition_time, at(0));
 }
+
+/// A pod the scheduler cannot place, with its word for why.
+fn unschedulable_pod(name: &str, message: &str) -> Pod {
+    let mut pod = pod(name, None, false);
+    if let Some(status) = pod.status.as_mut() {
+        status.phase = Some("Pending".into());
+        status.conditions = Some(vec![k8s_openapi::api::core::v1::PodCondition {
+            type_: "PodScheduled".into(),
+            status: "False".into(),
+            reason: Some("Unschedulable".into()),
+            message: Some(message.into()),
+            ..Default::default()
+        }]);
+    }
+    pod
+}
+
+#[test]
+fn unschedulable_pods_are_progressing_and_degraded_with_the_schedulers_message() {
+    let resource = bifrost_cluster("gw").build();
+    // The StatefulSet controller is done: it created the pod; the scheduler cannot place it.
+    let sts = settled(1);
+    let pods = [unschedulable_pod(
+        "gw-0",
+        "0/3 nodes are available: pod has unbound immediate PersistentVolumeClaims",
+    )];
+    let status = status_of(
+        &resource,
+        &Observed {
+            statefulset: Some(&sts),
+            pods: &pods,
+            ..Observed::default()
+        },
+    );
+    let progressing = status.condition(ConditionType::Progressing).expect("set");
+    assert_eq!(
+        (progressing.status.as_str(), progressing.reason.as_str()),
+        ("True", "PodsPending")
+    );
+    assert!(
+        progressing
+            .message
+            .contains("unbound immediate PersistentVolumeClaims"),
+        "{}",
+        progressing.message
+    );
+    let degraded = status.condition(ConditionType::Degraded).expect("set");
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "PodsUnschedulable")
+    );
+    assert!(
+        degraded
+            .message
+            .starts_with("pod gw-0 cannot be scheduled: 0/3 nodes"),
+        "{}",
+        degraded.message
+    );
+}
+
+#[test]
+fn pods_whose_image_cannot_be_pulled_are_degraded() {
+    let resource = bifrost_cluster("gw").build();
+    let mut stuck = pod("gw-0", None, false);
+    if let Some(status) = stuck.status.as_mut() {
+        status.phase = Some("Pending".into());
+        status.container_statuses = Some(vec![ContainerStatus {
+            name: "gateway".into(),
+            state: Some(ContainerState {
+                waiting: Some(ContainerStateWaiting {
+                    reason: Some("ImagePullBackOff".into()),
+                    message: Some("Back-off pulling image \"bifrost:nope\"".into()),
+                }),
+                ..ContainerState::default()
+            }),
+            ..ContainerStatus::default()
+        }]);
+    }
+    let sts = settled(1);
+    let pods = [stuck];
+    let status = status_of(
+        &resource,
+        &Observed {
+            statefulset: Some(&sts),
+            pods: &pods,
+            ..Observed::default()
+        },
+    );
+    let degraded = status.condition(ConditionType::Degraded).expect("set");
+    assert_eq!(degraded.reason, "PodsNotStarting");
+    assert!(
+        degraded.message.contains("ImagePullBackOff"),
+        "{}",
+        degraded.message
+    );
+    assert_eq!(
+        condition(&status, ConditionType::Progressing),
+        ("True".into(), "PodsPending".into())
+    );
+}
+
+#[test]
+fn an_invalid_spec_is_not_ready_and_not_progressing() {
+    let resource = bifrost_cluster("gw").build();
+    let status = status_of(
+        &resource,
+        &Observed {
+            failure: Some((
+                REASON_INVALID_CONFIG,
+                "spec.config.client.max_request_body_size_mb: must be at least 1".into(),
+            )),
+            ..Observed::default()
+        },
+    );
+    for kind in [ConditionType::Ready, ConditionType::Progressing] {
+        assert_eq!(
+            condition(&status, kind),
+            ("False".into(), REASON_INVALID_CONFIG.into()),
+            "{kind:?}"
+        );
+    }
+    assert_eq!(
+        condition(&status, ConditionType::Degraded),
+        ("True".into(), REASON_INVALID_CONFIG.into())
+    );
+}

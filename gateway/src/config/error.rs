@@ -50,14 +50,28 @@ pub enum ConfigError {
         /// The parser's message, with line and column.
         message: String,
     },
-    /// Fields have the wrong type or an invalid value; every problem is listed.
-    #[error("config {origin} is invalid:\n{}", list(problems))]
+    /// Fields have the wrong type or an invalid value; every problem is listed, and the
+    /// warnings a valid config would have had (unknown fields) after them.
+    #[error(
+        "config {origin} is invalid:\n{}{}",
+        list(problems),
+        warnings_after(warnings)
+    )]
     Invalid {
         /// File path or other origin.
         origin: String,
         /// Every problem found.
         problems: Vec<FieldError>,
+        /// What is worth a warning besides (`unknown field X is ignored`).
+        warnings: Vec<String>,
     },
+}
+
+fn warnings_after(warnings: &[String]) -> String {
+    warnings
+        .iter()
+        .map(|warning| format!("\nwarning: {warning}"))
+        .collect()
 }
 
 fn list(problems: &[FieldError]) -> String {

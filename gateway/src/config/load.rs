@@ -61,34 +61,43 @@ pub fn parse_config(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<LoadedConfig, ConfigError> {
     let mut document = parse_document(text, format, origin)?;
-    if document.is_null() {
-        // An empty YAML file is an empty config.
-        document = Value::Object(Default::default());
+    match &document {
+        Value::Object(_) => {}
+        // Only a YAML file with nothing in it is the empty config; `null`, `~` or `[]` are not.
+        Value::Null if format == Format::Yaml && yaml_is_empty(text) => {
+            document = Value::Object(Default::default());
+        }
+        other => {
+            return Err(ConfigError::Invalid {
+                origin: origin.to_string(),
+                problems: vec![FieldError::new(
+                    "",
+                    format!(
+                        "the config must be an object ({{\"providers\": ...}}), not {}",
+                        json_kind(other)
+                    ),
+                )],
+                warnings: Vec::new(),
+            });
+        }
     }
 
     let mut problems = Vec::new();
     resolve_env_references(&mut document, &mut String::new(), env, &mut problems);
 
-    let mut unknown_fields = Vec::new();
-    let typed = {
-        let mut on_ignored = |path: serde_ignored::Path<'_>| unknown_fields.push(path.to_string());
-        let ignored = serde_ignored::Deserializer::new(&document, &mut on_ignored);
-        serde_path_to_error::deserialize::<_, GatewayConfig>(ignored)
-    };
-    let config = match typed {
-        Ok(config) => Some(config),
-        Err(err) => {
-            problems.push(FieldError::new(
-                err.path().to_string(),
-                err.inner().to_string(),
-            ));
-            None
-        }
-    };
-    if let Some(config) = &config {
-        problems.extend(config.validate());
+    let typed = super::typed::read(document);
+    problems.extend(typed.problems.iter().cloned());
+    if let Some(config) = &typed.config {
+        // Checks on values that had the wrong type would see their defaults: not reported.
+        problems.extend(
+            config
+                .validate()
+                .into_iter()
+                .filter(|problem| !typed.touches_removed(&problem.path)),
+        );
     }
-    match config {
+    let unknown_fields = typed.unknown_fields;
+    match typed.config {
         Some(config) if problems.is_empty() => Ok(LoadedConfig {
             config,
             unknown_fields,
@@ -96,7 +105,29 @@ pub fn parse_config(
         _ => Err(ConfigError::Invalid {
             origin: origin.to_string(),
             problems,
+            warnings: unknown_fields
+                .iter()
+                .map(|field| format!("unknown field {field} is ignored"))
+                .collect(),
         }),
+    }
+}
+
+/// Whether a YAML text holds no document: blank lines, comments and document markers only.
+fn yaml_is_empty(text: &str) -> bool {
+    text.lines()
+        .map(str::trim)
+        .all(|line| line.is_empty() || line.starts_with('#') || line == "---" || line == "...")
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 
@@ -260,6 +291,65 @@ mod tests {
             found[0].starts_with("providers.openai.keys[0].weight:"),
             "{found:?}"
         );
+    }
+
+    #[test]
+    fn a_root_that_is_not_an_object_is_refused() {
+        for (text, format) in [
+            ("[]", Format::Json),
+            ("null", Format::Json),
+            ("42", Format::Json),
+            ("\"providers\"", Format::Json),
+            ("~", Format::Yaml),
+            ("null\n", Format::Yaml),
+            ("- providers\n", Format::Yaml),
+        ] {
+            let err = parse_config(text, format, "root", &|_| None)
+                .expect_err("a root that is not an object");
+            assert!(
+                err.to_string()
+                    .contains("(root): the config must be an object"),
+                "{text:?}: {err}"
+            );
+        }
+        for blank in ["", "\n", "# nothing yet\n---\n"] {
+            assert!(parse_config(blank, Format::Yaml, "blank.yaml", &|_| None).is_ok());
+        }
+    }
+
+    #[test]
+    fn type_errors_semantic_errors_and_warnings_come_in_one_report() {
+        let err = parse(
+            r#"{"client": {"initial_pool_size": "many"},
+                "server": {"drain_timeout_seconds": "long", "max_connections": 0},
+                "providers": {"openai": {"keys": [{"value": "k", "weight": "heavy"}]},
+                              "bad name!": {"keys": [{"value": "k"}]}},
+                "log_retention_days": 7}"#,
+        )
+        .expect_err("invalid");
+        let ConfigError::Invalid {
+            problems, warnings, ..
+        } = &err
+        else {
+            panic!("expected invalid, got {err}");
+        };
+        let found: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        for path in [
+            "client.initial_pool_size:",
+            "server.drain_timeout_seconds:",
+            "providers.openai.keys[0].weight:",
+            "server.max_connections:",
+            "providers.bad name!",
+        ] {
+            assert!(
+                found.iter().any(|p| p.starts_with(path)),
+                "{path} missing from {found:?}"
+            );
+        }
+        assert_eq!(warnings, &["unknown field log_retention_days is ignored"]);
+        assert!(err
+            .to_string()
+            .contains("warning: unknown field log_retention_days is ignored"));
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod peers;
 mod period;
 mod providers;
 mod store;
+mod typed;
 mod validate;
 
 use std::collections::BTreeMap;

@@ -45,7 +45,7 @@ pub async fn reconcile(resource: Arc<BifrostCluster>, ctx: Arc<Context>) -> Resu
         Err(err) => {
             tracing::warn!(resource = %key, error = %err, kind = err.kind(), "reconcile failed");
             let reason = match err {
-                Error::InvalidConfig { .. } => "InvalidConfig",
+                Error::InvalidConfig { .. } => crate::status::REASON_INVALID_CONFIG,
                 _ => "ReconcileFailed",
             };
             events::reconcile_failed(&ctx, &resource, reason, &err.to_string()).await;
@@ -368,17 +368,20 @@ async fn write_failure_status(
         failure: Some((reason, err.to_string())),
     };
     let computed = compute_status(&instance, resource.status.as_ref(), &observed, now());
-    // Keep the counts from the last good reconcile; only the conditions change.
+    // Keep the counts from the last good reconcile; only the conditions change: all three for
+    // a spec that will not be applied, Degraded alone for a failure that the next try may fix.
+    let replaced =
+        |type_: &str| reason == crate::status::REASON_INVALID_CONFIG || type_ == "Degraded";
     status.selector = computed.selector;
     status.conditions = computed
         .conditions
         .into_iter()
-        .filter(|c| c.type_ == "Degraded")
+        .filter(|c| replaced(&c.type_))
         .chain(
             status
                 .conditions
                 .iter()
-                .filter(|c| c.type_ != "Degraded")
+                .filter(|c| !replaced(&c.type_))
                 .cloned(),
         )
         .collect();

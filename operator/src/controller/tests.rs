@@ -283,6 +283,11 @@ async fn new_pods_rewrite_only_the_peers_file() {
     reconcile_stored(&ctx, &api).await.expect("second");
     let requests = api.take_requests();
     assert_eq!(child_applies(&requests), ["configmaps/gw-peers"]);
+    assert_eq!(
+        events(&requests),
+        Vec::<(String, String, String)>::new(),
+        "a peer list change is routine: no Event (docs/operations.md says so)"
+    );
     let peers = requests
         .iter()
         .find(|r| r.is_apply_by(OPERATOR) && r.path.ends_with("/gw-peers"))
@@ -437,6 +442,61 @@ async fn an_invalid_config_touches_no_child_and_waits_for_a_spec_change() {
         .collect();
     assert_eq!(warnings, ["Warning InvalidConfig"]);
     assert_eq!(error_policy(resource, &err, ctx), Action::await_change());
+    let status = api.cluster("prod", "gw").status.expect("status written");
+    let conditions: Vec<_> = status
+        .conditions
+        .iter()
+        .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str()))
+        .collect();
+    assert_eq!(
+        conditions,
+        [
+            ("Ready", "False", "InvalidConfig"),
+            ("Progressing", "False", "InvalidConfig"),
+            ("Degraded", "True", "InvalidConfig"),
+        ],
+        "all three conditions say the spec was not applied"
+    );
+}
+
+#[tokio::test]
+async fn pods_the_scheduler_cannot_place_are_reported_in_the_conditions() {
+    let (ctx, api) = start(&bifrost_cluster("gw").build());
+    let mut pending = pod("gw-0", None, false);
+    if let Some(status) = pending.status.as_mut() {
+        status.phase = Some("Pending".into());
+        status.conditions = Some(vec![k8s_openapi::api::core::v1::PodCondition {
+            type_: "PodScheduled".into(),
+            status: "False".into(),
+            reason: Some("Unschedulable".into()),
+            message: Some("0/3 nodes are available: 3 Insufficient memory".into()),
+            ..Default::default()
+        }]);
+    }
+    api.set_pods(vec![pending]);
+    settle(&ctx, &api).await;
+    let status = api.cluster("prod", "gw").status.expect("status written");
+    let degraded = status
+        .condition(crate::crd::ConditionType::Degraded)
+        .expect("degraded");
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "PodsUnschedulable")
+    );
+    assert!(
+        degraded.message.contains("Insufficient memory"),
+        "{}",
+        degraded.message
+    );
+    let progressing = status
+        .condition(crate::crd::ConditionType::Progressing)
+        .expect("progressing");
+    assert_eq!(progressing.status, "True");
+    assert!(
+        progressing.message.contains("Insufficient memory"),
+        "{}",
+        progressing.message
+    );
 }
 
 #[tokio::test]
