@@ -9,6 +9,8 @@
 #   scripts/bench.sh --duration 5
 #   scripts/bench.sh --skip-cluster      # single gateway only, no PostgreSQL
 #   scripts/bench.sh --cluster-only
+# Before those, scripts/bench-body-memory.sh prints the peak-RSS cost of large request bodies
+# (skip it with BENCH_BODY_MEMORY=0).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -18,6 +20,10 @@ scripts/install-tools.sh
 
 echo "bench: building release binaries"
 cargo build --release -p bifrost-gateway -p bifrost-e2e --bins
+
+if [ "${BENCH_BODY_MEMORY:-1}" != "0" ]; then
+    scripts/bench-body-memory.sh --no-build
+fi
 
 export BIFROST_BIN_DIR="$PWD/target/release"
 for arg in "$@"; do

@@ -173,11 +173,13 @@ async fn an_upstream_client_error_is_passed_on_not_retried() {
     let mut config = config_for(&mock);
     config["providers"]["openai"]["network_config"]["max_retries"] = json!(3);
     let gateway = Gateway::start(&config).await;
-    // The mock, like OpenAI, rejects messages that are not an array of objects with a role.
+    // A body the gateway passes on but the provider refuses (the mock, told to, answers 400).
+    mock.configure(json!({"fail_statuses": [400], "fail_next": 4}))
+        .await;
     let (status, body) = post(
         &gateway,
         "/v1/chat/completions",
-        r#"{"model": "openai/gpt-4o-mini", "messages": [42]}"#,
+        r#"{"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}"#,
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");

@@ -33,6 +33,9 @@ async fn run(cli: Cli) -> ExitCode {
         for field in &loaded.unknown_fields {
             println!("warning: unknown field {field} is ignored");
         }
+        for warning in &loaded.warnings {
+            println!("warning: {warning}");
+        }
         println!("config OK: {} provider(s)", loaded.config.providers.len());
         return ExitCode::SUCCESS;
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::{GatewayConfig, LoadedConfig};
+use crate::config::{GatewayConfig, LoadedConfig, ServerConfig};
 use crate::error::GatewayError;
 use crate::state::AppState;
 use crate::telemetry::metrics::ReloadLabels;
@@ -32,6 +32,7 @@ pub fn load_config(path: Option<&PathBuf>) -> Result<LoadedConfig, crate::config
         None => Ok(LoadedConfig {
             config: GatewayConfig::default(),
             unknown_fields: Vec::new(),
+            warnings: Vec::new(),
         }),
     }
 }
@@ -39,6 +40,9 @@ pub fn load_config(path: Option<&PathBuf>) -> Result<LoadedConfig, crate::config
 fn warn_unknown_fields(loaded: &LoadedConfig) {
     for field in &loaded.unknown_fields {
         tracing::warn!(field = %field, "unknown config field ignored");
+    }
+    for warning in &loaded.warnings {
+        tracing::warn!(%warning, "config warning");
     }
 }
 
@@ -150,15 +154,16 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<(), Ga
         _ = stop_rx.wait_for(|stop| *stop) => {}
     }
     let server_config = state.runtime.load().config.server.clone();
-    if server_config.shutdown_delay_seconds > 0 {
+    let shutdown_delay = shutdown_delay(&server_config);
+    if !shutdown_delay.is_zero() {
         tracing::info!(
-            shutdown_delay_seconds = server_config.shutdown_delay_seconds,
+            shutdown_delay_seconds = shutdown_delay.as_secs(),
             "not ready; still accepting connections before closing the listener"
         );
-        tokio::time::sleep(Duration::from_secs(server_config.shutdown_delay_seconds)).await;
+        tokio::time::sleep(shutdown_delay).await;
     }
     let _ = close_tx.send(true);
-    let drain_timeout = Duration::from_secs(server_config.drain_timeout_seconds);
+    let drain_timeout = drain_timeout(&server_config);
     tracing::info!(
         in_flight = state.metrics.in_flight.get(),
         drain_timeout_seconds = drain_timeout.as_secs(),
@@ -190,6 +195,27 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<(), Ga
         cluster.shutdown(&state.counters).await;
     }
     Ok(())
+}
+
+/// How long the listener stays open after SIGTERM: `shutdown_delay_seconds`, at most
+/// [`ServerConfig::MAX_SHUTDOWN_DELAY_SECONDS`] whatever got past validation, so a
+/// termination signal always ends the process.
+fn shutdown_delay(server: &ServerConfig) -> Duration {
+    Duration::from_secs(
+        server
+            .shutdown_delay_seconds
+            .min(ServerConfig::MAX_SHUTDOWN_DELAY_SECONDS),
+    )
+}
+
+/// How long in-flight requests may finish after the listener closed: `drain_timeout_seconds`,
+/// at most [`ServerConfig::MAX_DRAIN_TIMEOUT_SECONDS`].
+fn drain_timeout(server: &ServerConfig) -> Duration {
+    Duration::from_secs(
+        server
+            .drain_timeout_seconds
+            .min(ServerConfig::MAX_DRAIN_TIMEOUT_SECONDS),
+    )
 }
 
 /// Flush spend every `governance.usage_flush_interval_ms` until shutdown begins.
@@ -272,5 +298,24 @@ pub async fn reload(state: &AppState) {
                 .inc();
             tracing::error!(path = %path.display(), %error, "config reload failed; keeping the running config");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shutdown_delay_and_drain_of_u64_max_end_within_an_hour() {
+        let server = ServerConfig {
+            shutdown_delay_seconds: u64::MAX,
+            drain_timeout_seconds: u64::MAX,
+            ..ServerConfig::default()
+        };
+        assert_eq!(shutdown_delay(&server), Duration::from_secs(3600));
+        assert_eq!(drain_timeout(&server), Duration::from_secs(3600));
+        let defaults = ServerConfig::default();
+        assert_eq!(shutdown_delay(&defaults), Duration::ZERO);
+        assert_eq!(drain_timeout(&defaults), Duration::from_secs(60));
     }
 }

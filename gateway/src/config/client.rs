@@ -19,14 +19,60 @@ pub struct ClientConfig {
     /// Largest accepted request body, in MiB; larger bodies get 413.
     #[serde(default = "ClientConfig::default_max_request_body_size_mb")]
     pub max_request_body_size_mb: u32,
+    /// Most entries of `messages` in one chat or messages request; more get 400.
+    #[serde(default = "ClientConfig::default_max_messages_per_request")]
+    pub max_messages_per_request: u32,
+    /// Most content blocks (content parts, tool calls, tool-result blocks and `system` blocks)
+    /// in one request, counted across all messages; more get 400.
+    #[serde(default = "ClientConfig::default_max_content_blocks_per_request")]
+    pub max_content_blocks_per_request: u32,
+    /// Most entries of `tools` in one request; more get 400.
+    #[serde(default = "ClientConfig::default_max_tools_per_request")]
+    pub max_tools_per_request: u32,
+    /// Most stop sequences (`stop`, `stop_sequences`) in one request; more get 400.
+    #[serde(default = "ClientConfig::default_max_stop_sequences_per_request")]
+    pub max_stop_sequences_per_request: u32,
+    /// Most JSON values (objects, arrays, strings, numbers, ...) anywhere in one request body,
+    /// which bounds the memory a parsed body takes whatever field holds them; more get 400.
+    #[serde(default = "ClientConfig::default_max_json_values_per_request")]
+    pub max_json_values_per_request: u32,
 }
 
 impl ClientConfig {
+    /// Largest accepted `initial_pool_size`.
+    pub const MAX_INITIAL_POOL_SIZE: u32 = 100_000;
+    /// Largest accepted messages, content blocks, tools or stop sequences cap.
+    pub const MAX_ELEMENTS_PER_REQUEST: u32 = 1_000_000;
+    /// Largest accepted `max_json_values_per_request`.
+    pub const MAX_JSON_VALUES_PER_REQUEST: u32 = 10_000_000;
+    /// Largest accepted `max_request_body_size_mb` (4 GiB; bodies are held in memory).
+    pub const MAX_REQUEST_BODY_SIZE_MB: u32 = 4096;
+
     fn default_initial_pool_size() -> u32 {
         300
     }
     fn default_max_request_body_size_mb() -> u32 {
         100
+    }
+    // A long real conversation has a few thousand turns.
+    fn default_max_messages_per_request() -> u32 {
+        10_000
+    }
+    fn default_max_content_blocks_per_request() -> u32 {
+        10_000
+    }
+    // OpenAI accepts 128 tools; generous for other providers.
+    fn default_max_tools_per_request() -> u32 {
+        1_000
+    }
+    // OpenAI accepts 4 stop sequences; Anthropic documents no limit but a few dozen is plenty.
+    fn default_max_stop_sequences_per_request() -> u32 {
+        1_000
+    }
+    // Room for a body at every other cap (10,000 messages with 10,000 blocks and 1,000 tool
+    // schemas), while a parsed body stays under ~200 MB however its values are nested.
+    fn default_max_json_values_per_request() -> u32 {
+        500_000
     }
     /// The body limit in bytes.
     pub fn max_request_body_bytes(&self) -> usize {
@@ -42,6 +88,11 @@ impl Default for ClientConfig {
             enable_logging: true,
             enforce_auth_on_inference: false,
             max_request_body_size_mb: Self::default_max_request_body_size_mb(),
+            max_messages_per_request: Self::default_max_messages_per_request(),
+            max_content_blocks_per_request: Self::default_max_content_blocks_per_request(),
+            max_tools_per_request: Self::default_max_tools_per_request(),
+            max_stop_sequences_per_request: Self::default_max_stop_sequences_per_request(),
+            max_json_values_per_request: Self::default_max_json_values_per_request(),
         }
     }
 }
@@ -83,6 +134,10 @@ impl ServerConfig {
     pub const MAX_IDLE_TIMEOUT_SECONDS: u64 = 3600;
     /// Largest accepted `max_connections`.
     pub const MAX_MAX_CONNECTIONS: u32 = 1_000_000;
+    /// Largest accepted `drain_timeout_seconds` (an hour).
+    pub const MAX_DRAIN_TIMEOUT_SECONDS: u64 = 3600;
+    /// Largest accepted `shutdown_delay_seconds` (an hour).
+    pub const MAX_SHUTDOWN_DELAY_SECONDS: u64 = 3600;
 
     fn default_drain_timeout_seconds() -> u64 {
         60

@@ -73,6 +73,11 @@ pub struct GossipTuning {
 }
 
 impl GossipTuning {
+    /// Largest accepted `timeout_seconds` (an hour).
+    pub const MAX_TIMEOUT_SECONDS: u64 = 3600;
+    /// Largest accepted `success_threshold` and `failure_threshold`.
+    pub const MAX_THRESHOLD: u32 = 1000;
+
     fn default_timeout() -> u64 {
         10
     }
@@ -178,6 +183,9 @@ pub struct DiscoveryConfig {
 }
 
 impl DiscoveryConfig {
+    /// Largest accepted `refresh_interval_seconds` (an hour).
+    pub const MAX_REFRESH_INTERVAL_SECONDS: u64 = 3600;
+
     fn default_service_name() -> String {
         "bifrost".to_string()
     }

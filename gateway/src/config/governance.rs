@@ -40,6 +40,11 @@ pub struct GovernanceConfig {
 }
 
 impl GovernanceConfig {
+    /// Largest accepted `usage_flush_interval_ms` (an hour).
+    pub const MAX_USAGE_FLUSH_INTERVAL_MS: u64 = 3_600_000;
+    /// Largest accepted `usage_metrics_top_n` (each key is a set of metric series).
+    pub const MAX_USAGE_METRICS_TOP_N: u32 = 10_000;
+
     fn default_flush_interval_ms() -> u64 {
         1000
     }
@@ -100,6 +105,11 @@ pub struct VirtualKeyConfig {
     pub max_in_flight: Option<u32>,
 }
 
+impl VirtualKeyConfig {
+    /// Largest accepted `max_in_flight`.
+    pub const MAX_IN_FLIGHT: u32 = 1_000_000;
+}
+
 impl std::fmt::Debug for VirtualKeyConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VirtualKeyConfig")
@@ -137,6 +147,11 @@ pub struct VirtualKeyProviderConfig {
     /// Rate limit for this key's use of this provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit_id: Option<String>,
+}
+
+impl VirtualKeyProviderConfig {
+    /// Largest accepted `weight` (weights are relative).
+    pub const MAX_WEIGHT: f64 = 1_000_000.0;
 }
 
 fn default_weight() -> f64 {
@@ -179,8 +194,14 @@ pub struct BudgetConfig {
     pub id: String,
     /// Cap in USD per period.
     pub max_limit: f64,
-    /// Period: `1d`, `1w`, `1M`, `1Q`, `1Y` (calendar-aligned, UTC) or `<n>m`/`<n>h`.
+    /// Period: `1d`, `1w`, `1M`, `1Q`, `1Y` (calendar-aligned, UTC) or `<n>m`/`<n>h`; at most
+    /// ten years ([`crate::config::Period::MAX_YEARS`]).
     pub reset_duration: String,
+}
+
+impl BudgetConfig {
+    /// Largest accepted `max_limit`, in USD.
+    pub const MAX_LIMIT_USD: f64 = 1e12;
 }
 
 /// Request and token caps per window.
@@ -211,6 +232,12 @@ pub struct RateLimitConfig {
     /// `open` (admit up to the whole limit on local counts) or `closed` (refuse with 503).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_stale_policy: Option<StalePolicy>,
+}
+
+impl RateLimitConfig {
+    /// Largest accepted `request_max_limit` and `token_max_limit` (far below what the
+    /// 64-bit counters hold, so sums of counts never overflow).
+    pub const MAX_LIMIT: u64 = 1_000_000_000_000_000;
 }
 
 /// How a rate limit is enforced across cluster nodes.
@@ -316,6 +343,11 @@ pub struct ModelPrice {
     pub input_cost_per_token: f64,
     /// USD per completion token.
     pub output_cost_per_token: f64,
+}
+
+impl ModelPrice {
+    /// Largest accepted `input_cost_per_token` and `output_cost_per_token`, in USD.
+    pub const MAX_COST_PER_TOKEN_USD: f64 = 1000.0;
 }
 
 fn any_provider() -> String {

@@ -15,6 +15,8 @@ pub struct LoadedConfig {
     pub config: GatewayConfig,
     /// Paths of fields the gateway does not know (ignored, worth a warning).
     pub unknown_fields: Vec<String>,
+    /// Other things worth a warning (an unset `env.NAME` inside an ignored field).
+    pub warnings: Vec<String>,
 }
 
 /// Document formats.
@@ -82,10 +84,24 @@ pub fn parse_config(
         }
     }
 
-    let mut problems = Vec::new();
-    resolve_env_references(&mut document, &mut String::new(), env, &mut problems);
+    let mut env_problems = Vec::new();
+    resolve_env_references(&mut document, &mut String::new(), env, &mut env_problems);
 
     let typed = super::typed::read(document);
+    // An unset variable in a section the gateway ignores (`vector_store`, `plugins[].config`,
+    // ...) need not be exported for nothing: a warning, not an error.
+    let (ignored_env, mut problems): (Vec<FieldError>, Vec<FieldError>) =
+        env_problems.into_iter().partition(|problem| {
+            let path = dotted(&problem.path);
+            typed
+                .unknown_fields
+                .iter()
+                .any(|field| super::typed::within(&path, field))
+        });
+    let mut warnings: Vec<String> = ignored_env
+        .iter()
+        .map(|problem| format!("{problem} (in an ignored field)"))
+        .collect();
     problems.extend(typed.problems.iter().cloned());
     if let Some(config) = &typed.config {
         // Checks on values that had the wrong type would see their defaults: not reported.
@@ -101,16 +117,25 @@ pub fn parse_config(
         Some(config) if problems.is_empty() => Ok(LoadedConfig {
             config,
             unknown_fields,
+            warnings,
         }),
-        _ => Err(ConfigError::Invalid {
-            origin: origin.to_string(),
-            problems,
-            warnings: unknown_fields
+        _ => {
+            let unknown = unknown_fields
                 .iter()
-                .map(|field| format!("unknown field {field} is ignored"))
-                .collect(),
-        }),
+                .map(|field| format!("unknown field {field} is ignored"));
+            warnings.splice(0..0, unknown);
+            Err(ConfigError::Invalid {
+                origin: origin.to_string(),
+                problems,
+                warnings,
+            })
+        }
     }
+}
+
+/// `a[0].b` as serde_ignored writes it: `a.0.b`.
+fn dotted(path: &str) -> String {
+    path.replace('[', ".").replace(']', "")
 }
 
 /// Whether a YAML text holds no document: blank lines, comments and document markers only.
@@ -350,6 +375,24 @@ mod tests {
         assert!(err
             .to_string()
             .contains("warning: unknown field log_retention_days is ignored"));
+    }
+
+    #[test]
+    fn an_unset_variable_in_an_ignored_section_is_a_warning() {
+        let loaded = parse(
+            r#"{"vector_store": {"config": {"api_key": "env.NOPE_VECTOR_KEY"}},
+                "plugins": [{"name": "x", "config": {"token": "env.NOPE_PLUGIN_TOKEN"}}]}"#,
+        )
+        .expect("ignored sections do not need their variables");
+        assert_eq!(loaded.unknown_fields, ["plugins", "vector_store"]);
+        assert_eq!(loaded.warnings.len(), 2, "{:?}", loaded.warnings);
+        assert!(loaded
+            .warnings
+            .iter()
+            .any(|w| w
+                .starts_with("plugins[0].config.token: environment variable NOPE_PLUGIN_TOKEN")));
+        // In a field the gateway reads, it is still an error.
+        assert!(parse(r#"{"providers": {"openai": {"keys": [{"value": "env.NOPE"}]}}}"#).is_err());
     }
 
     #[test]

@@ -80,9 +80,23 @@ impl fmt::Display for Period {
 }
 
 impl Period {
+    /// Longest accepted period, in years. `validate()` refuses longer ones; the window
+    /// arithmetic treats a longer period that reached it anyway (a store written by an older
+    /// gateway) as this long, so no window starts at year 0 or ends past the clock's range.
+    pub const MAX_YEARS: u32 = 10;
+
+    /// Whether this period is at most [`Period::MAX_YEARS`] long.
+    pub fn is_within_max(&self) -> bool {
+        self.count <= self.unit.max_count()
+    }
+
+    /// The count the window arithmetic uses: at most [`Period::MAX_YEARS`] of the unit.
+    fn effective_count(&self) -> i64 {
+        i64::from(self.count.min(self.unit.max_count()))
+    }
+
     /// Start (Unix ms) of the window containing `now_ms`.
     pub fn window_start(&self, now_ms: i64) -> i64 {
-        let n = i64::from(self.count);
         match self.unit {
             Unit::Second | Unit::Minute | Unit::Hour | Unit::Day | Unit::Week => {
                 let len = self.fixed_length_ms();
@@ -92,18 +106,19 @@ impl Period {
                 } else {
                     0
                 };
-                (now_ms + offset).div_euclid(len) * len - offset
+                now_ms
+                    .saturating_add(offset)
+                    .div_euclid(len)
+                    .saturating_mul(len)
+                    .saturating_sub(offset)
             }
             Unit::Month | Unit::Quarter | Unit::Year => {
-                let months_per = match self.unit {
-                    Unit::Month => 1,
-                    Unit::Quarter => 3,
-                    _ => 12,
-                } * n;
+                let months_per = self.unit.months() * self.effective_count();
                 let (year, month, _) = civil_from_days(now_ms.div_euclid(MS_PER_DAY));
                 let index = year * 12 + (month - 1);
                 let start = index.div_euclid(months_per) * months_per;
-                days_from_civil(start.div_euclid(12), start.rem_euclid(12) + 1, 1) * MS_PER_DAY
+                days_from_civil(start.div_euclid(12), start.rem_euclid(12) + 1, 1)
+                    .saturating_mul(MS_PER_DAY)
             }
         }
     }
@@ -112,19 +127,17 @@ impl Period {
     pub fn window_end(&self, start_ms: i64) -> i64 {
         match self.unit {
             Unit::Month | Unit::Quarter | Unit::Year => {
-                let months = match self.unit {
-                    Unit::Month => 1,
-                    Unit::Quarter => 3,
-                    _ => 12,
-                } * i64::from(self.count);
+                let months = self.unit.months() * self.effective_count();
                 let (year, month, _) = civil_from_days(start_ms.div_euclid(MS_PER_DAY));
                 let index = year * 12 + (month - 1) + months;
-                days_from_civil(index.div_euclid(12), index.rem_euclid(12) + 1, 1) * MS_PER_DAY
+                days_from_civil(index.div_euclid(12), index.rem_euclid(12) + 1, 1)
+                    .saturating_mul(MS_PER_DAY)
             }
-            _ => start_ms + self.fixed_length_ms(),
+            _ => start_ms.saturating_add(self.fixed_length_ms()),
         }
     }
 
+    /// Length of a second-to-week window; at most [`MAX_DAYS`] days, so it cannot overflow.
     fn fixed_length_ms(&self) -> i64 {
         let unit_ms = match self.unit {
             Unit::Second => 1_000,
@@ -134,7 +147,35 @@ impl Period {
             Unit::Week => 7 * MS_PER_DAY,
             _ => 30 * MS_PER_DAY,
         };
-        unit_ms * i64::from(self.count)
+        unit_ms * self.effective_count()
+    }
+}
+
+/// Ten years in days, leap days included.
+const MAX_DAYS: u32 = Period::MAX_YEARS * 365 + Period::MAX_YEARS.div_ceil(4);
+
+impl Unit {
+    /// Months per unit (calendar units only).
+    fn months(self) -> i64 {
+        match self {
+            Unit::Month => 1,
+            Unit::Quarter => 3,
+            _ => 12,
+        }
+    }
+
+    /// How many of this unit fit in [`Period::MAX_YEARS`].
+    fn max_count(self) -> u32 {
+        match self {
+            Unit::Second => MAX_DAYS * 86_400,
+            Unit::Minute => MAX_DAYS * 1_440,
+            Unit::Hour => MAX_DAYS * 24,
+            Unit::Day => MAX_DAYS,
+            Unit::Week => MAX_DAYS / 7,
+            Unit::Month => Period::MAX_YEARS * 12,
+            Unit::Quarter => Period::MAX_YEARS * 4,
+            Unit::Year => Period::MAX_YEARS,
+        }
     }
 }
 
@@ -221,6 +262,55 @@ mod tests {
             assert_eq!(days_from_civil(y, m, d), days);
         }
         assert_eq!(civil_from_days(0), (1970, 1, 1));
+    }
+
+    #[test]
+    fn periods_up_to_ten_years_are_within_the_bound() {
+        for text in ["10Y", "40Q", "120M", "521w", "3653d", "87672h", "1s", "1Y"] {
+            assert!(period(text).is_within_max(), "{text}");
+        }
+        for text in [
+            "11Y",
+            "41Q",
+            "121M",
+            "522w",
+            "3654d",
+            "99999999Y",
+            "4294967295s",
+        ] {
+            assert!(!period(text).is_within_max(), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_period_past_the_bound_counts_as_ten_years_not_from_year_zero() {
+        let now = at(2026, 11, 21, 12, 7);
+        let huge = period("99999999Y");
+        assert_eq!(huge.window_start(now), at(2020, 1, 1, 0, 0));
+        assert_eq!(
+            huge.window_end(huge.window_start(now)),
+            at(2030, 1, 1, 0, 0)
+        );
+        let days = period("4294967295d");
+        let start = days.window_start(now);
+        assert!(start <= now && days.window_end(start) > now);
+        assert!(days.window_end(start) - start <= i64::from(MAX_DAYS) * MS_PER_DAY);
+    }
+
+    #[test]
+    fn window_arithmetic_never_overflows() {
+        for unit in ["s", "m", "h", "d", "w", "M", "Q", "Y"] {
+            for count in [1, 7, u32::MAX] {
+                let p = period(&format!("{count}{unit}"));
+                for now in [i64::MIN, -1, 0, at(2026, 11, 21, 12, 7), i64::MAX] {
+                    let start = p.window_start(now);
+                    let _ = p.window_end(start);
+                }
+                let now = at(2026, 11, 21, 12, 7);
+                let start = p.window_start(now);
+                assert!(start <= now && now < p.window_end(start), "{count}{unit}");
+            }
+        }
     }
 
     #[test]

@@ -46,6 +46,10 @@ pub struct KeyConfig {
 }
 
 impl KeyConfig {
+    /// Largest accepted `weight`: weights are relative, so more is a typo (and a sum of
+    /// huge weights stops being a number).
+    pub const MAX_WEIGHT: f64 = 1_000_000.0;
+
     fn default_weight() -> f64 {
         1.0
     }
@@ -103,6 +107,13 @@ pub struct NetworkConfig {
 }
 
 impl NetworkConfig {
+    /// Largest accepted `default_request_timeout_in_seconds` (a day).
+    pub const MAX_REQUEST_TIMEOUT_SECONDS: u64 = 86_400;
+    /// Largest accepted `max_retries`.
+    pub const MAX_RETRIES: u32 = 10;
+    /// Largest accepted `retry_backoff_initial_ms` and `retry_backoff_max_ms` (an hour).
+    pub const MAX_RETRY_BACKOFF_MS: u64 = 3_600_000;
+
     fn default_timeout() -> u64 {
         30
     }
@@ -140,6 +151,11 @@ pub struct ConcurrencyConfig {
 }
 
 impl ConcurrencyConfig {
+    /// Largest accepted `concurrency` (as many as `server.max_connections` may ever be).
+    pub const MAX_CONCURRENCY: u32 = 1_000_000;
+    /// Largest accepted `buffer_size`.
+    pub const MAX_BUFFER_SIZE: u32 = 1_000_000;
+
     fn default_concurrency() -> u32 {
         1000
     }
@@ -255,6 +271,11 @@ pub struct CircuitBreakerConfig {
 }
 
 impl CircuitBreakerConfig {
+    /// Largest accepted `timeout_seconds` (a day).
+    pub const MAX_TIMEOUT_SECONDS: u64 = 86_400;
+    /// Largest accepted `failure_threshold`, `success_threshold` and `half_open_requests`.
+    pub const MAX_COUNT: u32 = 10_000;
+
     fn default_failure_threshold() -> u32 {
         5
     }

@@ -50,8 +50,13 @@ pub struct StoreConnectionConfig {
     /// PostgreSQL: server host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
-    /// PostgreSQL: server port (default 5432).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// PostgreSQL: server port (default 5432). A number, or a string holding one as Bifrost
+    /// writes it (`"5432"`, or `env.PG_PORT`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "port_number_or_string"
+    )]
     pub port: Option<u16>,
     /// PostgreSQL: user name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -81,6 +86,31 @@ impl std::fmt::Debug for StoreConnectionConfig {
     }
 }
 
+/// A TCP port given as a number or as a string of digits.
+fn port_number_or_string<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u16>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Port {
+        Number(i64),
+        Text(String),
+    }
+    let out_of_range =
+        |port: &dyn std::fmt::Display| format!("port {port} is out of range (1-65535)");
+    match Option::<Port>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(Port::Number(port)) => u16::try_from(port)
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(out_of_range(&port))),
+        Some(Port::Text(text)) => text.trim().parse().map(Some).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "expected a port number (1-65535), as a number or a string of digits; got \"{text}\""
+            ))
+        }),
+    }
+}
+
 /// SSL modes PostgreSQL understands.
 pub(crate) const SSL_MODES: &[&str] = &[
     "disable",
@@ -90,3 +120,32 @@ pub(crate) const SSL_MODES: &[&str] = &[
     "verify-ca",
     "verify-full",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn port(json: &str) -> Result<Option<u16>, String> {
+        serde_json::from_str::<StoreConnectionConfig>(json)
+            .map(|c| c.port)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_port_is_a_number_or_a_string_of_digits() {
+        assert_eq!(port(r#"{"port": 5432}"#), Ok(Some(5432)));
+        assert_eq!(port(r#"{"port": "5432"}"#), Ok(Some(5432)));
+        assert_eq!(port(r#"{}"#), Ok(None));
+        assert_eq!(port(r#"{"port": null}"#), Ok(None));
+        for bad in [
+            r#"{"port": "fivefourthreetwo"}"#,
+            r#"{"port": "70000"}"#,
+            r#"{"port": 70000}"#,
+        ] {
+            assert!(port(bad).is_err(), "{bad}");
+        }
+        assert!(port(r#"{"port": "x"}"#)
+            .unwrap_err()
+            .contains("expected a port number"));
+    }
+}

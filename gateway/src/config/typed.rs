@@ -173,7 +173,7 @@ fn take_out(document: &mut Value, steps: &[Step]) -> bool {
 }
 
 /// Whether `path` is `ancestor` or below it (`a.b` is within `a`, `a[0]` too; `ab` is not).
-fn within(path: &str, ancestor: &str) -> bool {
+pub(super) fn within(path: &str, ancestor: &str) -> bool {
     ancestor.is_empty()
         || path == ancestor
         || path

@@ -5,20 +5,20 @@ use std::net::IpAddr;
 
 use super::store::SSL_MODES;
 use super::{
-    ClusterConfig, ConfigStoreConfig, DiscoveryType, FieldError, GatewayConfig, ProviderConfig,
-    ServerConfig, StoreType,
+    BudgetConfig, CircuitBreakerConfig, ClientConfig, ClusterConfig, ConcurrencyConfig,
+    ConfigStoreConfig, DiscoveryConfig, DiscoveryType, FieldError, GatewayConfig, GossipTuning,
+    GovernanceConfig, KeyConfig, ModelPrice, NetworkConfig, Period, ProviderConfig,
+    RateLimitConfig, ServerConfig, StoreType, VirtualKeyConfig, VirtualKeyProviderConfig,
 };
 
 impl GatewayConfig {
     /// All semantic problems in this config; empty when it is valid.
+    ///
+    /// Every number has an upper bound (and a lower one where 0 means nothing): values past it
+    /// are typos, and the largest integers would overflow the deadline and period arithmetic.
     pub fn validate(&self) -> Vec<FieldError> {
         let mut problems = Vec::new();
-        if self.client.max_request_body_size_mb == 0 {
-            problems.push(FieldError::new(
-                "client.max_request_body_size_mb",
-                "must be at least 1",
-            ));
-        }
+        validate_client(&self.client, &mut problems);
         for (name, provider) in &self.providers {
             validate_provider(name, provider, &mut problems);
         }
@@ -30,38 +30,193 @@ impl GatewayConfig {
     }
 }
 
+/// Refuse `value` outside `min..=max`; `meaning` says what `max` is in words ("a day").
+fn check_range(
+    problems: &mut Vec<FieldError>,
+    field: impl Into<String>,
+    value: u64,
+    (min, max): (u64, u64),
+    meaning: &str,
+) {
+    if !(min..=max).contains(&value) {
+        let meaning = if meaning.is_empty() {
+            String::new()
+        } else {
+            format!(" ({meaning})")
+        };
+        problems.push(FieldError::new(
+            field,
+            format!("must be between {min} and {max}{meaning}; got {value}"),
+        ));
+    }
+}
+
+/// Lower bound of a float: whether the bound itself is allowed.
+#[derive(Clone, Copy)]
+enum Floor {
+    /// `value >= 0`.
+    Zero,
+    /// `value > 0`.
+    AboveZero,
+}
+
+/// Refuse a float that is not a finite number in `floor..=max`; `unit` names what it counts
+/// ("USD per token").
+fn check_amount(
+    problems: &mut Vec<FieldError>,
+    field: impl Into<String>,
+    value: f64,
+    (floor, max): (Floor, f64),
+    unit: &str,
+) {
+    let above_floor = match floor {
+        Floor::Zero => value >= 0.0,
+        Floor::AboveZero => value > 0.0,
+    };
+    if !(value.is_finite() && above_floor && value <= max) {
+        let low = match floor {
+            Floor::Zero => "0 or more",
+            Floor::AboveZero => "greater than 0",
+        };
+        let unit = if unit.is_empty() {
+            String::new()
+        } else {
+            format!(" of {unit}")
+        };
+        problems.push(FieldError::new(
+            field,
+            format!(
+                "must be a number{unit}, {low} and at most {}; got {}",
+                readable(max),
+                readable(value)
+            ),
+        ));
+    }
+}
+
+/// `1e308` rather than 309 digits; small and ordinary amounts as written.
+fn readable(value: f64) -> String {
+    if value.is_finite() && value != 0.0 && !(1e-6..1e12).contains(&value.abs()) {
+        format!("{value:e}")
+    } else {
+        value.to_string()
+    }
+}
+
+/// Refuse a reset period that does not parse or is longer than [`Period::MAX_YEARS`].
+fn check_period(problems: &mut Vec<FieldError>, field: String, text: &str) {
+    match text.parse::<Period>() {
+        Err(reason) => problems.push(FieldError::new(field, reason)),
+        Ok(period) if !period.is_within_max() => problems.push(FieldError::new(
+            field,
+            format!(
+                "\"{text}\" is longer than {years} years; use at most {years}Y ({months}M, {days}d)",
+                years = Period::MAX_YEARS,
+                months = Period::MAX_YEARS * 12,
+                days = Period::MAX_YEARS * 365 + Period::MAX_YEARS.div_ceil(4),
+            ),
+        )),
+        Ok(_) => {}
+    }
+}
+
+const A_DAY: &str = "a day";
+const AN_HOUR: &str = "an hour";
+
+fn validate_client(client: &ClientConfig, problems: &mut Vec<FieldError>) {
+    check_range(
+        problems,
+        "client.max_request_body_size_mb",
+        u64::from(client.max_request_body_size_mb),
+        (1, u64::from(ClientConfig::MAX_REQUEST_BODY_SIZE_MB)),
+        "4 GiB",
+    );
+    check_range(
+        problems,
+        "client.initial_pool_size",
+        u64::from(client.initial_pool_size),
+        (0, u64::from(ClientConfig::MAX_INITIAL_POOL_SIZE)),
+        "",
+    );
+    // Element caps: 0 would refuse every request; past the maximum the cap no longer bounds
+    // the memory a request takes.
+    let caps = [
+        (
+            "client.max_messages_per_request",
+            client.max_messages_per_request,
+        ),
+        (
+            "client.max_content_blocks_per_request",
+            client.max_content_blocks_per_request,
+        ),
+        ("client.max_tools_per_request", client.max_tools_per_request),
+        (
+            "client.max_stop_sequences_per_request",
+            client.max_stop_sequences_per_request,
+        ),
+    ];
+    for (field, value) in caps {
+        check_range(
+            problems,
+            field,
+            u64::from(value),
+            (1, u64::from(ClientConfig::MAX_ELEMENTS_PER_REQUEST)),
+            "",
+        );
+    }
+    check_range(
+        problems,
+        "client.max_json_values_per_request",
+        u64::from(client.max_json_values_per_request),
+        (1, u64::from(ClientConfig::MAX_JSON_VALUES_PER_REQUEST)),
+        "",
+    );
+}
+
 /// The listener's timeouts and connection cap: at least 1, at most a bound past which the
-/// value is a typo (or disables the protection in all but name).
+/// value is a typo (or disables the protection in all but name); the shutdown delay and drain
+/// timeout may be 0 but at most an hour, so SIGTERM always ends the process.
 fn validate_listener(server: &ServerConfig, problems: &mut Vec<FieldError>) {
     let bounded = [
         (
             "server.header_read_timeout_seconds",
             server.header_read_timeout_seconds,
-            ServerConfig::MAX_HEADER_READ_TIMEOUT_SECONDS,
+            (1, ServerConfig::MAX_HEADER_READ_TIMEOUT_SECONDS),
+            "",
         ),
         (
             "server.body_read_timeout_seconds",
             server.body_read_timeout_seconds,
-            ServerConfig::MAX_BODY_READ_TIMEOUT_SECONDS,
+            (1, ServerConfig::MAX_BODY_READ_TIMEOUT_SECONDS),
+            AN_HOUR,
         ),
         (
             "server.idle_timeout_seconds",
             server.idle_timeout_seconds,
-            ServerConfig::MAX_IDLE_TIMEOUT_SECONDS,
+            (1, ServerConfig::MAX_IDLE_TIMEOUT_SECONDS),
+            AN_HOUR,
         ),
         (
             "server.max_connections",
             u64::from(server.max_connections),
-            u64::from(ServerConfig::MAX_MAX_CONNECTIONS),
+            (1, u64::from(ServerConfig::MAX_MAX_CONNECTIONS)),
+            "",
+        ),
+        (
+            "server.drain_timeout_seconds",
+            server.drain_timeout_seconds,
+            (0, ServerConfig::MAX_DRAIN_TIMEOUT_SECONDS),
+            AN_HOUR,
+        ),
+        (
+            "server.shutdown_delay_seconds",
+            server.shutdown_delay_seconds,
+            (0, ServerConfig::MAX_SHUTDOWN_DELAY_SECONDS),
+            AN_HOUR,
         ),
     ];
-    for (field, value, max) in bounded {
-        if !(1..=max).contains(&value) {
-            problems.push(FieldError::new(
-                field,
-                format!("must be between 1 and {max}"),
-            ));
-        }
+    for (field, value, range, meaning) in bounded {
+        check_range(problems, field, value, range, meaning);
     }
 }
 
@@ -79,12 +234,13 @@ fn validate_provider(name: &str, provider: &ProviderConfig, problems: &mut Vec<F
     }
     for (index, key) in provider.keys.iter().enumerate() {
         let key_at = |field: &str| at(&format!("keys[{index}].{field}"));
-        if !(key.weight.is_finite() && key.weight > 0.0) {
-            problems.push(FieldError::new(
-                key_at("weight"),
-                format!("must be a number greater than 0 (got {})", key.weight),
-            ));
-        }
+        check_amount(
+            problems,
+            key_at("weight"),
+            key.weight,
+            (Floor::AboveZero, KeyConfig::MAX_WEIGHT),
+            "",
+        );
         if key.models.iter().any(|m| m.trim().is_empty()) {
             problems.push(FieldError::new(
                 key_at("models"),
@@ -124,17 +280,31 @@ fn validate_provider(name: &str, provider: &ProviderConfig, problems: &mut Vec<F
         }
         Some(_) => {}
     }
-    if network.default_request_timeout_in_seconds == 0 {
-        problems.push(FieldError::new(
-            at("network_config.default_request_timeout_in_seconds"),
-            "must be at least 1",
-        ));
-    }
-    if network.max_retries > 10 {
-        problems.push(FieldError::new(
-            at("network_config.max_retries"),
-            format!("at most 10 (got {})", network.max_retries),
-        ));
+    check_range(
+        problems,
+        at("network_config.default_request_timeout_in_seconds"),
+        network.default_request_timeout_in_seconds,
+        (1, NetworkConfig::MAX_REQUEST_TIMEOUT_SECONDS),
+        A_DAY,
+    );
+    check_range(
+        problems,
+        at("network_config.max_retries"),
+        u64::from(network.max_retries),
+        (0, u64::from(NetworkConfig::MAX_RETRIES)),
+        "",
+    );
+    for (field, value) in [
+        ("retry_backoff_initial_ms", network.retry_backoff_initial_ms),
+        ("retry_backoff_max_ms", network.retry_backoff_max_ms),
+    ] {
+        check_range(
+            problems,
+            at(&format!("network_config.{field}")),
+            value,
+            (0, NetworkConfig::MAX_RETRY_BACKOFF_MS),
+            AN_HOUR,
+        );
     }
     if network.retry_backoff_initial_ms > network.retry_backoff_max_ms {
         problems.push(FieldError::new(
@@ -157,25 +327,56 @@ fn validate_provider(name: &str, provider: &ProviderConfig, problems: &mut Vec<F
             ));
         }
     }
-    if provider.concurrency_and_buffer_size.concurrency == 0 {
-        problems.push(FieldError::new(
-            at("concurrency_and_buffer_size.concurrency"),
-            "must be at least 1",
-        ));
-    }
+    let queue = &provider.concurrency_and_buffer_size;
+    check_range(
+        problems,
+        at("concurrency_and_buffer_size.concurrency"),
+        u64::from(queue.concurrency),
+        (1, u64::from(ConcurrencyConfig::MAX_CONCURRENCY)),
+        "",
+    );
+    check_range(
+        problems,
+        at("concurrency_and_buffer_size.buffer_size"),
+        u64::from(queue.buffer_size),
+        (0, u64::from(ConcurrencyConfig::MAX_BUFFER_SIZE)),
+        "",
+    );
     let breaker = &provider.circuit_breaker;
-    for (field, value) in [
-        ("failure_threshold", u64::from(breaker.failure_threshold)),
-        ("success_threshold", u64::from(breaker.success_threshold)),
-        ("timeout_seconds", breaker.timeout_seconds),
-        ("half_open_requests", u64::from(breaker.half_open_requests)),
+    let max_count = u64::from(CircuitBreakerConfig::MAX_COUNT);
+    for (field, value, max, meaning) in [
+        (
+            "failure_threshold",
+            u64::from(breaker.failure_threshold),
+            max_count,
+            "",
+        ),
+        (
+            "success_threshold",
+            u64::from(breaker.success_threshold),
+            max_count,
+            "",
+        ),
+        (
+            "timeout_seconds",
+            breaker.timeout_seconds,
+            CircuitBreakerConfig::MAX_TIMEOUT_SECONDS,
+            A_DAY,
+        ),
+        (
+            "half_open_requests",
+            u64::from(breaker.half_open_requests),
+            max_count,
+            "",
+        ),
     ] {
-        if value == 0 {
-            problems.push(FieldError::new(
-                at(&format!("circuit_breaker.{field}")),
-                "must be at least 1",
-            ));
-        }
+        check_range(
+            problems,
+            at(&format!("circuit_breaker.{field}")),
+            value,
+            (1, max),
+            meaning,
+        );
     }
 }
 
@@ -274,18 +475,53 @@ fn validate_cluster(
         }
     }
     let tuning = &cluster.gossip.config;
-    for (field, value) in [
-        ("timeout_seconds", tuning.timeout_seconds),
-        ("success_threshold", u64::from(tuning.success_threshold)),
-        ("failure_threshold", u64::from(tuning.failure_threshold)),
+    let max_threshold = u64::from(GossipTuning::MAX_THRESHOLD);
+    for (field, value, max, meaning) in [
+        (
+            "timeout_seconds",
+            tuning.timeout_seconds,
+            GossipTuning::MAX_TIMEOUT_SECONDS,
+            AN_HOUR,
+        ),
+        (
+            "success_threshold",
+            u64::from(tuning.success_threshold),
+            max_threshold,
+            "",
+        ),
+        (
+            "failure_threshold",
+            u64::from(tuning.failure_threshold),
+            max_threshold,
+            "",
+        ),
     ] {
-        if value == 0 {
+        check_range(
+            problems,
+            format!("cluster_config.gossip.config.{field}"),
+            value,
+            (1, max),
+            meaning,
+        );
+    }
+    for (field, port) in [
+        ("bind_port", cluster.discovery.bind_port),
+        ("udp_broadcast_port", cluster.discovery.udp_broadcast_port),
+    ] {
+        if port == Some(0) {
             problems.push(FieldError::new(
-                format!("cluster_config.gossip.config.{field}"),
-                "must be at least 1",
+                format!("cluster_config.discovery.{field}"),
+                "must be 1-65535 (omit it for the default)",
             ));
         }
     }
+    check_range(
+        problems,
+        "cluster_config.discovery.refresh_interval_seconds",
+        cluster.discovery.refresh_interval_seconds,
+        (1, DiscoveryConfig::MAX_REFRESH_INTERVAL_SECONDS),
+        AN_HOUR,
+    );
     if !cluster.enabled {
         return;
     }
@@ -387,12 +623,6 @@ fn validate_cluster(
             }
         }
     }
-    if discovery.refresh_interval_seconds == 0 {
-        problems.push(FieldError::new(
-            at("refresh_interval_seconds"),
-            "must be at least 1",
-        ));
-    }
 }
 
 fn validate_governance(config: &GatewayConfig, problems: &mut Vec<FieldError>) {
@@ -456,18 +686,18 @@ fn validate_governance(config: &GatewayConfig, problems: &mut Vec<FieldError>) {
         }
     };
     for (i, budget) in gov.budgets.iter().enumerate() {
-        if !(budget.max_limit.is_finite() && budget.max_limit >= 0.0) {
-            problems.push(FieldError::new(
-                format!("governance.budgets[{i}].max_limit"),
-                "must be a number of USD, 0 or more",
-            ));
-        }
-        if let Err(reason) = budget.reset_duration.parse::<super::Period>() {
-            problems.push(FieldError::new(
-                format!("governance.budgets[{i}].reset_duration"),
-                reason,
-            ));
-        }
+        check_amount(
+            problems,
+            format!("governance.budgets[{i}].max_limit"),
+            budget.max_limit,
+            (Floor::Zero, BudgetConfig::MAX_LIMIT_USD),
+            "USD",
+        );
+        check_period(
+            problems,
+            format!("governance.budgets[{i}].reset_duration"),
+            &budget.reset_duration,
+        );
     }
     for (i, limit) in gov.rate_limits.iter().enumerate() {
         for (max, duration, max_field, duration_field) in [
@@ -484,6 +714,15 @@ fn validate_governance(config: &GatewayConfig, problems: &mut Vec<FieldError>) {
                 "token_reset_duration",
             ),
         ] {
+            if let Some(max) = max {
+                check_range(
+                    problems,
+                    format!("governance.rate_limits[{i}].{max_field}"),
+                    max,
+                    (0, RateLimitConfig::MAX_LIMIT),
+                    "",
+                );
+            }
             match (max, duration) {
                 (Some(_), None) => problems.push(FieldError::new(
                     format!("governance.rate_limits[{i}].{duration_field}"),
@@ -493,14 +732,11 @@ fn validate_governance(config: &GatewayConfig, problems: &mut Vec<FieldError>) {
                     format!("governance.rate_limits[{i}].{max_field}"),
                     format!("required with {duration_field}"),
                 )),
-                (Some(_), Some(text)) => {
-                    if let Err(reason) = text.parse::<super::Period>() {
-                        problems.push(FieldError::new(
-                            format!("governance.rate_limits[{i}].{duration_field}"),
-                            reason,
-                        ));
-                    }
-                }
+                (Some(_), Some(text)) => check_period(
+                    problems,
+                    format!("governance.rate_limits[{i}].{duration_field}"),
+                    text,
+                ),
                 (None, None) => {}
             }
         }
@@ -571,11 +807,14 @@ fn validate_governance(config: &GatewayConfig, problems: &mut Vec<FieldError>) {
             "rate_limit",
             problems,
         );
-        if vk.max_in_flight == Some(0) {
-            problems.push(FieldError::new(
+        if let Some(max_in_flight) = vk.max_in_flight {
+            check_range(
+                problems,
                 at("max_in_flight"),
-                "must be at least 1 (omit it for no cap)",
-            ));
+                u64::from(max_in_flight),
+                (1, u64::from(VirtualKeyConfig::MAX_IN_FLIGHT)),
+                "omit it for no cap",
+            );
         }
         for (j, pc) in vk.provider_configs.iter().enumerate() {
             let pc_at = |field: &str| at(&format!("provider_configs[{j}].{field}"));
@@ -585,12 +824,13 @@ fn validate_governance(config: &GatewayConfig, problems: &mut Vec<FieldError>) {
                     format!("no provider \"{}\" in providers", pc.provider),
                 ));
             }
-            if !(pc.weight.is_finite() && pc.weight > 0.0) {
-                problems.push(FieldError::new(
-                    pc_at("weight"),
-                    "must be a number greater than 0",
-                ));
-            }
+            check_amount(
+                problems,
+                pc_at("weight"),
+                pc.weight,
+                (Floor::AboveZero, VirtualKeyProviderConfig::MAX_WEIGHT),
+                "",
+            );
             check_ref(
                 pc_at("budget_id"),
                 &pc.budget_id,
@@ -612,20 +852,29 @@ fn validate_governance(config: &GatewayConfig, problems: &mut Vec<FieldError>) {
             ("input_cost_per_token", price.input_cost_per_token),
             ("output_cost_per_token", price.output_cost_per_token),
         ] {
-            if !(value.is_finite() && value >= 0.0) {
-                problems.push(FieldError::new(
-                    format!("governance.pricing[{i}].{field}"),
-                    "must be a number, 0 or more",
-                ));
-            }
+            check_amount(
+                problems,
+                format!("governance.pricing[{i}].{field}"),
+                value,
+                (Floor::Zero, ModelPrice::MAX_COST_PER_TOKEN_USD),
+                "USD per token",
+            );
         }
     }
-    if gov.usage_flush_interval_ms == 0 {
-        problems.push(FieldError::new(
-            "governance.usage_flush_interval_ms",
-            "must be at least 1",
-        ));
-    }
+    check_range(
+        problems,
+        "governance.usage_flush_interval_ms",
+        gov.usage_flush_interval_ms,
+        (1, GovernanceConfig::MAX_USAGE_FLUSH_INTERVAL_MS),
+        AN_HOUR,
+    );
+    check_range(
+        problems,
+        "governance.usage_metrics_top_n",
+        u64::from(gov.usage_metrics_top_n),
+        (0, u64::from(GovernanceConfig::MAX_USAGE_METRICS_TOP_N)),
+        "",
+    );
     let auth = &gov.auth_config;
     if auth.is_enabled
         && (auth.admin_username.as_deref().is_none_or(str::is_empty)
@@ -915,6 +1164,192 @@ mod tests {
         ] {
             assert!(has(&found, path), "missing {path} in {found:#?}");
         }
+    }
+
+    const U64_MAX: u64 = u64::MAX;
+    const U32_MAX: u32 = u32::MAX;
+
+    /// The problem reported for `path`, if any.
+    fn problem_at<'a>(found: &'a [String], path: &str) -> Option<&'a String> {
+        let prefix = format!("{path}: ");
+        found.iter().find(|p| p.starts_with(&prefix))
+    }
+
+    fn assert_named(found: &[String], paths: &[&str]) {
+        for path in paths {
+            let problem = problem_at(found, path)
+                .unwrap_or_else(|| panic!("{path} not reported in {found:#?}"));
+            assert!(
+                problem.contains("must be") || problem.contains("longer than"),
+                "{problem}"
+            );
+        }
+    }
+
+    #[test]
+    fn provider_timeouts_backoffs_and_counts_past_their_bounds_are_refused() {
+        let found = problems(&format!(
+            r#"{{"providers": {{"openai": {{
+                "keys": [{{"value": "a", "weight": 1e308}}],
+                "network_config": {{"default_request_timeout_in_seconds": {U64_MAX},
+                                   "max_retries": {U32_MAX},
+                                   "retry_backoff_initial_ms": {U64_MAX},
+                                   "retry_backoff_max_ms": {U64_MAX}}},
+                "concurrency_and_buffer_size": {{"concurrency": {U32_MAX}, "buffer_size": {U32_MAX}}},
+                "circuit_breaker": {{"timeout_seconds": {U64_MAX}, "failure_threshold": {U32_MAX},
+                                    "success_threshold": {U32_MAX}, "half_open_requests": {U32_MAX}}}}}}}}}"#
+        ));
+        assert_named(
+            &found,
+            &[
+                "providers.openai.keys[0].weight",
+                "providers.openai.network_config.default_request_timeout_in_seconds",
+                "providers.openai.network_config.max_retries",
+                "providers.openai.network_config.retry_backoff_initial_ms",
+                "providers.openai.network_config.retry_backoff_max_ms",
+                "providers.openai.concurrency_and_buffer_size.concurrency",
+                "providers.openai.concurrency_and_buffer_size.buffer_size",
+                "providers.openai.circuit_breaker.timeout_seconds",
+                "providers.openai.circuit_breaker.failure_threshold",
+                "providers.openai.circuit_breaker.success_threshold",
+                "providers.openai.circuit_breaker.half_open_requests",
+            ],
+        );
+        let timeout = problem_at(
+            &found,
+            "providers.openai.network_config.default_request_timeout_in_seconds",
+        );
+        assert_eq!(
+            timeout.map(String::as_str),
+            Some("providers.openai.network_config.default_request_timeout_in_seconds: must be between 1 and 86400 (a day); got 18446744073709551615")
+        );
+    }
+
+    #[test]
+    fn shutdown_delay_and_drain_timeout_past_an_hour_are_refused() {
+        let found = problems(&format!(
+            r#"{{"server": {{"shutdown_delay_seconds": {U64_MAX}, "drain_timeout_seconds": {U64_MAX}}}}}"#
+        ));
+        assert_named(
+            &found,
+            &[
+                "server.shutdown_delay_seconds",
+                "server.drain_timeout_seconds",
+            ],
+        );
+        assert_eq!(found.len(), 2, "{found:#?}");
+    }
+
+    #[test]
+    fn governance_amounts_limits_and_periods_past_their_bounds_are_refused() {
+        let found = problems(&format!(
+            r#"{{"providers": {{"openai": {{}}}},
+                "governance": {{
+                  "budgets": [{{"id": "b1", "max_limit": 1e308, "reset_duration": "99999999Y"}},
+                              {{"id": "b2", "max_limit": -1, "reset_duration": "1M"}}],
+                  "rate_limits": [{{"id": "r1", "request_max_limit": {U64_MAX}, "request_reset_duration": "11Y",
+                                   "token_max_limit": {U64_MAX}, "token_reset_duration": "4294967295s"}}],
+                  "pricing": [{{"model": "m", "input_cost_per_token": 1e308, "output_cost_per_token": -0.5}}],
+                  "virtual_keys": [{{"id": "v1", "value": "sk-bf-1", "max_in_flight": {U32_MAX},
+                                    "provider_configs": [{{"provider": "openai", "weight": 1e308}}]}}],
+                  "usage_flush_interval_ms": {U64_MAX},
+                  "usage_metrics_top_n": {U32_MAX}}}}}"#
+        ));
+        assert_named(
+            &found,
+            &[
+                "governance.budgets[0].max_limit",
+                "governance.budgets[0].reset_duration",
+                "governance.budgets[1].max_limit",
+                "governance.rate_limits[0].request_max_limit",
+                "governance.rate_limits[0].request_reset_duration",
+                "governance.rate_limits[0].token_max_limit",
+                "governance.rate_limits[0].token_reset_duration",
+                "governance.pricing[0].input_cost_per_token",
+                "governance.pricing[0].output_cost_per_token",
+                "governance.virtual_keys[0].max_in_flight",
+                "governance.virtual_keys[0].provider_configs[0].weight",
+                "governance.usage_flush_interval_ms",
+                "governance.usage_metrics_top_n",
+            ],
+        );
+        let period = problem_at(&found, "governance.budgets[0].reset_duration");
+        assert!(
+            period.is_some_and(|p| p.contains("at most 10Y")),
+            "{period:?}"
+        );
+    }
+
+    #[test]
+    fn client_and_cluster_numbers_past_their_bounds_are_refused() {
+        let found = problems(&format!(
+            r#"{{"client": {{"initial_pool_size": {U32_MAX}, "max_request_body_size_mb": {U32_MAX}}},
+                "cluster_config": {{"gossip": {{"config": {{"timeout_seconds": {U64_MAX},
+                                                          "success_threshold": {U32_MAX},
+                                                          "failure_threshold": {U32_MAX}}}}},
+                                   "discovery": {{"refresh_interval_seconds": {U64_MAX}, "bind_port": 0}}}}}}"#
+        ));
+        assert_named(
+            &found,
+            &[
+                "client.initial_pool_size",
+                "client.max_request_body_size_mb",
+                "cluster_config.gossip.config.timeout_seconds",
+                "cluster_config.gossip.config.success_threshold",
+                "cluster_config.gossip.config.failure_threshold",
+                "cluster_config.discovery.refresh_interval_seconds",
+                "cluster_config.discovery.bind_port",
+            ],
+        );
+    }
+
+    #[test]
+    fn element_caps_are_at_least_one_and_bounded() {
+        let found = problems(
+            r#"{"client": {"max_messages_per_request": 0, "max_content_blocks_per_request": 0,
+                           "max_tools_per_request": 2000000, "max_stop_sequences_per_request": 0,
+                           "max_json_values_per_request": 0}}"#,
+        );
+        for field in [
+            "client.max_messages_per_request",
+            "client.max_content_blocks_per_request",
+            "client.max_tools_per_request",
+            "client.max_stop_sequences_per_request",
+            "client.max_json_values_per_request",
+        ] {
+            assert!(has(&found, field), "{field} not reported in {found:?}");
+        }
+    }
+
+    #[test]
+    fn every_number_at_its_bound_is_accepted() {
+        let loaded = parse_config(
+            r#"{"client": {"initial_pool_size": 100000, "max_request_body_size_mb": 4096},
+                "server": {"shutdown_delay_seconds": 3600, "drain_timeout_seconds": 3600},
+                "providers": {"openai": {
+                  "keys": [{"value": "a", "weight": 1000000}],
+                  "network_config": {"default_request_timeout_in_seconds": 86400, "max_retries": 10,
+                                     "retry_backoff_initial_ms": 3600000, "retry_backoff_max_ms": 3600000},
+                  "concurrency_and_buffer_size": {"concurrency": 1000000, "buffer_size": 1000000},
+                  "circuit_breaker": {"timeout_seconds": 86400, "failure_threshold": 10000,
+                                      "success_threshold": 10000, "half_open_requests": 10000}}},
+                "cluster_config": {"gossip": {"config": {"timeout_seconds": 3600, "success_threshold": 1000,
+                                                         "failure_threshold": 1000}},
+                                   "discovery": {"refresh_interval_seconds": 3600}},
+                "governance": {
+                  "budgets": [{"id": "b1", "max_limit": 1e12, "reset_duration": "10Y"},
+                              {"id": "b2", "max_limit": 0, "reset_duration": "3653d"}],
+                  "rate_limits": [{"id": "r1", "request_max_limit": 1000000000000000, "request_reset_duration": "120M",
+                                   "token_max_limit": 0, "token_reset_duration": "521w"}],
+                  "pricing": [{"model": "m", "input_cost_per_token": 1000, "output_cost_per_token": 0}],
+                  "virtual_keys": [{"id": "v1", "value": "sk-bf-1", "max_in_flight": 1000000,
+                                    "provider_configs": [{"provider": "openai", "weight": 1000000}]}],
+                  "usage_flush_interval_ms": 3600000, "usage_metrics_top_n": 10000}}"#,
+            Format::Json,
+            "t.json",
+            &|_| None,
+        );
+        assert!(loaded.is_ok(), "{loaded:?}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use super::counters::{CounterKey, LocalUsage, Metric, RemoteUsage, UsageCounters, WindowCount};
 use super::index::{BudgetRef, Level, ProviderRule, RateLimit, VirtualKey};
+use super::pricing::usd;
 use crate::config::StalePolicy;
 
 /// What a request is expected to cost before it runs.
@@ -123,6 +124,11 @@ pub fn admit_with(
     now_ms: i64,
     decided: &[(CounterKey, i64)],
 ) -> Result<Reservation, Rejection> {
+    // Spend and counts stay finite and in range whatever the estimate says.
+    let estimate = Estimate {
+        tokens: estimate.tokens,
+        cost: usd(estimate.cost),
+    };
     if let Some(max) = vk.max_in_flight {
         if local.in_flight.get(&vk.id).copied().unwrap_or(0) >= max {
             return Err(Rejection::TooManyInFlight {
@@ -180,7 +186,7 @@ pub fn admit_with(
                     }
                 }
             } else {
-                (local_used + remote.counter(&key), max)
+                (local_used.saturating_add(remote.counter(&key)), max)
             };
             let used = used.max(0) as u64;
             let reset_at_ms = period.window_end(window_start);
@@ -199,7 +205,7 @@ pub fn admit_with(
             };
             let status = LimitStatus {
                 limit: max,
-                remaining: max.saturating_sub(used + take),
+                remaining: max.saturating_sub(used.saturating_add(take)),
                 reset_at_ms,
             };
             if *scope == "vk" {
@@ -229,7 +235,9 @@ pub fn admit_with(
         }
         let period_start = budget.period.window_start(now_ms);
         let spent = local.budget_spend(&budget.id, period_start) + remote.spend(&budget.id);
-        if spent >= budget.max_limit {
+        // A spend that is not a number (a peer's garbage) refuses rather than admits: budgets
+        // err on the side of not overspending.
+        if spent.is_nan() || spent >= budget.max_limit {
             return Err(Rejection::BudgetExhausted {
                 level: *level,
                 owner: owner.clone(),
@@ -244,19 +252,16 @@ pub fn admit_with(
 
     // Everything has room: reserve.
     let mut count = |key: CounterKey, ends_at_ms: i64, amount: i64| {
-        local
-            .counters
-            .entry(key)
-            .or_insert(WindowCount {
-                value: 0,
-                ends_at_ms,
-            })
-            .value += amount;
+        let window = local.counters.entry(key).or_insert(WindowCount {
+            value: 0,
+            ends_at_ms,
+        });
+        window.value = window.value.saturating_add(amount);
     };
     for (key, ends_at_ms) in request_counters {
         count(key, ends_at_ms, 1);
     }
-    let tokens = estimate.tokens as i64;
+    let tokens = i64::try_from(estimate.tokens).unwrap_or(i64::MAX);
     for (key, ends_at_ms) in &token_counters {
         count(key.clone(), *ends_at_ms, tokens);
     }
@@ -264,8 +269,10 @@ pub fn admit_with(
     for budget in &budgets {
         *entry(&mut local.reserved_spend, budget) += estimate.cost;
     }
-    *entry(&mut local.in_flight, &vk.id) += 1;
-    *entry(&mut local.vk_requests, &vk.id) += 1;
+    let in_flight = entry(&mut local.in_flight, &vk.id);
+    *in_flight = in_flight.saturating_add(1);
+    let requests = entry(&mut local.vk_requests, &vk.id);
+    *requests = requests.saturating_add(1);
     Ok(Reservation {
         token_counters,
         tokens,
@@ -281,10 +288,13 @@ pub fn admit_with(
 /// nothing chargeable, e.g. the upstream failed).
 pub fn settle(local: &mut LocalUsage, reservation: &Reservation, actual: Option<(u64, f64)>) {
     let (tokens, cost) = actual.unwrap_or((0, 0.0));
-    let correction = tokens as i64 - reservation.tokens;
+    let cost = usd(cost);
+    let correction = i64::try_from(tokens)
+        .unwrap_or(i64::MAX)
+        .saturating_sub(reservation.tokens);
     for key in &reservation.token_counters {
         if let Some(window) = local.counters.get_mut(key) {
-            window.value += correction;
+            window.value = window.value.saturating_add(correction);
         }
     }
     for budget in &reservation.budgets {
@@ -608,6 +618,74 @@ mod tests {
             admitted(&with_policy(30, StalePolicy::Closed), &FreshBusy, 50),
             25
         );
+    }
+
+    #[test]
+    fn an_infinite_cost_exhausts_the_budget_with_a_finite_spend() {
+        let key = vk(None, None, Some(1.0));
+        let mut local = LocalUsage::default();
+        let period_start = "1d".parse::<Period>().expect("period").window_start(NOW);
+        let r = admit(
+            &mut local,
+            &NoRemote,
+            &key,
+            None,
+            estimate(10, f64::INFINITY),
+            NOW,
+        )
+        .expect("nothing spent yet");
+        settle(&mut local, &r, Some((10, 1e308 * 10.0)));
+        let spent = local.budget_spend("b1", period_start);
+        assert!(spent.is_finite() && spent >= 1.0, "{spent}");
+        match admit(&mut local, &NoRemote, &key, None, estimate(1, 0.0), NOW) {
+            Err(Rejection::BudgetExhausted { spent, .. }) => assert!(spent.is_finite(), "{spent}"),
+            other => panic!("expected an exhausted budget, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_spend_that_is_not_a_number_refuses() {
+        struct Garbage;
+        impl RemoteUsage for Garbage {
+            fn counter(&self, _key: &CounterKey) -> i64 {
+                0
+            }
+            fn spend(&self, _budget_id: &str) -> f64 {
+                f64::NAN
+            }
+        }
+        let key = vk(None, None, Some(1.0));
+        let mut local = LocalUsage::default();
+        assert!(matches!(
+            admit(&mut local, &Garbage, &key, None, estimate(1, 0.0), NOW),
+            Err(Rejection::BudgetExhausted { .. })
+        ));
+    }
+
+    #[test]
+    fn counts_and_estimates_near_the_integer_limits_saturate() {
+        struct Huge;
+        impl RemoteUsage for Huge {
+            fn counter(&self, _key: &CounterKey) -> i64 {
+                i64::MAX
+            }
+            fn spend(&self, _budget_id: &str) -> f64 {
+                0.0
+            }
+        }
+        let mut key = vk(None, Some(u64::MAX), None);
+        key.max_in_flight = None;
+        let mut local = LocalUsage::default();
+        let r = admit(&mut local, &Huge, &key, None, estimate(u64::MAX, 0.0), NOW)
+            .expect("i64::MAX used of u64::MAX");
+        assert_eq!(r.token_limit.map(|s| s.remaining), Some(0));
+        assert_eq!(r.tokens, i64::MAX);
+        // This node's own count is now i64::MAX too: local plus remote saturates.
+        let again = admit(&mut local, &Huge, &key, None, estimate(u64::MAX, 0.0), NOW)
+            .expect("still under u64::MAX");
+        assert_eq!(again.token_limit.map(|s| s.remaining), Some(0));
+        settle(&mut local, &r, Some((u64::MAX, 0.0)));
+        settle(&mut local, &again, Some((0, 0.0)));
     }
 
     struct FreshBusy;

@@ -20,9 +20,33 @@ pub struct Price {
 }
 
 impl Price {
-    /// Cost of a request in USD.
+    /// Cost of a request in USD: always a finite amount (see [`usd`]), even for a price that
+    /// got past validation (1e308 per token) or a token count reported as `u64::MAX`.
     pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> f64 {
-        self.input * prompt_tokens as f64 + self.output * completion_tokens as f64
+        let part = |price: f64, tokens: u64| {
+            if tokens == 0 {
+                0.0
+            } else {
+                price * tokens as f64
+            }
+        };
+        usd(part(self.input, prompt_tokens) + part(self.output, completion_tokens))
+    }
+}
+
+/// Most one request is charged, in USD. Far above any real request (a million tokens at the
+/// 1000 USD per token `validate()` allows is 1e9), and low enough that adding up spend never
+/// leaves the finite numbers.
+pub const MAX_REQUEST_COST_USD: f64 = 1e12;
+
+/// `amount` as a USD charge: infinite or larger than [`MAX_REQUEST_COST_USD`] becomes that
+/// maximum (an absurd price exhausts budgets instead of turning spend into `inf`, which the
+/// usage API would show as `null`); negative or NaN becomes 0 (a charge never refunds).
+pub fn usd(amount: f64) -> f64 {
+    if amount.is_nan() {
+        0.0
+    } else {
+        amount.clamp(0.0, MAX_REQUEST_COST_USD)
     }
 }
 
@@ -117,6 +141,37 @@ mod tests {
     fn the_shipped_table_parses() {
         let shipped: Vec<ModelPrice> = serde_json::from_str(SHIPPED).expect("valid pricing.json");
         assert!(shipped.len() > 10);
+    }
+
+    #[test]
+    fn a_price_of_1e308_per_token_costs_a_finite_capped_amount() {
+        let table = PricingTable::new(&[ModelPrice {
+            provider: "*".into(),
+            model: "pricey".into(),
+            input_cost_per_token: 1e308,
+            output_cost_per_token: f64::INFINITY,
+        }]);
+        let cost = table.cost("openai", "pricey", 1000, 1000);
+        assert!(cost.is_finite(), "{cost}");
+        assert_eq!(cost, MAX_REQUEST_COST_USD);
+        assert_eq!(
+            table.cost("openai", "pricey", 0, 0),
+            0.0,
+            "no tokens cost nothing, not NaN"
+        );
+        let price = Price {
+            input: -1.0,
+            output: f64::NAN,
+        };
+        assert_eq!(price.cost(10, 10), 0.0, "never negative or NaN");
+        assert!(
+            Price {
+                input: 1.0,
+                output: 1.0
+            }
+            .cost(u64::MAX, u64::MAX)
+                <= MAX_REQUEST_COST_USD
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub struct TokenUsage {
 impl TokenUsage {
     /// Prompt plus completion.
     pub fn total(&self) -> u64 {
-        self.prompt + self.completion
+        self.prompt.saturating_add(self.completion)
     }
 }
 
@@ -36,9 +36,10 @@ impl RawUsage {
     fn prompt(&self) -> Option<u64> {
         self.prompt_tokens.or_else(|| {
             self.input_tokens.map(|input| {
+                // Upstream numbers: saturate rather than overflow on absurd ones.
                 input
-                    + self.cache_creation_input_tokens.unwrap_or(0)
-                    + self.cache_read_input_tokens.unwrap_or(0)
+                    .saturating_add(self.cache_creation_input_tokens.unwrap_or(0))
+                    .saturating_add(self.cache_read_input_tokens.unwrap_or(0))
             })
         })
     }
@@ -112,7 +113,7 @@ impl StreamUsage {
         }
         for choice in &event.choices {
             if let Some(text) = choice.pointer("/delta/content").and_then(|c| c.as_str()) {
-                self.streamed_chars += text.len() as u64;
+                self.streamed_chars = self.streamed_chars.saturating_add(text.len() as u64);
             }
         }
         if let Some(text) = event
@@ -121,7 +122,7 @@ impl StreamUsage {
             .and_then(|d| d.get("text"))
             .and_then(|t| t.as_str())
         {
-            self.streamed_chars += text.len() as u64;
+            self.streamed_chars = self.streamed_chars.saturating_add(text.len() as u64);
         }
     }
 
@@ -218,6 +219,17 @@ mod tests {
                 completion: 2
             }
         );
+    }
+
+    #[test]
+    fn absurd_upstream_token_counts_saturate() {
+        let body = format!(
+            r#"{{"usage":{{"input_tokens":{max},"output_tokens":{max},"cache_read_input_tokens":{max}}}}}"#,
+            max = u64::MAX
+        );
+        let usage = from_json(body.as_bytes()).expect("usage");
+        assert_eq!(usage.prompt, u64::MAX);
+        assert_eq!(usage.total(), u64::MAX);
     }
 
     #[test]

@@ -137,7 +137,7 @@ pub async fn admit(
         vk,
         rule.map(|r| (primary.provider.name.as_str(), r)),
         Estimate {
-            tokens: prompt + completion,
+            tokens: prompt.saturating_add(completion),
             cost,
         },
         now,

@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::accounting;
+use super::body::ElementLimits;
 use super::errors::{error_response, Dialect};
 use super::stream::{sse_response, InFlight, UsageTap};
 use crate::config::ProviderKind;
@@ -162,7 +163,11 @@ async fn serve(
         limit_mb,
     )
     .await?;
-    let mut request = parse_request(&runtime.routing, route, &bytes, vk.as_deref())?;
+    let limits = ElementLimits::from_config(&runtime.config.client);
+    let mut request = parse_request(&runtime.routing, route, &bytes, &limits, vk.as_deref())?;
+    // The raw bytes are not needed once parsed; a large body should not be held twice.
+    let body_len = bytes.len();
+    drop(bytes);
     if let Some(first) = request.targets.first() {
         served.provider = first.provider.name.clone();
         served.model = first.model.clone();
@@ -175,7 +180,7 @@ async fn serve(
                 vk,
                 &mut request.targets,
                 &request.body,
-                bytes.len(),
+                body_len,
                 route != Route::Embeddings,
             )
             .await
@@ -187,15 +192,22 @@ async fn serve(
     // hide it again from callers who did not ask for it.
     let force_usage = request.stream && charge.is_some() && !request.include_usage;
     let forwarded = ForwardedHeaders::from_headers(headers);
+    let bodies = UpstreamBodies::prepare(
+        route,
+        std::mem::take(&mut request.body),
+        &request.targets,
+        force_usage,
+    );
     let dispatched = dispatch(
         &state.client,
         &state.metrics,
         &request.targets,
         request.stream,
         &forwarded,
-        |target| upstream_body(route, &request.body, target, force_usage),
+        |target| bodies.for_target(target),
     )
     .await?;
+    drop(bodies);
     let target = &request.targets[dispatched.target_index];
     served.provider = target.provider.name.clone();
     served.model = target.model.clone();
@@ -250,25 +262,18 @@ async fn serve(
     Ok((response, dispatched.upstream_wait))
 }
 
+/// Most fallbacks one request may name.
+const MAX_FALLBACKS: usize = 100;
+
 fn parse_request(
     routing: &crate::routing::RoutingTable,
     route: Route,
-    bytes: &Bytes,
+    bytes: &[u8],
+    limits: &ElementLimits,
     vk: Option<&VirtualKey>,
 ) -> Result<ParsedRequest, GatewayError> {
-    let mut body = match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(map)) => map,
-        Ok(_) => {
-            return Err(GatewayError::InvalidRequest(
-                "request body must be a JSON object".into(),
-            ))
-        }
-        Err(error) => {
-            return Err(GatewayError::InvalidRequest(format!(
-                "request body is not valid JSON: {error}"
-            )))
-        }
-    };
+    // Caps are checked while parsing: an oversized body is refused before it is built.
+    let mut body = super::body::parse_json_object(bytes, limits)?;
     let model = match body.remove("model") {
         Some(Value::String(model)) => model,
         Some(_) => {
@@ -284,6 +289,12 @@ fn parse_request(
     };
     let fallbacks = match body.remove("fallbacks") {
         None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) if items.len() > MAX_FALLBACKS => {
+            return Err(GatewayError::InvalidRequest(format!(
+                "fallbacks: at most {MAX_FALLBACKS} fallbacks per request (this one has {})",
+                items.len()
+            )))
+        }
         Some(Value::Array(items)) => items
             .into_iter()
             .enumerate()
@@ -407,56 +418,133 @@ struct WithModel<'a> {
     rest: &'a Map<String, Value>,
 }
 
+/// `value` serialized into a buffer of exactly its size (measured first), so a large body is
+/// not copied while the buffer grows.
+fn encode_exact(value: &impl Serialize) -> serde_json::Result<Bytes> {
+    let mut counter = ByteCounter(0);
+    serde_json::to_writer(&mut counter, value)?;
+    let mut bytes = Vec::with_capacity(counter.0);
+    serde_json::to_writer(&mut bytes, value)?;
+    Ok(Bytes::from(bytes))
+}
+
+/// A writer that only counts.
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn with_model(body: &Map<String, Value>, model: &str) -> Result<Bytes, GatewayError> {
-    serde_json::to_vec(&WithModel { model, rest: body })
-        .map(Bytes::from)
+    encode_exact(&WithModel { model, rest: body })
         .map_err(|e| GatewayError::InvalidRequest(format!("cannot re-encode the request: {e}")))
 }
 
-fn upstream_body(
-    route: Route,
-    body: &Map<String, Value>,
-    target: &Target,
-    force_usage: bool,
-) -> Result<UpstreamBody, GatewayError> {
-    let model = target.model.as_str();
-    let (op, bytes) = match (route, target.provider.kind) {
-        (Route::ChatCompletions, ProviderKind::Openai) if force_usage => {
-            let mut body = body.clone();
-            let options = body
-                .entry("stream_options")
-                .or_insert_with(|| Value::Object(Map::new()));
-            if !options.is_object() {
-                *options = Value::Object(Map::new());
+/// What is sent to targets of one wire format: the operation and the body without `model`
+/// (each target's model is put in when it is encoded), or why the request cannot be
+/// translated to that format (reported only if such a target is reached).
+type PreparedBody = Result<(UpstreamOp, Map<String, Value>), translate::TranslateError>;
+
+/// The upstream bodies for the wire formats the request's targets speak, built once before
+/// dispatch. The caller's body is moved, never copied: a translation reads it first, then it
+/// becomes the untranslated body or is dropped.
+struct UpstreamBodies {
+    openai: Option<PreparedBody>,
+    anthropic: Option<PreparedBody>,
+}
+
+impl UpstreamBodies {
+    fn prepare(
+        route: Route,
+        body: Map<String, Value>,
+        targets: &[Target],
+        force_usage: bool,
+    ) -> Self {
+        let wanted = |kind| targets.iter().any(|t| t.provider.kind == kind);
+        let (openai, anthropic) = match route {
+            Route::Embeddings => (Some(Ok((UpstreamOp::Embeddings, body))), None),
+            Route::ChatCompletions => {
+                let anthropic = wanted(ProviderKind::Anthropic).then(|| {
+                    translated(translate::chat_request_to_messages(&body, ""))
+                        .map(|body| (UpstreamOp::Messages, body))
+                });
+                let openai = wanted(ProviderKind::Openai).then(|| {
+                    let mut body = body;
+                    if force_usage {
+                        ask_for_usage(&mut body);
+                    }
+                    Ok((UpstreamOp::ChatCompletions, body))
+                });
+                (openai, anthropic)
             }
-            if let Some(options) = options.as_object_mut() {
-                options.insert("include_usage".into(), Value::Bool(true));
+            Route::Messages => {
+                let openai = wanted(ProviderKind::Openai).then(|| {
+                    translated(translate::messages_request_to_chat(&body, ""))
+                        .map(|body| (UpstreamOp::ChatCompletions, body))
+                });
+                let anthropic =
+                    wanted(ProviderKind::Anthropic).then_some(Ok((UpstreamOp::Messages, body)));
+                (openai, anthropic)
             }
-            (UpstreamOp::ChatCompletions, with_model(&body, model)?)
+        };
+        Self { openai, anthropic }
+    }
+
+    fn for_target(&self, target: &Target) -> Result<UpstreamBody, GatewayError> {
+        let prepared = match target.provider.kind {
+            ProviderKind::Openai => &self.openai,
+            ProviderKind::Anthropic => &self.anthropic,
+        };
+        match prepared {
+            Some(Ok((op, body))) => Ok(UpstreamBody {
+                op: *op,
+                body: with_model(body, &target.model)?,
+            }),
+            Some(Err(error)) => Err(translate_error(error.clone())),
+            None => Err(GatewayError::Config(format!(
+                "no upstream body was prepared for provider \"{}\"",
+                target.provider.name
+            ))),
         }
-        (Route::ChatCompletions, ProviderKind::Openai) => {
-            (UpstreamOp::ChatCompletions, with_model(body, model)?)
+    }
+}
+
+/// A translated request as a map without `model`.
+fn translated(
+    result: Result<Value, translate::TranslateError>,
+) -> Result<Map<String, Value>, translate::TranslateError> {
+    match result? {
+        Value::Object(mut map) => {
+            map.remove("model");
+            Ok(map)
         }
-        (Route::Embeddings, _) => (UpstreamOp::Embeddings, with_model(body, model)?),
-        (Route::Messages, ProviderKind::Anthropic) => {
-            (UpstreamOp::Messages, with_model(body, model)?)
-        }
-        (Route::ChatCompletions, ProviderKind::Anthropic) => {
-            let translated =
-                translate::chat_request_to_messages(body, model).map_err(translate_error)?;
-            (UpstreamOp::Messages, encode(&translated)?)
-        }
-        (Route::Messages, ProviderKind::Openai) => {
-            let translated =
-                translate::messages_request_to_chat(body, model).map_err(translate_error)?;
-            (UpstreamOp::ChatCompletions, encode(&translated)?)
-        }
-    };
-    Ok(UpstreamBody { op, body: bytes })
+        _ => Err(translate::TranslateError::InvalidRequest(
+            "the translated request is not a JSON object".into(),
+        )),
+    }
+}
+
+/// Make an OpenAI-format upstream send the usage chunk at the end of a stream.
+fn ask_for_usage(body: &mut Map<String, Value>) {
+    let options = body
+        .entry("stream_options")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !options.is_object() {
+        *options = Value::Object(Map::new());
+    }
+    if let Some(options) = options.as_object_mut() {
+        options.insert("include_usage".into(), Value::Bool(true));
+    }
 }
 
 fn encode(value: &Value) -> Result<Bytes, GatewayError> {
-    serde_json::to_vec(value).map(Bytes::from).map_err(|e| {
+    encode_exact(value).map_err(|e| {
         GatewayError::InvalidRequest(format!("cannot encode the translated request: {e}"))
     })
 }
@@ -506,4 +594,242 @@ fn json_response(
         bytes,
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::GatewayConfig;
+    use crate::routing::RoutingTable;
+    use crate::telemetry::metrics::Metrics;
+    use serde_json::json;
+
+    fn routing() -> RoutingTable {
+        let config: GatewayConfig = serde_json::from_value(json!({
+            "providers": {
+                "openai": {"keys": [{"name": "k", "value": "sk-o", "models": ["*"]}]},
+                "anthropic": {"keys": [{"name": "k", "value": "sk-a", "models": ["*"]}]}
+            }
+        }))
+        .expect("config parses");
+        RoutingTable::build(&config, &Metrics::new(), None).expect("routing builds")
+    }
+
+    fn limits() -> ElementLimits {
+        ElementLimits {
+            messages: 3,
+            content_blocks: 4,
+            tools: 2,
+            stop_sequences: 2,
+            json_values: 200,
+        }
+    }
+
+    /// The status and error message `route` answers `body` with, in its dialect's shape.
+    async fn refusal(route: Route, body: Value) -> (StatusCode, String) {
+        let bytes = serde_json::to_vec(&body).expect("encodes");
+        let error = match parse_request(&routing(), route, &bytes, &limits(), None) {
+            Ok(_) => panic!("{body} was accepted"),
+            Err(error) => error,
+        };
+        let response = error_response(route.dialect(), &error);
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("error body");
+        let json: Value = serde_json::from_slice(&bytes).expect("error JSON");
+        if route.dialect() == Dialect::Anthropic {
+            assert_eq!(json["type"], "error", "{json}");
+            assert_eq!(json["error"]["type"], "invalid_request_error", "{json}");
+        } else {
+            assert_eq!(json["error"]["code"], "invalid_request", "{json}");
+        }
+        let message = json["error"]["message"].as_str().unwrap_or_default();
+        (status, message.to_owned())
+    }
+
+    fn user(text: &str) -> Value {
+        json!({"role": "user", "content": text})
+    }
+
+    fn chat(messages: Vec<Value>) -> Value {
+        json!({"model": "openai/gpt-4o-mini", "messages": messages})
+    }
+
+    fn anthropic(messages: Vec<Value>) -> Value {
+        json!({"model": "claude-3-5-haiku", "max_tokens": 16, "messages": messages})
+    }
+
+    #[tokio::test]
+    async fn too_many_messages_are_refused_in_both_dialects() {
+        for (route, body) in [
+            (Route::ChatCompletions, chat(vec![user("hi"); 5])),
+            (Route::Messages, anthropic(vec![user("hi"); 5])),
+        ] {
+            let (status, message) = refusal(route, body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            assert_eq!(
+                message,
+                "messages: at most 3 messages per request (this one has 5)"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn content_blocks_are_counted_across_messages() {
+        let block = json!({"type": "text", "text": "hi"});
+        let message = json!({"role": "user", "content": [block, block, block]});
+        for (route, body) in [
+            (
+                Route::ChatCompletions,
+                chat(vec![message.clone(), message.clone()]),
+            ),
+            (Route::Messages, anthropic(vec![message.clone(), message])),
+        ] {
+            let (status, message) = refusal(route, body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            assert!(
+                message.starts_with("messages[].content: at most 4 content blocks per request"),
+                "{message}"
+            );
+            assert!(message.ends_with("(this one has 6)"), "{message}");
+        }
+    }
+
+    #[tokio::test]
+    async fn tool_calls_and_tool_result_contents_count_as_content_blocks() {
+        let call =
+            json!({"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}});
+        let body = chat(vec![
+            json!({"role": "assistant", "content": null, "tool_calls": [call, call, call]}),
+            json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": "c", "content": [{"type": "text", "text": "x"}]}]}),
+        ]);
+        let (_, message) = refusal(Route::ChatCompletions, body).await;
+        assert!(message.ends_with("(this one has 5)"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn too_many_tools_are_refused_in_both_dialects() {
+        let mut chat_body = chat(vec![user("hi")]);
+        chat_body["tools"] = json!([{}, {}, {}]);
+        let mut messages_body = anthropic(vec![user("hi")]);
+        messages_body["tools"] = json!([{}, {}, {}]);
+        for (route, body) in [
+            (Route::ChatCompletions, chat_body),
+            (Route::Messages, messages_body),
+        ] {
+            let (status, message) = refusal(route, body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            assert_eq!(
+                message,
+                "tools: at most 2 tools per request (this one has 3)"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn too_many_stop_sequences_are_refused_naming_the_field() {
+        let mut chat_body = chat(vec![user("hi")]);
+        chat_body["stop"] = json!(["a", "b", "c"]);
+        let (status, message) = refusal(Route::ChatCompletions, chat_body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            message,
+            "stop: at most 2 stop sequences per request (this one has 3)"
+        );
+        let mut messages_body = anthropic(vec![user("hi")]);
+        messages_body["stop_sequences"] = json!(["a", "b", "c", "d"]);
+        let (status, message) = refusal(Route::Messages, messages_body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            message,
+            "stop_sequences: at most 2 stop sequences per request (this one has 4)"
+        );
+    }
+
+    #[tokio::test]
+    async fn json_values_hidden_in_any_field_are_capped() {
+        let mut body = chat(vec![user("hi")]);
+        body["metadata"] = json!({"junk": vec![json!({"a": 0}); 300]});
+        let (status, message) = refusal(Route::ChatCompletions, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            message
+                .starts_with("request body: at most 200 JSON values per request (this one has 6"),
+            "{message}"
+        );
+        body["model"] = json!("claude-3-5-haiku");
+        body["max_tokens"] = json!(16);
+        let (status, _) = refusal(Route::Messages, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn too_many_fallbacks_are_refused() {
+        let mut body = chat(vec![user("hi")]);
+        body["fallbacks"] = json!(vec!["openai/gpt-4o"; MAX_FALLBACKS + 1]);
+        let bytes = serde_json::to_vec(&body).expect("encodes");
+        let unlimited = ElementLimits {
+            json_values: 1_000,
+            ..limits()
+        };
+        match parse_request(&routing(), Route::ChatCompletions, &bytes, &unlimited, None) {
+            Err(GatewayError::InvalidRequest(message)) => assert_eq!(
+                message,
+                format!(
+                    "fallbacks: at most {MAX_FALLBACKS} fallbacks per request (this one has 101)"
+                )
+            ),
+            other => panic!("expected a refusal, got {:?}", other.err()),
+        }
+    }
+
+    #[test]
+    fn a_body_at_every_cap_is_accepted_unchanged() {
+        let block = json!({"type": "text", "text": "hi"});
+        let mut body = anthropic(vec![
+            json!({"role": "user", "content": [block, block]}),
+            json!({"role": "assistant", "content": [block]}),
+            json!({"role": "user", "content": [block]}),
+        ]);
+        body["tools"] = json!([{"name": "a"}, {"name": "b"}]);
+        body["stop_sequences"] = json!(["x", "y"]);
+        let bytes = serde_json::to_vec(&body).expect("encodes");
+        let parsed = parse_request(&routing(), Route::Messages, &bytes, &limits(), None)
+            .unwrap_or_else(|e| panic!("refused: {e}"));
+        let mut expected = body.as_object().cloned().expect("object");
+        expected.remove("model");
+        assert_eq!(parsed.body, expected);
+    }
+
+    #[test]
+    fn a_translated_body_carries_the_target_model_and_the_same_fields() {
+        let body = chat(vec![user("hi")]);
+        let bytes = serde_json::to_vec(&body).expect("encodes");
+        let mut request = parse_request(
+            &routing(),
+            Route::ChatCompletions,
+            &bytes,
+            &ElementLimits::default(),
+            None,
+        )
+        .expect("accepted");
+        request.targets[0] = routing()
+            .resolve("anthropic/claude-3-5-haiku", None)
+            .expect("resolves");
+        let expected = translate::chat_request_to_messages(&request.body, "claude-3-5-haiku")
+            .expect("translates");
+        let bodies = UpstreamBodies::prepare(
+            Route::ChatCompletions,
+            std::mem::take(&mut request.body),
+            &request.targets,
+            false,
+        );
+        let upstream = bodies
+            .for_target(&request.targets[0])
+            .unwrap_or_else(|e| panic!("no body: {e}"));
+        assert_eq!(upstream.op, UpstreamOp::Messages);
+        let sent: Value = serde_json::from_slice(&upstream.body).expect("JSON");
+        assert_eq!(sent, expected);
+    }
 }

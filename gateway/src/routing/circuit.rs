@@ -107,7 +107,7 @@ impl CircuitBreaker {
                 if *probes_in_flight >= self.config.half_open_requests {
                     return None;
                 }
-                *probes_in_flight += 1;
+                *probes_in_flight = probes_in_flight.saturating_add(1);
                 true
             }
         };
@@ -139,7 +139,7 @@ impl CircuitBreaker {
                 *probes_in_flight = probes_in_flight.saturating_sub(1);
                 match outcome {
                     Outcome::Success => {
-                        *successes += 1;
+                        *successes = successes.saturating_add(1);
                         if *successes >= self.config.success_threshold {
                             *inner = Inner::Closed {
                                 consecutive_failures: 0,
@@ -162,7 +162,7 @@ impl CircuitBreaker {
             ) => match outcome {
                 Outcome::Success => *consecutive_failures = 0,
                 Outcome::Failure => {
-                    *consecutive_failures += 1;
+                    *consecutive_failures = consecutive_failures.saturating_add(1);
                     if *consecutive_failures >= self.config.failure_threshold {
                         *inner = self.open_until(now);
                         self.publish(CircuitState::Open);
@@ -178,8 +178,18 @@ impl CircuitBreaker {
 
     fn open_until(&self, now: Instant) -> Inner {
         Inner::Open {
-            until: now + Duration::from_secs(self.config.timeout_seconds),
+            until: open_deadline(now, self.open_for()),
         }
+    }
+
+    /// How long the circuit stays open: `timeout_seconds`, at most
+    /// [`CircuitBreakerConfig::MAX_TIMEOUT_SECONDS`] even if a larger value got past validation.
+    fn open_for(&self) -> Duration {
+        Duration::from_secs(
+            self.config
+                .timeout_seconds
+                .min(CircuitBreakerConfig::MAX_TIMEOUT_SECONDS),
+        )
     }
 
     fn publish(&self, state: CircuitState) {
@@ -187,7 +197,7 @@ impl CircuitBreaker {
         match state {
             CircuitState::Open => tracing::warn!(
                 key = %self.label,
-                open_for_seconds = self.config.timeout_seconds,
+                open_for_seconds = self.open_for().as_secs(),
                 "circuit opened: key skipped until it recovers"
             ),
             CircuitState::HalfOpen => {
@@ -206,6 +216,17 @@ impl CircuitBreaker {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// `now + open_for`; past the clock's range, a day from now, else `now`: never a panic.
+fn open_deadline(now: Instant, open_for: Duration) -> Instant {
+    now.checked_add(open_for)
+        .or_else(|| {
+            now.checked_add(Duration::from_secs(
+                CircuitBreakerConfig::MAX_TIMEOUT_SECONDS,
+            ))
+        })
+        .unwrap_or(now)
 }
 
 /// Permission to send one request through a breaker. Dropping it unfinished counts as
@@ -246,12 +267,21 @@ mod tests {
     use super::*;
 
     fn breaker(failures: u32, successes: u32, probes: u32) -> Arc<CircuitBreaker> {
+        breaker_open_for(failures, successes, probes, 10)
+    }
+
+    fn breaker_open_for(
+        failures: u32,
+        successes: u32,
+        probes: u32,
+        timeout_seconds: u64,
+    ) -> Arc<CircuitBreaker> {
         Arc::new(CircuitBreaker::new(
             CircuitBreakerConfig {
                 enabled: true,
                 failure_threshold: failures,
                 success_threshold: successes,
-                timeout_seconds: 10,
+                timeout_seconds,
                 half_open_requests: probes,
             },
             Gauge::default(),
@@ -323,6 +353,25 @@ mod tests {
         let later = now + Duration::from_secs(11);
         drop(b.try_acquire(later).expect("probe"));
         assert!(b.try_acquire(later).is_some(), "slot freed by drop");
+    }
+
+    #[test]
+    fn a_timeout_of_u64_max_keeps_the_circuit_open_for_a_day_without_panicking() {
+        let b = breaker_open_for(1, 1, 1, u64::MAX);
+        let now = Instant::now();
+        fail(&b, now);
+        assert_eq!(b.state(), CircuitState::Open);
+        let probe_time = now + Duration::from_secs(3600);
+        assert!(
+            b.try_acquire(probe_time).is_none(),
+            "still open an hour later"
+        );
+        let retry_after = b.retry_after(Instant::now());
+        assert!(
+            retry_after > Duration::from_secs(86_000) && retry_after <= Duration::from_secs(86_400),
+            "{retry_after:?}"
+        );
+        assert!(open_deadline(now, Duration::MAX) > now);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use super::circuit::Outcome;
 use super::keys::{pick_key, NoKey};
 use super::table::Provider;
 use super::target::Target;
+use crate::config::NetworkConfig;
 use crate::error::GatewayError;
 use crate::providers::translate::upstream_error_message;
 use crate::providers::{upstream_request, ForwardedHeaders, UpstreamOp};
@@ -132,7 +133,7 @@ pub async fn dispatch(
         upstream_wait += queued_at.elapsed();
         let upstream = body_for(target)?;
         let network = &provider.network;
-        let timeout = Duration::from_secs(network.default_request_timeout_in_seconds);
+        let timeout = request_timeout(network);
         let mut failed_keys: Vec<usize> = Vec::new();
 
         for attempt in 0..=network.max_retries {
@@ -238,7 +239,7 @@ async fn attempt_once(
     target: &Provider,
 ) -> Attempt {
     let provider = target.name.as_str();
-    let deadline = tokio::time::Instant::now() + timeout;
+    let deadline = deadline_after(tokio::time::Instant::now(), timeout);
     let timed_out = || {
         Attempt::Retryable(Failure::Timeout {
             provider: provider.to_string(),
@@ -302,9 +303,35 @@ fn is_retryable(status: StatusCode) -> bool {
         )
 }
 
+/// The per-attempt deadline of `network`, at most [`NetworkConfig::MAX_REQUEST_TIMEOUT_SECONDS`]
+/// even when a larger value got past validation (a store written by an older gateway).
+fn request_timeout(network: &NetworkConfig) -> Duration {
+    Duration::from_secs(
+        network
+            .default_request_timeout_in_seconds
+            .min(NetworkConfig::MAX_REQUEST_TIMEOUT_SECONDS),
+    )
+}
+
+/// `now + timeout`; past the clock's range, the farthest of a day or `now` itself, never a
+/// panic.
+fn deadline_after(now: tokio::time::Instant, timeout: Duration) -> tokio::time::Instant {
+    now.checked_add(timeout)
+        .or_else(|| {
+            now.checked_add(Duration::from_secs(
+                NetworkConfig::MAX_REQUEST_TIMEOUT_SECONDS,
+            ))
+        })
+        .unwrap_or(now)
+}
+
 /// Exponential backoff with jitter: `initial * 2^(attempt-1)`, capped, then 50–100% of that.
+/// Both settings count as at most [`NetworkConfig::MAX_RETRY_BACKOFF_MS`], so a value that got
+/// past validation cannot park a request for days.
 fn backoff(attempt: u32, initial_ms: u64, max_ms: u64) -> Duration {
-    let exp = initial_ms.saturating_mul(1u64 << (attempt - 1).min(20));
+    let initial_ms = initial_ms.min(NetworkConfig::MAX_RETRY_BACKOFF_MS);
+    let max_ms = max_ms.min(NetworkConfig::MAX_RETRY_BACKOFF_MS);
+    let exp = initial_ms.saturating_mul(1u64 << attempt.saturating_sub(1).min(20));
     let capped = exp.min(max_ms);
     let jittered = capped / 2 + fastrand::u64(0..=capped / 2);
     Duration::from_millis(jittered)
@@ -340,6 +367,82 @@ mod tests {
             let tenth = backoff(10, 100, 1000).as_millis();
             assert!((500..=1000).contains(&tenth), "{tenth}");
         }
+    }
+
+    #[test]
+    fn backoff_of_u64_max_is_capped_at_an_hour() {
+        let hour = Duration::from_millis(NetworkConfig::MAX_RETRY_BACKOFF_MS);
+        for attempt in [1, 2, 10, u32::MAX] {
+            let pause = backoff(attempt, u64::MAX, u64::MAX);
+            assert!(pause <= hour && pause >= hour / 2, "{pause:?}");
+        }
+        assert!(backoff(1, 100, u64::MAX) <= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_request_timeout_of_u64_max_means_a_day_and_a_deadline_in_the_future() {
+        let network = NetworkConfig {
+            default_request_timeout_in_seconds: u64::MAX,
+            ..NetworkConfig::default()
+        };
+        assert_eq!(request_timeout(&network), Duration::from_secs(86_400));
+        let now = tokio::time::Instant::now();
+        assert!(deadline_after(now, Duration::MAX) >= now + Duration::from_secs(86_400));
+        assert_eq!(
+            deadline_after(now, Duration::from_secs(30)),
+            now + Duration::from_secs(30)
+        );
+    }
+
+    /// A provider at `base_url` with `network` settings, and its only target.
+    fn target(network: NetworkConfig, metrics: &Metrics) -> Target {
+        let mut config = crate::config::GatewayConfig::default();
+        config.providers.insert(
+            "local".into(),
+            crate::config::ProviderConfig {
+                network_config: network,
+                ..Default::default()
+            },
+        );
+        let table =
+            super::super::table::RoutingTable::build(&config, metrics, None).expect("table");
+        table.resolve("local/m", None).expect("target")
+    }
+
+    #[tokio::test]
+    async fn a_request_with_a_u64_max_timeout_fails_over_instead_of_panicking() {
+        // A port nothing listens on: the attempt fails at once with a connection error.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = closed.local_addr().expect("address");
+        drop(closed);
+        let metrics = Metrics::new();
+        let target = target(
+            NetworkConfig {
+                base_url: Some(format!("http://{address}")),
+                default_request_timeout_in_seconds: u64::MAX,
+                ..NetworkConfig::default()
+            },
+            &metrics,
+        );
+        let result = dispatch(
+            &reqwest::Client::new(),
+            &metrics,
+            &[target],
+            false,
+            &ForwardedHeaders::default(),
+            |_| {
+                Ok(UpstreamBody {
+                    op: UpstreamOp::ChatCompletions,
+                    body: Bytes::from_static(b"{}"),
+                })
+            },
+        )
+        .await;
+        assert!(
+            matches!(result, Err(GatewayError::UpstreamsFailed { .. })),
+            "{:?}",
+            result.err()
+        );
     }
 
     #[test]

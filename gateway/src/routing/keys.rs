@@ -60,6 +60,11 @@ fn weighted_choice(keys: &[UpstreamKey], candidates: &[usize]) -> usize {
         return 0;
     }
     let total: f64 = candidates.iter().map(|&i| keys[i].weight).sum();
+    // Weights that got past validation (huge, so the sum is infinite, or not positive) would
+    // send everything to the last key: share evenly instead.
+    if !(total.is_finite() && total > 0.0) {
+        return fastrand::usize(..candidates.len());
+    }
     let mut point = fastrand::f64() * total;
     for (slot, &i) in candidates.iter().enumerate() {
         point -= keys[i].weight;
@@ -113,6 +118,19 @@ mod tests {
             (0.72..0.78).contains(&share),
             "expected ~75% on key a, got {share}"
         );
+    }
+
+    #[test]
+    fn weights_summing_past_f64_share_traffic_evenly() {
+        let keys = [key("a", f64::MAX, &[]), key("b", f64::MAX, &[])];
+        let now = Instant::now();
+        let mut counts = [0usize; 2];
+        for _ in 0..2_000 {
+            let (i, permit) = pick_key(&keys, "m", None, &[], now).expect("a key");
+            permit.finish(Outcome::Success);
+            counts[i] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 800), "{counts:?}");
     }
 
     #[test]

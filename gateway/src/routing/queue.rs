@@ -23,7 +23,13 @@ impl ProviderQueue {
     /// A queue for `config`; with `drop_excess`, nothing waits.
     pub fn new(config: &ConcurrencyConfig, drop_excess: bool) -> Self {
         Self {
-            slots: Arc::new(Semaphore::new(config.concurrency as usize)),
+            // At least one slot (with none, waiters would wait forever) and no more than the
+            // semaphore holds (it panics beyond), whatever got past validation.
+            slots: Arc::new(Semaphore::new(
+                usize::try_from(config.concurrency)
+                    .unwrap_or(usize::MAX)
+                    .clamp(1, Semaphore::MAX_PERMITS),
+            )),
             waiting: AtomicU32::new(0),
             buffer_size: config.buffer_size,
             drop_excess,
@@ -81,6 +87,17 @@ mod tests {
         assert_eq!(q.admit().await.err(), Some(QueueFull));
         drop(held);
         assert!(q.admit().await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_concurrency_of_zero_still_admits_one_request() {
+        let q = queue(0, 0, false);
+        let held = tokio::time::timeout(std::time::Duration::from_secs(1), q.admit())
+            .await
+            .expect("admitted without waiting")
+            .expect("slot");
+        drop(held);
+        let _ = queue(u32::MAX, u32::MAX, false);
     }
 
     #[tokio::test]

@@ -415,6 +415,75 @@ pub async fn delete<R: Resource>(
 mod tests {
     use super::*;
 
+    /// The status and body of an admin write answered by `handler`.
+    async fn answer(response: Response) -> (StatusCode, String) {
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
+            .await
+            .expect("body");
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn admin_writes_with_numbers_past_their_bounds_are_400s_naming_the_field() {
+        let state = AppState::new(GatewayConfig::default(), None, None).expect("state");
+        let max = u64::MAX;
+        let providers = [
+            (
+                format!(r#"{{"network_config": {{"default_request_timeout_in_seconds": {max}}}}}"#),
+                "providers.openai.network_config.default_request_timeout_in_seconds",
+            ),
+            (
+                format!(
+                    r#"{{"network_config": {{"retry_backoff_initial_ms": {max}, "retry_backoff_max_ms": {max}}}}}"#
+                ),
+                "providers.openai.network_config.retry_backoff_max_ms",
+            ),
+            (
+                format!(r#"{{"circuit_breaker": {{"timeout_seconds": {max}}}}}"#),
+                "providers.openai.circuit_breaker.timeout_seconds",
+            ),
+        ];
+        for (body, field) in providers {
+            let response = put::<NamedProvider>(
+                State(state.clone()),
+                Path("openai".into()),
+                None,
+                Bytes::from(body),
+            )
+            .await;
+            let (status, text) = answer(response).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{field}: {text}");
+            assert!(text.contains(field), "{field} not named in {text}");
+        }
+        let response = create::<BudgetConfig>(
+            State(state.clone()),
+            Bytes::from(r#"{"id": "b1", "max_limit": 1e308, "reset_duration": "99999999Y"}"#),
+        )
+        .await;
+        let (status, text) = answer(response).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+        for field in [
+            "governance.budgets[0].max_limit",
+            "governance.budgets[0].reset_duration",
+        ] {
+            assert!(text.contains(field), "{field} not named in {text}");
+        }
+        let response = create::<RateLimitConfig>(
+            State(state.clone()),
+            Bytes::from(format!(
+                r#"{{"id": "r1", "request_max_limit": {max}, "request_reset_duration": "1m"}}"#
+            )),
+        )
+        .await;
+        let (status, text) = answer(response).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+        assert!(
+            text.contains("governance.rate_limits[0].request_max_limit"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn secrets_are_masked_recognisably() {
         assert_eq!(mask("sk-bf-0123456789abcdef"), "sk-bf-…cdef");

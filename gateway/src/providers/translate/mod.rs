@@ -24,7 +24,7 @@ use std::fmt::Display;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Why a request or response could not be translated.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum TranslateError {
     /// The client's request cannot be translated (HTTP 400); the message names the field, e.g.
     /// `messages[2].content[0]: unsupported block type "audio"`.
