@@ -408,6 +408,38 @@ async fn an_exhausted_budget_admits_again_after_its_reset(store: Value) {
     }
 }
 
+/// Bifrost's `["*"]` in `key_ids` and `allowed_models` means every key and every model.
+async fn a_star_in_key_ids_and_allowed_models_means_every_one(store: Value) {
+    let mock = MockProvider::start(&[]).await;
+    let mut config = governed(
+        &store,
+        &mock,
+        json!({"virtual_keys": [{"id": "all", "value": "sk-bf-all", "provider_configs": [
+            {"provider": "openai", "allowed_models": ["*"], "key_ids": ["*"]}
+        ]}]}),
+    );
+    config["providers"]["openai"]["keys"] = json!([
+        {"name": "first", "value": "sk-first", "weight": 1.0},
+        {"name": "second", "value": "sk-second", "weight": 1.0}
+    ]);
+    let gateway = start(&config).await;
+    for model in ["openai/gpt-4o-mini", "openai/gpt-4o"] {
+        for _ in 0..10 {
+            let mut body = chat("x");
+            body["model"] = json!(model);
+            let response = send(&gateway, Some("sk-bf-all"), &body).await;
+            assert_eq!(response.status(), StatusCode::OK, "{model}");
+        }
+    }
+    let stats = mock.stats().await;
+    for key in ["sk-first", "sk-second"] {
+        assert!(
+            stats["by_key"][key].as_u64().is_some_and(|n| n > 0),
+            "both keys serve the star: {stats}"
+        );
+    }
+}
+
 /// Each scenario as three tests: `<scenario>::in_memory`, `::on_sqlite`, `::on_postgres`.
 macro_rules! on_every_store {
     ($($scenario:ident),* $(,)?) => {$(
@@ -442,4 +474,5 @@ on_every_store!(
     the_in_flight_cap_refuses_concurrent_requests_beyond_it,
     budgets_are_charged_at_every_level_and_name_the_exhausted_one,
     an_exhausted_budget_admits_again_after_its_reset,
+    a_star_in_key_ids_and_allowed_models_means_every_one,
 );

@@ -209,24 +209,34 @@ fn with_autoscaling_the_desired_count_is_the_statefulsets() {
     assert_eq!(condition(&status, ConditionType::Progressing).0, "False");
 }
 
-#[test]
-fn crash_looping_pods_degrade_the_cluster() {
-    let resource = bifrost_cluster("gw").build();
-    let mut crashing = pod("gw-0", Some("10.0.0.1"), false);
-    if let Some(status) = crashing.status.as_mut() {
+/// A pod whose gateway container waits with `reason` (and the kubelet's `message`).
+fn waiting_pod(name: &str, ip: Option<&str>, reason: &str, message: Option<&str>) -> Pod {
+    let mut pod = pod(name, ip, false);
+    if let Some(status) = pod.status.as_mut() {
         status.container_statuses = Some(vec![ContainerStatus {
             name: "gateway".into(),
             state: Some(ContainerState {
                 waiting: Some(ContainerStateWaiting {
-                    reason: Some("CrashLoopBackOff".into()),
-                    message: None,
+                    reason: Some(reason.into()),
+                    message: message.map(Into::into),
                 }),
                 ..ContainerState::default()
             }),
             ..ContainerStatus::default()
         }]);
     }
-    let pods = [crashing];
+    pod
+}
+
+#[test]
+fn crash_looping_pods_degrade_the_cluster() {
+    let resource = bifrost_cluster("gw").build();
+    let pods = [waiting_pod(
+        "gw-0",
+        Some("10.0.0.1"),
+        "CrashLoopBackOff",
+        None,
+    )];
     let status = status_of(
         &resource,
         &Observed {
@@ -364,20 +374,14 @@ fn unschedulable_pods_are_progressing_and_degraded_with_the_schedulers_message()
 #[test]
 fn pods_whose_image_cannot_be_pulled_are_degraded() {
     let resource = bifrost_cluster("gw").build();
-    let mut stuck = pod("gw-0", None, false);
+    let mut stuck = waiting_pod(
+        "gw-0",
+        None,
+        "ImagePullBackOff",
+        Some("Back-off pulling image \"bifrost:nope\""),
+    );
     if let Some(status) = stuck.status.as_mut() {
         status.phase = Some("Pending".into());
-        status.container_statuses = Some(vec![ContainerStatus {
-            name: "gateway".into(),
-            state: Some(ContainerState {
-                waiting: Some(ContainerStateWaiting {
-                    reason: Some("ImagePullBackOff".into()),
-                    message: Some("Back-off pulling image \"bifrost:nope\"".into()),
-                }),
-                ..ContainerState::default()
-            }),
-            ..ContainerStatus::default()
-        }]);
     }
     let sts = settled(1);
     let pods = [stuck];

@@ -301,8 +301,8 @@ pub struct AuthConfig {
     /// also works).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_token: Option<String>,
-    /// Skip virtual-key enforcement on inference routes even when
-    /// `client.enforce_auth_on_inference` is on.
+    /// Deprecated in Bifrost and ignored, as there: accepted so files that set it load, and
+    /// noted at start when true. `client.enforce_auth_on_inference` alone decides.
     #[serde(default)]
     pub disable_auth_on_inference: bool,
     /// Browser origins (`https://admin.example.com`, scheme and host and optional port) whose

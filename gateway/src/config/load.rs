@@ -86,6 +86,11 @@ pub fn parse_config(
 
     let mut env_problems = Vec::new();
     resolve_env_references(&mut document, &mut String::new(), env, &mut env_problems);
+    let mut folding_problems = Vec::new();
+    let notes = match &mut document {
+        Value::Object(fields) => super::compat::fold(fields, &mut folding_problems),
+        _ => Vec::new(),
+    };
 
     let typed = super::typed::read(document);
     // An unset variable in a section the gateway ignores (`vector_store`, `plugins[].config`,
@@ -101,7 +106,9 @@ pub fn parse_config(
     let mut warnings: Vec<String> = ignored_env
         .iter()
         .map(|problem| format!("{problem} (in an ignored field)"))
+        .chain(notes)
         .collect();
+    problems.extend(folding_problems);
     problems.extend(typed.problems.iter().cloned());
     if let Some(config) = &typed.config {
         // Checks on values that had the wrong type would see their defaults: not reported.

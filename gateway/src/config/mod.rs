@@ -6,6 +6,7 @@
 
 mod client;
 mod cluster;
+mod compat;
 mod error;
 mod governance;
 pub mod load;

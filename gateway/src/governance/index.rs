@@ -216,7 +216,10 @@ impl GovernanceIndex {
                         pc.provider.clone(),
                         ProviderRule {
                             allowed_models: pc.allowed_models.clone(),
-                            key_ids: (!pc.key_ids.is_empty()).then(|| pc.key_ids.clone().into()),
+                            // Bifrost's `["*"]` means every key, as an empty list does here.
+                            key_ids: (!pc.key_ids.is_empty()
+                                && !pc.key_ids.iter().any(|id| id == "*"))
+                            .then(|| pc.key_ids.clone().into()),
                             weight: pc.weight,
                             budget: budget_ref(
                                 Level::Provider,

@@ -45,8 +45,8 @@ impl GovernanceRuntime {
         Self {
             index: GovernanceIndex::build(&config.governance),
             pricing: PricingTable::new(&config.governance.pricing),
-            enforce: config.client.enforce_auth_on_inference
-                && !config.governance.auth_config.disable_auth_on_inference,
+            // `auth_config.disable_auth_on_inference` is ignored, as in Bifrost (config::compat).
+            enforce: config.client.enforce_auth_on_inference,
         }
     }
 

@@ -1,0 +1,93 @@
+//! Bifrost config files keep their meaning here: the settings below are Bifrost's, written as
+//! Bifrost's own example files write them.
+
+use bifrost_e2e::harness::{config_for, Gateway, MockProvider};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+async fn chat(gateway: &Gateway, vk: Option<&str>) -> StatusCode {
+    let mut request = reqwest::Client::new()
+        .post(gateway.url("/v1/chat/completions"))
+        .json(&json!({"model": "openai/gpt-4o-mini",
+                      "messages": [{"role": "user", "content": "hi"}]}));
+    if let Some(vk) = vk {
+        request = request.header("x-bf-vk", vk);
+    }
+    request.send().await.expect("answered").status()
+}
+
+/// The `withvirtualkeys` example's auth settings: enforce_governance_header, the deprecated
+/// disable_auth_on_inference, and the governance plugin with is_vk_mandatory.
+fn with_virtual_keys(mock: &MockProvider) -> Value {
+    let mut config = config_for(mock);
+    config["client"]["enforce_governance_header"] = json!(true);
+    config["governance"] = json!({
+        "auth_config": {"is_enabled": false, "disable_auth_on_inference": true},
+        "virtual_keys": [{"id": "vk-1", "value": "sk-bf-compat-key"}]
+    });
+    config["plugins"] = json!([
+        {"enabled": true, "name": "governance", "config": {"is_vk_mandatory": true}}
+    ]);
+    config
+}
+
+#[tokio::test]
+async fn the_withvirtualkeys_auth_pattern_refuses_a_request_without_a_key() {
+    let mock = MockProvider::start(&[]).await;
+    let gateway = Gateway::start(&with_virtual_keys(&mock)).await;
+    assert_eq!(chat(&gateway, None).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        chat(&gateway, Some("sk-bf-compat-key")).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        mock.requests().await,
+        1,
+        "only the keyed request went upstream"
+    );
+    gateway
+        .output
+        .wait_for(
+            "disable_auth_on_inference is deprecated and ignored",
+            std::time::Duration::from_secs(5),
+        )
+        .await
+        .expect("the ignored setting is noted at start");
+}
+
+#[tokio::test]
+async fn is_vk_mandatory_alone_requires_a_key() {
+    let mock = MockProvider::start(&[]).await;
+    let mut config = config_for(&mock);
+    config["governance"] = json!({"virtual_keys": [{"id": "vk-1", "value": "sk-bf-compat-key"}]});
+    config["plugins"] = json!([{"name": "governance", "config": {"is_vk_mandatory": true}}]);
+    let gateway = Gateway::start(&config).await;
+    assert_eq!(chat(&gateway, None).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        chat(&gateway, Some("sk-bf-compat-key")).await,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn top_level_auth_config_protects_the_admin_api() {
+    let mock = MockProvider::start(&[]).await;
+    let mut config = config_for(&mock);
+    config["auth_config"] =
+        json!({"is_enabled": true, "admin_username": "admin", "admin_password": "s3cret"});
+    let gateway = Gateway::start(&config).await;
+    let client = reqwest::Client::new();
+    let anonymous = client
+        .get(gateway.url("/api/providers"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let admin = client
+        .get(gateway.url("/api/providers"))
+        .basic_auth("admin", Some("s3cret"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(admin.status(), StatusCode::OK);
+}
