@@ -34,9 +34,10 @@ pub struct Typed {
     /// Original paths of the values taken out; checks on what is at or under them see defaults,
     /// not the user's values.
     pub removed: Vec<String>,
-    /// Original paths of arrays that lost elements: indices in them no longer match the
-    /// document, so checks on them are not reported.
-    pub shifted: Vec<String>,
+    /// Arrays that lost elements (by original path), with the original indices taken out,
+    /// sorted: indices in them no longer match the document, so checks on them are not
+    /// reported.
+    pub shifted: BTreeMap<String, Vec<usize>>,
 }
 
 impl Typed {
@@ -45,15 +46,13 @@ impl Typed {
         self.removed
             .iter()
             .any(|removed| within(path, removed) || within(removed, path))
-            || self.shifted.iter().any(|array| within(path, array))
+            || self.shifted.keys().any(|array| within(path, array))
     }
 }
 
 /// Read `document` as a [`GatewayConfig`], collecting every type error.
 pub fn read(mut document: Value) -> Typed {
     let mut typed = Typed::default();
-    // Original indices taken out of each array, keyed by the array's original path.
-    let mut taken: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     loop {
         typed.unknown_fields.clear();
         let result = {
@@ -69,7 +68,7 @@ pub fn read(mut document: Value) -> Typed {
             }
             Err(error) => error,
         };
-        let (steps, original) = locate(&document, error.path(), &taken);
+        let (steps, original, element) = locate(&document, error.path(), &typed.shifted);
         let message = error.inner().to_string();
         // A value above one already taken out now fails only because of that (a struct missing
         // a required field, say): take it out too, without a second report.
@@ -85,13 +84,10 @@ pub fn read(mut document: Value) -> Typed {
         if steps.is_empty() || typed.problems.len() >= MAX_TYPE_ERRORS {
             return typed;
         }
-        if let (Some(Step::Index(_)), Some(array)) = (steps.last(), original.rfind('[')) {
-            let index = original[array + 1..original.len() - 1].parse().unwrap_or(0);
-            let array = original[..array].to_string();
-            if !typed.shifted.contains(&array) {
-                typed.shifted.push(array.clone());
-            }
-            taken.entry(array).or_default().push(index);
+        if let Some((array, index)) = element {
+            let taken = typed.shifted.entry(array).or_default();
+            let at = taken.partition_point(|&gone| gone < index);
+            taken.insert(at, index);
         }
         typed.removed.push(original);
         if !take_out(&mut document, &steps) {
@@ -100,15 +96,17 @@ pub fn read(mut document: Value) -> Typed {
     }
 }
 
-/// The steps (in the document as it is now) to the deepest value the error's path reaches, and
-/// that value's path in the original document.
+/// The steps (in the document as it is now) to the deepest value the error's path reaches, that
+/// value's path in the original document and, when it is an array element, the array's
+/// original path and the element's original index.
 fn locate(
     document: &Value,
     path: &serde_path_to_error::Path,
     taken: &BTreeMap<String, Vec<usize>>,
-) -> (Vec<Step>, String) {
+) -> (Vec<Step>, String, Option<(String, usize)>) {
     let mut steps = Vec::new();
     let mut original = String::new();
+    let mut element = None;
     let mut node = document;
     for segment in path.iter() {
         match (segment, node) {
@@ -119,19 +117,16 @@ fn locate(
                 original.push_str(key);
                 node = &fields[key];
                 steps.push(Step::Key(key.clone()));
+                element = None;
             }
             (Segment::Seq { index }, Value::Array(items)) if *index < items.len() => {
                 let index_now = *index;
-                let mut index = index_now;
-                if let Some(removed) = taken.get(&original) {
-                    let mut removed = removed.clone();
-                    removed.sort_unstable();
-                    for gone in removed {
-                        if gone <= index {
-                            index += 1;
-                        }
-                    }
-                }
+                // Sorted: each element taken out at or before it moved it down by one.
+                let index = taken.get(&original).map_or(index_now, |gone| {
+                    gone.iter()
+                        .fold(index_now, |index, &gone| index + usize::from(gone <= index))
+                });
+                element = Some((original.clone(), index));
                 original.push_str(&format!("[{index}]"));
                 node = &items[index_now];
                 steps.push(Step::Index(index_now));
@@ -140,7 +135,7 @@ fn locate(
             _ => break,
         }
     }
-    (steps, original)
+    (steps, original, element)
 }
 
 /// Take out the value at `steps`; whether there was one.

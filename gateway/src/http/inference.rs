@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::accounting;
-use super::body::ElementLimits;
+use super::capped_json::ElementLimits;
 use super::errors::{error_response, Dialect};
 use super::stream::{sse_response, InFlight, UsageTap};
 use crate::config::ProviderKind;
@@ -195,6 +195,7 @@ async fn serve(
     let bodies = UpstreamBodies::prepare(
         route,
         std::mem::take(&mut request.body),
+        body_len,
         &request.targets,
         force_usage,
     );
@@ -273,7 +274,7 @@ fn parse_request(
     vk: Option<&VirtualKey>,
 ) -> Result<ParsedRequest, GatewayError> {
     // Caps are checked while parsing: an oversized body is refused before it is built.
-    let mut body = super::body::parse_json_object(bytes, limits)?;
+    let mut body = super::capped_json::parse_json_object(bytes, limits)?;
     let model = match body.remove("model") {
         Some(Value::String(model)) => model,
         Some(_) => {
@@ -418,31 +419,20 @@ struct WithModel<'a> {
     rest: &'a Map<String, Value>,
 }
 
-/// `value` serialized into a buffer of exactly its size (measured first), so a large body is
-/// not copied while the buffer grows.
-fn encode_exact(value: &impl Serialize) -> serde_json::Result<Bytes> {
-    let mut counter = ByteCounter(0);
-    serde_json::to_writer(&mut counter, value)?;
-    let mut bytes = Vec::with_capacity(counter.0);
+/// `value` serialized into a buffer of `capacity` bytes to start with: sized from the body it
+/// came from, a large body is neither serialized twice nor copied while the buffer grows.
+fn encode_into(value: &impl Serialize, capacity: usize) -> serde_json::Result<Bytes> {
+    let mut bytes = Vec::with_capacity(capacity);
     serde_json::to_writer(&mut bytes, value)?;
     Ok(Bytes::from(bytes))
 }
 
-/// A writer that only counts.
-struct ByteCounter(usize);
-
-impl std::io::Write for ByteCounter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len();
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn with_model(body: &Map<String, Value>, model: &str) -> Result<Bytes, GatewayError> {
-    encode_exact(&WithModel { model, rest: body })
+fn with_model(
+    body: &Map<String, Value>,
+    model: &str,
+    capacity: usize,
+) -> Result<Bytes, GatewayError> {
+    encode_into(&WithModel { model, rest: body }, capacity)
         .map_err(|e| GatewayError::InvalidRequest(format!("cannot re-encode the request: {e}")))
 }
 
@@ -457,12 +447,15 @@ type PreparedBody = Result<(UpstreamOp, Map<String, Value>), translate::Translat
 struct UpstreamBodies {
     openai: Option<PreparedBody>,
     anthropic: Option<PreparedBody>,
+    /// The caller's body size: where an encoded body's buffer starts.
+    capacity: usize,
 }
 
 impl UpstreamBodies {
     fn prepare(
         route: Route,
         body: Map<String, Value>,
+        body_len: usize,
         targets: &[Target],
         force_usage: bool,
     ) -> Self {
@@ -493,7 +486,12 @@ impl UpstreamBodies {
                 (openai, anthropic)
             }
         };
-        Self { openai, anthropic }
+        Self {
+            openai,
+            anthropic,
+            // Room for the model name and a translation's few extra bytes.
+            capacity: body_len + 256,
+        }
     }
 
     fn for_target(&self, target: &Target) -> Result<UpstreamBody, GatewayError> {
@@ -504,7 +502,7 @@ impl UpstreamBodies {
         match prepared {
             Some(Ok((op, body))) => Ok(UpstreamBody {
                 op: *op,
-                body: with_model(body, &target.model)?,
+                body: with_model(body, &target.model, self.capacity)?,
             }),
             Some(Err(error)) => Err(translate_error(error.clone())),
             None => Err(GatewayError::Config(format!(
@@ -543,12 +541,6 @@ fn ask_for_usage(body: &mut Map<String, Value>) {
     }
 }
 
-fn encode(value: &Value) -> Result<Bytes, GatewayError> {
-    encode_exact(value).map_err(|e| {
-        GatewayError::InvalidRequest(format!("cannot encode the translated request: {e}"))
-    })
-}
-
 fn translate_error(error: translate::TranslateError) -> GatewayError {
     match error {
         translate::TranslateError::InvalidRequest(message) => GatewayError::InvalidRequest(message),
@@ -582,7 +574,8 @@ fn json_response(
             let upstream: Value =
                 serde_json::from_slice(&bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
             let converted = convert(&upstream).map_err(|e| bad(e.to_string()))?;
-            encode(&converted)?
+            encode_into(&converted, bytes.len() + 256)
+                .map_err(|e| bad(format!("cannot encode the translated answer: {e}")))?
         }
     };
     Ok((
@@ -810,7 +803,7 @@ mod tests {
             &routing(),
             Route::ChatCompletions,
             &bytes,
-            &ElementLimits::default(),
+            &ElementLimits::from_config(&crate::config::ClientConfig::default()),
             None,
         )
         .expect("accepted");
@@ -822,6 +815,7 @@ mod tests {
         let bodies = UpstreamBodies::prepare(
             Route::ChatCompletions,
             std::mem::take(&mut request.body),
+            bytes.len(),
             &request.targets,
             false,
         );

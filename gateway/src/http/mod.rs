@@ -4,6 +4,7 @@
 pub mod accounting;
 pub mod admin;
 pub mod body;
+pub mod capped_json;
 pub mod cluster;
 pub mod errors;
 pub mod inference;

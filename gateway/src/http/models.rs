@@ -11,7 +11,9 @@ use serde_json::{json, Value};
 
 use super::errors::{error_response, Dialect};
 use crate::governance::index::VirtualKey;
+use crate::governance::provider_rule;
 use crate::providers::{upstream_request, ForwardedHeaders, UpstreamOp};
+use crate::routing::keys::serving_keys;
 use crate::routing::Provider;
 use crate::state::AppState;
 
@@ -64,22 +66,18 @@ fn may_use_provider(vk: &VirtualKey, provider: &str) -> bool {
     vk.providers.is_empty() || vk.providers.contains_key(provider)
 }
 
-/// Whether `vk` may use `model` on `provider`: its rule allows the model and, when it names
-/// provider keys, one of those keys serves it.
+/// Whether `vk` may use `model` on `provider` as inference would decide: its rule allows the
+/// model and, when it names provider keys, one of those keys serves it.
 fn may_use_model(vk: &VirtualKey, provider: &Provider, model: &str) -> bool {
-    if vk.providers.is_empty() {
-        return true;
+    match provider_rule(vk, &provider.name, model) {
+        Ok(None) => true,
+        Ok(Some(rule)) => rule.key_ids.as_deref().is_none_or(|ids| {
+            serving_keys(&provider.keys, model, Some(ids))
+                .next()
+                .is_some()
+        }),
+        Err(_) => false,
     }
-    let Some(rule) = vk.providers.get(&provider.name) else {
-        return false;
-    };
-    rule.allows_model(model)
-        && rule.key_ids.as_ref().is_none_or(|ids| {
-            provider
-                .keys
-                .iter()
-                .any(|k| ids.contains(&k.id) && k.allows_model(model))
-        })
 }
 
 async fn provider_models(client: &reqwest::Client, provider: &Provider) -> Vec<String> {

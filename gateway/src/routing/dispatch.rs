@@ -239,7 +239,8 @@ async fn attempt_once(
     target: &Provider,
 ) -> Attempt {
     let provider = target.name.as_str();
-    let deadline = deadline_after(tokio::time::Instant::now(), timeout);
+    // `timeout` comes from `request_timeout`, at most a day: the sum cannot overflow.
+    let deadline = tokio::time::Instant::now() + timeout;
     let timed_out = || {
         Attempt::Retryable(Failure::Timeout {
             provider: provider.to_string(),
@@ -313,18 +314,6 @@ fn request_timeout(network: &NetworkConfig) -> Duration {
     )
 }
 
-/// `now + timeout`; past the clock's range, the farthest of a day or `now` itself, never a
-/// panic.
-fn deadline_after(now: tokio::time::Instant, timeout: Duration) -> tokio::time::Instant {
-    now.checked_add(timeout)
-        .or_else(|| {
-            now.checked_add(Duration::from_secs(
-                NetworkConfig::MAX_REQUEST_TIMEOUT_SECONDS,
-            ))
-        })
-        .unwrap_or(now)
-}
-
 /// Exponential backoff with jitter: `initial * 2^(attempt-1)`, capped, then 50–100% of that.
 /// Both settings count as at most [`NetworkConfig::MAX_RETRY_BACKOFF_MS`], so a value that got
 /// past validation cannot park a request for days.
@@ -380,18 +369,12 @@ mod tests {
     }
 
     #[test]
-    fn a_request_timeout_of_u64_max_means_a_day_and_a_deadline_in_the_future() {
+    fn a_request_timeout_of_u64_max_means_a_day() {
         let network = NetworkConfig {
             default_request_timeout_in_seconds: u64::MAX,
             ..NetworkConfig::default()
         };
         assert_eq!(request_timeout(&network), Duration::from_secs(86_400));
-        let now = tokio::time::Instant::now();
-        assert!(deadline_after(now, Duration::MAX) >= now + Duration::from_secs(86_400));
-        assert_eq!(
-            deadline_after(now, Duration::from_secs(30)),
-            now + Duration::from_secs(30)
-        );
     }
 
     /// A provider at `base_url` with `network` settings, and its only target.

@@ -18,6 +18,18 @@ pub enum NoKey {
     },
 }
 
+/// Positions of the keys that may serve `model`, among `allowed` key ids when given (a virtual
+/// key's `key_ids`).
+pub fn serving_keys<'a>(
+    keys: &'a [UpstreamKey],
+    model: &'a str,
+    allowed: Option<&'a [String]>,
+) -> impl Iterator<Item = usize> + 'a {
+    (0..keys.len()).filter(move |&i| {
+        keys[i].allows_model(model) && allowed.is_none_or(|ids| ids.contains(&keys[i].id))
+    })
+}
+
 /// Pick a key for `model`, among `allowed` key ids when given. Keys in `avoid` (already failed
 /// in this request) are chosen only when nothing else is available.
 pub fn pick_key(
@@ -27,10 +39,7 @@ pub fn pick_key(
     avoid: &[usize],
     now: Instant,
 ) -> Result<(usize, BreakerPermit), NoKey> {
-    let eligible: Vec<usize> = (0..keys.len())
-        .filter(|&i| keys[i].allows_model(model))
-        .filter(|&i| allowed.is_none_or(|ids| ids.contains(&keys[i].id)))
-        .collect();
+    let eligible: Vec<usize> = serving_keys(keys, model, allowed).collect();
     if eligible.is_empty() {
         return Err(NoKey::ModelNotServed);
     }

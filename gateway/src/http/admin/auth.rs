@@ -179,7 +179,9 @@ pub async fn require_admin(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| *addr);
-    let config = state.runtime.load().config.clone();
+    // The running runtime, borrowed: no copy of the whole config per admin request.
+    let runtime = state.runtime.load_full();
+    let config = &runtime.config;
     let auth = &config.governance.auth_config;
     let access = match authorized(auth, &request, peer) {
         Ok(access) => access,
