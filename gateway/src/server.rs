@@ -101,6 +101,9 @@ pub async fn run(settings: ServerSettings, loaded: LoadedConfig) -> Result<(), G
         )
     );
     if cluster_config.enabled {
+        // Other nodes see flushed spend only at their next store read: keep publishing it
+        // until then.
+        state.counters.lock().hold_flushed_spend();
         let cluster_settings =
             crate::cluster::ClusterSettings::new(&cluster_config, local, &state.spend_source).await;
         let cluster = crate::cluster::Cluster::start(

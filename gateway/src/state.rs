@@ -315,7 +315,7 @@ impl AppState {
     /// Read every budget's usage from the store into the counters (at start).
     pub async fn load_usage(&self) -> Result<(), String> {
         let usage = self.usage_store.budget_usage().await?;
-        self.counters.lock().stored = usage;
+        self.counters.lock().set_stored(usage);
         Ok(())
     }
 
@@ -343,20 +343,13 @@ impl AppState {
     pub async fn flush_usage(&self) -> Result<FlushReport, String> {
         let started = std::time::Instant::now();
         let runtime = self.runtime.load();
-        // Cluster mode: spend just written stays in gossip for two flush intervals and a
-        // second: by then every other node has re-read the store, even on a loaded machine.
-        let hold_ms = if self.cluster.get().is_some() {
-            2 * runtime.config.governance.usage_flush_interval_ms as i64 + 1000
-        } else {
-            0
-        };
         let result = flush_once(
             &self.counters,
             &self.usage_store,
             &self.spend_source,
             &runtime.governance.index.budgets,
             now_ms(),
-            hold_ms,
+            runtime.config.governance.usage_flush_interval_ms,
         )
         .await;
         self.metrics
@@ -376,34 +369,22 @@ impl AppState {
 
     /// Per-key gauges for the `top_n` keys with the most requests (bounded cardinality).
     fn publish_usage_gauges(&self, top_n: usize) {
-        let (requests, spend) = {
-            let local = self.counters.lock();
-            let mut by_requests: Vec<(String, u64)> = local
-                .vk_requests
-                .iter()
-                .map(|(k, v)| (k.clone(), *v))
-                .collect();
-            by_requests.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-            by_requests.truncate(top_n);
-            let spend: Vec<(String, f64)> = by_requests
-                .iter()
-                .map(|(k, _)| (k.clone(), local.vk_spend.get(k).copied().unwrap_or(0.0)))
-                .collect();
-            (by_requests, spend)
-        };
+        let top = self.counters.lock().top_keys(top_n);
         self.metrics.virtual_key_requests.clear();
         self.metrics.virtual_key_spend.clear();
-        for (virtual_key, count) in requests {
+        for key in top {
             self.metrics
                 .virtual_key_requests
-                .get_or_create(&VirtualKeyLabels { virtual_key })
-                .set(count as i64);
-        }
-        for (virtual_key, usd) in spend {
+                .get_or_create(&VirtualKeyLabels {
+                    virtual_key: key.id.clone(),
+                })
+                .set(key.requests as i64);
             self.metrics
                 .virtual_key_spend
-                .get_or_create(&VirtualKeyLabels { virtual_key })
-                .set(usd);
+                .get_or_create(&VirtualKeyLabels {
+                    virtual_key: key.id,
+                })
+                .set(key.spend_usd);
         }
     }
 

@@ -13,12 +13,14 @@
 //! The remote view is the sum of those keys over the other nodes, computed off the request path
 //! (see [`RemoteSnapshot::from_nodes`]) and swapped in whole; admission only reads it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::governance::counters::{ClusterView, CounterKey, LocalUsage, Metric, RemoteUsage};
+use crate::governance::counters::{
+    ClusterView, CounterKey, LocalUsage, Metric, RemoteUsage, Scope,
+};
 
 /// Prefix of rate-limit counter keys.
 pub const RATE_LIMIT_PREFIX: &str = "rl/";
@@ -45,21 +47,14 @@ pub fn spend_totals<'a>(
         .collect()
 }
 
-fn metric_name(metric: Metric) -> &'static str {
-    match metric {
-        Metric::Requests => "requests",
-        Metric::Tokens => "tokens",
-    }
-}
-
 /// `rl/<scope>/<id>/<metric>/<window_start>`. The id may contain `/` (provider scope ids are
 /// `vk/provider`); scope, metric and window start never do, so the key parses from both ends.
 pub fn counter_key(key: &CounterKey) -> String {
     format!(
         "{RATE_LIMIT_PREFIX}{}/{}/{}/{}",
-        key.scope,
+        key.scope.as_str(),
         key.id,
-        metric_name(key.metric),
+        key.metric.as_str(),
         key.window_start
     )
 }
@@ -70,16 +65,8 @@ pub fn parse_counter_key(text: &str) -> Option<CounterKey> {
     let (scope, rest) = rest.split_once('/')?;
     let (rest, window_start) = rest.rsplit_once('/')?;
     let (id, metric) = rest.rsplit_once('/')?;
-    let scope: &'static str = match scope {
-        "vk" => "vk",
-        "provider" => "provider",
-        _ => return None,
-    };
-    let metric = match metric {
-        "requests" => Metric::Requests,
-        "tokens" => Metric::Tokens,
-        _ => return None,
-    };
+    let scope = Scope::parse(scope)?;
+    let metric = Metric::parse(metric)?;
     if id.is_empty() {
         return None;
     }
@@ -99,28 +86,14 @@ pub fn spend_key(budget_id: &str) -> String {
 /// The keys and values this node publishes for its local usage.
 pub fn local_keys(local: &LocalUsage) -> BTreeMap<String, String> {
     let mut keys = BTreeMap::new();
-    for (key, window) in &local.counters {
-        keys.insert(counter_key(key), window.value.to_string());
+    for (key, count) in local.window_counts() {
+        keys.insert(counter_key(key), count.to_string());
     }
-    let mut held: HashMap<&str, f64> = HashMap::new();
-    for (_, budget, amount) in &local.recently_flushed {
-        *held.entry(budget.as_str()).or_default() += amount;
-    }
-    let budgets: BTreeSet<&str> = local
-        .pending_spend
-        .keys()
-        .chain(local.flushing_spend.keys())
-        .chain(local.reserved_spend.keys())
-        .map(String::as_str)
-        .chain(held.keys().copied())
-        .collect();
-    for budget in budgets {
-        let spend = local.pending_spend.get(budget).copied().unwrap_or(0.0)
-            + local.flushing_spend.get(budget).copied().unwrap_or(0.0)
-            + local.reserved_spend.get(budget).copied().unwrap_or(0.0)
-            + held.get(budget).copied().unwrap_or(0.0);
-        let total = local.settled_total.get(budget).copied().unwrap_or(0.0);
-        keys.insert(spend_key(budget), format!("{spend} {total}"));
+    for spend in local.published_spend() {
+        keys.insert(
+            spend_key(&spend.budget_id),
+            format!("{} {}", spend.unflushed, spend.settled_total),
+        );
     }
     keys
 }
@@ -223,11 +196,10 @@ impl RemoteUsage for GossipUsage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::governance::counters::WindowCount;
 
-    fn key(scope: &'static str, id: &str, metric: Metric, window_start: i64) -> CounterKey {
+    fn key(scope: &str, id: &str, metric: Metric, window_start: i64) -> CounterKey {
         CounterKey {
-            scope,
+            scope: Scope::parse(scope).expect("test scope"),
             id: Arc::from(id),
             metric,
             window_start,
@@ -273,31 +245,33 @@ mod tests {
     #[test]
     fn local_keys_publish_every_window_and_the_unflushed_spend() {
         let mut local = LocalUsage::default();
-        local.counters.insert(
-            key("vk", "vk-1", Metric::Requests, 0),
-            WindowCount {
-                value: 7,
-                ends_at_ms: 60_000,
-            },
-        );
-        local.pending_spend.insert("b".into(), 1.5);
-        local.flushing_spend.insert("b".into(), 0.25);
-        local.reserved_spend.insert("b".into(), 0.25);
-        local.reserved_spend.insert("c".into(), 0.5);
-        local.settled_total.insert("b".into(), 11.75);
+        local.hold_flushed_spend();
+        local.count(key("vk", "vk-1", Metric::Requests, 0), 60_000, 7);
         // Written a moment ago: still gossiped until the others have re-read the store.
-        local.recently_flushed.push((0, "d".into(), 4.0));
-        local.settled_total.insert("d".into(), 4.0);
+        local.charge_budget("d", 4.0);
+        local.begin_flush();
+        local.flush_done(HashMap::new(), 0);
+        // Being flushed, pending, and reserved by requests in flight.
+        local.charge_budget("b", 0.25);
+        local.begin_flush();
+        local.charge_budget("b", 1.5);
+        local.reserve_spend("b", 0.25);
+        local.reserve_spend("c", 0.5);
+        local.prune(1, 1000);
         let keys = local_keys(&local);
         assert_eq!(keys["rl/vk/vk-1/requests/0"], "7");
-        assert_eq!(keys["spend/b"], "2 11.75");
+        // Settled totals count everything since start: 0.25 + 1.5.
+        assert_eq!(keys["spend/b"], "2 1.75");
         assert_eq!(keys["spend/c"], "0.5 0");
         assert_eq!(keys["spend/d"], "4 4");
         assert_eq!(
             spend_totals(keys.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
-            vec![("b".to_string(), 11.75), ("d".to_string(), 4.0)]
+            vec![("b".to_string(), 1.75), ("d".to_string(), 4.0)]
         );
         assert_eq!(keys.len(), 4);
+        // Once the hold has passed, the flushed spend is no longer published.
+        local.prune(1000, 1000);
+        assert!(!local_keys(&local).contains_key("spend/d"));
     }
 
     #[test]

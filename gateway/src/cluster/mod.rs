@@ -398,7 +398,7 @@ impl Cluster {
             // leave with only what is really unflushed (peers see the rest at their next read).
             let keys = {
                 let mut local = counters.lock();
-                local.recently_flushed.clear();
+                local.forget_held_spend();
                 counters::local_keys(&local)
             };
             let mut chitchat = self.chitchat.lock().await;

@@ -14,23 +14,10 @@ use super::grpc::{owner, AdmitDecision, AdmitRequest, ClusterRpc, Member, NodeSn
 use super::{Cluster, NODE_GRPC_ADDR, NODE_REGION};
 use crate::governance::counters::{CounterKey, RemoteUsage};
 use crate::governance::now_ms;
+use crate::governance::strict::{StrictLimits, StrictOutcome};
 
 /// How long a join snapshot stands in for nodes gossip has not delivered yet.
 pub const JOIN_SNAPSHOT_TTL: Duration = Duration::from_secs(10);
-
-/// What an owner said about a strict limit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StrictOutcome {
-    /// Admitted; the cluster count before this request.
-    Admitted {
-        /// Requests admitted in the window before this one.
-        count_before: i64,
-    },
-    /// Refused: the window is full.
-    Rejected,
-    /// No owner could be asked (unreachable, timed out): the caller falls back to gossip.
-    Unavailable(String),
-}
 
 /// The gRPC service of a running [`Cluster`] (weak: the server task must not keep it alive).
 pub struct RpcHandler(pub Weak<Cluster>);
@@ -84,6 +71,26 @@ impl ClusterRpc for RpcHandler {
     }
 }
 
+impl StrictLimits for Cluster {
+    fn admit_one<'a>(
+        &'a self,
+        key: &'a CounterKey,
+        limit: u64,
+        window_end_ms: i64,
+    ) -> futures_util::future::BoxFuture<'a, StrictOutcome> {
+        Box::pin(async move {
+            let outcome = self.admit_strict(key, limit, window_end_ms).await;
+            match outcome {
+                StrictOutcome::Admitted { .. } => self.metrics.strict_outcome("admitted"),
+                StrictOutcome::Rejected => self.metrics.strict_outcome("rejected"),
+                // Counted as a fallback where the owner could not be asked.
+                StrictOutcome::Unavailable(_) => {}
+            }
+            outcome
+        })
+    }
+}
+
 impl Cluster {
     /// Ask `key`'s owner (rendezvous hashing over healthy members, this node's region first)
     /// to admit one request against `limit` in the window ending at `window_end_ms`.
@@ -130,12 +137,7 @@ impl Cluster {
     pub(super) fn decide_strict(&self, request: &AdmitRequest) -> AdmitDecision {
         let seed = || {
             parse_counter_key(&request.key).map_or(0, |key| {
-                let local = self
-                    .counters
-                    .lock()
-                    .counters
-                    .get(&key)
-                    .map_or(0, |w| w.value);
+                let local = self.counters.lock().window_count(&key);
                 local + self.usage.counter(&key)
             })
         };

@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::counters::{CounterKey, LocalUsage, Metric, RemoteUsage, UsageCounters, WindowCount};
+use super::counters::{CounterKey, LocalUsage, Metric, RemoteUsage, Scope, UsageCounters};
 use super::index::{BudgetRef, Level, ProviderRule, RateLimit, VirtualKey};
 use super::pricing::usd;
 use crate::config::StalePolicy;
@@ -28,8 +28,8 @@ pub struct Estimate {
 pub enum Rejection {
     /// A request or token limit is used up (429).
     RateLimited {
-        /// `vk` or `provider`.
-        scope: &'static str,
+        /// Whose limit.
+        scope: Scope,
         /// Virtual key id (or `vk/provider`).
         owner: String,
         /// Requests or tokens.
@@ -100,12 +100,31 @@ pub struct Reservation {
     pub token_limit: Option<LimitStatus>,
 }
 
+/// The rate limits on a request's path, each with the counter id it counts under: the virtual
+/// key's own, then its limit on the chosen provider. Admission and the strict path both walk
+/// this one list.
+pub fn applicable_limits<'a>(
+    vk: &'a VirtualKey,
+    provider: Option<&'a ProviderRule>,
+) -> impl Iterator<Item = (Scope, &'a Arc<str>, &'a RateLimit)> + 'a {
+    let own = vk
+        .rate_limit
+        .as_deref()
+        .map(|limit| (Scope::VirtualKey, &vk.counter_id, limit));
+    let on_provider = provider.and_then(|rule| {
+        rule.rate_limit
+            .as_deref()
+            .map(|limit| (Scope::Provider, &rule.counter_id, limit))
+    });
+    own.into_iter().chain(on_provider)
+}
+
 /// Decide and, when admitted, reserve.
 pub fn admit(
     local: &mut LocalUsage,
     remote: &dyn RemoteUsage,
     vk: &VirtualKey,
-    provider: Option<(&str, &ProviderRule)>,
+    provider: Option<&ProviderRule>,
     estimate: Estimate,
     now_ms: i64,
 ) -> Result<Reservation, Rejection> {
@@ -119,7 +138,7 @@ pub fn admit_with(
     local: &mut LocalUsage,
     remote: &dyn RemoteUsage,
     vk: &VirtualKey,
-    provider: Option<(&str, &ProviderRule)>,
+    provider: Option<&ProviderRule>,
     estimate: Estimate,
     now_ms: i64,
     decided: &[(CounterKey, i64)],
@@ -130,7 +149,7 @@ pub fn admit_with(
         cost: usd(estimate.cost),
     };
     if let Some(max) = vk.max_in_flight {
-        if local.in_flight.get(&vk.id).copied().unwrap_or(0) >= max {
+        if local.in_flight(&vk.id) >= max {
             return Err(Rejection::TooManyInFlight {
                 vk: vk.id.clone(),
                 max,
@@ -138,21 +157,12 @@ pub fn admit_with(
         }
     }
 
-    let mut limits: Vec<(&'static str, Arc<str>, &RateLimit)> = Vec::new();
-    if let Some(limit) = &vk.rate_limit {
-        limits.push(("vk", vk.counter_id.clone(), limit));
-    }
-    if let Some((_, rule)) = provider {
-        if let Some(limit) = &rule.rate_limit {
-            limits.push(("provider", rule.counter_id.clone(), limit));
-        }
-    }
     let mut request_counters = Vec::new();
     let mut token_counters = Vec::new();
     let mut requests_status = None;
     let mut tokens_status = None;
     let view = remote.view();
-    for (scope, owner, limit) in &limits {
+    for (scope, owner, limit) in applicable_limits(vk, provider) {
         for (metric, window) in [
             (Metric::Requests, limit.requests),
             (Metric::Tokens, limit.tokens),
@@ -167,7 +177,7 @@ pub fn admit_with(
                 metric,
                 window_start,
             };
-            let local_used = local.counters.get(&key).map_or(0, |w| w.value);
+            let local_used = local.window_count(&key);
             let owner_count = decided.iter().find(|(k, _)| *k == key).map(|(_, c)| *c);
             // A stale cluster view: the limit's policy decides what this node may admit alone.
             let (used, max) = if let Some(count) = owner_count {
@@ -208,7 +218,7 @@ pub fn admit_with(
                 remaining: max.saturating_sub(used.saturating_add(take)),
                 reset_at_ms,
             };
-            if *scope == "vk" {
+            if scope == Scope::VirtualKey {
                 match metric {
                     Metric::Requests => requests_status = Some(status),
                     Metric::Tokens => tokens_status = Some(status),
@@ -221,7 +231,7 @@ pub fn admit_with(
         }
     }
 
-    let provider_budget = provider.and_then(|(_, rule)| rule.budget.as_ref());
+    let provider_budget = provider.and_then(|rule| rule.budget.as_ref());
     let mut seen = HashSet::new();
     let mut budgets = Vec::new();
     for BudgetRef {
@@ -251,28 +261,18 @@ pub fn admit_with(
     }
 
     // Everything has room: reserve.
-    let mut count = |key: CounterKey, ends_at_ms: i64, amount: i64| {
-        let window = local.counters.entry(key).or_insert(WindowCount {
-            value: 0,
-            ends_at_ms,
-        });
-        window.value = window.value.saturating_add(amount);
-    };
     for (key, ends_at_ms) in request_counters {
-        count(key, ends_at_ms, 1);
+        local.count(key, ends_at_ms, 1);
     }
     let tokens = i64::try_from(estimate.tokens).unwrap_or(i64::MAX);
     for (key, ends_at_ms) in &token_counters {
-        count(key.clone(), *ends_at_ms, tokens);
+        local.count(key.clone(), *ends_at_ms, tokens);
     }
     let token_counters: Vec<CounterKey> = token_counters.into_iter().map(|(key, _)| key).collect();
     for budget in &budgets {
-        *entry(&mut local.reserved_spend, budget) += estimate.cost;
+        local.reserve_spend(budget, estimate.cost);
     }
-    let in_flight = entry(&mut local.in_flight, &vk.id);
-    *in_flight = in_flight.saturating_add(1);
-    let requests = entry(&mut local.vk_requests, &vk.id);
-    *requests = requests.saturating_add(1);
+    local.request_started(&vk.id);
     Ok(Reservation {
         token_counters,
         tokens,
@@ -293,36 +293,15 @@ pub fn settle(local: &mut LocalUsage, reservation: &Reservation, actual: Option<
         .unwrap_or(i64::MAX)
         .saturating_sub(reservation.tokens);
     for key in &reservation.token_counters {
-        if let Some(window) = local.counters.get_mut(key) {
-            window.value = window.value.saturating_add(correction);
-        }
+        local.correct(key, correction);
     }
     for budget in &reservation.budgets {
-        if let Some(reserved) = local.reserved_spend.get_mut(budget) {
-            *reserved = (*reserved - reservation.cost).max(0.0);
-        }
+        local.release_spend(budget, reservation.cost);
         if cost > 0.0 {
-            *entry(&mut local.pending_spend, budget) += cost;
-            *entry(&mut local.settled_total, budget) += cost;
+            local.charge_budget(budget, cost);
         }
     }
-    if let Some(count) = local.in_flight.get_mut(&reservation.vk_id) {
-        *count = count.saturating_sub(1);
-    }
-    if cost > 0.0 {
-        *entry(&mut local.vk_spend, &reservation.vk_id) += cost;
-    }
-}
-
-/// The value for `key`, inserted as the default if missing; allocates the key only then.
-fn entry<'a, V: Default>(
-    map: &'a mut std::collections::HashMap<String, V>,
-    key: &str,
-) -> &'a mut V {
-    if !map.contains_key(key) {
-        map.insert(key.to_string(), V::default());
-    }
-    map.get_mut(key).expect("inserted above")
+    local.request_finished(&reservation.vk_id, cost);
 }
 
 /// An admitted request's hold on the counters. Settle it with the real usage; dropping it
@@ -469,13 +448,13 @@ mod tests {
         let key = vk(None, None, Some(1.0));
         let mut local = LocalUsage::default();
         let period_start = "1d".parse::<Period>().expect("period").window_start(NOW);
-        local.stored.insert(
+        local.set_stored(HashMap::from([(
             "b1".into(),
             StoredUsage {
                 current_usage: 0.5,
                 last_reset_ms: period_start,
             },
-        );
+        )]));
         let r = admit(&mut local, &NoRemote, &key, None, estimate(10, 0.3), NOW).expect("0.5 < 1");
         settle(&mut local, &r, Some((10, 0.6)));
         assert!((local.budget_spend("b1", period_start) - 1.1).abs() < 1e-9);
@@ -487,15 +466,19 @@ mod tests {
             }) => assert_eq!(budget_id, "b1"),
             other => panic!("expected an exhausted budget, got {other:?}"),
         }
-        // Stored usage from an earlier period does not count.
-        local.stored.insert(
-            "b1".into(),
-            StoredUsage {
-                current_usage: 0.5,
-                last_reset_ms: period_start - 1,
-            },
+        // Stored usage from an earlier period does not count (what was pending is written).
+        local.begin_flush();
+        local.flush_done(
+            HashMap::from([(
+                "b1".into(),
+                StoredUsage {
+                    current_usage: 1.1,
+                    last_reset_ms: period_start - 1,
+                },
+            )]),
+            NOW,
         );
-        local.pending_spend.clear();
+        assert_eq!(local.budget_spend("b1", period_start), 0.0);
         assert!(admit(&mut local, &NoRemote, &key, None, estimate(1, 0.0), NOW).is_ok());
     }
 
@@ -519,12 +502,13 @@ mod tests {
         let mut local = LocalUsage::default();
         let r = admit(&mut local, &NoRemote, &key, None, estimate(1, 0.0), NOW).expect("room");
         settle(&mut local, &r, Some((1, 0.0)));
-        assert_eq!(local.counters.len(), 2);
-        local.prune(NOW);
-        assert_eq!(local.counters.len(), 2, "the window is still open");
-        local.prune(NOW + 60_000);
-        assert!(
-            local.counters.is_empty(),
+        assert_eq!(local.window_counts().count(), 2);
+        local.prune(NOW, 0);
+        assert_eq!(local.window_counts().count(), 2, "the window is still open");
+        local.prune(NOW + 60_000, 0);
+        assert_eq!(
+            local.window_counts().count(),
+            0,
             "a minute later the 1m window has ended"
         );
     }

@@ -196,36 +196,42 @@ pub struct FlushReport {
     pub resets: usize,
 }
 
-/// One flush. On a store error the spend stays pending and is retried next time.
-///
-/// `hold_ms`: how long spend just written stays in what this node gossips as unflushed (see
-/// [`LocalUsage::recently_flushed`](super::counters::LocalUsage)); use a little more than the
-/// flush interval, so every other node has re-read the store before it disappears from gossip.
+/// How long spend just written stays in what this node publishes as unflushed, when it holds
+/// flushed spend (cluster mode): two flush intervals and a second, so that every other node
+/// has re-read the store before it disappears from gossip, even on a loaded machine.
+pub fn flushed_spend_hold_ms(flush_interval_ms: u64) -> i64 {
+    i64::try_from(flush_interval_ms)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(2)
+        .saturating_add(1000)
+}
+
+/// One flush every `flush_interval_ms`. On a store error the spend stays pending and is
+/// retried next time.
 pub async fn flush_once<S: UsageStore>(
     counters: &UsageCounters,
     store: &S,
     source: &SpendSource,
     budgets: &HashMap<String, Arc<Budget>>,
     now_ms: i64,
-    hold_ms: i64,
+    flush_interval_ms: u64,
 ) -> Result<FlushReport, String> {
     let started = std::time::Instant::now();
     let mut report = FlushReport::default();
-    {
-        let mut local = counters.lock();
-        local.prune(now_ms);
-        local
-            .recently_flushed
-            .retain(|(written_at, _, _)| now_ms - written_at < hold_ms);
-    }
     let due: Vec<(String, i64, i64)> = {
-        let local = counters.lock();
+        let mut local = counters.lock();
+        let hold_ms = if local.holds_flushed_spend() {
+            flushed_spend_hold_ms(flush_interval_ms)
+        } else {
+            0
+        };
+        local.prune(now_ms, hold_ms);
         budgets
             .values()
             .filter_map(|b| {
-                let stored = local.stored.get(&b.id)?;
+                let last_reset = local.stored_period_start(&b.id)?;
                 let start = b.period.window_start(now_ms);
-                (start > stored.last_reset_ms).then(|| (b.id.clone(), stored.last_reset_ms, start))
+                (start > last_reset).then(|| (b.id.clone(), last_reset, start))
             })
             .collect()
     };
@@ -238,25 +244,7 @@ pub async fn flush_once<S: UsageStore>(
 
     // Everything settled so far, as cumulative totals taken under the same lock that moves
     // pending spend to flushing: the store adds what it has not seen from this process.
-    let totals: Vec<(String, f64)> = {
-        let mut local = counters.lock();
-        let pending = std::mem::take(&mut local.pending_spend);
-        for (id, amount) in &pending {
-            *local.flushing_spend.entry(id.clone()).or_insert(0.0) += amount;
-        }
-        let local = &*local;
-        local
-            .flushing_spend
-            .iter()
-            .filter(|(_, amount)| **amount != 0.0)
-            .map(|(id, _)| {
-                (
-                    id.clone(),
-                    local.settled_total.get(id).copied().unwrap_or(0.0),
-                )
-            })
-            .collect()
-    };
+    let totals = counters.lock().begin_flush();
     if !totals.is_empty() {
         match store.sync_spend(source, &totals).await {
             Ok(added) => {
@@ -264,11 +252,7 @@ pub async fn flush_once<S: UsageStore>(
                 report.spend_written = added;
             }
             Err(error) => {
-                let mut local = counters.lock();
-                let flushing = std::mem::take(&mut local.flushing_spend);
-                for (id, amount) in flushing {
-                    *local.pending_spend.entry(id).or_insert(0.0) += amount;
-                }
+                counters.lock().flush_failed();
                 return Err(error);
             }
         }
@@ -278,31 +262,13 @@ pub async fn flush_once<S: UsageStore>(
     let fresh = match store.budget_usage().await {
         Ok(fresh) => fresh,
         Err(error) => {
-            // Written but not re-read: fold it into the stored figures so it is neither lost
-            // nor counted twice.
-            let mut local = counters.lock();
-            let flushing = std::mem::take(&mut local.flushing_spend);
-            for (id, amount) in flushing {
-                if let Some(stored) = local.stored.get_mut(&id) {
-                    stored.current_usage += amount;
-                }
-            }
+            counters.lock().flush_written_unread();
             return Err(error);
         }
     };
     // Held from now (the write may have taken a while), not from when the flush began.
     let written_at = now_ms + started.elapsed().as_millis() as i64;
-    let mut local = counters.lock();
-    local.stored = fresh;
-    let flushed = std::mem::take(&mut local.flushing_spend);
-    if hold_ms > 0 {
-        local.recently_flushed.extend(
-            flushed
-                .into_iter()
-                .filter(|(_, amount)| *amount != 0.0)
-                .map(|(id, amount)| (written_at, id, amount)),
-        );
-    }
+    counters.lock().flush_done(fresh, written_at);
     Ok(report)
 }
 
@@ -323,9 +289,7 @@ mod tests {
 
     /// What `admission::settle` does with a finished request's cost.
     fn settle_spend(counters: &UsageCounters, budget: &str, cost: f64) {
-        let mut local = counters.lock();
-        *local.pending_spend.entry(budget.into()).or_insert(0.0) += cost;
-        *local.settled_total.entry(budget.into()).or_insert(0.0) += cost;
+        counters.lock().charge_budget(budget, cost);
     }
 
     #[tokio::test]
@@ -379,7 +343,8 @@ mod tests {
         let now = 100 * DAY + 5;
         let store = MemoryUsageStore::new(&budgets, now);
         let counters = UsageCounters::new(Arc::new(NoRemote));
-        counters.lock().stored = store.budget_usage().await.expect("usage");
+        let usage = store.budget_usage().await.expect("usage");
+        counters.lock().set_stored(usage);
         settle_spend(&counters, "b", 1.25);
         let report = flush_once(&counters, &store, &source(), &budgets, now, 0)
             .await
@@ -406,7 +371,8 @@ mod tests {
         let store = MemoryUsageStore::new(&budgets, 100 * DAY);
         store.add_budget_spend(&[("b".into(), 9.0)]);
         let counters = UsageCounters::new(Arc::new(NoRemote));
-        counters.lock().stored = store.budget_usage().await.expect("usage");
+        let usage = store.budget_usage().await.expect("usage");
+        counters.lock().set_stored(usage);
         settle_spend(&counters, "b", 0.5);
         let report = flush_once(&counters, &store, &source(), &budgets, 101 * DAY + 1, 0)
             .await
@@ -441,6 +407,8 @@ mod tests {
                 .await
                 .is_err()
         );
-        assert_eq!(counters.lock().pending_spend.get("b"), Some(&2.0));
+        assert_eq!(counters.lock().unflushed_spend("b"), 2.0);
+        // Pending again: the next flush writes it.
+        assert_eq!(counters.lock().begin_flush(), vec![("b".to_string(), 2.0)]);
     }
 }

@@ -2,27 +2,31 @@
 //! virtual key → provider), enforced on the request path.
 //!
 //! - `index`: definitions compiled for lookups; `auth`: finding the key in a request;
-//! - `counters`: this node's usage plus the remote view (cluster-ready);
-//! - `admission`: the pure admit/settle logic; `usage`: real usage from answers;
+//! - `charge`: [`admit`], the one entry point of the request path, and the [`Charge`] it
+//!   settles; `strict`: asking strict limits' owner nodes (implemented by the cluster);
+//! - `admission`: the pure admit/settle decision; `counters`: this node's usage behind an API,
+//!   plus the remote view (cluster-ready); `usage`: real usage from answers;
 //! - `pricing`: token prices; `flush`: spend to the store, budget resets.
 
 pub mod admission;
 pub mod auth;
+pub mod charge;
 pub mod counters;
 pub mod flush;
 pub mod index;
 pub mod pricing;
+pub mod strict;
 pub mod usage;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::HeaderMap;
 
 use crate::config::GatewayConfig;
 use crate::error::GatewayError;
-use admission::{Admission, Estimate, Rejection};
-use counters::{CounterKey, Metric, UsageCounters};
+use crate::routing::keys::weighted_choice;
+use crate::routing::RoutingTable;
+pub use charge::{admit, Charge, ExpectedUsage};
 use index::{GovernanceIndex, ProviderRule, VirtualKey};
 use pricing::PricingTable;
 
@@ -33,8 +37,8 @@ pub const DEFAULT_COMPLETION_ESTIMATE: u64 = 1024;
 pub struct GovernanceRuntime {
     /// Compiled definitions.
     pub index: GovernanceIndex,
-    /// Token prices.
-    pub pricing: PricingTable,
+    /// Token prices (shared with the charges of requests in flight).
+    pub pricing: Arc<PricingTable>,
     /// Whether inference requests need a virtual key.
     pub enforce: bool,
 }
@@ -44,7 +48,7 @@ impl GovernanceRuntime {
     pub fn new(config: &GatewayConfig) -> Self {
         Self {
             index: GovernanceIndex::build(&config.governance),
-            pricing: PricingTable::new(&config.governance.pricing),
+            pricing: Arc::new(PricingTable::new(&config.governance.pricing)),
             // `auth_config.disable_auth_on_inference` is ignored, as in Bifrost (config::compat).
             enforce: config.client.enforce_auth_on_inference,
         }
@@ -99,115 +103,30 @@ pub fn provider_rule<'a>(
     Ok(Some(rule))
 }
 
-/// Admit a request for `vk` (reserving its estimate) or say why not. `decided`: counters an
-/// owner node already admitted this request on (strict cluster mode), with the count before it.
-pub fn admit(
-    counters: &Arc<UsageCounters>,
+/// For a bare model name, the provider a virtual key's `provider_configs` choose: weighted
+/// among those that allow the model and whose provider has a key serving it.
+pub fn provider_for_bare_model(
     vk: &VirtualKey,
-    provider: Option<(&str, &ProviderRule)>,
-    estimate: Estimate,
-    now_ms: i64,
-    decided: &[(CounterKey, i64)],
-) -> Result<Admission, GatewayError> {
-    let decision = {
-        let mut local = counters.lock();
-        admission::admit_with(
-            &mut local,
-            counters.remote(),
-            vk,
-            provider,
-            estimate,
-            now_ms,
-            decided,
-        )
-    };
-    match decision {
-        Ok(reservation) => Ok(Admission::new(counters.clone(), reservation)),
-        Err(rejection) => Err(rejection_error(rejection, now_ms)),
+    routing: &RoutingTable,
+    model: &str,
+) -> Option<String> {
+    let candidates: Vec<(&String, f64)> = vk
+        .providers
+        .iter()
+        .filter(|(name, rule)| {
+            rule.allows_model(model)
+                && routing
+                    .providers
+                    .get(*name)
+                    .is_some_and(|p| p.keys.iter().any(|k| k.allows_model(model)))
+        })
+        .map(|(name, rule)| (name, rule.weight))
+        .collect();
+    if candidates.is_empty() {
+        return None;
     }
-}
-
-fn until(reset_at_ms: i64, now_ms: i64) -> Duration {
-    Duration::from_millis(reset_at_ms.saturating_sub(now_ms).max(0) as u64)
-}
-
-/// The 429 for a request limit whose owner node refused the request (strict cluster mode).
-pub fn strict_rejection(
-    scope: &'static str,
-    owner: &str,
-    limit: u64,
-    reset_at_ms: i64,
-    now_ms: i64,
-) -> GatewayError {
-    rejection_error(
-        Rejection::RateLimited {
-            scope,
-            owner: owner.to_string(),
-            metric: Metric::Requests,
-            limit,
-            reset_at_ms,
-        },
-        now_ms,
-    )
-}
-
-fn rejection_error(rejection: Rejection, now_ms: i64) -> GatewayError {
-    match rejection {
-        Rejection::RateLimited {
-            scope,
-            owner,
-            metric,
-            limit,
-            reset_at_ms,
-        } => {
-            let what = match metric {
-                Metric::Requests => "requests",
-                Metric::Tokens => "tokens",
-            };
-            let whose = if scope == "vk" {
-                format!("virtual key \"{owner}\"")
-            } else {
-                format!("virtual key and provider \"{owner}\"")
-            };
-            let reset_after = until(reset_at_ms, now_ms);
-            GatewayError::RateLimited {
-                message: format!(
-                    "rate limit of {limit} {what} per window reached for {whose}; the window resets in {}s",
-                    reset_after.as_secs().max(1)
-                ),
-                metric: what,
-                limit,
-                reset_after,
-            }
-        }
-        Rejection::BudgetExhausted {
-            level,
-            owner,
-            budget_id,
-            spent,
-            max_limit,
-            reset_at_ms,
-        } => GatewayError::BudgetExhausted {
-            message: format!(
-                "budget \"{budget_id}\" of {} \"{owner}\" is exhausted: ${spent:.4} of ${max_limit:.2} spent this period; it resets in {}s",
-                level.as_str().replace('_', " "),
-                until(reset_at_ms, now_ms).as_secs().max(1)
-            ),
-            level: level.as_str(),
-            reset_after: until(reset_at_ms, now_ms),
-        },
-        Rejection::ClusterStale { limit_id, owner } => GatewayError::ClusterUnavailable {
-            message: format!(
-                "rate limit \"{limit_id}\" of \"{owner}\" cannot be enforced: this node's view of the cluster is stale (peers suspect or unreachable) and the limit's cluster_stale_policy is closed; retry shortly or on another replica"
-            ),
-        },
-        Rejection::TooManyInFlight { vk, max } => GatewayError::RateLimited {
-            message: format!("virtual key \"{vk}\" already has {max} requests in flight (max_in_flight)"),
-            metric: "in_flight",
-            limit: u64::from(max),
-            reset_after: Duration::from_secs(1),
-        },
-    }
+    let chosen = weighted_choice(&candidates, |(_, weight)| *weight);
+    Some(candidates[chosen].0.clone())
 }
 
 /// Unix time in ms.

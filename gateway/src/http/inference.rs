@@ -12,14 +12,15 @@ use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::accounting;
 use super::capped_json::ElementLimits;
-use super::errors::{error_response, Dialect};
+use super::errors::{error_response, rate_limit_headers, Dialect};
 use super::stream::{sse_response, InFlight, UsageTap};
 use crate::config::ProviderKind;
 use crate::error::GatewayError;
 use crate::governance::index::VirtualKey;
+use crate::governance::strict::StrictLimits;
 use crate::governance::usage::{self, StreamUsage, TokenUsage};
+use crate::governance::{self, now_ms, Charge, ExpectedUsage};
 use crate::providers::translate::{self, ChatStreamToMessages, MessagesStreamToChat};
 use crate::providers::{ForwardedHeaders, UpstreamOp};
 use crate::routing::{dispatch, Reply, Target, UpstreamBody};
@@ -174,14 +175,13 @@ async fn serve(
     }
     let charge = match &vk {
         Some(vk) => Some(
-            accounting::admit(
-                state,
-                &runtime,
+            governance::admit(
+                &runtime.governance,
+                &state.counters,
+                state.cluster.get().map(|c| c.as_ref() as &dyn StrictLimits),
                 vk,
                 &mut request.targets,
-                &request.body,
-                body_len,
-                route != Route::Embeddings,
+                ExpectedUsage::of(&request.body, body_len, route != Route::Embeddings),
             )
             .await
             .inspect_err(|e| state.metrics.governance_rejection(e))?,
@@ -215,7 +215,7 @@ async fn serve(
     let kind = target.provider.kind;
     let mut limit_headers = HeaderMap::new();
     if let Some(charge) = &charge {
-        charge.headers(&mut limit_headers);
+        limit_headers_of(charge, &mut limit_headers);
     }
     let mut response = match dispatched.reply {
         Reply::Full(bytes) => {
@@ -261,6 +261,21 @@ async fn serve(
         response.headers_mut().insert("x-bifrost-provider", value);
     }
     Ok((response, dispatched.upstream_wait))
+}
+
+/// `x-ratelimit-*` headers for the virtual key's request and token limits.
+fn limit_headers_of(charge: &Charge, headers: &mut HeaderMap) {
+    let now = now_ms();
+    for (metric, status) in charge.limits() {
+        let seconds = (status.reset_at_ms.saturating_sub(now).max(0) as u64).div_ceil(1000);
+        rate_limit_headers(
+            headers,
+            metric.as_str(),
+            status.limit,
+            status.remaining,
+            seconds,
+        );
+    }
 }
 
 /// Most fallbacks one request may name.
@@ -341,7 +356,7 @@ fn parse_request(
         Some(vk)
             if !model.contains('/') && default_provider.is_none() && !vk.providers.is_empty() =>
         {
-            match accounting::provider_for_bare_model(vk, routing, &model) {
+            match governance::provider_for_bare_model(vk, routing, &model) {
                 Some(provider) => format!("{provider}/{model}"),
                 None => model,
             }

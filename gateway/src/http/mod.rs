@@ -1,7 +1,6 @@
 //! The HTTP surface: inference routes in OpenAI and Anthropic formats, and operational
 //! endpoints.
 
-pub mod accounting;
 pub mod admin;
 pub mod body;
 pub mod capped_json;

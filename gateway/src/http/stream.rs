@@ -14,9 +14,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use serde_json::json;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::accounting::Charge;
 use super::errors::Dialect;
 use crate::governance::usage::StreamUsage;
+use crate::governance::Charge;
 use crate::providers::sse::{write_event, SseEvent, SseParser, StreamTranslator};
 use crate::telemetry::Metrics;
 

@@ -47,7 +47,7 @@ pub fn pick_key(
         eligible.iter().partition(|i| !avoid.contains(i));
     for candidates in [&mut fresh, &mut tried] {
         while !candidates.is_empty() {
-            let slot = weighted_choice(keys, candidates);
+            let slot = weighted_choice(candidates, |&i| keys[i].weight);
             let index = candidates[slot];
             if let Some(permit) = keys[index].breaker.try_acquire(now) {
                 return Ok((index, permit));
@@ -63,25 +63,25 @@ pub fn pick_key(
     Err(NoKey::AllCircuitsOpen { retry_after })
 }
 
-/// Position in `candidates` chosen with probability proportional to the key's weight.
-fn weighted_choice(keys: &[UpstreamKey], candidates: &[usize]) -> usize {
-    if candidates.len() == 1 {
+/// Position in `items` chosen with probability proportional to `weight` (`items` not empty).
+pub fn weighted_choice<T>(items: &[T], weight: impl Fn(&T) -> f64) -> usize {
+    if items.len() <= 1 {
         return 0;
     }
-    let total: f64 = candidates.iter().map(|&i| keys[i].weight).sum();
+    let total: f64 = items.iter().map(&weight).sum();
     // Weights that got past validation (huge, so the sum is infinite, or not positive) would
-    // send everything to the last key: share evenly instead.
+    // send everything to the last item: share evenly instead.
     if !(total.is_finite() && total > 0.0) {
-        return fastrand::usize(..candidates.len());
+        return fastrand::usize(..items.len());
     }
     let mut point = fastrand::f64() * total;
-    for (slot, &i) in candidates.iter().enumerate() {
-        point -= keys[i].weight;
+    for (slot, item) in items.iter().enumerate() {
+        point -= weight(item);
         if point < 0.0 {
             return slot;
         }
     }
-    candidates.len() - 1
+    items.len() - 1
 }
 
 #[cfg(test)]

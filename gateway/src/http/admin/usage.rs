@@ -36,18 +36,17 @@ pub async fn current(State(state): State<Arc<AppState>>) -> Response {
         })
         .collect();
     budgets.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
-    let mut keys: Vec<_> = local
-        .vk_requests
-        .iter()
-        .map(|(id, requests)| {
+    let keys: Vec<_> = local
+        .key_activity()
+        .into_iter()
+        .map(|key| {
             json!({
-                "id": id,
-                "requests": requests,
-                "spend_usd": local.vk_spend.get(id).copied().unwrap_or(0.0),
-                "in_flight": local.in_flight.get(id).copied().unwrap_or(0),
+                "id": key.id,
+                "requests": key.requests,
+                "spend_usd": key.spend_usd,
+                "in_flight": key.in_flight,
             })
         })
         .collect();
-    keys.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
     Json(json!({"budgets": budgets, "virtual_keys": keys})).into_response()
 }
