@@ -8,6 +8,53 @@ use http::StatusCode;
 
 use crate::config::ProviderKind;
 
+/// What a governance 429 ran out of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LimitMetric {
+    /// Requests per window.
+    Requests,
+    /// Tokens per window.
+    Tokens,
+    /// The virtual key's requests in flight (`max_in_flight`).
+    InFlight,
+}
+
+impl LimitMetric {
+    /// `requests`, `tokens` or `in_flight` (headers, metric labels).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitMetric::Requests => "requests",
+            LimitMetric::Tokens => "tokens",
+            LimitMetric::InFlight => "in_flight",
+        }
+    }
+}
+
+/// Where a budget hangs in the governance hierarchy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BudgetLevel {
+    /// The virtual key itself.
+    VirtualKey,
+    /// The virtual key's use of one provider.
+    Provider,
+    /// The key's team.
+    Team,
+    /// The key's (or its team's) customer.
+    Customer,
+}
+
+impl BudgetLevel {
+    /// Lower-case name for messages and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BudgetLevel::VirtualKey => "virtual_key",
+            BudgetLevel::Provider => "provider",
+            BudgetLevel::Team => "team",
+            BudgetLevel::Customer => "customer",
+        }
+    }
+}
+
 /// Everything that can go wrong while serving a request or starting up.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -99,8 +146,8 @@ pub enum GatewayError {
     RateLimited {
         /// What was reached and when it resets.
         message: String,
-        /// `requests`, `tokens` or `in_flight`.
-        metric: &'static str,
+        /// What ran out.
+        metric: LimitMetric,
         /// The limit.
         limit: u64,
         /// Time until the window resets.
@@ -111,8 +158,8 @@ pub enum GatewayError {
     BudgetExhausted {
         /// Which budget, at which level, and when it resets.
         message: String,
-        /// `virtual_key`, `provider`, `team` or `customer`.
-        level: &'static str,
+        /// Where the budget hangs.
+        level: BudgetLevel,
         /// Time until the budget resets.
         reset_after: Duration,
     },

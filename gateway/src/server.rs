@@ -77,9 +77,7 @@ pub async fn run(settings: ServerSettings, loaded: LoadedConfig) -> Result<(), G
     } else {
         AppState::new(config, settings.config_path.clone(), store)?
     };
-    state
-        .config_version
-        .store(version, std::sync::atomic::Ordering::Release);
+    state.sync.set_config_version(version);
     let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
         GatewayError::Config(format!(
             "cannot listen on {}: {e} (choose another --port / BIFROST_PORT)",
@@ -89,7 +87,7 @@ pub async fn run(settings: ServerSettings, loaded: LoadedConfig) -> Result<(), G
     let local = listener
         .local_addr()
         .map_err(|e| GatewayError::Config(format!("listener has no address: {e}")))?;
-    if let Err(error) = state.load_usage().await {
+    if let Err(error) = state.sync.load_usage().await {
         return Err(GatewayError::Config(format!(
             "cannot read budget usage from the store: {error}"
         )));
@@ -105,7 +103,8 @@ pub async fn run(settings: ServerSettings, loaded: LoadedConfig) -> Result<(), G
         // until then.
         state.counters.lock().hold_flushed_spend();
         let cluster_settings =
-            crate::cluster::ClusterSettings::new(&cluster_config, local, &state.spend_source).await;
+            crate::cluster::ClusterSettings::new(&cluster_config, local, state.sync.spend_source())
+                .await;
         let cluster = crate::cluster::Cluster::start(
             cluster_settings,
             state.counters.clone(),
@@ -128,7 +127,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<(), Ga
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let signals = tokio::spawn(handle_signals(state.clone(), stop_tx));
 
-    let flusher = tokio::spawn(flush_usage_periodically(state.clone(), stop_rx.clone()));
+    let flusher = tokio::spawn(state.sync.clone().run(stop_rx.clone()));
     let (close_tx, close_rx) = watch::channel(false);
     let app = crate::http::router(state.clone());
     let limits_state = state.clone();
@@ -185,7 +184,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<(), Ga
     signals.abort();
     flusher.abort();
     // Spend of the drained requests reaches the store before the process exits.
-    match state.flush_usage().await {
+    match state.sync.flush_usage().await {
         Ok(report) => tracing::info!(
             budgets = report.budgets_written,
             usd = report.spend_written,
@@ -219,29 +218,6 @@ fn drain_timeout(server: &ServerConfig) -> Duration {
             .drain_timeout_seconds
             .min(ServerConfig::MAX_DRAIN_TIMEOUT_SECONDS),
     )
-}
-
-/// Flush spend every `governance.usage_flush_interval_ms` until shutdown begins.
-async fn flush_usage_periodically(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
-    loop {
-        let interval = state
-            .runtime
-            .load()
-            .config
-            .governance
-            .usage_flush_interval_ms;
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(interval)) => {}
-            _ = stop.wait_for(|stop| *stop) => return,
-        }
-        if let Err(error) = state.flush_usage().await {
-            tracing::warn!(%error, "usage flush failed; spend stays pending and is retried");
-        }
-        if let Err(error) = state.follow_store_version().await {
-            tracing::warn!(%error, "checking the config store for changes failed");
-        }
-        state.prune_node_spend().await;
-    }
 }
 
 async fn handle_signals(state: Arc<AppState>, stop: watch::Sender<bool>) {

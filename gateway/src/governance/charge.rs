@@ -15,7 +15,7 @@ use super::pricing::PricingTable;
 use super::strict::{ask_owners, StrictLimits, StrictRefusal};
 use super::usage::TokenUsage;
 use super::{now_ms, provider_rule, GovernanceRuntime, VirtualKey, DEFAULT_COMPLETION_ESTIMATE};
-use crate::error::GatewayError;
+use crate::error::{GatewayError, LimitMetric};
 use crate::routing::Target;
 
 /// What a request may use, known before it runs.
@@ -181,7 +181,10 @@ fn rejection_error(rejection: Rejection, now_ms: i64) -> GatewayError {
                     metric.as_str(),
                     reset_after.as_secs().max(1)
                 ),
-                metric: metric.as_str(),
+                metric: match metric {
+                    Metric::Requests => LimitMetric::Requests,
+                    Metric::Tokens => LimitMetric::Tokens,
+                },
                 limit,
                 reset_after,
             }
@@ -199,7 +202,7 @@ fn rejection_error(rejection: Rejection, now_ms: i64) -> GatewayError {
                 level.as_str().replace('_', " "),
                 until(reset_at_ms, now_ms).as_secs().max(1)
             ),
-            level: level.as_str(),
+            level,
             reset_after: until(reset_at_ms, now_ms),
         },
         Rejection::ClusterStale { limit_id, owner } => GatewayError::ClusterUnavailable {
@@ -209,7 +212,7 @@ fn rejection_error(rejection: Rejection, now_ms: i64) -> GatewayError {
         },
         Rejection::TooManyInFlight { vk, max } => GatewayError::RateLimited {
             message: format!("virtual key \"{vk}\" already has {max} requests in flight (max_in_flight)"),
-            metric: "in_flight",
+            metric: LimitMetric::InFlight,
             limit: u64::from(max),
             reset_after: Duration::from_secs(1),
         },
@@ -266,7 +269,7 @@ mod tests {
                     message,
                     "rate limit of 100 tokens per window reached for virtual key and provider \"vk1/openai\"; the window resets in 20s"
                 );
-                assert_eq!((metric, limit), ("tokens", 100));
+                assert_eq!((metric, limit), (LimitMetric::Tokens, 100));
                 assert_eq!(reset_after, Duration::from_millis(20_500));
             }
             other => panic!("expected a rate limit, got {other:?}"),

@@ -32,30 +32,8 @@ pub struct Budget {
     pub period: Period,
 }
 
-/// Where in the hierarchy a budget or limit hangs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Level {
-    /// The virtual key itself.
-    VirtualKey,
-    /// The virtual key's use of one provider.
-    Provider,
-    /// The key's team.
-    Team,
-    /// The key's (or its team's) customer.
-    Customer,
-}
-
-impl Level {
-    /// Lower-case name for messages and metric labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::VirtualKey => "virtual_key",
-            Level::Provider => "provider",
-            Level::Team => "team",
-            Level::Customer => "customer",
-        }
-    }
-}
+/// Where a budget hangs (defined with the error that names it).
+pub use crate::error::BudgetLevel as Level;
 
 /// A budget applying to a request, and at which level.
 #[derive(Debug, Clone)]

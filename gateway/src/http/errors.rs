@@ -6,7 +6,7 @@ use http::{header, HeaderValue, StatusCode};
 use serde_json::json;
 
 use crate::config::ProviderKind;
-use crate::error::GatewayError;
+use crate::error::{GatewayError, LimitMetric};
 
 /// The API dialect a caller speaks, which decides the error body shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,8 +90,8 @@ pub fn error_response(dialect: Dialect, error: &GatewayError) -> Response {
         } => {
             let seconds = reset_after.as_secs_f64().ceil().max(1.0) as u64;
             insert(headers, header::RETRY_AFTER.as_str(), seconds.to_string());
-            if *metric != "in_flight" {
-                rate_limit_headers(headers, metric, *limit, 0, seconds);
+            if *metric != LimitMetric::InFlight {
+                rate_limit_headers(headers, metric.as_str(), *limit, 0, seconds);
             }
         }
         _ => {}
@@ -211,7 +211,7 @@ mod tests {
             Dialect::OpenAi,
             &GatewayError::RateLimited {
                 message: "slow down".into(),
-                metric: "requests",
+                metric: LimitMetric::Requests,
                 limit: 10,
                 reset_after: std::time::Duration::from_millis(12_300),
             },

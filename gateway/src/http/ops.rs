@@ -36,7 +36,7 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
             "cluster mode: no peer heard from yet (ready once one answers, or after gossip.config.timeout_seconds alone)".into(),
         );
     }
-    if let Some(store) = &state.store {
+    if let Some(store) = state.sync.store() {
         match tokio::time::timeout(std::time::Duration::from_secs(1), store.ping()).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => return unavailable("store_unreachable", error.to_string()),

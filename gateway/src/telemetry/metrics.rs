@@ -488,16 +488,16 @@ impl Metrics {
 
     /// Count a governance refusal (other errors are ignored).
     pub fn governance_rejection(&self, error: &crate::error::GatewayError) {
-        use crate::error::GatewayError;
+        use crate::error::{GatewayError, LimitMetric};
         let (reason, detail) = match error {
             GatewayError::Unauthorized(_) => ("unauthorized", ""),
             GatewayError::Forbidden(_) => ("forbidden", ""),
             GatewayError::RateLimited {
-                metric: "in_flight",
+                metric: LimitMetric::InFlight,
                 ..
             } => ("in_flight", ""),
-            GatewayError::RateLimited { metric, .. } => ("rate_limit", *metric),
-            GatewayError::BudgetExhausted { level, .. } => ("budget", *level),
+            GatewayError::RateLimited { metric, .. } => ("rate_limit", metric.as_str()),
+            GatewayError::BudgetExhausted { level, .. } => ("budget", level.as_str()),
             _ => return,
         };
         self.governance_rejections

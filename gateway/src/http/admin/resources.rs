@@ -256,7 +256,7 @@ fn store_error(error: StoreError) -> GatewayError {
 }
 
 fn require_store(state: &AppState) -> Result<&Store, GatewayError> {
-    state.store.as_ref().ok_or_else(|| {
+    state.sync.store().ok_or_else(|| {
         GatewayError::Conflict(
             "the config store is disabled (config_store.enabled: false): the admin API is read-only; edit the config file and send SIGHUP".into(),
         )
@@ -306,7 +306,7 @@ async fn write<R: Resource>(state: &AppState, item: &R) -> Result<(), GatewayErr
     item.store_put(require_store(state)?)
         .await
         .map_err(store_error)?;
-    state.reload_from_store().await
+    state.sync.reload_from_store().await
 }
 
 /// `GET /api/...`: every entity, secrets masked.
@@ -404,7 +404,7 @@ pub async fn delete<R: Resource>(
         async {
             let store = require_store(&state)?;
             R::store_delete(store, &id).await.map_err(store_error)?;
-            state.reload_from_store().await?;
+            state.sync.reload_from_store().await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         .await,
