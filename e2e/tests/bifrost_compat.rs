@@ -91,3 +91,47 @@ async fn top_level_auth_config_protects_the_admin_api() {
         .expect("answered");
     assert_eq!(admin.status(), StatusCode::OK);
 }
+
+/// The current Bifrost schema ties a budget to its owner from the budget's side only.
+#[tokio::test]
+async fn budgets_tied_to_their_owner_from_the_budget_side_are_enforced() {
+    let mock = MockProvider::start(&[]).await;
+    for owner in [
+        json!({"virtual_key_id": "vk-1"}),
+        json!({"provider_config_id": 7}),
+    ] {
+        let mut budget = json!({"id": "tiny", "max_limit": 0.0000001, "reset_duration": "1d"});
+        if let (Value::Object(budget), Value::Object(owner)) = (&mut budget, &owner) {
+            budget.extend(owner.clone());
+        }
+        let mut config = config_for(&mock);
+        config["governance"] = json!({
+            "virtual_keys": [{"id": "vk-1", "value": "sk-bf-compat-key", "provider_configs": [
+                {"id": 7, "provider": "openai", "allowed_models": ["gpt-4o-mini"]}
+            ]}],
+            "budgets": [budget]
+        });
+        let gateway = Gateway::start(&config).await;
+        let before = mock.requests().await;
+        let statuses = [
+            chat(&gateway, Some("sk-bf-compat-key")).await,
+            chat(&gateway, Some("sk-bf-compat-key")).await,
+            chat(&gateway, Some("sk-bf-compat-key")).await,
+        ];
+        assert_eq!(
+            statuses,
+            [
+                StatusCode::OK,
+                StatusCode::PAYMENT_REQUIRED,
+                StatusCode::PAYMENT_REQUIRED
+            ],
+            "budget owned by {owner}"
+        );
+        assert_eq!(mock.requests().await - before, 1, "budget owned by {owner}");
+        gateway
+            .output
+            .wait_for("is read as", std::time::Duration::from_secs(5))
+            .await
+            .expect("the owner-side link is noted at start");
+    }
+}
