@@ -135,3 +135,37 @@ async fn budgets_tied_to_their_owner_from_the_budget_side_are_enforced() {
             .expect("the owner-side link is noted at start");
     }
 }
+
+/// Bifrost's `weight: null` opts a provider config out of weighted routing: a bare model name
+/// never goes there, a request naming the provider still does.
+#[tokio::test]
+async fn a_null_weight_provider_is_used_only_when_named() {
+    let mock = MockProvider::start(&[]).await;
+    let mut config = config_for(&mock);
+    config["governance"] = json!({"virtual_keys": [{"id": "vk-1", "value": "sk-bf-compat-key",
+        "provider_configs": [{"provider": "openai", "weight": null},
+                             {"provider": "anthropic", "weight": 1}]}]});
+    let gateway = Gateway::start(&config).await;
+    let client = reqwest::Client::new();
+    for (model, provider) in [
+        ("gpt-4o-mini", "anthropic"),
+        ("gpt-4o-mini", "anthropic"),
+        ("gpt-4o-mini", "anthropic"),
+        ("gpt-4o-mini", "anthropic"),
+        ("openai/gpt-4o-mini", "openai"),
+    ] {
+        let response = client
+            .post(gateway.url("/v1/chat/completions"))
+            .header("x-bf-vk", "sk-bf-compat-key")
+            .json(&json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(response.status(), StatusCode::OK, "{model}");
+        assert_eq!(
+            response.headers()["x-bifrost-provider"],
+            provider,
+            "{model}"
+        );
+    }
+}

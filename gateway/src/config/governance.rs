@@ -138,8 +138,11 @@ pub struct VirtualKeyProviderConfig {
     /// Provider key ids this virtual key may use (empty: all).
     #[serde(default)]
     pub key_ids: Vec<String>,
-    /// Share of traffic when a bare model name could go to several providers.
-    #[serde(default = "default_weight")]
+    /// Share of traffic when a bare model name could go to several providers; `0` or `null`
+    /// (Bifrost's "not weighted"): never chosen for a bare model name, only when the request
+    /// names the provider.
+    #[serde(default = "default_weight", deserialize_with = "weight_or_null")]
+    #[schemars(with = "Option<f64>")]
     pub weight: f64,
     /// Budget for this key's use of this provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -156,6 +159,11 @@ impl VirtualKeyProviderConfig {
 
 fn default_weight() -> f64 {
     1.0
+}
+
+/// `null` is Bifrost's opt-out of weighted routing: weight 0 here.
+fn weight_or_null<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(0.0))
 }
 
 /// A team of virtual keys.

@@ -828,7 +828,7 @@ fn validate_governance(config: &GatewayConfig, problems: &mut Vec<FieldError>) {
                 problems,
                 pc_at("weight"),
                 pc.weight,
-                (Floor::AboveZero, VirtualKeyProviderConfig::MAX_WEIGHT),
+                (Floor::Zero, VirtualKeyProviderConfig::MAX_WEIGHT),
                 "",
             );
             check_ref(
@@ -1238,6 +1238,21 @@ mod tests {
             ],
         );
         assert_eq!(found.len(), 2, "{found:#?}");
+    }
+
+    #[test]
+    fn a_null_or_zero_provider_config_weight_is_accepted_as_not_weighted() {
+        for weight in ["null", "0"] {
+            let text = format!(
+                r#"{{"providers": {{"openai": {{}}}},
+                    "governance": {{"virtual_keys": [{{"id": "v1", "value": "sk-bf-1",
+                      "provider_configs": [{{"provider": "openai", "weight": {weight}}}]}}]}}}}"#
+            );
+            let loaded = parse_config(&text, Format::Json, "t.json", &|_| None)
+                .unwrap_or_else(|e| panic!("weight {weight}: {e}"));
+            let pc = &loaded.config.governance.virtual_keys[0].provider_configs[0];
+            assert_eq!(pc.weight, 0.0, "weight {weight}");
+        }
     }
 
     #[test]

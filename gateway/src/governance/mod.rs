@@ -114,7 +114,9 @@ pub fn provider_for_bare_model(
         .providers
         .iter()
         .filter(|(name, rule)| {
-            rule.allows_model(model)
+            // Weight 0 (Bifrost's `null`): only used when the request names the provider.
+            rule.weight > 0.0
+                && rule.allows_model(model)
                 && routing
                     .providers
                     .get(*name)
