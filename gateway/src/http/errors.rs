@@ -1,10 +1,12 @@
 //! Errors rendered in the caller's wire format: the one place a [`GatewayError`] becomes an
-//! HTTP response.
+//! HTTP response, and the one builder of error bodies per dialect (also used for the error
+//! event that ends a broken stream).
 
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, StatusCode};
-use serde_json::json;
+use serde_json::{Map, Value};
 
+use super::observe::Served;
 use crate::config::ProviderKind;
 use crate::error::{GatewayError, LimitMetric};
 
@@ -27,17 +29,97 @@ impl Dialect {
     }
 }
 
-/// A [`GatewayError`] on its way to a caller who speaks `dialect`.
+/// A [`GatewayError`] on its way to a caller who speaks `dialect`: what the inference
+/// handlers and their extractor fail with.
+#[derive(Debug)]
 pub struct ApiError {
     /// Caller's dialect.
     pub dialect: Dialect,
     /// The error.
     pub error: GatewayError,
+    /// What the request was routed to when it failed (none before a target was resolved),
+    /// for the request metrics.
+    pub served: Option<Served>,
+}
+
+impl ApiError {
+    /// `error` for a caller speaking `dialect`, failed before any target was chosen.
+    pub fn new(dialect: Dialect, error: GatewayError) -> Self {
+        Self {
+            dialect,
+            error,
+            served: None,
+        }
+    }
+
+    /// The same error, recorded as served by `served`.
+    pub fn served_by(self, served: Served) -> Self {
+        Self {
+            served: Some(served),
+            ..self
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        error_response(self.dialect, &self.error)
+        let mut response = error_response(self.dialect, &self.error);
+        if let Some(served) = self.served {
+            response.extensions_mut().insert(served);
+        }
+        response
+    }
+}
+
+/// What an error body says, before it is put in a dialect's shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorBody {
+    /// The status the error stands for; it decides the `type` in both dialects.
+    pub status: StatusCode,
+    /// Human-readable message.
+    pub message: String,
+    /// Machine-readable code (OpenAI bodies only).
+    pub code: &'static str,
+    /// Whether an OpenAI body carries `"param": null`: response bodies do, the error event
+    /// ending a stream does not.
+    pub openai_param: bool,
+}
+
+impl ErrorBody {
+    /// The body of an error response for `error`.
+    pub fn of(error: &GatewayError) -> Self {
+        Self {
+            status: error.status(),
+            message: error.to_string(),
+            code: error.code(),
+            openai_param: true,
+        }
+    }
+
+    /// The body in `dialect`'s shape.
+    pub fn to_json(&self, dialect: Dialect) -> Value {
+        let mut error = Map::new();
+        match dialect {
+            Dialect::OpenAi => {
+                error.insert("message".into(), self.message.as_str().into());
+                error.insert("type".into(), openai_type(self.status).into());
+                if self.openai_param {
+                    error.insert("param".into(), Value::Null);
+                }
+                error.insert("code".into(), self.code.into());
+                let mut body = Map::new();
+                body.insert("error".into(), Value::Object(error));
+                Value::Object(body)
+            }
+            Dialect::Anthropic => {
+                error.insert("type".into(), anthropic_type(self.status).into());
+                error.insert("message".into(), self.message.as_str().into());
+                let mut body = Map::new();
+                body.insert("type".into(), "error".into());
+                body.insert("error".into(), Value::Object(error));
+                Value::Object(body)
+            }
+        }
     }
 }
 
@@ -57,21 +139,7 @@ pub fn error_response(dialect: Dialect, error: &GatewayError) -> Response {
                 .into_response();
         }
     }
-    let message = error.to_string();
-    let body = match dialect {
-        Dialect::OpenAi => json!({
-            "error": {
-                "message": message,
-                "type": openai_type(status),
-                "param": null,
-                "code": error.code(),
-            }
-        }),
-        Dialect::Anthropic => json!({
-            "type": "error",
-            "error": {"type": anthropic_type(status), "message": message},
-        }),
-    };
+    let body = ErrorBody::of(error).to_json(dialect);
     let mut response = (status, axum::Json(body)).into_response();
     let headers = response.headers_mut();
     match error {

@@ -1,31 +1,30 @@
-//! Inference routes: parse the caller's request, resolve targets, dispatch, and answer in the
-//! caller's format (translating when the provider speaks the other one).
+//! Inference routes: the [`InferenceRequest`] extractor (virtual key, body under the size
+//! limit, parse), the handlers (governance, dispatch, the answer in the caller's format) and
+//! the checks on the caller's body. Request metrics and the access log are the
+//! [`super::observe`] middleware's; translation is [`super::translation`]'s table.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Instant;
 
-use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
-use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::capped_json::ElementLimits;
-use super::errors::{error_response, rate_limit_headers, Dialect};
-use super::stream::{sse_response, InFlight, UsageTap};
+use super::errors::{rate_limit_headers, ApiError, Dialect};
+use super::observe::Served;
+use super::stream::{sse_response, UsageTap};
+use super::translation::{Translation, UpstreamBodies};
 use crate::config::ProviderKind;
 use crate::error::GatewayError;
 use crate::governance::index::VirtualKey;
 use crate::governance::strict::StrictLimits;
 use crate::governance::usage::{self, StreamUsage, TokenUsage};
 use crate::governance::{self, now_ms, Charge, ExpectedUsage};
-use crate::providers::translate::{self, ChatStreamToMessages, MessagesStreamToChat};
-use crate::providers::{ForwardedHeaders, UpstreamOp};
-use crate::routing::{dispatch, Reply, Target, UpstreamBody};
-use crate::state::AppState;
-use crate::telemetry::metrics::{RequestLabels, RouteLabels};
+use crate::providers::ForwardedHeaders;
+use crate::routing::{dispatch, Reply, Target};
+use crate::state::{AppState, Runtime};
 
 /// The inference routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +38,11 @@ pub enum Route {
 }
 
 impl Route {
-    fn path(self) -> &'static str {
+    /// Every inference route.
+    pub const ALL: [Route; 3] = [Route::ChatCompletions, Route::Embeddings, Route::Messages];
+
+    /// The route's path, also its metrics label.
+    pub fn path(self) -> &'static str {
         match self {
             Route::ChatCompletions => "/v1/chat/completions",
             Route::Embeddings => "/v1/embeddings",
@@ -47,7 +50,13 @@ impl Route {
         }
     }
 
-    fn dialect(self) -> Dialect {
+    /// The route whose path is `path`.
+    pub fn from_path(path: &str) -> Option<Route> {
+        Route::ALL.into_iter().find(|route| route.path() == path)
+    }
+
+    /// The dialect callers of this route speak.
+    pub fn dialect(self) -> Dialect {
         match self {
             Route::ChatCompletions | Route::Embeddings => Dialect::OpenAi,
             Route::Messages => Dialect::Anthropic,
@@ -55,120 +64,146 @@ impl Route {
     }
 }
 
+/// An inference route as a type, so that a handler's extractor knows its route:
+/// `InferenceRequest<ChatCompletions>`.
+pub trait InferenceRoute: Send + 'static {
+    /// The route.
+    const ROUTE: Route;
+}
+
+/// `POST /v1/chat/completions` as a type.
+pub struct ChatCompletions;
+
+impl InferenceRoute for ChatCompletions {
+    const ROUTE: Route = Route::ChatCompletions;
+}
+
+/// `POST /v1/embeddings` as a type.
+pub struct Embeddings;
+
+impl InferenceRoute for Embeddings {
+    const ROUTE: Route = Route::Embeddings;
+}
+
+/// `POST /anthropic/v1/messages` as a type.
+pub struct Messages;
+
+impl InferenceRoute for Messages {
+    const ROUTE: Route = Route::Messages;
+}
+
 /// `POST /v1/chat/completions`
 pub async fn chat_completions(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    handle(state, Route::ChatCompletions, headers, body).await
+    request: InferenceRequest<ChatCompletions>,
+) -> Result<Response, ApiError> {
+    serve(&state, request).await
 }
 
 /// `POST /v1/embeddings`
 pub async fn embeddings(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    handle(state, Route::Embeddings, headers, body).await
+    request: InferenceRequest<Embeddings>,
+) -> Result<Response, ApiError> {
+    serve(&state, request).await
 }
 
 /// `POST /anthropic/v1/messages`
 pub async fn messages(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    handle(state, Route::Messages, headers, body).await
+    request: InferenceRequest<Messages>,
+) -> Result<Response, ApiError> {
+    serve(&state, request).await
 }
 
-/// Which provider and model a request ended up with, for metrics and logs.
-#[derive(Default)]
-struct Served {
-    provider: String,
-    model: String,
+/// An inference request for route `R`, checked in this order: the virtual key (401/403
+/// before the body is read), the body under `client.max_request_body_size_mb` (413) and
+/// `server.body_read_timeout_seconds` (408), then parsed under the element caps and into
+/// targets (400/404). Rejections are in `R`'s dialect.
+pub struct InferenceRequest<R> {
+    /// The config version the request was checked against and is served with.
+    runtime: Arc<Runtime>,
+    /// The caller's virtual key, when it sent one.
+    vk: Option<Arc<VirtualKey>>,
+    /// Caller headers forwarded upstream.
+    forwarded: ForwardedHeaders,
+    request: ParsedRequest,
+    /// Size of the body as received.
+    body_len: usize,
+    route: PhantomData<fn() -> R>,
 }
 
-async fn handle(state: Arc<AppState>, route: Route, headers: HeaderMap, body: Body) -> Response {
-    let started = Instant::now();
-    let in_flight = InFlight::new(&state.metrics);
-    let mut served = Served::default();
-    let (response, upstream_wait) =
-        match serve(&state, route, &headers, body, &mut served, in_flight).await {
-            Ok(done) => done,
-            Err(error) => (
-                error_response(route.dialect(), &error),
-                std::time::Duration::ZERO,
-            ),
-        };
-    let elapsed = started.elapsed();
-    let status = response.status().as_u16();
-    state.traffic.record(status);
-    let metrics = &state.metrics;
-    let route_labels = RouteLabels {
-        route: route.path(),
-    };
-    metrics
-        .request_duration
-        .get_or_create(&route_labels)
-        .observe(elapsed.as_secs_f64());
-    metrics
-        .overhead_duration
-        .get_or_create(&route_labels)
-        .observe(elapsed.saturating_sub(upstream_wait).as_secs_f64());
-    if served.provider.is_empty() {
-        served.provider = "none".into();
-    }
-    if state.runtime.load().config.client.enable_logging {
-        tracing::info!(route = route.path(), provider = %served.provider, model = %served.model, status, latency_ms = elapsed.as_secs_f64() * 1000.0, "request");
-    }
-    metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            route: route.path(),
-            provider: served.provider,
-            model: served.model,
-            status,
+impl<R: InferenceRoute> FromRequest<Arc<AppState>> for InferenceRequest<R> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
+        let route = R::ROUTE;
+        let reject = |error| ApiError::new(route.dialect(), error);
+        let (parts, body) = request.into_parts();
+        let headers = &parts.headers;
+        let runtime = state.runtime.load_full();
+        let vk = runtime
+            .governance
+            .authenticate(headers)
+            .inspect_err(|e| state.metrics.governance_rejection(e))
+            .map_err(reject)?;
+        let limit_mb = runtime.config.client.max_request_body_size_mb;
+        let bytes = super::body::read_limited(
+            headers,
+            body,
+            runtime.config.client.max_request_body_bytes(),
+            limit_mb,
+        )
+        .await
+        .map_err(reject)?;
+        let limits = ElementLimits::from_config(&runtime.config.client);
+        let request = parse_request(&runtime.routing, route, &bytes, &limits, vk.as_deref())
+            .map_err(reject)?;
+        // The raw bytes are not needed once parsed; a large body should not be held twice.
+        let body_len = bytes.len();
+        drop(bytes);
+        Ok(Self {
+            forwarded: ForwardedHeaders::from_headers(headers),
+            runtime,
+            vk,
+            request,
+            body_len,
+            route: PhantomData,
         })
-        .inc();
-    response
+    }
 }
 
-/// The caller's request, parsed.
-struct ParsedRequest {
-    /// Body without `model` and `fallbacks`.
-    body: Map<String, Value>,
-    stream: bool,
-    include_usage: bool,
-    targets: Vec<Target>,
+/// Serve an extracted request; failures carry what was served for the metrics.
+async fn serve<R: InferenceRoute>(
+    state: &AppState,
+    request: InferenceRequest<R>,
+) -> Result<Response, ApiError> {
+    let mut served = Served::default();
+    match respond(state, request, &mut served).await {
+        Ok(mut response) => {
+            response.extensions_mut().insert(served);
+            Ok(response)
+        }
+        Err(error) => Err(ApiError::new(R::ROUTE.dialect(), error).served_by(served)),
+    }
 }
 
-async fn serve(
-    state: &Arc<AppState>,
-    route: Route,
-    headers: &HeaderMap,
-    body: Body,
+/// Governance, dispatch and the answer; `served` follows the target in charge (the first one
+/// until another answered).
+async fn respond<R: InferenceRoute>(
+    state: &AppState,
+    request: InferenceRequest<R>,
     served: &mut Served,
-    in_flight: InFlight,
-) -> Result<(Response, std::time::Duration), GatewayError> {
-    let runtime = state.runtime.load_full();
-    let vk = runtime
-        .governance
-        .authenticate(headers)
-        .inspect_err(|e| state.metrics.governance_rejection(e))?;
-    let limit_mb = runtime.config.client.max_request_body_size_mb;
-    let bytes = super::body::read_limited(
-        headers,
-        body,
-        runtime.config.client.max_request_body_bytes(),
-        limit_mb,
-    )
-    .await?;
-    let limits = ElementLimits::from_config(&runtime.config.client);
-    let mut request = parse_request(&runtime.routing, route, &bytes, &limits, vk.as_deref())?;
-    // The raw bytes are not needed once parsed; a large body should not be held twice.
-    let body_len = bytes.len();
-    drop(bytes);
+) -> Result<Response, GatewayError> {
+    let route = R::ROUTE;
+    let InferenceRequest {
+        runtime,
+        vk,
+        forwarded,
+        mut request,
+        body_len,
+        ..
+    } = request;
     if let Some(first) = request.targets.first() {
         served.provider = first.provider.name.clone();
         served.model = first.model.clone();
@@ -191,7 +226,6 @@ async fn serve(
     // Usage must be seen to be charged: ask OpenAI-format upstreams for the usage chunk, and
     // hide it again from callers who did not ask for it.
     let force_usage = request.stream && charge.is_some() && !request.include_usage;
-    let forwarded = ForwardedHeaders::from_headers(headers);
     let bodies = UpstreamBodies::prepare(
         route,
         std::mem::take(&mut request.body),
@@ -212,7 +246,7 @@ async fn serve(
     let target = &request.targets[dispatched.target_index];
     served.provider = target.provider.name.clone();
     served.model = target.model.clone();
-    let kind = target.provider.kind;
+    let translation = Translation::between(route.dialect(), target.provider.kind);
     let mut limit_headers = HeaderMap::new();
     if let Some(charge) = &charge {
         limit_headers_of(charge, &mut limit_headers);
@@ -226,19 +260,10 @@ async fn serve(
                 });
                 charge.settle(&target.provider.name, &target.model, usage);
             }
-            json_response(route, kind, &target.provider.name, bytes)?
+            json_response(translation.response_body(&target.provider.name, bytes)?)
         }
         Reply::Stream(upstream) => {
-            let translator: Option<Box<dyn crate::providers::sse::StreamTranslator>> =
-                match (route.dialect(), kind) {
-                    (Dialect::OpenAi, ProviderKind::Anthropic) => {
-                        Some(Box::new(MessagesStreamToChat::new(request.include_usage)))
-                    }
-                    (Dialect::Anthropic, ProviderKind::Openai) => {
-                        Some(Box::new(ChatStreamToMessages::new()))
-                    }
-                    _ => None,
-                };
+            let translator = translation.stream_translator(request.include_usage);
             let tap = charge.map(|charge| UsageTap {
                 usage: StreamUsage::default(),
                 strip_usage_chunks: force_usage && translator.is_none(),
@@ -246,21 +271,38 @@ async fn serve(
                 provider: target.provider.name.clone(),
                 model: target.model.clone(),
             });
-            sse_response(
-                upstream,
-                translator,
-                tap,
-                route.dialect(),
-                dispatched.slot,
-                in_flight,
-            )
+            sse_response(upstream, translator, tap, route.dialect(), dispatched.slot)
         }
     };
     response.headers_mut().extend(limit_headers);
     if let Ok(value) = HeaderValue::try_from(target.provider.name.as_str()) {
         response.headers_mut().insert("x-bifrost-provider", value);
     }
-    Ok((response, dispatched.upstream_wait))
+    // Only an answer subtracts the upstream wait from the overhead.
+    served.upstream_wait = dispatched.upstream_wait;
+    Ok(response)
+}
+
+/// A complete answer, already in the caller's format.
+fn json_response(bytes: bytes::Bytes) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        bytes,
+    )
+        .into_response()
+}
+
+/// The caller's request, parsed.
+struct ParsedRequest {
+    /// Body without `model` and `fallbacks`.
+    body: Map<String, Value>,
+    stream: bool,
+    include_usage: bool,
+    targets: Vec<Target>,
 }
 
 /// `x-ratelimit-*` headers for the virtual key's request and token limits.
@@ -426,188 +468,12 @@ fn check_completion_body(route: Route, body: &Map<String, Value>) -> Result<(), 
     Ok(())
 }
 
-/// The caller's body with the model replaced, serialized without copying the body.
-#[derive(Serialize)]
-struct WithModel<'a> {
-    model: &'a str,
-    #[serde(flatten)]
-    rest: &'a Map<String, Value>,
-}
-
-/// `value` serialized into a buffer of `capacity` bytes to start with: sized from the body it
-/// came from, a large body is neither serialized twice nor copied while the buffer grows.
-fn encode_into(value: &impl Serialize, capacity: usize) -> serde_json::Result<Bytes> {
-    let mut bytes = Vec::with_capacity(capacity);
-    serde_json::to_writer(&mut bytes, value)?;
-    Ok(Bytes::from(bytes))
-}
-
-fn with_model(
-    body: &Map<String, Value>,
-    model: &str,
-    capacity: usize,
-) -> Result<Bytes, GatewayError> {
-    encode_into(&WithModel { model, rest: body }, capacity)
-        .map_err(|e| GatewayError::InvalidRequest(format!("cannot re-encode the request: {e}")))
-}
-
-/// What is sent to targets of one wire format: the operation and the body without `model`
-/// (each target's model is put in when it is encoded), or why the request cannot be
-/// translated to that format (reported only if such a target is reached).
-type PreparedBody = Result<(UpstreamOp, Map<String, Value>), translate::TranslateError>;
-
-/// The upstream bodies for the wire formats the request's targets speak, built once before
-/// dispatch. The caller's body is moved, never copied: a translation reads it first, then it
-/// becomes the untranslated body or is dropped.
-struct UpstreamBodies {
-    openai: Option<PreparedBody>,
-    anthropic: Option<PreparedBody>,
-    /// The caller's body size: where an encoded body's buffer starts.
-    capacity: usize,
-}
-
-impl UpstreamBodies {
-    fn prepare(
-        route: Route,
-        body: Map<String, Value>,
-        body_len: usize,
-        targets: &[Target],
-        force_usage: bool,
-    ) -> Self {
-        let wanted = |kind| targets.iter().any(|t| t.provider.kind == kind);
-        let (openai, anthropic) = match route {
-            Route::Embeddings => (Some(Ok((UpstreamOp::Embeddings, body))), None),
-            Route::ChatCompletions => {
-                let anthropic = wanted(ProviderKind::Anthropic).then(|| {
-                    translated(translate::chat_request_to_messages(&body, ""))
-                        .map(|body| (UpstreamOp::Messages, body))
-                });
-                let openai = wanted(ProviderKind::Openai).then(|| {
-                    let mut body = body;
-                    if force_usage {
-                        ask_for_usage(&mut body);
-                    }
-                    Ok((UpstreamOp::ChatCompletions, body))
-                });
-                (openai, anthropic)
-            }
-            Route::Messages => {
-                let openai = wanted(ProviderKind::Openai).then(|| {
-                    translated(translate::messages_request_to_chat(&body, ""))
-                        .map(|body| (UpstreamOp::ChatCompletions, body))
-                });
-                let anthropic =
-                    wanted(ProviderKind::Anthropic).then_some(Ok((UpstreamOp::Messages, body)));
-                (openai, anthropic)
-            }
-        };
-        Self {
-            openai,
-            anthropic,
-            // Room for the model name and a translation's few extra bytes.
-            capacity: body_len + 256,
-        }
-    }
-
-    fn for_target(&self, target: &Target) -> Result<UpstreamBody, GatewayError> {
-        let prepared = match target.provider.kind {
-            ProviderKind::Openai => &self.openai,
-            ProviderKind::Anthropic => &self.anthropic,
-        };
-        match prepared {
-            Some(Ok((op, body))) => Ok(UpstreamBody {
-                op: *op,
-                body: with_model(body, &target.model, self.capacity)?,
-            }),
-            Some(Err(error)) => Err(translate_error(error.clone())),
-            None => Err(GatewayError::Config(format!(
-                "no upstream body was prepared for provider \"{}\"",
-                target.provider.name
-            ))),
-        }
-    }
-}
-
-/// A translated request as a map without `model`.
-fn translated(
-    result: Result<Value, translate::TranslateError>,
-) -> Result<Map<String, Value>, translate::TranslateError> {
-    match result? {
-        Value::Object(mut map) => {
-            map.remove("model");
-            Ok(map)
-        }
-        _ => Err(translate::TranslateError::InvalidRequest(
-            "the translated request is not a JSON object".into(),
-        )),
-    }
-}
-
-/// Make an OpenAI-format upstream send the usage chunk at the end of a stream.
-fn ask_for_usage(body: &mut Map<String, Value>) {
-    let options = body
-        .entry("stream_options")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if !options.is_object() {
-        *options = Value::Object(Map::new());
-    }
-    if let Some(options) = options.as_object_mut() {
-        options.insert("include_usage".into(), Value::Bool(true));
-    }
-}
-
-fn translate_error(error: translate::TranslateError) -> GatewayError {
-    match error {
-        translate::TranslateError::InvalidRequest(message) => GatewayError::InvalidRequest(message),
-        translate::TranslateError::InvalidResponse(message) => GatewayError::BadUpstreamResponse {
-            provider: "upstream".into(),
-            message,
-        },
-    }
-}
-
-/// A complete upstream answer in the caller's format.
-fn json_response(
-    route: Route,
-    kind: ProviderKind,
-    provider: &str,
-    bytes: Bytes,
-) -> Result<Response, GatewayError> {
-    type Convert = fn(&Value) -> Result<Value, translate::TranslateError>;
-    let translated: Option<Convert> = match (route.dialect(), kind) {
-        (Dialect::OpenAi, ProviderKind::Anthropic) => Some(translate::messages_response_to_chat),
-        (Dialect::Anthropic, ProviderKind::Openai) => Some(translate::chat_response_to_messages),
-        _ => None,
-    };
-    let bytes = match translated {
-        None => bytes,
-        Some(convert) => {
-            let bad = |message: String| GatewayError::BadUpstreamResponse {
-                provider: provider.to_string(),
-                message,
-            };
-            let upstream: Value =
-                serde_json::from_slice(&bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
-            let converted = convert(&upstream).map_err(|e| bad(e.to_string()))?;
-            encode_into(&converted, bytes.len() + 256)
-                .map_err(|e| bad(format!("cannot encode the translated answer: {e}")))?
-        }
-    };
-    Ok((
-        StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        bytes,
-    )
-        .into_response())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::GatewayConfig;
+    use crate::http::errors::error_response;
+    use crate::providers::{translate, UpstreamOp};
     use crate::routing::RoutingTable;
     use crate::telemetry::metrics::Metrics;
     use serde_json::json;
@@ -840,5 +706,71 @@ mod tests {
         assert_eq!(upstream.op, UpstreamOp::Messages);
         let sent: Value = serde_json::from_slice(&upstream.body).expect("JSON");
         assert_eq!(sent, expected);
+    }
+
+    /// The bodies `body` is sent as to an OpenAI and an Anthropic target, in that order.
+    fn sent_bodies(route: Route, body: Value, force_usage: bool) -> Vec<(UpstreamOp, Value)> {
+        let bytes = serde_json::to_vec(&body).expect("encodes");
+        let limits = ElementLimits::from_config(&crate::config::ClientConfig::default());
+        let mut request =
+            parse_request(&routing(), route, &bytes, &limits, None).expect("accepted");
+        let targets = [
+            routing().resolve("openai/gpt-4o-mini", None),
+            routing().resolve("anthropic/claude-3-5-haiku", None),
+        ]
+        .map(|target| target.expect("resolves"));
+        let bodies = UpstreamBodies::prepare(
+            route,
+            std::mem::take(&mut request.body),
+            bytes.len(),
+            &targets,
+            force_usage,
+        );
+        targets
+            .iter()
+            .map(|target| {
+                let upstream = bodies
+                    .for_target(target)
+                    .unwrap_or_else(|e| panic!("no body: {e}"));
+                let sent = serde_json::from_slice(&upstream.body).expect("JSON");
+                (upstream.op, sent)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_passed_through_openai_stream_asks_for_usage_only_when_charging_needs_it() {
+        let mut body = chat(vec![user("hi")]);
+        body["stream"] = json!(true);
+        body["max_tokens"] = json!(16);
+        for force_usage in [false, true] {
+            let sent = sent_bodies(Route::ChatCompletions, body.clone(), force_usage);
+            let (op, openai) = &sent[0];
+            assert_eq!(*op, UpstreamOp::ChatCompletions);
+            assert_eq!(openai["model"], "gpt-4o-mini");
+            let asked = openai["stream_options"]["include_usage"] == json!(true);
+            assert_eq!(asked, force_usage, "{openai}");
+            let (op, anthropic) = &sent[1];
+            assert_eq!(*op, UpstreamOp::Messages);
+            assert_eq!(anthropic["model"], "claude-3-5-haiku");
+            assert!(anthropic.get("stream_options").is_none(), "{anthropic}");
+        }
+    }
+
+    #[test]
+    fn an_anthropic_body_goes_as_it_is_to_anthropic_and_translated_to_openai() {
+        let mut body = anthropic(vec![user("hi")]);
+        body["model"] = json!("claude-3-5-haiku");
+        let sent = sent_bodies(Route::Messages, body.clone(), false);
+        let (op, openai) = &sent[0];
+        assert_eq!(*op, UpstreamOp::ChatCompletions);
+        let mut caller = body.as_object().cloned().expect("object");
+        caller.remove("model");
+        let expected =
+            translate::messages_request_to_chat(&caller, "gpt-4o-mini").expect("translates");
+        assert_eq!(openai, &expected);
+        let (op, anthropic) = &sent[1];
+        assert_eq!(*op, UpstreamOp::Messages);
+        assert_eq!(anthropic, &body);
     }
 }

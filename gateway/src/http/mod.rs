@@ -8,15 +8,17 @@ pub mod cluster;
 pub mod errors;
 pub mod inference;
 pub mod models;
+pub mod observe;
 pub mod ops;
 pub mod stream;
+pub mod translation;
 
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::response::Response;
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{middleware, Router};
 
 use crate::error::GatewayError;
 use crate::state::AppState;
@@ -24,11 +26,22 @@ use errors::{error_response, Dialect};
 
 /// Every route, with state attached.
 pub fn router(state: Arc<AppState>) -> Router {
+    // On the POST handlers only: a wrong method's 405 is not an inference request.
+    let observed = middleware::from_fn_with_state(state.clone(), observe::observe_inference);
     Router::new()
-        .route("/v1/chat/completions", post(inference::chat_completions))
-        .route("/v1/embeddings", post(inference::embeddings))
+        .route(
+            inference::Route::ChatCompletions.path(),
+            post(inference::chat_completions).route_layer(observed.clone()),
+        )
+        .route(
+            inference::Route::Embeddings.path(),
+            post(inference::embeddings).route_layer(observed.clone()),
+        )
         .route("/v1/models", get(models::list))
-        .route("/anthropic/v1/messages", post(inference::messages))
+        .route(
+            inference::Route::Messages.path(),
+            post(inference::messages).route_layer(observed),
+        )
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))

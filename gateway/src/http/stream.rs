@@ -1,20 +1,22 @@
 //! Streaming responses: upstream SSE passed through chunk by chunk (or translated event by
-//! event), holding the provider slot and the in-flight count until the stream ends.
+//! event), holding the provider slot until the stream ends; the in-flight count is held by
+//! the body the request middleware wraps around a [`Streaming`] response.
 
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::atomic::AtomicI64;
+use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use http::{header, HeaderValue};
+use http::{header, HeaderValue, StatusCode};
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use prometheus_client::metrics::gauge::Gauge;
-use serde_json::json;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::errors::Dialect;
+use super::errors::{Dialect, ErrorBody};
 use crate::governance::usage::StreamUsage;
 use crate::governance::Charge;
 use crate::providers::sse::{write_event, SseEvent, SseParser, StreamTranslator};
@@ -33,11 +35,55 @@ impl InFlight {
             gauge: metrics.in_flight.clone(),
         }
     }
+
+    /// `body`, holding this count until it has sent its last frame or is dropped.
+    pub fn hold_until_end(self, body: Body) -> Body {
+        Body::new(CountedBody {
+            inner: body,
+            in_flight: Some(self),
+        })
+    }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.gauge.dec();
+    }
+}
+
+/// Response extension marking a body that goes on after the head (an SSE stream): whatever a
+/// request holds while it is served must be held by the body.
+#[derive(Debug, Clone, Copy)]
+pub struct Streaming;
+
+/// A body counted in `in_flight_requests` until its end.
+struct CountedBody {
+    inner: Body,
+    in_flight: Option<InFlight>,
+}
+
+impl HttpBody for CountedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            this.in_flight = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -70,7 +116,6 @@ struct StreamState {
     events: Vec<SseEvent>,
     // Held for the stream's lifetime.
     _slot: OwnedSemaphorePermit,
-    _in_flight: InFlight,
 }
 
 impl StreamState {
@@ -96,7 +141,7 @@ impl StreamState {
                     tracing::warn!(error = %error, "upstream stream broke off; ending the client stream with an error event");
                     return Some(stream_error(
                         self.dialect,
-                        &format!("upstream stream broke off: {error}"),
+                        format!("upstream stream broke off: {error}"),
                     ));
                 }
                 None => {
@@ -142,32 +187,32 @@ impl Drop for StreamState {
     }
 }
 
-/// An SSE error event in the caller's dialect.
-fn stream_error(dialect: Dialect, message: &str) -> Bytes {
+/// An SSE error event in the caller's dialect: the error body of a 502 (without OpenAI's
+/// `param`), as a data-only event for OpenAI callers and an `error` event for Anthropic ones.
+fn stream_error(dialect: Dialect, message: String) -> Bytes {
+    let body = ErrorBody {
+        status: StatusCode::BAD_GATEWAY,
+        message,
+        code: "upstream_stream_error",
+        openai_param: false,
+    };
+    let event = match dialect {
+        Dialect::OpenAi => None,
+        Dialect::Anthropic => Some("error"),
+    };
     let mut out = Vec::new();
-    match dialect {
-        Dialect::OpenAi => write_event(
-            &mut out,
-            None,
-            &json!({"error": {"message": message, "type": "server_error", "code": "upstream_stream_error"}}).to_string(),
-        ),
-        Dialect::Anthropic => write_event(
-            &mut out,
-            Some("error"),
-            &json!({"type": "error", "error": {"type": "api_error", "message": message}}).to_string(),
-        ),
-    }
+    write_event(&mut out, event, &body.to_json(dialect).to_string());
     Bytes::from(out)
 }
 
-/// Turn an upstream streaming response into the client's SSE response.
+/// Turn an upstream streaming response into the client's SSE response, marked
+/// [`Streaming`].
 pub fn sse_response(
     upstream: reqwest::Response,
     translator: Option<Box<dyn StreamTranslator>>,
     tap: Option<UsageTap>,
     dialect: Dialect,
     slot: OwnedSemaphorePermit,
-    in_flight: InFlight,
 ) -> Response {
     let content_type = upstream
         .headers()
@@ -183,7 +228,6 @@ pub fn sse_response(
         finished: false,
         events: Vec::new(),
         _slot: slot,
-        _in_flight: in_flight,
     };
     let body = futures_util::stream::unfold(state, |mut state| async move {
         let piece = state.next_piece().await?;
@@ -194,5 +238,72 @@ pub fn sse_response(
     headers.insert(header::CONTENT_TYPE, content_type);
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response.extensions_mut().insert(Streaming);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::sse::SseParser;
+
+    fn event_of(bytes: &[u8]) -> (Option<String>, serde_json::Value) {
+        let mut events = Vec::new();
+        SseParser::default().push(bytes, &mut events);
+        assert_eq!(events.len(), 1, "{}", String::from_utf8_lossy(bytes));
+        let event = events.remove(0);
+        let data = serde_json::from_str(&event.data).expect("JSON data");
+        (event.event, data)
+    }
+
+    #[test]
+    fn a_broken_stream_ends_with_an_openai_error_chunk() {
+        let (name, data) = event_of(&stream_error(Dialect::OpenAi, "gone".into()));
+        assert_eq!(name, None);
+        assert_eq!(
+            data,
+            serde_json::json!({"error": {"message": "gone", "type": "server_error", "code": "upstream_stream_error"}})
+        );
+    }
+
+    #[test]
+    fn a_broken_stream_ends_with_an_anthropic_error_event() {
+        let (name, data) = event_of(&stream_error(Dialect::Anthropic, "gone".into()));
+        assert_eq!(name.as_deref(), Some("error"));
+        assert_eq!(
+            data,
+            serde_json::json!({"type": "error", "error": {"type": "api_error", "message": "gone"}})
+        );
+    }
+
+    #[tokio::test]
+    async fn a_held_count_ends_with_the_last_frame() {
+        use http_body_util::BodyExt;
+        let metrics = Metrics::new();
+        let pieces = futures_util::stream::iter(["data: a\n\n", "data: b\n\n"])
+            .map(|piece| Ok::<_, Infallible>(Bytes::from_static(piece.as_bytes())));
+        let mut body = InFlight::new(&metrics).hold_until_end(Body::from_stream(pieces));
+        for _ in 0..2 {
+            let frame = body.frame().await.expect("a frame").expect("no error");
+            assert!(frame.is_data());
+            assert_eq!(metrics.in_flight.get(), 1);
+        }
+        assert!(body.frame().await.is_none());
+        assert_eq!(
+            metrics.in_flight.get(),
+            0,
+            "released at the end, before the body is dropped"
+        );
+        drop(body);
+        assert_eq!(metrics.in_flight.get(), 0);
+    }
+
+    #[test]
+    fn a_dropped_body_releases_its_count() {
+        let metrics = Metrics::new();
+        let body = InFlight::new(&metrics).hold_until_end(Body::from("data: a\n\n"));
+        assert_eq!(metrics.in_flight.get(), 1);
+        drop(body);
+        assert_eq!(metrics.in_flight.get(), 0);
+    }
 }

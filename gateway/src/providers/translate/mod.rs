@@ -249,8 +249,155 @@ mod tests {
         ]
     }
 
+    /// What a request field of one format must hold: the hostile values it accepts (`null`
+    /// meaning "not set"), and the whole message every other one is refused with, where one
+    /// message covers them all (otherwise the message only has to start with the field).
+    struct FieldRule {
+        field: &'static str,
+        accepts: fn(&Value) -> bool,
+        message: Option<&'static str>,
+    }
+
+    fn rule(
+        field: &'static str,
+        accepts: fn(&Value) -> bool,
+        message: Option<&'static str>,
+    ) -> FieldRule {
+        FieldRule {
+            field,
+            accepts,
+            message,
+        }
+    }
+
+    fn null_or_number(value: &Value) -> bool {
+        value.is_null() || value.is_number()
+    }
+
+    fn null_or_empty_array(value: &Value) -> bool {
+        value.is_null() || value == &json!([])
+    }
+
+    /// The fields an OpenAI Chat Completions body is checked for.
+    fn chat_rules() -> Vec<FieldRule> {
+        vec![
+            rule("messages", |v| v == &json!([]), None),
+            rule(
+                "max_tokens",
+                Value::is_null,
+                Some("max_tokens: must be a positive integer"),
+            ),
+            rule(
+                "max_completion_tokens",
+                Value::is_null,
+                Some("max_completion_tokens: must be a positive integer"),
+            ),
+            rule(
+                "temperature",
+                null_or_number,
+                Some("temperature: must be a number"),
+            ),
+            rule("top_p", null_or_number, Some("top_p: must be a number")),
+            rule(
+                "stop",
+                |v| v.is_null() || v.is_string() || v == &json!([]),
+                Some("stop: must be a string or an array of strings"),
+            ),
+            rule(
+                "user",
+                |v| v.is_null() || v.is_string(),
+                Some("user: must be a string"),
+            ),
+            rule("tools", null_or_empty_array, None),
+            rule("tool_choice", Value::is_null, None),
+        ]
+    }
+
+    /// The fields an Anthropic Messages body is checked for.
+    fn messages_rules() -> Vec<FieldRule> {
+        vec![
+            rule("messages", |v| v == &json!([]), None),
+            rule(
+                "system",
+                |v| v.is_null() || v.is_string() || v == &json!([]),
+                None,
+            ),
+            // Required: null is refused too, with its own message.
+            rule("max_tokens", |_| false, None),
+            rule(
+                "temperature",
+                null_or_number,
+                Some("temperature: must be a number"),
+            ),
+            rule("top_p", null_or_number, Some("top_p: must be a number")),
+            rule(
+                "stop_sequences",
+                null_or_empty_array,
+                Some("stop_sequences: must be an array of strings"),
+            ),
+            rule(
+                "metadata",
+                |v| v.is_null() || v.is_object(),
+                Some("metadata: must be an object"),
+            ),
+            rule("tools", null_or_empty_array, None),
+            rule("tool_choice", Value::is_null, None),
+        ]
+    }
+
+    /// A valid request body with `field` replaced by `value`.
+    fn body_with(field: &str, value: &Value) -> Map<String, Value> {
+        let mut body = Map::new();
+        body.insert(
+            "messages".into(),
+            json!([{"role": "user", "content": "hi"}]),
+        );
+        body.insert("max_tokens".into(), json!(10));
+        body.insert(field.into(), value.clone());
+        body
+    }
+
+    type RequestTranslator = fn(&Map<String, Value>, &str) -> Result<Value, TranslateError>;
+
+    /// Every hostile value in every field of `rules`: accepted exactly where the rule says,
+    /// otherwise an invalid request naming the field.
+    fn check_request_rules(name: &str, translate: RequestTranslator, rules: &[FieldRule]) {
+        for rule in rules {
+            for value in hostile_values() {
+                let result = translate(&body_with(rule.field, &value), "m");
+                let case = format!("{name}: {} = {value}", rule.field);
+                match result {
+                    Ok(_) => assert!((rule.accepts)(&value), "{case} was accepted"),
+                    Err(TranslateError::InvalidRequest(message)) => {
+                        assert!(!(rule.accepts)(&value), "{case} was refused: {message}");
+                        match rule.message {
+                            Some(expected) => assert_eq!(message, expected, "{case}"),
+                            None => assert!(message.starts_with(rule.field), "{case}: {message}"),
+                        }
+                    }
+                    Err(other) => panic!("{case}: not a request error: {other:?}"),
+                }
+            }
+        }
+    }
+
     #[test]
     fn malformed_input_gives_errors_never_panics() {
+        check_request_rules("chat → messages", chat_request_to_messages, &chat_rules());
+        check_request_rules(
+            "messages → chat",
+            messages_request_to_chat,
+            &messages_rules(),
+        );
+        assert_eq!(
+            messages_request_to_chat(&body_with("max_tokens", &Value::Null), "m")
+                .map_err(|e| e.to_string())
+                .err()
+                .as_deref(),
+            Some("max_tokens: is required")
+        );
+        // Any field, either direction: a refusal is a request error that names the field it
+        // is about (fields of the other format, and the free-form ones, are not checked).
         let fields = [
             "messages",
             "system",
@@ -267,20 +414,42 @@ mod tests {
             "parallel_tool_calls",
             "stream",
         ];
+        let translators: [(&str, RequestTranslator); 2] = [
+            ("chat → messages", chat_request_to_messages),
+            ("messages → chat", messages_request_to_chat),
+        ];
         for value in hostile_values() {
             for field in fields {
-                let mut body = Map::new();
-                body.insert(
-                    "messages".into(),
-                    json!([{"role": "user", "content": "hi"}]),
-                );
-                body.insert("max_tokens".into(), json!(10));
-                body.insert(field.into(), value.clone());
-                let _ = chat_request_to_messages(&body, "m");
-                let _ = messages_request_to_chat(&body, "m");
+                for (name, translate) in translators {
+                    match translate(&body_with(field, &value), "m") {
+                        Ok(_) => {}
+                        Err(TranslateError::InvalidRequest(message)) => {
+                            assert!(
+                                message.starts_with(field),
+                                "{name}: {field} = {value}: {message}"
+                            )
+                        }
+                        Err(other) => panic!("{name}: {field} = {value}: {other:?}"),
+                    }
+                }
             }
-            let _ = messages_response_to_chat(&value);
-            let _ = chat_response_to_messages(&value);
+            // None of the hostile values is an answer in either format.
+            for (name, result) in [
+                ("messages → chat", messages_response_to_chat(&value)),
+                ("chat → messages", chat_response_to_messages(&value)),
+            ] {
+                match result {
+                    Err(TranslateError::InvalidResponse(message)) => {
+                        assert!(
+                            message.starts_with("upstream "),
+                            "{name}: {value}: {message}"
+                        )
+                    }
+                    other => panic!("{name}: the response {value} gave {other:?}"),
+                }
+            }
+            // Streams have no error to return: hostile events must not panic, and what the
+            // client gets is whole events.
             for kind in [
                 "message_start",
                 "content_block_start",
@@ -299,6 +468,8 @@ mod tests {
                     &mut out,
                 );
                 to_chat.finish(&mut out);
+                assert!(out.is_empty() || out.ends_with(b"\n\n"), "{kind}: {value}");
+                let mut out = Vec::new();
                 data["choices"] = json!([{"delta": value, "finish_reason": value}, value]);
                 let mut to_messages = ChatStreamToMessages::new();
                 to_messages.on_event(
@@ -316,6 +487,7 @@ mod tests {
                     &mut out,
                 );
                 to_messages.finish(&mut out);
+                assert!(out.is_empty() || out.ends_with(b"\n\n"), "{kind}: {value}");
             }
         }
     }

@@ -1,0 +1,304 @@
+//! The translation table: for each pair of caller dialect and provider wire format, how the
+//! request body, a complete JSON answer and a stream get from one side to the other. A new
+//! provider format is one more row per dialect in [`Translation::between`]; the request
+//! pipeline only ever asks the row.
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::errors::Dialect;
+use super::inference::Route;
+use crate::config::ProviderKind;
+use crate::error::GatewayError;
+use crate::providers::sse::StreamTranslator;
+use crate::providers::translate::{self, ChatStreamToMessages, MessagesStreamToChat};
+use crate::providers::UpstreamOp;
+use crate::routing::{Target, UpstreamBody};
+
+/// A caller's chat or messages body in a provider's format (without `model`: each target's
+/// model is put in when the body is encoded).
+type RequestTranslator = fn(&Map<String, Value>, &str) -> Result<Value, translate::TranslateError>;
+
+/// A provider's complete answer in the caller's format.
+type ResponseTranslator = fn(&Value) -> Result<Value, translate::TranslateError>;
+
+/// A translator of a provider's SSE events into the caller's; the flag is the caller's
+/// `stream_options.include_usage`.
+type StreamTranslatorFor = fn(bool) -> Box<dyn StreamTranslator>;
+
+/// How a completions request body reaches the provider.
+#[derive(Clone, Copy)]
+enum RequestBody {
+    /// The caller's body as it is (its `model` replaced). A streaming body that must report
+    /// usage to be charged is changed by `ask_for_usage`, when the format needs asking.
+    AsIs {
+        ask_for_usage: Option<fn(&mut Map<String, Value>)>,
+    },
+    /// Translated into the provider's format.
+    Translated(RequestTranslator),
+}
+
+/// One row of the table: a caller dialect meeting a provider wire format.
+pub struct Translation {
+    /// The operation serving chat and messages requests.
+    completions: UpstreamOp,
+    /// The operation serving embeddings (bodies passed as they are); `None` when the format
+    /// has none.
+    embeddings: Option<UpstreamOp>,
+    /// How a chat or messages body is sent.
+    request: RequestBody,
+    /// How a complete answer comes back; `None`: passed through.
+    response: Option<ResponseTranslator>,
+    /// How a stream comes back; `None`: passed through chunk by chunk.
+    stream: Option<StreamTranslatorFor>,
+}
+
+/// OpenAI callers on OpenAI-format providers: everything passes through.
+const OPENAI_ON_OPENAI: Translation = Translation {
+    completions: UpstreamOp::ChatCompletions,
+    embeddings: Some(UpstreamOp::Embeddings),
+    request: RequestBody::AsIs {
+        ask_for_usage: Some(ask_for_usage),
+    },
+    response: None,
+    stream: None,
+};
+
+/// OpenAI callers on Anthropic providers: Chat Completions carried over Messages.
+const OPENAI_ON_ANTHROPIC: Translation = Translation {
+    completions: UpstreamOp::Messages,
+    embeddings: None,
+    request: RequestBody::Translated(translate::chat_request_to_messages),
+    response: Some(translate::messages_response_to_chat),
+    stream: Some(messages_stream_to_chat),
+};
+
+/// Anthropic callers on OpenAI-format providers: Messages carried over Chat Completions (the
+/// translated request asks for usage itself).
+const ANTHROPIC_ON_OPENAI: Translation = Translation {
+    completions: UpstreamOp::ChatCompletions,
+    embeddings: None,
+    request: RequestBody::Translated(translate::messages_request_to_chat),
+    response: Some(translate::chat_response_to_messages),
+    stream: Some(chat_stream_to_messages),
+};
+
+/// Anthropic callers on Anthropic providers: everything passes through (Anthropic streams
+/// always report usage).
+const ANTHROPIC_ON_ANTHROPIC: Translation = Translation {
+    completions: UpstreamOp::Messages,
+    embeddings: None,
+    request: RequestBody::AsIs {
+        ask_for_usage: None,
+    },
+    response: None,
+    stream: None,
+};
+
+fn messages_stream_to_chat(include_usage: bool) -> Box<dyn StreamTranslator> {
+    Box::new(MessagesStreamToChat::new(include_usage))
+}
+
+fn chat_stream_to_messages(_include_usage: bool) -> Box<dyn StreamTranslator> {
+    Box::new(ChatStreamToMessages::new())
+}
+
+impl Translation {
+    /// The row for a caller speaking `dialect` served by a provider of format `kind`.
+    pub fn between(dialect: Dialect, kind: ProviderKind) -> &'static Translation {
+        match (dialect, kind) {
+            (Dialect::OpenAi, ProviderKind::Openai) => &OPENAI_ON_OPENAI,
+            (Dialect::OpenAi, ProviderKind::Anthropic) => &OPENAI_ON_ANTHROPIC,
+            (Dialect::Anthropic, ProviderKind::Openai) => &ANTHROPIC_ON_OPENAI,
+            (Dialect::Anthropic, ProviderKind::Anthropic) => &ANTHROPIC_ON_ANTHROPIC,
+        }
+    }
+
+    /// The upstream operation and body plan for `route`; `None` when this format cannot
+    /// serve the route.
+    fn request(&self, route: Route) -> Option<(UpstreamOp, RequestBody)> {
+        match route {
+            Route::Embeddings => self.embeddings.map(|op| {
+                let as_is = RequestBody::AsIs {
+                    ask_for_usage: None,
+                };
+                (op, as_is)
+            }),
+            Route::ChatCompletions | Route::Messages => Some((self.completions, self.request)),
+        }
+    }
+
+    /// A provider's complete answer (`bytes`, from `provider`) in the caller's format.
+    pub fn response_body(&self, provider: &str, bytes: Bytes) -> Result<Bytes, GatewayError> {
+        let Some(convert) = self.response else {
+            return Ok(bytes);
+        };
+        let bad = |message: String| GatewayError::BadUpstreamResponse {
+            provider: provider.to_string(),
+            message,
+        };
+        let upstream: Value =
+            serde_json::from_slice(&bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
+        let converted = convert(&upstream).map_err(|e| bad(e.to_string()))?;
+        encode_into(&converted, bytes.len() + 256)
+            .map_err(|e| bad(format!("cannot encode the translated answer: {e}")))
+    }
+
+    /// The translator for a provider's stream, or `None` when it passes through.
+    /// `include_usage` is the caller's `stream_options.include_usage`.
+    pub fn stream_translator(&self, include_usage: bool) -> Option<Box<dyn StreamTranslator>> {
+        self.stream.map(|translator| translator(include_usage))
+    }
+}
+
+/// What is sent to targets of one wire format: the operation and the body without `model`
+/// (each target's model is put in when it is encoded), or why the request cannot be
+/// translated to that format (reported only if such a target is reached).
+type PreparedBody = Result<(UpstreamOp, Map<String, Value>), translate::TranslateError>;
+
+/// The upstream bodies for the wire formats the request's targets speak, built once before
+/// dispatch. The caller's body is moved, not copied, when one format takes it as it is:
+/// translations read it first, then it becomes that format's body or is dropped.
+pub struct UpstreamBodies {
+    /// At most one body per provider format.
+    prepared: Vec<(ProviderKind, PreparedBody)>,
+    /// The caller's body size: where an encoded body's buffer starts.
+    capacity: usize,
+}
+
+impl UpstreamBodies {
+    /// Prepare `body` (the caller's, `body_len` bytes on the wire, without `model`) for every
+    /// format among `targets`. `force_usage`: the caller did not ask for a stream's usage but
+    /// it is needed for charging.
+    pub fn prepare(
+        route: Route,
+        mut body: Map<String, Value>,
+        body_len: usize,
+        targets: &[Target],
+        force_usage: bool,
+    ) -> Self {
+        let dialect = route.dialect();
+        let mut kinds: Vec<ProviderKind> = Vec::new();
+        for target in targets {
+            if !kinds.contains(&target.provider.kind) {
+                kinds.push(target.provider.kind);
+            }
+        }
+        let mut prepared = Vec::with_capacity(kinds.len());
+        let mut as_is = Vec::new();
+        for kind in kinds {
+            match Translation::between(dialect, kind).request(route) {
+                Some((op, RequestBody::Translated(translate))) => {
+                    let body = translated(translate(&body, "")).map(|body| (op, body));
+                    prepared.push((kind, body));
+                }
+                Some((op, RequestBody::AsIs { ask_for_usage })) => {
+                    as_is.push((kind, op, ask_for_usage));
+                }
+                None => {}
+            }
+        }
+        let last = as_is.len();
+        for (n, (kind, op, ask_for_usage)) in as_is.into_iter().enumerate() {
+            // The last format to take the caller's body as it is gets the body itself.
+            let mut own = if n + 1 == last {
+                std::mem::take(&mut body)
+            } else {
+                body.clone()
+            };
+            if let (true, Some(ask)) = (force_usage, ask_for_usage) {
+                ask(&mut own);
+            }
+            prepared.push((kind, Ok((op, own))));
+        }
+        Self {
+            prepared,
+            // Room for the model name and a translation's few extra bytes.
+            capacity: body_len + 256,
+        }
+    }
+
+    /// The encoded body for `target`.
+    pub fn for_target(&self, target: &Target) -> Result<UpstreamBody, GatewayError> {
+        let prepared = self
+            .prepared
+            .iter()
+            .find(|(kind, _)| *kind == target.provider.kind)
+            .map(|(_, prepared)| prepared);
+        match prepared {
+            Some(Ok((op, body))) => Ok(UpstreamBody {
+                op: *op,
+                body: with_model(body, &target.model, self.capacity)?,
+            }),
+            Some(Err(error)) => Err(translate_error(error.clone())),
+            None => Err(GatewayError::Config(format!(
+                "no upstream body was prepared for provider \"{}\"",
+                target.provider.name
+            ))),
+        }
+    }
+}
+
+/// A translated request as a map without `model`.
+fn translated(
+    result: Result<Value, translate::TranslateError>,
+) -> Result<Map<String, Value>, translate::TranslateError> {
+    match result? {
+        Value::Object(mut map) => {
+            map.remove("model");
+            Ok(map)
+        }
+        _ => Err(translate::TranslateError::InvalidRequest(
+            "the translated request is not a JSON object".into(),
+        )),
+    }
+}
+
+/// Make an OpenAI-format upstream send the usage chunk at the end of a stream.
+fn ask_for_usage(body: &mut Map<String, Value>) {
+    let options = body
+        .entry("stream_options")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !options.is_object() {
+        *options = Value::Object(Map::new());
+    }
+    if let Some(options) = options.as_object_mut() {
+        options.insert("include_usage".into(), Value::Bool(true));
+    }
+}
+
+fn translate_error(error: translate::TranslateError) -> GatewayError {
+    match error {
+        translate::TranslateError::InvalidRequest(message) => GatewayError::InvalidRequest(message),
+        translate::TranslateError::InvalidResponse(message) => GatewayError::BadUpstreamResponse {
+            provider: "upstream".into(),
+            message,
+        },
+    }
+}
+
+/// The caller's body with the model replaced, serialized without copying the body.
+#[derive(Serialize)]
+struct WithModel<'a> {
+    model: &'a str,
+    #[serde(flatten)]
+    rest: &'a Map<String, Value>,
+}
+
+/// `value` serialized into a buffer of `capacity` bytes to start with: sized from the body it
+/// came from, a large body is neither serialized twice nor copied while the buffer grows.
+fn encode_into(value: &impl Serialize, capacity: usize) -> serde_json::Result<Bytes> {
+    let mut bytes = Vec::with_capacity(capacity);
+    serde_json::to_writer(&mut bytes, value)?;
+    Ok(Bytes::from(bytes))
+}
+
+fn with_model(
+    body: &Map<String, Value>,
+    model: &str,
+    capacity: usize,
+) -> Result<Bytes, GatewayError> {
+    encode_into(&WithModel { model, rest: body }, capacity)
+        .map_err(|e| GatewayError::InvalidRequest(format!("cannot re-encode the request: {e}")))
+}
