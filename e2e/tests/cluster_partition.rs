@@ -4,16 +4,16 @@
 //! the bound `cluster_stale_policy: local` promises, and after healing membership and counters
 //! converge again.
 //!
-//! Needs root (network namespaces) and a test PostgreSQL; skipped with a printed reason
-//! otherwise.
+//! Needs root (network namespaces, through `ip` from iproute2) and a test PostgreSQL; without
+//! them skipped with a printed reason, except in CI (`CI` set), where that is a failure.
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bifrost_e2e::harness::{
-    cluster_statuses, config_for, postgres_store, wait_until, ClusterNode, Deadline, Gateway,
-    GossipTimings, MockProvider, CONVERGENCE_DEADLINE,
+    cluster_statuses, config_for, postgres_store, skip_unless_ci, wait_until, ClusterNode,
+    Deadline, Gateway, GossipTimings, MockProvider, CONVERGENCE_DEADLINE,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -442,12 +442,14 @@ struct Network {
 }
 
 impl Network {
-    /// Set up `nodes` namespaces; `None` (with the reason printed) when this process may not
-    /// create namespaces. Any later failure panics.
+    /// Set up `nodes` namespaces. When this process may not create namespaces: `None` (with
+    /// the reason printed), or in CI a panic. Any later failure panics.
     fn create(nodes: usize) -> Option<Self> {
         if !running_as_root() {
-            eprintln!("skipped: network namespaces need root");
-            return None;
+            return skip_unless_ci(
+                "not running as root, which network namespaces need",
+                "run the tests as root",
+            );
         }
         sweep_leftovers();
         let pid = std::process::id();
@@ -462,8 +464,11 @@ impl Network {
         };
         let hub = net.hub();
         if let Err(error) = ip(&["netns", "add", &hub]) {
-            eprintln!("skipped: `ip netns add` failed: {error}");
-            return None;
+            return skip_unless_ci(
+                &format!("`ip netns add` failed: {error}"),
+                "scripts/test-deps.sh installs iproute2; namespaces need CAP_SYS_ADMIN (a VM or \
+                 a privileged container)",
+            );
         }
         net.created.push(hub.clone());
         net.setup(nodes)
