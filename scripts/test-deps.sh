@@ -4,6 +4,9 @@
 #   - cargo-nextest, if missing (the Makefile falls back to `cargo test` without it)
 #   - etcd (Debian's etcd-server) for the etcd discovery e2e test, when missing and we are root
 #     (otherwise that test skips, or fails in CI)
+#   - `ip` (Debian's iproute2) for the network-partition e2e test, which puts each gateway in
+#     its own network namespace, when missing and we are root (otherwise that test skips, or
+#     fails in CI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,4 +27,13 @@ elif [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
   apt-get install -y etcd-server >/dev/null || { apt-get update -q >/dev/null && apt-get install -y etcd-server >/dev/null; }
 else
   echo "test-deps: etcd not found and not root; the etcd discovery test will skip (install etcd-server)"
+fi
+
+if command -v ip >/dev/null 2>&1; then
+  echo "test-deps: $(ip -V)"
+elif [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "test-deps: installing iproute2"
+  apt-get install -y iproute2 >/dev/null || { apt-get update -q >/dev/null && apt-get install -y iproute2 >/dev/null; }
+else
+  echo "test-deps: ip not found and not root; the network partition test will skip (install iproute2)"
 fi

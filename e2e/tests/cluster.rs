@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use bifrost_e2e::harness::{
-    cluster_node_config, config_for, free_udp_ports, postgres_store, wait_for_healthy,
-    wait_for_members, Gateway, GossipTimings, MockProvider, CONVERGENCE_DEADLINE,
+    config_for, free_udp_ports, postgres_store, wait_for_healthy, wait_for_members, wait_until,
+    ClusterNode, Deadline, Gateway, MockProvider, CONVERGENCE_DEADLINE,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -13,15 +13,8 @@ use serde_json::{json, Value};
 /// The shared cluster key (what an operator generates: 64 hex characters).
 const CLUSTER_KEY: &str = "5f2b9c0e7a4d81f3b6c2e9a07d5f1b3c8e4a6d2f0b9c7e5a3d1f8b6c4e2a0d9f";
 
-/// A config for node `index` of a cluster gossiping on `ports`, with static peers.
-fn node_config(base: &Value, ports: &[u16], index: usize) -> Value {
-    let timings = GossipTimings {
-        timeout_seconds: 5,
-        success_threshold: 2,
-        failure_threshold: 3,
-    };
-    cluster_node_config(base, ports, index, timings, "bifrost-e2e")
-}
+/// The cluster the nodes of these tests belong to.
+const SERVICE: &str = "bifrost-e2e";
 
 /// Start one gateway per gossip port, all with [`CLUSTER_KEY`].
 async fn start_cluster(base: &Value, size: usize) -> Vec<Gateway> {
@@ -32,7 +25,15 @@ async fn start_cluster(base: &Value, size: usize) -> Vec<Gateway> {
 async fn start_nodes(base: &Value, ports: &[u16], key: &str) -> Vec<Gateway> {
     let mut nodes = Vec::new();
     for index in 0..ports.len() {
-        nodes.push(start_node(node_config(base, ports, index), key).await);
+        nodes.push(
+            start_node(
+                ClusterNode::with_static_peers(ports, index)
+                    .service_name(SERVICE)
+                    .config(base),
+                key,
+            )
+            .await,
+        );
     }
     nodes
 }
@@ -46,19 +47,6 @@ async fn start_node(config: Value, cluster_key: &str) -> Gateway {
         ],
     )
     .await
-}
-
-/// A counter or gauge from `/metrics` (0 when the series does not exist yet).
-async fn metric(node: &Gateway, series: &str) -> f64 {
-    let text = reqwest::get(node.url("/metrics"))
-        .await
-        .expect("metrics answered")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// Skip to the next one-minute window when less than `needed` is left in this one.
@@ -109,16 +97,15 @@ async fn three_nodes_on_static_peers_see_each_other() {
         }
     }
     // Healthy once every peer has passed the success threshold.
-    let deadline = Instant::now() + CONVERGENCE_DEADLINE;
-    for node in &nodes {
-        loop {
-            let status = node.cluster_status().await;
-            if status["healthy_members"] == 3 && status["cluster_health"] == "HEALTHY" {
-                break;
-            }
-            assert!(Instant::now() < deadline, "never healthy: {status:#}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    let deadline = Deadline::after(CONVERGENCE_DEADLINE);
+    for (index, node) in nodes.iter().enumerate() {
+        wait_until(
+            &format!("node-{index} to count 3 healthy members and report HEALTHY"),
+            deadline,
+            async || node.cluster_status().await,
+            |status| status["healthy_members"] == 3 && status["cluster_health"] == "HEALTHY",
+        )
+        .await;
     }
     for node in &nodes {
         assert!(
@@ -133,22 +120,23 @@ async fn three_nodes_on_static_peers_see_each_other() {
         assert_eq!(ready.status(), StatusCode::OK, "joined nodes are ready");
     }
     // Each node publishes its load once a second; every node lists every node's.
-    let deadline = Instant::now() + CONVERGENCE_DEADLINE;
-    for node in &nodes {
-        loop {
-            let status = node.cluster_status().await;
-            let loads = status["nodes"]
-                .as_array()
-                .expect("nodes")
-                .iter()
-                .filter(|n| n["load"]["rps"].is_number() && n["load"]["in_flight"].is_number())
-                .count();
-            if loads == 3 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "load not published: {status:#}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    let deadline = Deadline::after(CONVERGENCE_DEADLINE).polling_every(Duration::from_millis(100));
+    for (index, node) in nodes.iter().enumerate() {
+        wait_until(
+            &format!("node-{index} to list the load of all 3 nodes"),
+            deadline,
+            async || node.cluster_status().await,
+            |status| {
+                let loads = status["nodes"]
+                    .as_array()
+                    .expect("nodes")
+                    .iter()
+                    .filter(|n| n["load"]["rps"].is_number() && n["load"]["in_flight"].is_number())
+                    .count();
+                loads == 3
+            },
+        )
+        .await;
     }
 }
 
@@ -161,26 +149,26 @@ async fn five_nodes_on_static_peers_agree_on_the_cluster() {
     let nodes = start_cluster(&base_config(store, &mock, json!({})), 5).await;
     let took = wait_for_members(&nodes, 5).await;
     eprintln!("5 nodes converged to 5 members in {took:?}");
-    let deadline = Instant::now() + CONVERGENCE_DEADLINE;
-    for node in &nodes {
-        loop {
-            let status = node.cluster_status().await;
-            let mut ids: Vec<&str> = status["nodes"]
-                .as_array()
-                .expect("nodes")
-                .iter()
-                .filter(|n| n["state"] == "alive")
-                .map(|n| n["id"].as_str().expect("id"))
-                .collect();
-            ids.sort();
-            if ids == ["node-0", "node-1", "node-2", "node-3", "node-4"]
-                && status["healthy_members"] == 5
-            {
-                break;
-            }
-            assert!(Instant::now() < deadline, "no agreement: {status:#}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    let deadline = Deadline::after(CONVERGENCE_DEADLINE);
+    for (index, node) in nodes.iter().enumerate() {
+        wait_until(
+            &format!("node-{index} to see node-0 to node-4 alive and 5 healthy members"),
+            deadline,
+            async || node.cluster_status().await,
+            |status| {
+                let mut ids: Vec<&str> = status["nodes"]
+                    .as_array()
+                    .expect("nodes")
+                    .iter()
+                    .filter(|n| n["state"] == "alive")
+                    .map(|n| n["id"].as_str().expect("id"))
+                    .collect();
+                ids.sort();
+                ids == ["node-0", "node-1", "node-2", "node-3", "node-4"]
+                    && status["healthy_members"] == 5
+            },
+        )
+        .await;
     }
 }
 
@@ -193,7 +181,9 @@ async fn a_node_is_not_ready_until_it_joins_or_gives_up_waiting() {
     // Its only seed never answers.
     let ports = free_udp_ports(2);
     let node = start_node(
-        node_config(&base_config(store, &mock, json!({})), &ports, 0),
+        ClusterNode::with_static_peers(&ports, 0)
+            .service_name(SERVICE)
+            .config(&base_config(store, &mock, json!({}))),
         CLUSTER_KEY,
     )
     .await;
@@ -203,17 +193,18 @@ async fn a_node_is_not_ready_until_it_joins_or_gives_up_waiting() {
     let body: Value = ready.json().await.expect("JSON");
     assert_eq!(body["status"], "joining", "{body}");
     // After gossip.config.timeout_seconds (5) alone it carries on as the first node.
-    loop {
-        let ready = reqwest::get(node.url("/ready")).await.expect("answered");
-        if ready.status() == StatusCode::OK {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "never ready alone"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(
+        "/ready to answer 200 on a node alone",
+        Deadline::since(started, Duration::from_secs(15)).polling_every(Duration::from_millis(100)),
+        async || {
+            reqwest::get(node.url("/ready"))
+                .await
+                .expect("answered")
+                .status()
+        },
+        |status| *status == StatusCode::OK,
+    )
+    .await;
     assert!(
         started.elapsed() >= Duration::from_secs(3),
         "ready before the join deadline"
@@ -281,12 +272,7 @@ async fn shared_limit_run(mode: &str, spacing: Duration) -> Option<(usize, u64)>
         admitted as i64 - 300
     );
     for (index, node) in nodes.iter().enumerate() {
-        let metrics = reqwest::get(node.url("/metrics"))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
+        let metrics = node.metrics().await;
         let strict: Vec<&str> = metrics
             .lines()
             .filter(|l| l.starts_with("bifrost_strict_admissions_total"))
@@ -358,7 +344,9 @@ async fn a_node_with_the_wrong_cluster_key_cannot_join_or_change_counters() {
 
     // The intruder knows both nodes' gossip addresses but holds another key.
     let intruder = start_node(
-        node_config(&base, &ports, 2),
+        ClusterNode::with_static_peers(&ports, 2)
+            .service_name(SERVICE)
+            .config(&base),
         "0000000000000000000000000000000000000000000000000000000000000000",
     )
     .await;
@@ -397,7 +385,7 @@ async fn a_node_with_the_wrong_cluster_key_cannot_join_or_change_counters() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     for node in &nodes {
-        let count = metric(node, dropped).await;
+        let count = node.metric(dropped).await.unwrap_or(0.0);
         assert!(count > 0.0, "{dropped} is {count}");
     }
 
@@ -432,7 +420,9 @@ async fn a_node_without_a_cluster_key_warns_at_start() {
     let base = base_config(store, &mock, json!({}));
     let ports = free_udp_ports(1);
     let node = Gateway::start_with(
-        &node_config(&base, &[ports[0], ports[0] + 1], 0),
+        &ClusterNode::with_static_peers(&[ports[0], ports[0] + 1], 0)
+            .service_name(SERVICE)
+            .config(&base),
         &[("BIFROST_ENCRYPTION_KEY", "cluster test key")],
     )
     .await;
@@ -476,39 +466,41 @@ async fn an_admin_change_on_one_node_reaches_every_node_through_gossip() {
         .await
         .expect("admin API answered");
     assert_eq!(response.status(), StatusCode::CREATED);
+    let loaded_by = Deadline::since(changed_at, Duration::from_secs(10));
     for (index, node) in nodes.iter().enumerate() {
-        while node.chat_as("sk-bf-made-on-node-0").await != StatusCode::OK {
-            assert!(
-                changed_at.elapsed() < Duration::from_secs(10),
-                "node-{index} never loaded the new key: {:#}",
-                node.cluster_status().await
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_until(
+            &format!("node-{index} to serve the new key"),
+            loaded_by,
+            async || {
+                (
+                    node.chat_as("sk-bf-made-on-node-0").await,
+                    node.cluster_status().await,
+                )
+            },
+            |(answer, _)| *answer == StatusCode::OK,
+        )
+        .await;
         eprintln!(
             "node-{index} serves the new key {:?} after the admin write",
             changed_at.elapsed()
         );
     }
     // Every node now runs, and publishes, the same config version.
-    let deadline = Instant::now() + CONVERGENCE_DEADLINE;
-    loop {
-        let status = nodes[2].cluster_status().await;
-        let versions: Vec<&Value> = status["nodes"]
-            .as_array()
-            .expect("nodes")
-            .iter()
-            .map(|n| &n["config_version"])
-            .collect();
-        if versions.iter().all(|v| v.is_i64() && *v == versions[0]) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "config versions differ: {status:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(
+        "node-2 to list one config version for every node",
+        Deadline::after(CONVERGENCE_DEADLINE).polling_every(Duration::from_millis(100)),
+        async || nodes[2].cluster_status().await,
+        |status| {
+            let versions: Vec<&Value> = status["nodes"]
+                .as_array()
+                .expect("nodes")
+                .iter()
+                .map(|n| &n["config_version"])
+                .collect();
+            versions.iter().all(|v| v.is_i64() && *v == versions[0])
+        },
+    )
+    .await;
     assert!(nodes[1]
         .output
         .contains("a peer runs a newer config version; reloading from the store"));
@@ -546,20 +538,18 @@ async fn junk_on_the_gossip_port_never_deafens_a_node(cluster_key: &str, reason:
         }
     }
     let dropped = format!(r#"bifrost_gossip_packets_dropped_total{{reason="{reason}"}}"#);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&nodes[0], &dropped).await < 501.0 {
-        assert!(
-            Instant::now() < deadline,
-            "junk not counted: {}",
-            metric(&nodes[0], &dropped).await
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(
+        &format!("node-0 to count all 501 junk datagrams in {dropped}"),
+        Deadline::after(Duration::from_secs(10)),
+        async || nodes[0].metric(&dropped).await.unwrap_or(0.0),
+        |count| *count >= 501.0,
+    )
+    .await;
 
     // Longer than the failure detector needs to mark a silent peer dead (timeout 5 s; the
     // deafened node used to mark its peer dead ~1.5 s after the junk).
     let received = r#"bifrost_gossip_bytes_total{direction="received"}"#;
-    let before = metric(&nodes[0], received).await;
+    let before = nodes[0].metric(received).await.unwrap_or(0.0);
     let watch_until = Instant::now() + Duration::from_secs(4);
     while Instant::now() < watch_until {
         let status = nodes[0].cluster_status().await;
@@ -577,11 +567,17 @@ async fn junk_on_the_gossip_port_never_deafens_a_node(cluster_key: &str, reason:
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert!(
-        metric(&nodes[0], received).await > before,
+        nodes[0].metric(received).await.unwrap_or(0.0) > before,
         "node-0 keeps receiving gossip"
     );
 
-    let joiner = start_node(node_config(&base, &ports, 2), cluster_key).await;
+    let joiner = start_node(
+        ClusterNode::with_static_peers(&ports, 2)
+            .service_name(SERVICE)
+            .config(&base),
+        cluster_key,
+    )
+    .await;
     let all = [&nodes[0], &nodes[1], &joiner];
     wait_for_healthy(all, 3).await;
 }

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use bifrost_e2e::harness::{
-    config_for, free_tcp_ports, free_udp_ports, gateway_rejects, postgres_store, wait_for_members,
+    config_for, free_udp_ports, gateway_rejects, postgres_store, wait_for_members, ClusterNode,
     Gateway, MockProvider,
 };
 use serde_json::{json, Value};
@@ -29,24 +29,14 @@ fn beacon_node(
     beacon_port: u16,
     service_name: &str,
 ) -> Value {
-    let mut config = base.clone();
-    config["cluster_config"] = json!({
-        "enabled": true,
-        "node_id": format!("node-{index}"),
-        "region": "local",
-        "grpc": {"port": free_tcp_ports(1)[0]},
-        "gossip": {"port": gossip_port,
-                   "config": {"timeout_seconds": 5, "success_threshold": 2, "failure_threshold": 3}},
-        "discovery": {
-            "enabled": true,
+    ClusterNode::new(index, gossip_port)
+        .discovery(json!({
             "type": "udp",
             "service_name": service_name,
             "udp_broadcast_port": beacon_port,
-            "allowed_address_space": ["127.0.0.0/8"],
-            "refresh_interval_seconds": 1
-        }
-    });
-    config
+            "allowed_address_space": ["127.0.0.0/8"]
+        }))
+        .config(base)
 }
 
 fn base_config(store: Value, mock: &MockProvider) -> Value {

@@ -13,7 +13,7 @@ use bifrost_e2e::fake_consul::FakeConsul;
 use bifrost_e2e::fake_kube::{pod, FakeKube};
 use bifrost_e2e::harness::{
     config_for, free_tcp_ports, free_udp_and_tcp_ports, free_udp_ports, postgres_store,
-    wait_for_members, Gateway, MockProvider,
+    wait_for_members, wait_until, ClusterNode, Deadline, Gateway, MockProvider,
 };
 use serde_json::{json, Value};
 
@@ -32,32 +32,6 @@ async fn base() -> Option<(Value, MockProvider)> {
     let mut base = config_for(&mock);
     base["config_store"] = store;
     Some((base, mock))
-}
-
-/// `base` as node `index` with no static peers, gossiping on `gossip_port`, finding the others
-/// through `discovery` (refreshed every second).
-fn node_config(
-    base: &Value,
-    index: usize,
-    gossip_port: u16,
-    grpc_port: u16,
-    discovery: Value,
-) -> Value {
-    let mut discovery = discovery;
-    discovery["enabled"] = json!(true);
-    discovery["refresh_interval_seconds"] = json!(1);
-    let mut config = base.clone();
-    config["cluster_config"] = json!({
-        "enabled": true,
-        "node_id": format!("node-{index}"),
-        "region": "local",
-        "peers": [],
-        "gossip": {"port": gossip_port,
-                   "config": {"timeout_seconds": 5, "success_threshold": 2, "failure_threshold": 3}},
-        "grpc": {"port": grpc_port},
-        "discovery": discovery,
-    });
-    config
 }
 
 /// Every node logged `discovered N nodes` for all the others, and never one more.
@@ -98,7 +72,10 @@ async fn three_nodes_form_a_cluster_through_consul() {
     for index in 0..3 {
         let discovery = json!({"type": "consul", "service_name": SERVICE,
                                "consul_address": consul.address});
-        let config = node_config(&base, index, gossip[index], grpc[index], discovery);
+        let config = ClusterNode::new(index, gossip[index])
+            .grpc_port(grpc[index])
+            .discovery(discovery)
+            .config(&base);
         nodes.push(
             Gateway::start_with(
                 &config,
@@ -120,15 +97,13 @@ async fn three_nodes_form_a_cluster_through_consul() {
     // Each node's TCP check listener makes its instance pass. Gossip can converge before the
     // last check has run (the first run is staggered within the 5 s interval), so poll.
     let ids: Vec<String> = (0..3).map(|i| format!("{SERVICE}-node-{i}")).collect();
-    let deadline = Instant::now() + CHECKS_PASS_DEADLINE;
-    while consul.passing_ids(SERVICE).await != ids {
-        assert!(
-            Instant::now() < deadline,
-            "not every instance passes within {CHECKS_PASS_DEADLINE:?}: {:#?}",
-            consul.health(SERVICE, false).await
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(
+        &format!("every instance of {SERVICE} to pass its check"),
+        Deadline::after(CHECKS_PASS_DEADLINE).polling_every(Duration::from_millis(100)),
+        async || consul.passing_ids(SERVICE).await,
+        |passing| *passing == ids,
+    )
+    .await;
     let entries = consul.health(SERVICE, true).await;
     for (entry, port) in entries.iter().zip(&gossip) {
         assert_eq!(entry["Service"]["Address"], "127.0.0.1");
@@ -149,20 +124,14 @@ async fn three_nodes_form_a_cluster_through_consul() {
     // SIGTERM deregisters at once (the check going critical would take a minute to remove it).
     let stopped = Instant::now();
     nodes[1].signal("TERM");
-    loop {
-        let registered = consul.registered_ids(SERVICE);
-        if !registered.contains(&ids[1]) {
-            assert_eq!(registered, [ids[0].clone(), ids[2].clone()]);
-            break;
-        }
-        assert!(
-            stopped.elapsed() < DEREGISTER_DEADLINE,
-            "{} still registered {DEREGISTER_DEADLINE:?} after SIGTERM: {:#?}",
-            ids[1],
-            nodes[1].output.lines()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let registered = wait_until(
+        &format!("{} deregistered after SIGTERM", ids[1]),
+        Deadline::since(stopped, DEREGISTER_DEADLINE),
+        async || consul.registered_ids(SERVICE),
+        |registered| !registered.contains(&ids[1]),
+    )
+    .await;
+    assert_eq!(registered, [ids[0].clone(), ids[2].clone()]);
     eprintln!("node-1 deregistered {:?} after SIGTERM", stopped.elapsed());
     nodes[1].wait_exit(Duration::from_secs(10)).await;
     assert!(nodes[1].output.contains("deregistered from consul"));
@@ -227,7 +196,10 @@ async fn three_nodes_form_a_cluster_through_the_kubernetes_api() {
     let mut nodes = Vec::new();
     for (index, grpc_port) in grpc.into_iter().enumerate() {
         let discovery = json!({"type": "kubernetes", "k8s_label_selector": SELECTOR});
-        let config = node_config(&base, index, port, grpc_port, discovery);
+        let config = ClusterNode::new(index, port)
+            .grpc_port(grpc_port)
+            .discovery(discovery)
+            .config(&base);
         let host = format!("127.0.0.{}", index + 1);
         nodes.push(
             Gateway::start_on(
@@ -281,7 +253,10 @@ async fn form_a_cluster_through_dns(size: usize) {
     let mut nodes = Vec::new();
     for (index, grpc_port) in grpc.into_iter().enumerate() {
         let discovery = json!({"type": "dns", "dns_names": ["localhost"]});
-        let config = node_config(&base, index, port, grpc_port, discovery);
+        let config = ClusterNode::new(index, port)
+            .grpc_port(grpc_port)
+            .discovery(discovery)
+            .config(&base);
         let host = format!("127.0.0.{}", index + 1);
         nodes.push(
             Gateway::start_on(
@@ -343,7 +318,10 @@ async fn form_a_cluster_through_the_operator_peers_file(size: usize) {
     let mut nodes = Vec::new();
     for index in 0..size {
         let discovery = json!({"type": "operator", "peers_file": peers_file.display().to_string()});
-        let config = node_config(&base, index, gossip[index], grpc[index], discovery);
+        let config = ClusterNode::new(index, gossip[index])
+            .grpc_port(grpc[index])
+            .discovery(discovery)
+            .config(&base);
         nodes.push(
             Gateway::start_with(
                 &config,

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use bifrost_e2e::harness::{
-    config_for, free_tcp_ports, free_udp_ports, postgres_store, Gateway, MockProvider,
+    config_for, free_tcp_ports, free_udp_ports, postgres_store, skip_unless_ci, wait_until,
+    ClusterNode, Deadline, Gateway, MockProvider,
 };
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
@@ -36,14 +37,10 @@ impl Etcd {
     /// Start one, or `None` (after printing why) when `etcd` is not installed outside CI.
     async fn start() -> Option<Self> {
         if !on_path("etcd") {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "etcd is not installed in CI: run scripts/test-deps.sh as root (installs etcd-server)"
+            return skip_unless_ci(
+                "etcd is not on PATH",
+                "run scripts/test-deps.sh as root, which installs etcd-server",
             );
-            eprintln!(
-                "skipped: etcd is not on PATH (scripts/test-deps.sh installs etcd-server when root)"
-            );
-            return None;
         }
         let dir = tempfile::tempdir().expect("temp dir");
         let ports = free_tcp_ports(2);
@@ -73,15 +70,17 @@ impl Etcd {
             _dir: dir,
             http: reqwest::Client::new(),
         };
-        let started = Instant::now();
-        while etcd.try_keys().await.is_err() {
-            assert!(
-                started.elapsed() < ETCD_START_DEADLINE,
-                "etcd did not answer within {ETCD_START_DEADLINE:?}: {}",
-                std::fs::read_to_string(etcd._dir.path().join("etcd.log")).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_until(
+            "etcd to answer (observed: the error and etcd's log)",
+            Deadline::after(ETCD_START_DEADLINE).polling_every(Duration::from_millis(100)),
+            async || {
+                let error = etcd.try_keys().await.err()?;
+                let log = std::fs::read_to_string(etcd._dir.path().join("etcd.log"));
+                Some(format!("{error}; etcd.log: {}", log.unwrap_or_default()))
+            },
+            Option::is_none,
+        )
+        .await;
         Some(etcd)
     }
 
@@ -161,20 +160,12 @@ fn on_path(program: &str) -> bool {
     })
 }
 
-fn node_config(base: &Value, etcd: &Etcd, gossip_port: u16, index: usize) -> Value {
-    let mut config = base.clone();
-    config["cluster_config"] = json!({
-        "enabled": true,
-        "node_id": format!("node-{index}"),
-        "region": "local",
-        "peers": [],
-        "grpc": {"port": free_tcp_ports(1)[0]},
-        "gossip": {"port": gossip_port,
-                   "config": {"timeout_seconds": 5, "success_threshold": 2, "failure_threshold": 3}},
-        "discovery": {"enabled": true, "type": "etcd", "service_name": SERVICE_NAME,
-                      "etcd_endpoints": [etcd.endpoint], "refresh_interval_seconds": 1}
-    });
-    config
+/// Node `index`, gossiping on `gossip_port`, with no static peers: it finds the others in
+/// `etcd`.
+fn etcd_node(index: usize, gossip_port: u16, etcd: &Etcd) -> ClusterNode {
+    ClusterNode::new(index, gossip_port).discovery(json!({
+        "type": "etcd", "service_name": SERVICE_NAME, "etcd_endpoints": [etcd.endpoint]
+    }))
 }
 
 async fn members(node: &Gateway) -> Option<u64> {
@@ -213,7 +204,7 @@ async fn form_a_cluster_through_etcd(size: usize) {
     for (index, port) in free_udp_ports(size).into_iter().enumerate() {
         nodes.push(
             Gateway::start_with(
-                &node_config(&base, &etcd, port, index),
+                &etcd_node(index, port, &etcd).config(&base),
                 &[("BIFROST_ENCRYPTION_KEY", "cluster test key")],
             )
             .await,
@@ -221,21 +212,19 @@ async fn form_a_cluster_through_etcd(size: usize) {
     }
     let all_started = started.elapsed();
 
-    let mut counts = Vec::new();
-    loop {
-        counts.clear();
-        for node in &nodes {
-            counts.push(members(node).await);
-        }
-        if counts.iter().all(|c| *c == Some(size as u64)) {
-            break;
-        }
-        assert!(
-            started.elapsed() < CONVERGENCE_DEADLINE,
-            "no convergence to {size} members within {CONVERGENCE_DEADLINE:?}: {counts:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(
+        &format!("{size} members on every node (observed: each node's count)"),
+        Deadline::since(started, CONVERGENCE_DEADLINE),
+        async || {
+            let mut counts = Vec::new();
+            for node in &nodes {
+                counts.push(members(node).await);
+            }
+            counts
+        },
+        |counts| counts.iter().all(|c| *c == Some(size as u64)),
+    )
+    .await;
     eprintln!(
         "{size} nodes through etcd: all started in {all_started:?}, {size} members everywhere \
          {:?} after the first start",
@@ -268,18 +257,14 @@ async fn form_a_cluster_through_etcd(size: usize) {
     let stopped = Instant::now();
     nodes[1].signal("TERM");
     let gone = format!("/services/{SERVICE_NAME}/node-1");
-    loop {
-        let keys = etcd.keys().await;
-        if !keys.contains(&gone) {
-            assert_eq!(keys.len(), size - 1, "{keys:?}");
-            break;
-        }
-        assert!(
-            stopped.elapsed() < DEREGISTER_DEADLINE,
-            "{gone} still registered {DEREGISTER_DEADLINE:?} after SIGTERM: {keys:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let keys = wait_until(
+        &format!("{gone} gone after SIGTERM"),
+        Deadline::since(stopped, DEREGISTER_DEADLINE),
+        async || etcd.keys().await,
+        |keys| !keys.contains(&gone),
+    )
+    .await;
+    assert_eq!(keys.len(), size - 1, "{keys:?}");
     eprintln!("node-1's key gone {:?} after SIGTERM", stopped.elapsed());
     nodes[1].wait_exit(Duration::from_secs(10)).await;
     assert!(nodes[1].output.contains("revoked etcd lease"));
@@ -298,36 +283,30 @@ async fn a_node_registers_again_after_losing_its_lease() {
     base["config_store"] = store;
     let port = free_udp_ports(1)[0];
     let node = Gateway::start_with(
-        &node_config(&base, &etcd, port, 0),
+        &etcd_node(0, port, &etcd).config(&base),
         &[("BIFROST_ENCRYPTION_KEY", "cluster test key")],
     )
     .await;
     let key = format!("/services/{SERVICE_NAME}/node-0");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let first = loop {
-        if let Some(lease) = etcd.lease_of(&key).await {
-            break lease;
-        }
-        assert!(Instant::now() < deadline, "{key} never registered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let first = wait_until(
+        &format!("{key} registered"),
+        Deadline::after(Duration::from_secs(5)),
+        async || etcd.lease_of(&key).await,
+        Option::is_some,
+    )
+    .await
+    .expect("a lease");
 
     let lost = Instant::now();
     etcd.revoke(&first).await;
     // The next keep-alive (every 10 s) finds the lease gone and registers under a new one.
-    let deadline = lost + Duration::from_secs(15);
-    loop {
-        match etcd.lease_of(&key).await {
-            Some(lease) if lease != first => break,
-            _ => {}
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{key} not registered again within 15 s: {:#?}",
-            node.output.lines()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(
+        &format!("{key} registered again under a new lease"),
+        Deadline::since(lost, Duration::from_secs(15)).polling_every(Duration::from_millis(100)),
+        async || etcd.lease_of(&key).await,
+        |lease| lease.as_ref().is_some_and(|lease| *lease != first),
+    )
+    .await;
     eprintln!(
         "registered again {:?} after the lease was revoked",
         lost.elapsed()

@@ -7,8 +7,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bifrost_e2e::harness::{
-    cluster_node_config, config_for, free_udp_ports, postgres_store, wait_for_healthy,
-    wait_for_members, Gateway, GossipTimings, MockProvider,
+    config_for, free_udp_ports, postgres_store, wait_for_healthy, wait_for_members, wait_until,
+    ClusterNode, Deadline, Gateway, GossipTimings, MockProvider,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -26,26 +26,25 @@ const FAILURE_THRESHOLD: u64 = 2;
 /// The membership check runs every 500 ms (docs/architecture.md, Gossip).
 const CHECK_INTERVAL: Duration = Duration::from_millis(500);
 
-/// A config for node `index` of a cluster gossiping on `ports`, with static peers.
-fn node_config(base: &Value, ports: &[u16], index: usize) -> Value {
-    let timings = GossipTimings {
-        timeout_seconds: TIMEOUT_SECONDS,
-        success_threshold: SUCCESS_THRESHOLD,
-        failure_threshold: FAILURE_THRESHOLD,
-    };
-    cluster_node_config(base, ports, index, timings, "bifrost-e2e-faults")
-}
-
 /// Three nodes on a fresh PostgreSQL database, every one seeded with the other two.
 async fn start_cluster(store: Value, mock: &MockProvider) -> Vec<Gateway> {
     let mut base = config_for(mock);
     base["config_store"] = store;
     let ports = free_udp_ports(3);
+    let timings = GossipTimings {
+        timeout_seconds: TIMEOUT_SECONDS,
+        success_threshold: SUCCESS_THRESHOLD,
+        failure_threshold: FAILURE_THRESHOLD,
+    };
     let mut nodes = Vec::new();
     for index in 0..ports.len() {
+        let config = ClusterNode::with_static_peers(&ports, index)
+            .timings(timings)
+            .service_name("bifrost-e2e-faults")
+            .config(&base);
         nodes.push(
             Gateway::start_with(
-                &node_config(&base, &ports, index),
+                &config,
                 &[
                     ("BIFROST_ENCRYPTION_KEY", "cluster fault test key"),
                     ("BIFROST_CLUSTER_KEY", CLUSTER_KEY),
@@ -55,16 +54,6 @@ async fn start_cluster(store: Value, mock: &MockProvider) -> Vec<Gateway> {
         );
     }
     nodes
-}
-
-/// The state `observer` reports for node `id` (`alive`, `suspect`, `dead`), if it lists it.
-async fn state_of(observer: &Gateway, id: &str) -> Option<String> {
-    observer.cluster_status().await["nodes"]
-        .as_array()?
-        .iter()
-        .find(|n| n["id"] == id)?["state"]
-        .as_str()
-        .map(str::to_string)
 }
 
 /// A small chat completion on `base`; the transport error, or the status.
@@ -100,33 +89,36 @@ async fn a_killed_node_is_marked_suspect_then_dead_and_the_others_keep_serving()
     let suspect_by = CHECK_INTERVAL * (FAILURE_THRESHOLD as u32 + 2);
     let dead_by = Duration::from_secs(TIMEOUT_SECONDS * 2 + 2);
     let client = reqwest::Client::new();
-    let mut suspect_after = [None; 2];
-    let mut dead_after = [None; 2];
-    while dead_after.iter().any(Option::is_none) {
-        let elapsed = killed_at.elapsed();
-        assert!(
-            elapsed < dead_by,
-            "node-2 not dead on every survivor within {dead_by:?}: suspect {suspect_after:?}, \
-             dead {dead_after:?}"
-        );
-        for (index, node) in nodes.iter().enumerate() {
-            match state_of(node, "node-2").await.as_deref() {
-                Some("suspect") if suspect_after[index].is_none() => {
-                    suspect_after[index] = Some(elapsed)
+    // When each survivor first reported node-2 suspect, and dead.
+    let (mut suspect_after, mut dead_after) = ([None; 2], [None; 2]);
+    let (suspect_after, dead_after) = wait_until(
+        "node-2 dead on every survivor (observed: when each saw it suspect, and dead)",
+        Deadline::since(killed_at, dead_by),
+        async || {
+            let elapsed = killed_at.elapsed();
+            for (index, node) in nodes.iter().enumerate() {
+                match node.state_of("node-2").await.as_deref() {
+                    Some("suspect") if suspect_after[index].is_none() => {
+                        suspect_after[index] = Some(elapsed)
+                    }
+                    Some("dead") if dead_after[index].is_none() => {
+                        dead_after[index] = Some(elapsed)
+                    }
+                    _ => {}
                 }
-                Some("dead") if dead_after[index].is_none() => dead_after[index] = Some(elapsed),
-                _ => {}
+                // The survivors keep serving the whole time.
+                let answered = chat(&client, &node.base).await.expect("survivor answers");
+                assert_eq!(
+                    answered,
+                    StatusCode::OK,
+                    "node-{index} during failure detection"
+                );
             }
-            // The survivors keep serving the whole time.
-            let answered = chat(&client, &node.base).await.expect("survivor answers");
-            assert_eq!(
-                answered,
-                StatusCode::OK,
-                "node-{index} during failure detection"
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            (suspect_after, dead_after)
+        },
+        |(_, dead_after)| dead_after.iter().all(Option::is_some),
+    )
+    .await;
     eprintln!(
         "kill -9 of node-2 (timeout_seconds {TIMEOUT_SECONDS}, failure_threshold \
          {FAILURE_THRESHOLD}): suspect after {suspect_after:?}, dead after {dead_after:?} \
@@ -139,10 +131,10 @@ async fn a_killed_node_is_marked_suspect_then_dead_and_the_others_keep_serving()
             suspect < suspect_by,
             "node-{index}: suspect after {suspect:?}"
         );
-        assert!(
-            suspect <= dead_after[index].expect("dead"),
-            "suspect comes before dead"
-        );
+        let dead = dead_after[index].expect("dead");
+        assert!(suspect <= dead, "suspect comes before dead");
+        // Seen by a poll that started within the deadline, not one just past it.
+        assert!(dead < dead_by, "node-{index}: dead after {dead:?}");
         assert!(node.output.contains("node marked as suspect"));
         assert!(node.output.contains("node marked as dead"));
         let status = node.cluster_status().await;

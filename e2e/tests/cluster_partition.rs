@@ -4,16 +4,16 @@
 //! the bound `cluster_stale_policy: local` promises, and after healing membership and counters
 //! converge again.
 //!
-//! Needs root (network namespaces) and a test PostgreSQL; skipped with a printed reason
-//! otherwise.
+//! Needs root (network namespaces, through `ip` from iproute2) and a test PostgreSQL; without
+//! them skipped with a printed reason, except in CI (`CI` set), where that is a failure.
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bifrost_e2e::harness::{
-    cluster_node_config, config_for, postgres_store, Gateway, GossipTimings, MockProvider,
-    CONVERGENCE_DEADLINE,
+    cluster_statuses, config_for, postgres_store, skip_unless_ci, wait_until, ClusterNode,
+    Deadline, Gateway, GossipTimings, MockProvider, CONVERGENCE_DEADLINE,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -101,17 +101,15 @@ async fn a_partitioned_node_keeps_serving_within_its_share_and_converges_after_h
     };
     let mut nodes = Vec::new();
     for index in 0..NODES {
-        let mut config = cluster_node_config(
-            &base,
-            &[GOSSIP_PORT; NODES],
-            index,
-            timings,
-            "bifrost-e2e-partition",
-        );
-        config["cluster_config"]["peers"] = json!((0..NODES)
+        let peers = (0..NODES)
             .filter(|peer| *peer != index)
             .map(|peer| format!("{}:{GOSSIP_PORT}", net.node_ip(peer)))
-            .collect::<Vec<_>>());
+            .collect();
+        let config = ClusterNode::new(index, GOSSIP_PORT)
+            .peers(peers)
+            .timings(timings)
+            .service_name("bifrost-e2e-partition")
+            .config(&base);
         nodes.push(
             Gateway::start_in_netns(
                 &net.namespace(index),
@@ -132,14 +130,12 @@ async fn a_partitioned_node_keeps_serving_within_its_share_and_converges_after_h
         .expect("client");
     wait_until(
         "3 healthy members on every node",
-        CONVERGENCE_DEADLINE,
-        || async {
-            let mut all = true;
-            for node in &nodes {
-                let status = node.cluster_status().await;
-                all &= status["members"] == 3 && status["healthy_members"] == 3;
-            }
-            all
+        Deadline::after(CONVERGENCE_DEADLINE),
+        async || cluster_statuses(&nodes).await,
+        |statuses| {
+            statuses
+                .iter()
+                .all(|status| status["members"] == 3 && status["healthy_members"] == 3)
         },
     )
     .await;
@@ -166,35 +162,35 @@ async fn a_partitioned_node_keeps_serving_within_its_share_and_converges_after_h
     // far away, even at a third of it).
     let dead_by = Duration::from_secs(TIMEOUT_SECONDS * 2 + 2);
     let mut suspect_seen = [false; NODES];
-    loop {
-        let elapsed = partitioned_at.elapsed();
-        let mut all_dead = true;
-        for (index, node) in nodes.iter().enumerate() {
-            let others: &[&str] = if index == 2 {
-                &["node-0", "node-1"]
-            } else {
-                &["node-2"]
-            };
-            for other in others {
-                let state = state_of(node, other).await;
-                suspect_seen[index] |= matches!(state.as_deref(), Some("suspect" | "dead"));
-                all_dead &= state.as_deref() == Some("dead");
+    wait_until(
+        "the two sides to declare each other dead (observed: who sees whom how)",
+        Deadline::since(partitioned_at, dead_by).polling_every(Duration::from_millis(100)),
+        async || {
+            let mut seen = Vec::new();
+            for (index, node) in nodes.iter().enumerate() {
+                let others: &[&str] = if index == 2 {
+                    &["node-0", "node-1"]
+                } else {
+                    &["node-2"]
+                };
+                for other in others {
+                    let state = node.state_of(other).await;
+                    suspect_seen[index] |= matches!(state.as_deref(), Some("suspect" | "dead"));
+                    seen.push((format!("node-{index} sees {other}"), state));
+                }
+                let (status, _) = chat(&client, node, COUNTED).await;
+                assert_eq!(status, StatusCode::OK, "node-{index} during the partition");
+                admitted_total += 1;
+                counted_admitted += 1;
             }
-            let (status, _) = chat(&client, node, COUNTED).await;
-            assert_eq!(status, StatusCode::OK, "node-{index} during the partition");
-            admitted_total += 1;
-            counted_admitted += 1;
-        }
-        if all_dead {
-            break;
-        }
-        assert!(
-            elapsed < dead_by,
-            "the two sides did not declare each other dead within {dead_by:?}: {:#?}",
-            statuses(&nodes).await
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+            seen
+        },
+        |seen| {
+            seen.iter()
+                .all(|(_, state)| state.as_deref() == Some("dead"))
+        },
+    )
+    .await;
     assert!(suspect_seen.iter().all(|seen| *seen));
     eprintln!(
         "both sides see the other dead after {:?}",
@@ -269,17 +265,15 @@ async fn a_partitioned_node_keeps_serving_within_its_share_and_converges_after_h
     let healed_at = Instant::now();
     wait_until(
         "3 alive members on every node",
-        CONVERGENCE_DEADLINE,
-        || async {
-            let mut all = true;
-            for node in &nodes {
-                let status = node.cluster_status().await;
-                all &= status["members"] == 3
+        Deadline::after(CONVERGENCE_DEADLINE),
+        async || cluster_statuses(&nodes).await,
+        |statuses| {
+            statuses.iter().all(|status| {
+                status["members"] == 3
                     && status["nodes"]
                         .as_array()
-                        .is_some_and(|n| n.len() == 3 && n.iter().all(|n| n["state"] == "alive"));
-            }
-            all
+                        .is_some_and(|n| n.len() == 3 && n.iter().all(|n| n["state"] == "alive"))
+            })
         },
     )
     .await;
@@ -292,23 +286,22 @@ async fn a_partitioned_node_keeps_serving_within_its_share_and_converges_after_h
     // requests after one more request is the limit minus everything admitted so far. A probe
     // that finds a node behind is admitted too, and counted.
     for (index, node) in nodes.iter().enumerate() {
-        let deadline = Instant::now() + CONVERGENCE_DEADLINE;
-        loop {
-            let (status, remaining) = chat(&client, node, COUNTED).await;
-            assert_eq!(status, StatusCode::OK);
-            admitted_total += 1;
-            counted_admitted += 1;
-            let expected = COUNTED_LIMIT - counted_admitted;
-            if remaining == Some(expected) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node-{index} reports {remaining:?} requests remaining, the cluster has \
-                 {expected} left"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_until(
+            &format!(
+                "node-{index} to report the cluster's remaining requests (observed: what it \
+                 reports, what the cluster has left)"
+            ),
+            Deadline::after(CONVERGENCE_DEADLINE).polling_every(Duration::from_millis(100)),
+            async || {
+                let (status, remaining) = chat(&client, node, COUNTED).await;
+                assert_eq!(status, StatusCode::OK);
+                admitted_total += 1;
+                counted_admitted += 1;
+                (remaining, COUNTED_LIMIT - counted_admitted)
+            },
+            |(remaining, expected)| *remaining == Some(*expected),
+        )
+        .await;
     }
     // The limited key is over its limit cluster-wide now, on every node.
     for (index, node) in nodes.iter().enumerate() {
@@ -368,46 +361,15 @@ async fn budget_usage(client: &reqwest::Client, node: &Gateway) -> f64 {
 
 /// Wait until every node's view of the budget is `want` USD.
 async fn wait_for_usage(client: &reqwest::Client, nodes: &[Gateway], want: f64) {
-    let deadline = Instant::now() + CONVERGENCE_DEADLINE;
+    let deadline = Deadline::after(CONVERGENCE_DEADLINE);
     for (index, node) in nodes.iter().enumerate() {
-        loop {
-            let got = budget_usage(client, node).await;
-            if (got - want).abs() < 1e-9 {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node-{index} sees ${got} spent, the cluster spent ${want}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-/// The state `observer` reports for node `id`, if it lists it.
-async fn state_of(observer: &Gateway, id: &str) -> Option<String> {
-    observer.cluster_status().await["nodes"]
-        .as_array()?
-        .iter()
-        .find(|n| n["id"] == id)?["state"]
-        .as_str()
-        .map(str::to_string)
-}
-
-async fn statuses(nodes: &[Gateway]) -> Vec<Value> {
-    let mut all = Vec::new();
-    for node in nodes {
-        all.push(node.cluster_status().await);
-    }
-    all
-}
-
-/// Poll `check` every 50 ms until it holds; panic naming `what` after `within`.
-async fn wait_until(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !check().await {
-        assert!(Instant::now() < deadline, "no {what} within {within:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        wait_until(
+            &format!("node-{index} to see the ${want} the cluster spent"),
+            deadline,
+            async || budget_usage(client, node).await,
+            |got| (got - want).abs() < 1e-9,
+        )
+        .await;
     }
 }
 
@@ -480,12 +442,14 @@ struct Network {
 }
 
 impl Network {
-    /// Set up `nodes` namespaces; `None` (with the reason printed) when this process may not
-    /// create namespaces. Any later failure panics.
+    /// Set up `nodes` namespaces. When this process may not create namespaces: `None` (with
+    /// the reason printed), or in CI a panic. Any later failure panics.
     fn create(nodes: usize) -> Option<Self> {
         if !running_as_root() {
-            eprintln!("skipped: network namespaces need root");
-            return None;
+            return skip_unless_ci(
+                "not running as root, which network namespaces need",
+                "run the tests as root",
+            );
         }
         sweep_leftovers();
         let pid = std::process::id();
@@ -500,8 +464,11 @@ impl Network {
         };
         let hub = net.hub();
         if let Err(error) = ip(&["netns", "add", &hub]) {
-            eprintln!("skipped: `ip netns add` failed: {error}");
-            return None;
+            return skip_unless_ci(
+                &format!("`ip netns add` failed: {error}"),
+                "scripts/test-deps.sh installs iproute2; namespaces need CAP_SYS_ADMIN (a VM or \
+                 a privileged container)",
+            );
         }
         net.created.push(hub.clone());
         net.setup(nodes)

@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use bifrost_e2e::harness::{
-    cluster_node_config, config_for, free_udp_ports, postgres_store, stored_budget_usage,
-    wait_for_members, Gateway, GossipTimings, MockProvider, CONVERGENCE_DEADLINE,
+    config_for, free_udp_ports, postgres_store, stored_budget_usage, wait_for_members, wait_until,
+    ClusterNode, Deadline, Gateway, GossipTimings, MockProvider, CONVERGENCE_DEADLINE,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -40,7 +40,10 @@ async fn start_cluster(base: &Value) -> Vec<Gateway> {
     };
     let mut nodes = Vec::new();
     for index in 0..ports.len() {
-        let config = cluster_node_config(base, &ports, index, timings, "bifrost-e2e-spend");
+        let config = ClusterNode::with_static_peers(&ports, index)
+            .timings(timings)
+            .service_name("bifrost-e2e-spend")
+            .config(base);
         nodes.push(
             Gateway::start_with(
                 &config,
@@ -57,19 +60,14 @@ async fn start_cluster(base: &Value) -> Vec<Gateway> {
 }
 
 /// Poll `read` until it returns `want` (to the cent's billionth) or the deadline passes.
-async fn wait_for_usd(what: &str, want: f64, mut read: impl AsyncFnMut() -> f64) {
-    let deadline = Instant::now() + CONVERGENCE_DEADLINE;
-    loop {
-        let got = read().await;
-        if (got - want).abs() < 1e-9 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: ${got}, expected ${want}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+async fn wait_for_usd(what: &str, want: f64, read: impl AsyncFnMut() -> f64) {
+    wait_until(
+        &format!("{what} to show ${want}"),
+        Deadline::after(CONVERGENCE_DEADLINE),
+        read,
+        |got| (got - want).abs() < 1e-9,
+    )
+    .await;
 }
 
 async fn stop(node: &mut Gateway) {
@@ -114,14 +112,17 @@ async fn a_killed_nodes_unflushed_spend_reaches_the_store_once() {
     // The writer logs after its transaction commits: wait for the line, then check no other
     // survivor wrote too.
     const WROTE: &str = "wrote a dead node's unflushed spend to the store";
-    let deadline = Instant::now() + CONVERGENCE_DEADLINE;
-    while !nodes.iter().any(|node| node.output.contains(WROTE)) {
-        assert!(Instant::now() < deadline, "no survivor logged `{WROTE}`");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let writers: Vec<usize> = (0..nodes.len())
-        .filter(|i| nodes[*i].output.contains(WROTE))
-        .collect();
+    let writers = wait_until(
+        &format!("a survivor to log `{WROTE}` (observed: the survivors that did)"),
+        Deadline::after(CONVERGENCE_DEADLINE),
+        async || {
+            (0..nodes.len())
+                .filter(|i| nodes[*i].output.contains(WROTE))
+                .collect::<Vec<usize>>()
+        },
+        |writers| !writers.is_empty(),
+    )
+    .await;
     assert_eq!(
         writers.len(),
         1,

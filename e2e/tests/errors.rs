@@ -1,6 +1,6 @@
 //! Every error case answers in the caller's format with the right status.
 
-use bifrost_e2e::harness::{config_for, Gateway, MockProvider};
+use bifrost_e2e::harness::{config_for, Deadline, Gateway, MockProvider};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -200,9 +200,12 @@ async fn a_saturated_provider_answers_429_when_excess_is_dropped() {
     let slow = post(&gateway, "/v1/chat/completions", body);
     let rejected = async {
         // Wait until the first request holds the only slot.
-        while mock.requests().await == 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
+        mock.wait_for_requests(
+            1,
+            Deadline::after(std::time::Duration::from_secs(5))
+                .polling_every(std::time::Duration::from_millis(5)),
+        )
+        .await;
         post(&gateway, "/v1/chat/completions", body).await
     };
     let ((first, _), (second, error)) = tokio::join!(slow, rejected);

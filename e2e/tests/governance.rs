@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use bifrost_e2e::harness::{config_for, postgres_store, sse_events, Gateway, MockProvider};
+use bifrost_e2e::harness::{
+    config_for, metric_value, postgres_store, sse_events, wait_until, Deadline, Gateway,
+    MockProvider,
+};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -296,9 +299,11 @@ async fn the_in_flight_cap_refuses_concurrent_requests_beyond_it(store: Value) {
     let body = chat("slow");
     let first = send(&gateway, Some("sk-bf-one"), &body);
     let second = async {
-        while mock.requests().await == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        mock.wait_for_requests(
+            1,
+            Deadline::after(Duration::from_secs(5)).polling_every(Duration::from_millis(5)),
+        )
+        .await;
         send(&gateway, Some("sk-bf-one"), &body).await
     };
     let (first, second) = tokio::join!(first, second);
@@ -350,33 +355,25 @@ async fn budgets_are_charged_at_every_level_and_name_the_exhausted_one(store: Va
     );
 
     // Usage gauges are refreshed by the flush loop (every 100 ms here).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let metrics = reqwest::get(gateway.url("/metrics"))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        assert!(
-            metrics.contains(
-                "bifrost_governance_rejections_total{reason=\"budget\",detail=\"team\"} 1"
-            ),
-            "{metrics}"
-        );
-        let spend = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("bifrost_virtual_key_spend_usd{virtual_key=\"dev\"} "))
-            .and_then(|v| v.parse::<f64>().ok());
-        if spend.is_some_and(|usd| (usd - 0.33).abs() < 1e-9) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "spend gauge never showed $0.33: {spend:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(
+        "the spend gauge of virtual key dev to show $0.33",
+        Deadline::after(Duration::from_secs(5)),
+        async || {
+            let metrics = gateway.metrics().await;
+            assert!(
+                metrics.contains(
+                    "bifrost_governance_rejections_total{reason=\"budget\",detail=\"team\"} 1"
+                ),
+                "{metrics}"
+            );
+            metric_value(
+                &metrics,
+                "bifrost_virtual_key_spend_usd{virtual_key=\"dev\"}",
+            )
+        },
+        |spend| spend.is_some_and(|usd| (usd - 0.33).abs() < 1e-9),
+    )
+    .await;
 }
 
 async fn an_exhausted_budget_admits_again_after_its_reset(store: Value) {
@@ -397,15 +394,14 @@ async fn an_exhausted_budget_admits_again_after_its_reset(store: Value) {
     let (status, message) = error_of(send(&gateway, Some("sk-bf-k"), &chat("b")).await).await;
     assert_eq!(status, StatusCode::PAYMENT_REQUIRED);
     assert!(message.contains("virtual key \"k\""), "{message}");
-    // Poll across the 2 s boundary (with a deadline) until the budget admits again.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
-    loop {
-        if send(&gateway, Some("sk-bf-k"), &chat("c")).await.status() == StatusCode::OK {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "budget never reset");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Poll across the 2 s boundary until the budget admits again.
+    wait_until(
+        "the budget to reset and admit again",
+        Deadline::after(Duration::from_secs(6)).polling_every(Duration::from_millis(100)),
+        async || send(&gateway, Some("sk-bf-k"), &chat("c")).await.status(),
+        |status| *status == StatusCode::OK,
+    )
+    .await;
 }
 
 /// Bifrost's `["*"]` in `key_ids` and `allowed_models` means every key and every model.

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use bifrost_e2e::harness::{config_for, Gateway, MockProvider};
+use bifrost_e2e::harness::{config_for, wait_until, Deadline, Gateway, MockProvider};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -209,24 +209,14 @@ async fn connections_past_max_connections_are_refused_and_health_recovers() {
         .expect("cap hit logged");
 
     // The held connections send nothing and time out; /health answers again.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if health_status(&gateway).await == Some(StatusCode::OK) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/health did not recover: {:#?}",
-            gateway.output.lines()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let metrics = reqwest::get(gateway.url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    wait_until(
+        "/health to answer 200 again",
+        Deadline::after(Duration::from_secs(10)).polling_every(Duration::from_millis(100)),
+        async || health_status(&gateway).await,
+        |status| *status == Some(StatusCode::OK),
+    )
+    .await;
+    let metrics = gateway.metrics().await;
     assert!(
         metrics
             .lines()
@@ -266,11 +256,11 @@ async fn sigterm_closes_idle_connections_at_once_and_lets_the_request_in_flight_
             .send()
             .await
     });
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while mock.requests().await == 0 {
-        assert!(Instant::now() < deadline, "request reached the mock");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    mock.wait_for_requests(
+        1,
+        Deadline::after(Duration::from_secs(5)).polling_every(Duration::from_millis(20)),
+    )
+    .await;
 
     let signalled = Instant::now();
     gateway.signal("TERM");

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use bifrost_e2e::harness::{config_for, Gateway, MockProvider};
+use bifrost_e2e::harness::{config_for, metric_value, Gateway, MockProvider};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -19,23 +19,6 @@ async fn send(gateway: &Gateway, body: &Value) -> reqwest::Response {
         .expect("answered")
 }
 
-async fn metrics(gateway: &Gateway) -> String {
-    reqwest::get(gateway.url("/metrics"))
-        .await
-        .expect("metrics answered")
-        .text()
-        .await
-        .expect("metrics text")
-}
-
-/// The value of the first metrics line starting with `series`.
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find(|line| line.starts_with(series))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-}
-
 #[tokio::test]
 async fn retryable_failures_are_retried_with_backoff() {
     let mock = MockProvider::start(&[]).await;
@@ -50,9 +33,9 @@ async fn retryable_failures_are_retried_with_backoff() {
     let response = send(&gateway, &chat("openai/gpt-4o-mini")).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(mock.requests().await, 3, "two failures, then success");
-    let text = metrics(&gateway).await;
+    let text = gateway.metrics().await;
     assert_eq!(
-        metric(&text, "bifrost_upstream_retries_total{provider=\"openai\"}"),
+        metric_value(&text, "bifrost_upstream_retries_total{provider=\"openai\"}"),
         Some(2.0),
         "{text}"
     );
@@ -87,9 +70,9 @@ async fn a_failing_model_falls_back_in_order() {
         2,
         "anthropic failed once, openai answered"
     );
-    let text = metrics(&gateway).await;
+    let text = gateway.metrics().await;
     assert_eq!(
-        metric(
+        metric_value(
             &text,
             "bifrost_fallbacks_total{from=\"broken\",to=\"anthropic\"}"
         ),
@@ -97,7 +80,7 @@ async fn a_failing_model_falls_back_in_order() {
         "{text}"
     );
     assert_eq!(
-        metric(
+        metric_value(
             &text,
             "bifrost_fallbacks_total{from=\"anthropic\",to=\"openai\"}"
         ),
@@ -131,9 +114,9 @@ async fn an_open_circuit_skips_the_key_without_calling_it_then_half_opens() {
         2,
         "the open circuit did not call the provider"
     );
-    let text = metrics(&gateway).await;
+    let text = gateway.metrics().await;
     assert_eq!(
-        metric(
+        metric_value(
             &text,
             "bifrost_circuit_breaker_state{provider=\"openai\",key=\"primary\"}"
         ),
@@ -148,9 +131,9 @@ async fn an_open_circuit_skips_the_key_without_calling_it_then_half_opens() {
         StatusCode::OK,
         "half-open probe goes through"
     );
-    let text = metrics(&gateway).await;
+    let text = gateway.metrics().await;
     assert_eq!(
-        metric(
+        metric_value(
             &text,
             "bifrost_circuit_breaker_state{provider=\"openai\",key=\"primary\"}"
         ),

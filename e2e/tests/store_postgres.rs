@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use bifrost_e2e::harness::{config_for, postgres_store, Gateway, MockProvider};
+use bifrost_e2e::harness::{
+    config_for, postgres_store, wait_until, Deadline, Gateway, MockProvider,
+};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -41,15 +43,16 @@ async fn three_replicas_share_one_postgres_store_and_lose_no_spend_across_restar
         }
     }
     // 6 requests × $0.11, flushed by each replica and re-read by every replica.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    for gateway in &gateways {
-        while (gateway.first_budget_usage().await - 0.66).abs() > 1e-9 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "replicas never agreed on $0.66"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    let deadline =
+        Deadline::after(Duration::from_secs(10)).polling_every(Duration::from_millis(100));
+    for (index, gateway) in gateways.iter().enumerate() {
+        wait_until(
+            &format!("replica {index} to agree on $0.66 spent"),
+            deadline,
+            async || gateway.first_budget_usage().await,
+            |usd| (usd - 0.66).abs() <= 1e-9,
+        )
+        .await;
     }
     for gateway in &mut gateways {
         gateway.signal("TERM");
@@ -67,14 +70,13 @@ async fn three_replicas_share_one_postgres_store_and_lose_no_spend_across_restar
     );
     gateways[0].signal("TERM");
     gateways[0].wait_exit(Duration::from_secs(20)).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while (gateways[1].first_budget_usage().await - 0.77).abs() > 1e-9 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "spend after restarts is not exactly $0.77"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(
+        "spend after the restarts to be exactly $0.77",
+        Deadline::after(Duration::from_secs(10)).polling_every(Duration::from_millis(100)),
+        async || gateways[1].first_budget_usage().await,
+        |usd| (usd - 0.77).abs() <= 1e-9,
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use kube::Client;
 
 use crate::metrics::Metrics;
 use crate::probe::ClusterProbe;
-use crate::reconcile::apply::ChildCache;
+use crate::resources::apply::ChildCache;
 
 /// Name events are reported under.
 pub const REPORTER: &str = "bifrost-operator";

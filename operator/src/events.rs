@@ -7,7 +7,7 @@ use kube::Resource;
 
 use crate::context::Context;
 use crate::crd::BifrostCluster;
-use crate::reconcile::apply::Outcome;
+use crate::resources::apply::Outcome;
 
 /// Announce that `child` was created, updated or deleted. The child is the Event's related
 /// object, so each child gets its own Event rather than one series per reason.

@@ -1,8 +1,9 @@
 //! `bifrost-operator`: runs Bifrost gateways on Kubernetes from `BifrostCluster` resources.
 //!
-//! `crd` defines the resource; `reconcile` turns one into its children with pure builders and
-//! writes them with server-side apply; `controller` watches and retries; `status`, `peers` and
-//! `probe` report what is running; `run` is the process (leader election, health server).
+//! `crd` defines the resource; `resources` turns one into its children with pure builders and
+//! writes them with server-side apply; `controller` watches, reconciles and retries; `status`,
+//! `peers` and `probe` report what is running; `run` is the process (leader election, health
+//! server).
 
 pub mod context;
 pub mod controller;
@@ -15,7 +16,7 @@ pub mod leader;
 pub mod metrics;
 pub mod peers;
 pub mod probe;
-pub mod reconcile;
+pub mod resources;
 pub mod run;
 pub mod status;
 

@@ -1,7 +1,9 @@
 //! The peers file the operator keeps for the gateways' `operator` discovery: every pod of the
 //! cluster that has an IP, ready or not, sorted by name.
 
-use bifrost_gateway::config::{PeerEndpoint, PeersFile, PEERS_FILE_VERSION};
+use bifrost_gateway::config::{
+    GossipConfig, GrpcConfig, PeerEndpoint, PeersFile, PEERS_FILE_VERSION,
+};
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 
@@ -11,8 +13,10 @@ use crate::instance::Instance;
 /// `generated_at` is only stamped on the file; callers keep it stable while the peers do not
 /// change, so an unchanged list is not rewritten.
 pub fn peers_file(instance: &Instance, pods: &[Pod], generated_at: String) -> PeersFile {
-    let gossip_port = u16::try_from(instance.spec.cluster.gossip.port).unwrap_or(10101);
-    let grpc_port = u16::try_from(instance.spec.cluster.grpc.port).unwrap_or(10102);
+    let gossip_port =
+        u16::try_from(instance.spec.cluster.gossip.port).unwrap_or(GossipConfig::DEFAULT_PORT);
+    let grpc_port =
+        u16::try_from(instance.spec.cluster.grpc.port).unwrap_or(GrpcConfig::DEFAULT_PORT);
     let mut peers: Vec<PeerEndpoint> = pods
         .iter()
         .filter(|pod| !is_finished(pod))

@@ -43,8 +43,11 @@ pub struct GossipConfig {
 }
 
 impl GossipConfig {
+    /// Default UDP gossip port (`gossip.port`).
+    pub const DEFAULT_PORT: u16 = 10101;
+
     fn default_port() -> u16 {
-        10101
+        Self::DEFAULT_PORT
     }
 }
 
@@ -73,16 +76,20 @@ pub struct GossipTuning {
 }
 
 impl GossipTuning {
+    /// Default `timeout_seconds`.
+    pub const DEFAULT_TIMEOUT_SECONDS: u64 = 10;
+    /// Default `success_threshold` and `failure_threshold`.
+    pub const DEFAULT_THRESHOLD: u32 = 3;
     /// Largest accepted `timeout_seconds` (an hour).
     pub const MAX_TIMEOUT_SECONDS: u64 = 3600;
     /// Largest accepted `success_threshold` and `failure_threshold`.
     pub const MAX_THRESHOLD: u32 = 1000;
 
     fn default_timeout() -> u64 {
-        10
+        Self::DEFAULT_TIMEOUT_SECONDS
     }
     fn default_threshold() -> u32 {
-        3
+        Self::DEFAULT_THRESHOLD
     }
 }
 
@@ -108,8 +115,11 @@ pub struct GrpcConfig {
 }
 
 impl GrpcConfig {
+    /// Default TCP port for gRPC between nodes (`grpc.port`).
+    pub const DEFAULT_PORT: u16 = 10102;
+
     fn default_port() -> u16 {
-        10102
+        Self::DEFAULT_PORT
     }
 }
 
@@ -183,6 +193,8 @@ pub struct DiscoveryConfig {
 }
 
 impl DiscoveryConfig {
+    /// Default `refresh_interval_seconds`.
+    pub const DEFAULT_REFRESH_INTERVAL_SECONDS: u64 = 10;
     /// Largest accepted `refresh_interval_seconds` (an hour).
     pub const MAX_REFRESH_INTERVAL_SECONDS: u64 = 3600;
 
@@ -196,7 +208,7 @@ impl DiscoveryConfig {
         "_bifrost._tcp".to_string()
     }
     fn default_refresh_interval() -> u64 {
-        10
+        Self::DEFAULT_REFRESH_INTERVAL_SECONDS
     }
 }
 

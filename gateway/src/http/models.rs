@@ -12,9 +12,9 @@ use serde_json::{json, Value};
 use super::errors::{error_response, Dialect};
 use crate::governance::index::VirtualKey;
 use crate::governance::provider_rule;
-use crate::providers::{upstream_request, ForwardedHeaders, UpstreamOp};
+use crate::providers::{ForwardedHeaders, UpstreamOp};
 use crate::routing::keys::serving_keys;
-use crate::routing::Provider;
+use crate::routing::{upstream_request, Provider};
 use crate::state::AppState;
 
 const LIST_TIMEOUT: Duration = Duration::from_secs(5);

@@ -4,11 +4,9 @@
 pub mod sse;
 pub mod translate;
 
-use bytes::Bytes;
 use http::{header, HeaderValue};
 
 use crate::config::ProviderKind;
-use crate::routing::{Provider, UpstreamKey};
 
 /// Anthropic API version sent when the caller does not choose one.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -71,35 +69,23 @@ impl ForwardedHeaders {
     }
 }
 
-/// Build an upstream request: URL, auth in the provider's style, extra headers, body.
-pub fn upstream_request(
-    client: &reqwest::Client,
-    provider: &Provider,
-    key: &UpstreamKey,
-    op: UpstreamOp,
-    body: Option<Bytes>,
+/// Add the headers `kind`'s wire format needs on every request: the key's `auth` value where
+/// the format expects it (`Authorization` or `x-api-key`) and, for Anthropic, `anthropic-version`
+/// (the caller's or [`ANTHROPIC_VERSION`]) and the caller's `anthropic-beta`.
+pub fn with_wire_headers(
+    mut request: reqwest::RequestBuilder,
+    kind: ProviderKind,
+    auth: Option<&HeaderValue>,
     forwarded: &ForwardedHeaders,
 ) -> reqwest::RequestBuilder {
-    // Parsed once per provider (routing table build), cloned here.
-    let url = provider.urls[op.index()].clone();
-    let mut request = match body {
-        Some(body) => client
-            .post(url)
-            .header(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )
-            .body(body),
-        None => client.get(url),
-    };
-    match provider.kind {
+    match kind {
         ProviderKind::Openai => {
-            if let Some(auth) = &key.auth {
+            if let Some(auth) = auth {
                 request = request.header(header::AUTHORIZATION, auth.clone());
             }
         }
         ProviderKind::Anthropic => {
-            if let Some(auth) = &key.auth {
+            if let Some(auth) = auth {
                 request = request.header("x-api-key", auth.clone());
             }
             let version = forwarded
@@ -111,9 +97,6 @@ pub fn upstream_request(
                 request = request.header("anthropic-beta", beta.clone());
             }
         }
-    }
-    for (name, value) in &provider.extra_headers {
-        request = request.header(name.clone(), value.clone());
     }
     request
 }

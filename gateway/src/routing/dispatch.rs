@@ -10,12 +10,12 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::circuit::Outcome;
 use super::keys::{pick_key, NoKey};
-use super::table::Provider;
+use super::table::{upstream_request, Provider};
 use super::target::Target;
 use crate::config::NetworkConfig;
 use crate::error::GatewayError;
 use crate::providers::translate::upstream_error_message;
-use crate::providers::{upstream_request, ForwardedHeaders, UpstreamOp};
+use crate::providers::{ForwardedHeaders, UpstreamOp};
 use crate::telemetry::metrics::{AttemptLabels, FallbackLabels, Metrics, ProviderLabels};
 
 /// What to send to one target.

@@ -9,5 +9,5 @@ pub mod table;
 pub mod target;
 
 pub use dispatch::{dispatch, Dispatched, Reply, UpstreamBody};
-pub use table::{Provider, RoutingTable, UpstreamKey};
+pub use table::{upstream_request, Provider, RoutingTable, UpstreamKey};
 pub use target::Target;

@@ -4,12 +4,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use http::HeaderValue;
+use bytes::Bytes;
+use http::{header, HeaderValue};
 
 use super::circuit::CircuitBreaker;
 use super::queue::ProviderQueue;
 use crate::config::{GatewayConfig, NetworkConfig, ProviderKind};
 use crate::error::GatewayError;
+use crate::providers::{with_wire_headers, ForwardedHeaders, UpstreamOp};
 use crate::telemetry::metrics::{KeyLabels, Metrics};
 
 /// One upstream API key, ready to use.
@@ -161,8 +163,37 @@ impl RoutingTable {
     }
 }
 
+/// Build a request to `provider` with `key`: the operation's URL, `body` (JSON) if any, the
+/// headers of the provider's wire format, then the provider's extra headers.
+pub fn upstream_request(
+    client: &reqwest::Client,
+    provider: &Provider,
+    key: &UpstreamKey,
+    op: UpstreamOp,
+    body: Option<Bytes>,
+    forwarded: &ForwardedHeaders,
+) -> reqwest::RequestBuilder {
+    // Parsed once per provider (routing table build), cloned here.
+    let url = provider.urls[op.index()].clone();
+    let request = match body {
+        Some(body) => client
+            .post(url)
+            .header(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )
+            .body(body),
+        None => client.get(url),
+    };
+    let mut request = with_wire_headers(request, provider.kind, key.auth.as_ref(), forwarded);
+    for (name, value) in &provider.extra_headers {
+        request = request.header(name.clone(), value.clone());
+    }
+    request
+}
+
 fn operation_urls(name: &str, base_url: &str) -> Result<Vec<reqwest::Url>, GatewayError> {
-    crate::providers::UpstreamOp::ALL
+    UpstreamOp::ALL
         .iter()
         .map(|op| {
             reqwest::Url::parse(&format!("{base_url}{}", op.path())).map_err(|e| {

@@ -22,10 +22,10 @@ use crate::error::Error;
 use crate::events;
 use crate::instance::{Instance, FIELD_MANAGER};
 use crate::peers::{is_ready, peers_file};
-use crate::reconcile::apply::{self, fingerprint, Outcome};
-use crate::reconcile::configmaps::{peers_config_map, uses_peers_file};
-use crate::reconcile::secrets::{generates_gossip_key, gossip_key_secret, random_key_hex};
-use crate::reconcile::{desired, Desired};
+use crate::resources::apply::{self, fingerprint, Outcome};
+use crate::resources::configmaps::{peers_config_map, uses_peers_file};
+use crate::resources::secrets::{generates_gossip_key, gossip_key_secret, random_key_hex};
+use crate::resources::{desired, Desired};
 use crate::status::{compute_status, Observed};
 use bifrost_gateway::config::PEERS_FILE_NAME;
 

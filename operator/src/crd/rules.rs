@@ -48,7 +48,7 @@ const AUTOSCALING_ON: &str = "(has(self.autoscaling) && self.autoscaling.enabled
 
 /// Rules on `spec`. Rules only name camelCase fields of the spec: the API server escapes
 /// underscores in property names (the gateway config's snake_case fields), so checks on
-/// `spec.config` happen in the operator instead ([`crate::reconcile::validate_spec`]).
+/// `spec.config` happen in the operator instead ([`crate::resources::validate_spec`]).
 pub fn spec() -> Vec<CelRule> {
     vec![
         CelRule::new(

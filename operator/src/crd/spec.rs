@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use bifrost_gateway::config::DiscoveryType;
+use bifrost_gateway::config::{DiscoveryType, GossipConfig, GossipTuning, GrpcConfig};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscalerBehavior;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use schemars::JsonSchema;
@@ -183,14 +183,17 @@ impl Default for GossipSpec {
     }
 }
 
+// The gateway's own defaults, so a spec that leaves them out means what the gateway would.
 fn default_gossip_port() -> i32 {
-    10101
+    i32::from(GossipConfig::DEFAULT_PORT)
 }
 fn default_gossip_timeout_seconds() -> i64 {
-    10
+    i64::try_from(GossipTuning::DEFAULT_TIMEOUT_SECONDS)
+        .expect("the gateway's default gossip timeout fits in an i64")
 }
 fn default_threshold() -> i32 {
-    3
+    i32::try_from(GossipTuning::DEFAULT_THRESHOLD)
+        .expect("the gateway's default gossip threshold fits in an i32")
 }
 
 /// Point-to-point gRPC between gateways.
@@ -211,7 +214,7 @@ impl Default for GrpcSpec {
 }
 
 fn default_grpc_port() -> i32 {
-    10102
+    i32::from(GrpcConfig::DEFAULT_PORT)
 }
 
 /// Peer discovery. `operator` (default): the operator writes the pods into a mounted peers

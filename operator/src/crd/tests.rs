@@ -206,7 +206,7 @@ fn the_samples_pass_every_rule_and_build_valid_children() {
         typed.metadata.namespace = Some("prod".into());
         typed.metadata.uid = Some("uid".into());
         let instance = Instance::new(&typed).expect("instance");
-        crate::reconcile::desired(&instance).unwrap_or_else(|e| panic!("{path}: {e}"));
+        crate::resources::desired(&instance).unwrap_or_else(|e| panic!("{path}: {e}"));
     }
 }
 

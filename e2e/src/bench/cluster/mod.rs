@@ -13,7 +13,7 @@ use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
 use super::BenchArgs;
-use crate::harness::{cluster_node_config, free_udp_ports, Gateway, GossipTimings, MockProvider};
+use crate::harness::{free_udp_ports, ClusterNode, Gateway, MockProvider};
 use report::{
     Bandwidth, ClusterResults, ClusterSettings, Convergence, LimitMode, LimitRun, NodeBandwidth,
     Pacing, CLUSTER_TARGETS,
@@ -399,11 +399,6 @@ impl ClusterBench {
         });
         let gossip_ports = free_udp_ports(size);
         let grpc_ports = free_tcp_ports(size)?;
-        let timings = GossipTimings {
-            timeout_seconds: 5,
-            success_threshold: 2,
-            failure_threshold: 3,
-        };
         let cluster_key: String = (0..64)
             .map(|_| char::from(b"0123456789abcdef"[fastrand::usize(..16)]))
             .collect();
@@ -412,8 +407,10 @@ impl ClusterBench {
             _database: database,
         };
         for (index, grpc_port) in grpc_ports.into_iter().enumerate() {
-            let mut config = cluster_node_config(&base, &gossip_ports, index, timings, service);
-            config["cluster_config"]["grpc"] = json!({"port": grpc_port});
+            let config = ClusterNode::with_static_peers(&gossip_ports, index)
+                .grpc_port(grpc_port)
+                .service_name(service)
+                .config(&base);
             let env = [
                 ("RUST_LOG", super::GATEWAY_LOG_FILTER.to_string()),
                 ("BIFROST_LOG_LEVEL", "warn".to_string()),

@@ -1,0 +1,93 @@
+//! Real processes for tests and benchmarks: the gateway binary and the mock provider, started on
+//! free loopback ports, their output captured, killed when dropped; and what the tests do with
+//! them: cluster configs and membership waits, metrics, a throwaway PostgreSQL database, and
+//! one way to wait for a condition with a deadline.
+
+mod cluster;
+mod gateway;
+mod metrics;
+mod mock;
+mod output;
+mod ports;
+mod postgres;
+mod sse;
+mod wait;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub use cluster::{
+    cluster_statuses, wait_for_healthy, wait_for_members, ClusterNode, GossipTimings,
+    CONVERGENCE_DEADLINE,
+};
+pub use gateway::{gateway_fails_with, gateway_rejects, Gateway};
+pub use metrics::metric_value;
+pub use mock::MockProvider;
+pub use output::Output;
+pub use ports::{free_tcp_ports, free_udp_and_tcp_ports, free_udp_ports};
+pub use postgres::{postgres_store, stored_budget_usage};
+pub use sse::{parse_sse, sse_events};
+pub use wait::{wait_until, Deadline};
+
+/// How long a process may take to announce its address.
+pub const START_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Path of a workspace binary next to the running test executable (`target/<profile>/NAME`).
+/// `BIFROST_BIN_DIR` overrides the directory.
+pub fn binary(name: &str) -> PathBuf {
+    let dir = match std::env::var_os("BIFROST_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let exe = std::env::current_exe().expect("the test knows its own path");
+            // target/<profile>/deps/<test> → target/<profile>
+            let mut dir = exe
+                .parent()
+                .expect("test binary has a directory")
+                .to_path_buf();
+            if dir.ends_with("deps") {
+                dir.pop();
+            }
+            dir
+        }
+    };
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not found: build the binaries first with `cargo build --workspace --bins` (`make test` does this)",
+        path.display()
+    );
+    path
+}
+
+/// A config with one OpenAI-format provider `openai` and one Anthropic-format provider
+/// `anthropic`, both pointing at `mock`.
+pub fn config_for(mock: &MockProvider) -> Value {
+    serde_json::json!({
+        "client": {"enable_logging": true},
+        "providers": {
+            "openai": {
+                "keys": [{"name": "primary", "value": "sk-openai", "models": ["*"]}],
+                "network_config": {"base_url": mock.base}
+            },
+            "anthropic": {
+                "keys": [{"name": "primary", "value": "sk-anthropic", "models": ["*"]}],
+                "network_config": {"base_url": mock.base}
+            }
+        },
+        "config_store": {"enabled": false}
+    })
+}
+
+/// A test's dependency is missing (`missing`, and `remedy`: how to provide it). Outside CI the
+/// test skips: this prints why and gives `None` for the caller to return. In CI (`CI` set) a
+/// missing dependency is a failure, not a silent skip: this panics.
+pub fn skip_unless_ci<T>(missing: &str, remedy: &str) -> Option<T> {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{missing}, and in CI (`CI` is set) that fails the test: {remedy}"
+    );
+    eprintln!("skipped: {missing} ({remedy})");
+    None
+}
