@@ -215,10 +215,7 @@ impl AppState {
         config_path: Option<PathBuf>,
         store: Option<Store>,
     ) -> Result<Arc<Self>, GatewayError> {
-        let source = SpendSource {
-            node_id: crate::cluster::node_name(&config.cluster_config),
-            generation: now_ms(),
-        };
+        let source = crate::cluster::spend_source(&config.cluster_config);
         Self::with_remote(config, config_path, store, Arc::new(NoRemote), source)
     }
 
