@@ -193,6 +193,86 @@ mod tests {
         );
     }
 
+    /// Two real chitchat instances over chitchat's in-process transport: `gw-1` applies an
+    /// outdated snapshot of `gw-0`, then gossip alone brings what changed since, deletions
+    /// included.
+    #[tokio::test]
+    async fn gossip_carries_on_from_an_applied_snapshot() {
+        let transport = chitchat::transport::ChannelTransport::with_mtu(65_507);
+        let first = chitchat::spawn_chitchat(
+            crate::cluster::testing::config("gw-0", 1),
+            Vec::new(),
+            &transport,
+        )
+        .await
+        .expect("gw-0 starts");
+        let first_id = first.chitchat_id().clone();
+        let snapshot = {
+            let chitchat = first.chitchat();
+            let mut chitchat = chitchat.lock().await;
+            set_usage_keys(
+                chitchat.self_node_state(),
+                &usage(&[("rl/vk/a/requests/0", "3"), ("spend/b", "1 1")]),
+            );
+            let snapshot = snapshot_of(&chitchat, &first_id);
+            // Changed after the snapshot was taken: a window ended, another one started.
+            set_usage_keys(
+                chitchat.self_node_state(),
+                &usage(&[("rl/vk/a/requests/60000", "1"), ("spend/b", "1 1")]),
+            );
+            snapshot
+        };
+        let second = chitchat::spawn_chitchat(
+            crate::cluster::testing::config("gw-1", 2),
+            Vec::new(),
+            &transport,
+        )
+        .await
+        .expect("gw-1 starts");
+        {
+            let chitchat = second.chitchat();
+            let mut chitchat = chitchat.lock().await;
+            assert_eq!(apply_snapshot(&mut chitchat, &snapshot), 1);
+            let held = chitchat.node_state(&first_id).expect("applied");
+            assert_eq!(held.get("rl/vk/a/requests/0"), Some("3"));
+        }
+        second
+            .gossip(first_id.gossip_advertise_addr)
+            .expect("gossip round");
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let keys: Vec<(String, String)> = {
+                let chitchat = second.chitchat();
+                let chitchat = chitchat.lock().await;
+                chitchat
+                    .node_state(&first_id)
+                    .map(|state| {
+                        state
+                            .key_values()
+                            .filter(|(k, _)| crate::cluster::keys::is_usage_key(k))
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            let want = [
+                ("rl/vk/a/requests/60000".to_string(), "1".to_string()),
+                ("spend/b".to_string(), "1 1".to_string()),
+            ];
+            if keys == want {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "gossip never caught up: {keys:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        for handle in [first, second] {
+            let _ = handle.shutdown().await;
+        }
+    }
+
     #[test]
     fn unversioned_or_unreadable_nodes_are_skipped() {
         let node = |gossip_addr: &str, max_version| NodeSnapshot {

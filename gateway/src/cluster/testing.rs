@@ -1,4 +1,4 @@
-//! Test fixtures: an in-process `Chitchat` (no sockets, no gossip task).
+//! Test fixtures: an in-process `Chitchat` state machine and its config.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -12,8 +12,14 @@ pub fn node_id(node_id: &str, port: u16) -> ChitchatId {
 
 /// A `Chitchat` state machine for node `node_id` on `port`, nothing heard yet.
 pub fn chitchat(node_id_text: &str, port: u16) -> Chitchat {
+    let (_seeds, seed_addrs) = tokio::sync::watch::channel(HashSet::new());
+    Chitchat::with_chitchat_id_and_seeds(config(node_id_text, port), seed_addrs, Vec::new())
+}
+
+/// The config of node `node_id` on `port`: no seeds, 100 ms rounds.
+pub fn config(node_id_text: &str, port: u16) -> ChitchatConfig {
     let id = node_id(node_id_text, port);
-    let config = ChitchatConfig {
+    ChitchatConfig {
         listen_addr: id.gossip_advertise_addr,
         chitchat_id: id,
         cluster_id: "bifrost-test".to_string(),
@@ -24,7 +30,5 @@ pub fn chitchat(node_id_text: &str, port: u16) -> Chitchat {
         catchup_callback: None,
         extra_liveness_predicate: None,
         protocol_version: ProtocolVersion::V0,
-    };
-    let (_seeds, seed_addrs) = tokio::sync::watch::channel(HashSet::new());
-    Chitchat::with_chitchat_id_and_seeds(config, seed_addrs, Vec::new())
+    }
 }
