@@ -1,6 +1,8 @@
 //! The gateway's error type. Rendering to HTTP (in the caller's wire format) happens in one
 //! place: `http::errors`.
 
+use std::error::Error as StdError;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -135,6 +137,20 @@ pub enum GatewayError {
     /// Config could not be turned into a runnable state.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A socket could not be opened at start (the address is taken, not permitted, or not
+    /// local). Worded as it was when this was a config error, so operators' log searches keep
+    /// matching: `invalid configuration: <what> <addr>: <reason> (choose another <setting>)`.
+    #[error("invalid configuration: {what} {addr}: {reason} (choose another {setting})")]
+    Bind {
+        /// What could not be opened, e.g. `cannot listen on`.
+        what: &'static str,
+        /// The address it was to be opened on.
+        addr: SocketAddr,
+        /// Why (the OS error).
+        reason: String,
+        /// The setting that picks another address.
+        setting: &'static str,
+    },
     /// No virtual key where one is required (401).
     #[error("{0}")]
     Unauthorized(String),
@@ -209,7 +225,9 @@ impl GatewayError {
                 StatusCode::BAD_GATEWAY
             }
             GatewayError::UpstreamRejected { status, .. } => *status,
-            GatewayError::Config(_) | GatewayError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            GatewayError::Config(_) | GatewayError::Bind { .. } | GatewayError::Store(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -236,7 +254,82 @@ impl GatewayError {
             GatewayError::BadUpstreamResponse { .. } => "bad_upstream_response",
             GatewayError::UpstreamRejected { .. } => "upstream_rejected",
             GatewayError::Config(_) => "config_error",
+            GatewayError::Bind { .. } => "bind_error",
             GatewayError::Store(_) => "store_error",
         }
+    }
+}
+
+/// An error and its sources, `outer: inner: ...`, skipping a source whose text the previous
+/// part already contains (many errors repeat their source in their own message).
+pub fn error_chain(error: &dyn StdError) -> String {
+    let mut parts: Vec<String> = vec![error.to_string()];
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if parts.last().is_none_or(|last| !last.contains(&text)) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{text}")]
+    struct Layer {
+        text: &'static str,
+        #[source]
+        source: Option<Box<Layer>>,
+    }
+
+    fn layers(texts: &[&'static str]) -> Layer {
+        texts
+            .iter()
+            .rev()
+            .fold(None, |source, text| {
+                Some(Layer {
+                    text,
+                    source: source.map(Box::new),
+                })
+            })
+            .expect("at least one layer")
+    }
+
+    #[test]
+    fn an_error_chain_names_every_source_once() {
+        assert_eq!(error_chain(&layers(&["outer"])), "outer");
+        assert_eq!(
+            error_chain(&layers(&[
+                "connect failed",
+                "tls handshake",
+                "bad certificate"
+            ])),
+            "connect failed: tls handshake: bad certificate"
+        );
+        assert_eq!(
+            error_chain(&layers(&["read failed: timed out", "timed out"])),
+            "read failed: timed out",
+            "a source already in its parent's message"
+        );
+    }
+
+    #[test]
+    fn a_bind_error_reads_as_before() {
+        let error = GatewayError::Bind {
+            what: "cannot listen on",
+            addr: "127.0.0.1:8080".parse().expect("addr"),
+            reason: "Address already in use (os error 98)".to_string(),
+            setting: "--port / BIFROST_PORT",
+        };
+        assert_eq!(
+            error.to_string(),
+            "invalid configuration: cannot listen on 127.0.0.1:8080: Address already in use (os error 98) (choose another --port / BIFROST_PORT)"
+        );
+        assert_eq!(error.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

@@ -63,10 +63,7 @@ pub async fn run(settings: ServerSettings, loaded: LoadedConfig) -> Result<(), G
     let cluster_config = config.cluster_config.clone();
     let gossip_usage = Arc::new(crate::cluster::GossipUsage::default());
     let state = if cluster_config.enabled {
-        let source = crate::governance::flush::SpendSource {
-            node_id: crate::cluster::node_name(&cluster_config),
-            generation: crate::governance::now_ms(),
-        };
+        let source = crate::cluster::spend_source(&cluster_config);
         AppState::with_remote(
             config,
             settings.config_path.clone(),
@@ -78,12 +75,14 @@ pub async fn run(settings: ServerSettings, loaded: LoadedConfig) -> Result<(), G
         AppState::new(config, settings.config_path.clone(), store)?
     };
     state.sync.set_config_version(version);
-    let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
-        GatewayError::Config(format!(
-            "cannot listen on {}: {e} (choose another --port / BIFROST_PORT)",
-            settings.listen
-        ))
-    })?;
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| GatewayError::Bind {
+            what: "cannot listen on",
+            addr: settings.listen,
+            reason: e.to_string(),
+            setting: "--port / BIFROST_PORT",
+        })?;
     let local = listener
         .local_addr()
         .map_err(|e| GatewayError::Config(format!("listener has no address: {e}")))?;

@@ -1,6 +1,6 @@
 //! Governance counters in the gossip key space, and the cluster's "remote usage" view.
 //!
-//! Each node publishes only its own keys:
+//! Each node publishes only its own keys (their names are built and parsed in [`super::keys`]):
 //! - `rl/<scope>/<id>/<metric>/<window_start>` → requests or tokens it admitted in that window;
 //! - `spend/<budget_id>` → `"<unflushed> <total>"`: its pending + flushing + reserved spend,
 //!   plus spend flushed in the last flush interval or so (what the others add to their view;
@@ -18,70 +18,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::governance::counters::{
-    ClusterView, CounterKey, LocalUsage, Metric, RemoteUsage, Scope,
-};
-
-/// Prefix of rate-limit counter keys.
-pub const RATE_LIMIT_PREFIX: &str = "rl/";
-/// Prefix of budget spend keys.
-pub const SPEND_PREFIX: &str = "spend/";
-/// Prefix of "dead node's spend written" markers.
-pub const RECOVERED_PREFIX: &str = "recovered/";
-
-/// `recovered/<node_id>/<generation>`.
-pub fn recovered_key(node_id: &str, generation: u64) -> String {
-    format!("{RECOVERED_PREFIX}{node_id}/{generation}")
-}
-
-/// A node's cumulative spend totals from its `spend/*` keys.
-pub fn spend_totals<'a>(
-    key_values: impl Iterator<Item = (&'a str, &'a str)>,
-) -> Vec<(String, f64)> {
-    key_values
-        .filter_map(|(key, value)| {
-            let budget = key.strip_prefix(SPEND_PREFIX)?;
-            let total: f64 = value.split_whitespace().nth(1)?.parse().ok()?;
-            (total.is_finite() && total > 0.0).then(|| (budget.to_string(), total))
-        })
-        .collect()
-}
-
-/// `rl/<scope>/<id>/<metric>/<window_start>`. The id may contain `/` (provider scope ids are
-/// `vk/provider`); scope, metric and window start never do, so the key parses from both ends.
-pub fn counter_key(key: &CounterKey) -> String {
-    format!(
-        "{RATE_LIMIT_PREFIX}{}/{}/{}/{}",
-        key.scope.as_str(),
-        key.id,
-        key.metric.as_str(),
-        key.window_start
-    )
-}
-
-/// The inverse of [`counter_key`]; `None` for keys this version does not understand.
-pub fn parse_counter_key(text: &str) -> Option<CounterKey> {
-    let rest = text.strip_prefix(RATE_LIMIT_PREFIX)?;
-    let (scope, rest) = rest.split_once('/')?;
-    let (rest, window_start) = rest.rsplit_once('/')?;
-    let (id, metric) = rest.rsplit_once('/')?;
-    let scope = Scope::parse(scope)?;
-    let metric = Metric::parse(metric)?;
-    if id.is_empty() {
-        return None;
-    }
-    Some(CounterKey {
-        scope,
-        id: Arc::from(id),
-        metric,
-        window_start: window_start.parse().ok()?,
-    })
-}
-
-/// `spend/<budget_id>`.
-pub fn spend_key(budget_id: &str) -> String {
-    format!("{SPEND_PREFIX}{budget_id}")
-}
+use super::keys::{counter_key, parse_counter_key, spend_key, RATE_LIMIT_PREFIX, SPEND_PREFIX};
+use crate::governance::counters::{ClusterView, CounterKey, LocalUsage, RemoteUsage};
 
 /// The keys and values this node publishes for its local usage.
 pub fn local_keys(local: &LocalUsage) -> BTreeMap<String, String> {
@@ -196,6 +134,8 @@ impl RemoteUsage for GossipUsage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::keys::spend_totals;
+    use crate::governance::counters::{Metric, Scope};
 
     fn key(scope: &str, id: &str, metric: Metric, window_start: i64) -> CounterKey {
         CounterKey {
@@ -210,35 +150,6 @@ mod tests {
         RemoteNode {
             live,
             key_values: Box::new(pairs.iter().copied()),
-        }
-    }
-
-    #[test]
-    fn counter_keys_round_trip_even_with_slashes_in_the_id() {
-        for key in [
-            key("vk", "vk-1", Metric::Requests, 1_700_000_000_000),
-            key("provider", "vk-1/openai", Metric::Tokens, 60_000),
-        ] {
-            let text = counter_key(&key);
-            assert_eq!(parse_counter_key(&text), Some(key), "{text}");
-        }
-        assert_eq!(
-            counter_key(&key("provider", "vk-1/openai", Metric::Tokens, 60_000)),
-            "rl/provider/vk-1/openai/tokens/60000"
-        );
-    }
-
-    #[test]
-    fn unknown_or_malformed_counter_keys_are_ignored() {
-        for text in [
-            "rl/team/x/requests/1",
-            "rl/vk/x/bytes/1",
-            "rl/vk/x/requests/soon",
-            "rl/vk//requests/1",
-            "rl/vk",
-            "spend/b",
-        ] {
-            assert_eq!(parse_counter_key(text), None, "{text}");
         }
     }
 

@@ -11,10 +11,7 @@ use std::time::{Duration, Instant};
 use chitchat::{Chitchat, ChitchatId};
 use serde::Serialize;
 
-use super::{
-    CONFIG_VERSION, NODE_ERROR_RATE, NODE_GRPC_ADDR, NODE_HTTP_ADDR, NODE_IN_FLIGHT, NODE_REGION,
-    NODE_RPS, NODE_VERSION,
-};
+use super::keys::NodeStateExt;
 use crate::config::GossipTuning;
 pub use crate::governance::counters::ClusterView;
 
@@ -272,36 +269,24 @@ impl Membership {
         let now = Instant::now();
         let (members, healthy_members) = self.counts();
         let node = |id: &ChitchatId, state: PeerState, last_seen_ms_ago: u64| {
-            let meta = |key: &str| {
-                chitchat
-                    .node_state(id)
-                    .and_then(|s| s.get(key))
-                    .filter(|v| !v.is_empty())
-                    .map(str::to_string)
-            };
-            let number = |key: &str| meta(key).and_then(|v| v.parse::<f64>().ok());
+            let meta = chitchat.node_state(id);
             NodeStatus {
                 id: id.node_id.to_string(),
                 gossip_addr: id.gossip_advertise_addr.to_string(),
-                http_addr: meta(NODE_HTTP_ADDR),
-                grpc_addr: meta(NODE_GRPC_ADDR),
-                region: meta(NODE_REGION),
+                http_addr: meta.and_then(|m| m.http_addr()).map(str::to_string),
+                grpc_addr: meta.and_then(|m| m.grpc_addr()).map(|a| a.to_string()),
+                region: meta.and_then(|m| m.region()).map(str::to_string),
                 state,
                 last_seen_ms_ago,
-                version: meta(NODE_VERSION),
-                config_version: meta(CONFIG_VERSION).and_then(|v| v.parse().ok()),
-                load: match (
-                    number(NODE_IN_FLIGHT),
-                    number(NODE_RPS),
-                    number(NODE_ERROR_RATE),
-                ) {
-                    (Some(in_flight), Some(rps), Some(error_rate)) => Some(NodeLoad {
-                        in_flight: in_flight as i64,
-                        rps,
-                        error_rate,
-                    }),
-                    _ => None,
-                },
+                version: meta.and_then(|m| m.gateway_version()).map(str::to_string),
+                config_version: meta.and_then(|m| m.config_version()),
+                load: meta.and_then(|m| {
+                    Some(NodeLoad {
+                        in_flight: m.in_flight()?,
+                        rps: m.rps()?,
+                        error_rate: m.error_rate()?,
+                    })
+                }),
             }
         };
         let mut nodes = vec![node(self_id, PeerState::Alive, 0)];

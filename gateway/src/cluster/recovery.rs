@@ -11,9 +11,9 @@ use std::time::Duration;
 use chitchat::{Chitchat, ChitchatId};
 use sha2::{Digest, Sha256};
 
-use super::counters::{recovered_key, spend_totals, RECOVERED_PREFIX};
+use super::identity::member_spend_source;
+use super::keys::{parse_recovered_key, recovered_key, spend_totals};
 use super::Cluster;
-use crate::governance::flush::SpendSource;
 
 /// `(node_id, generation)` of every dead node whose spend some survivor wrote.
 pub fn recovered_markers(chitchat: &Chitchat) -> BTreeSet<(String, u64)> {
@@ -21,10 +21,7 @@ pub fn recovered_markers(chitchat: &Chitchat) -> BTreeSet<(String, u64)> {
         .node_states()
         .values()
         .flat_map(|state| state.key_values())
-        .filter_map(|(key, _)| {
-            let (node, generation) = key.strip_prefix(RECOVERED_PREFIX)?.rsplit_once('/')?;
-            Some((node.to_string(), generation.parse().ok()?))
-        })
+        .filter_map(|(key, _)| parse_recovered_key(key))
         .collect()
 }
 
@@ -82,10 +79,7 @@ pub async fn recover_dead_spend(
                 .map(|state| spend_totals(state.key_values()))
                 .unwrap_or_default()
         };
-        let source = SpendSource {
-            node_id: id.node_id.to_string(),
-            generation: i64::try_from(id.generation_id).unwrap_or(i64::MAX),
-        };
+        let source = member_spend_source(id);
         let written = if totals.is_empty() {
             Ok(0.0)
         } else {

@@ -9,15 +9,18 @@ use std::time::{Duration, Instant};
 
 use chitchat::ChitchatId;
 
-use super::counters::{counter_key, parse_counter_key, RemoteNode, RemoteSnapshot};
-use super::grpc::{owner, AdmitDecision, AdmitRequest, ClusterRpc, Member, NodeSnapshot, Snapshot};
-use super::{Cluster, NODE_GRPC_ADDR, NODE_REGION};
+use super::grpc::{owner, AdmitDecision, AdmitRequest, ClusterRpc, Member, Snapshot};
+use super::keys::{counter_key, parse_counter_key, NodeStateExt};
+use super::publish::remote_view;
+use super::snapshot::{apply_snapshot, snapshot_of};
+use super::Cluster;
 use crate::governance::counters::{CounterKey, RemoteUsage};
 use crate::governance::now_ms;
 use crate::governance::strict::{StrictLimits, StrictOutcome};
 
-/// How long a join snapshot stands in for nodes gossip has not delivered yet.
-pub const JOIN_SNAPSHOT_TTL: Duration = Duration::from_secs(10);
+/// How long a starting node keeps trying to pull a join snapshot before leaving the catching
+/// up to gossip alone.
+pub const JOIN_SNAPSHOT_DEADLINE: Duration = Duration::from_secs(10);
 
 /// The gRPC service of a running [`Cluster`] (weak: the server task must not keep it alive).
 pub struct RpcHandler(pub Weak<Cluster>);
@@ -29,25 +32,7 @@ impl ClusterRpc for RpcHandler {
             return Snapshot::default();
         };
         let chitchat = cluster.chitchat.lock().await;
-        let live: BTreeSet<&ChitchatId> = chitchat.live_nodes().collect();
-        let nodes = chitchat
-            .node_states()
-            .iter()
-            .map(|(id, state)| NodeSnapshot {
-                node_id: id.node_id.to_string(),
-                generation: id.generation_id,
-                gossip_addr: id.gossip_advertise_addr.to_string(),
-                entries: state
-                    .key_values()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-                live: live.contains(id) || *id == cluster.self_id,
-            })
-            .collect();
-        Snapshot {
-            node_id: cluster.node_id().to_string(),
-            nodes,
-        }
+        snapshot_of(&chitchat, &cluster.self_id)
     }
 
     async fn status_json(&self) -> String {
@@ -169,18 +154,12 @@ impl Cluster {
             let Some(state) = chitchat.node_state(id) else {
                 continue;
             };
-            let Some(grpc_addr) = state
-                .get(NODE_GRPC_ADDR)
-                .and_then(|a| a.parse::<SocketAddr>().ok())
-            else {
+            let Some(grpc_addr) = state.grpc_addr() else {
                 continue;
             };
             members.push(Member {
                 node_id: id.node_id.to_string(),
-                region: state
-                    .get(NODE_REGION)
-                    .filter(|r| !r.is_empty())
-                    .map(str::to_string),
+                region: state.region().map(str::to_string),
                 grpc_addr,
                 healthy: true,
             });
@@ -190,41 +169,26 @@ impl Cluster {
         self.clients.retain(|addr| addresses.contains(addr));
         self.members.store(Arc::new(members));
     }
-
-    /// The other nodes' keys from the join snapshot, for nodes gossip has not delivered yet
-    /// (within [`JOIN_SNAPSHOT_TTL`] of joining).
-    pub(super) fn snapshot_fill(&self, known: &BTreeSet<(String, u64)>) -> Vec<NodeSnapshot> {
-        let join = self.join_snapshot.lock().unwrap_or_else(|p| p.into_inner());
-        match &*join {
-            Some((at, snapshot)) if at.elapsed() < JOIN_SNAPSHOT_TTL => snapshot
-                .nodes
-                .iter()
-                .filter(|n| n.node_id != self.node_id())
-                .filter(|n| !known.contains(&(n.node_id.clone(), n.generation)))
-                .cloned()
-                .collect(),
-            _ => Vec::new(),
-        }
-    }
 }
 
 /// On start: as soon as gossip brings the first live peer with a gRPC address, ask it for a
-/// snapshot of every node's keys (then the next peer if it fails), so limits and budgets count
-/// the other nodes' usage at once instead of after the several gossip rounds a large state
-/// takes to arrive. Gives up after [`JOIN_SNAPSHOT_TTL`].
+/// snapshot of every node's keys (then the next peer if it fails) and apply it into this node's
+/// gossip state, so limits and budgets count the other nodes' usage at once instead of after
+/// the several gossip rounds a large state takes to arrive. Gives up after
+/// [`JOIN_SNAPSHOT_DEADLINE`].
 pub async fn pull_join_snapshot(
     cluster: Arc<Cluster>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let started = Instant::now();
     let mut asked: BTreeSet<SocketAddr> = BTreeSet::new();
-    while started.elapsed() < JOIN_SNAPSHOT_TTL {
+    while started.elapsed() < JOIN_SNAPSHOT_DEADLINE {
         let peers: Vec<SocketAddr> = {
             let chitchat = cluster.chitchat.lock().await;
             chitchat
                 .live_nodes()
                 .filter(|id| **id != cluster.self_id)
-                .filter_map(|id| chitchat.node_state(id)?.get(NODE_GRPC_ADDR)?.parse().ok())
+                .filter_map(|id| chitchat.node_state(id)?.grpc_addr())
                 .filter(|addr| !asked.contains(addr))
                 .collect()
         };
@@ -232,7 +196,7 @@ pub async fn pull_join_snapshot(
             asked.insert(peer);
             match cluster.clients.snapshot(peer).await {
                 Ok(snapshot) => {
-                    apply_join_snapshot(&cluster, peer, snapshot);
+                    apply_join_snapshot(&cluster, peer, snapshot).await;
                     return;
                 }
                 Err(error) => tracing::debug!(%peer, %error, "no snapshot from this peer"),
@@ -253,24 +217,15 @@ pub async fn pull_join_snapshot(
     }
 }
 
-/// Sum the snapshot into the remote view at once (admission sees it before the next publish
-/// round) and keep it for nodes gossip has not delivered yet.
-fn apply_join_snapshot(cluster: &Cluster, peer: SocketAddr, snapshot: super::grpc::Snapshot) {
+/// Apply the snapshot into this node's gossip state and rebuild the remote view from it at
+/// once (admission sees it before the next publish round).
+async fn apply_join_snapshot(cluster: &Cluster, peer: SocketAddr, snapshot: Snapshot) {
     let nodes = snapshot.nodes.len();
-    let view = RemoteSnapshot::from_nodes(
-        snapshot
-            .nodes
-            .iter()
-            .filter(|n| n.node_id != cluster.node_id())
-            .map(|n| RemoteNode {
-                live: n.live,
-                key_values: Box::new(n.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
-            }),
-    );
+    let view = {
+        let mut chitchat = cluster.chitchat.lock().await;
+        let applied = apply_snapshot(&mut chitchat, &snapshot);
+        tracing::info!(%peer, nodes, applied, "pulled a state snapshot on join");
+        remote_view(&chitchat, &cluster.self_id)
+    };
     cluster.usage.update(view);
-    *cluster
-        .join_snapshot
-        .lock()
-        .unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), snapshot));
-    tracing::info!(%peer, nodes, "pulled a state snapshot on join");
 }

@@ -468,12 +468,17 @@ impl Socket for SealedSocket {
     }
 }
 
-fn is_transient(error: &std::io::Error) -> bool {
+/// Whether a UDP socket error is worth a retry on the same socket: an ICMP error surfacing from
+/// an earlier send (reset, refused), a short allocation failure, a spurious wakeup or a signal.
+/// Anything else means the socket is unusable.
+pub fn is_transient(error: &std::io::Error) -> bool {
     matches!(
         error.kind(),
         std::io::ErrorKind::OutOfMemory
             | std::io::ErrorKind::ConnectionReset
             | std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::WouldBlock
+            | std::io::ErrorKind::Interrupted
     )
 }
 

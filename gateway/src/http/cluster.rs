@@ -14,14 +14,10 @@ use crate::state::AppState;
 pub async fn status(State(state): State<Arc<AppState>>) -> Response {
     match state.cluster.get() {
         Some(cluster) => Json(cluster.status().await).into_response(),
-        None => {
-            let cluster = &state.runtime.load().config.cluster_config;
-            let node_id = cluster
-                .node_id
-                .clone()
-                .or_else(|| std::env::var("POD_NAME").ok())
-                .unwrap_or_else(|| "local".to_string());
-            Json(ClusterStatus::standalone(node_id, None)).into_response()
-        }
+        None => Json(ClusterStatus::standalone(
+            state.sync.spend_source().node_id.clone(),
+            None,
+        ))
+        .into_response(),
     }
 }

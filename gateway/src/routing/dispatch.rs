@@ -328,18 +328,15 @@ fn backoff(attempt: u32, initial_ms: u64, max_ms: u64) -> Duration {
 
 fn describe_transport_error(error: &reqwest::Error) -> String {
     use std::error::Error as _;
-    let mut text = if error.is_connect() {
+    let head = if error.is_connect() {
         "connection failed".to_string()
     } else {
         error.to_string()
     };
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
+    match error.source() {
+        Some(cause) => format!("{head}: {}", crate::error::error_chain(cause)),
+        None => head,
     }
-    text
 }
 
 #[cfg(test)]

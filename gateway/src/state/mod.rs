@@ -15,7 +15,7 @@ use crate::config::GatewayConfig;
 use crate::error::GatewayError;
 use crate::governance::counters::{NoRemote, RemoteUsage, UsageCounters};
 use crate::governance::flush::SpendSource;
-use crate::governance::{now_ms, GovernanceRuntime};
+use crate::governance::GovernanceRuntime;
 use crate::routing::RoutingTable;
 use crate::store::Store;
 use crate::telemetry::Metrics;
@@ -157,10 +157,7 @@ impl AppState {
         config_path: Option<PathBuf>,
         store: Option<Store>,
     ) -> Result<Arc<Self>, GatewayError> {
-        let source = SpendSource {
-            node_id: crate::cluster::node_name(&config.cluster_config),
-            generation: now_ms(),
-        };
+        let source = crate::cluster::spend_source(&config.cluster_config);
         Self::with_remote(config, config_path, store, Arc::new(NoRemote), source)
     }
 

@@ -21,7 +21,7 @@ use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
 use tokio::sync::watch;
 
 use super::etcd::NodeRecord;
-use super::udp::{local_addresses, LocalAddress};
+use super::interfaces::{local_addresses, LocalAddress};
 use crate::cluster::transport::AddressFilter;
 use crate::config::ClusterConfig;
 
@@ -73,7 +73,7 @@ pub fn usable_seed(ip: IpAddr, local: &[LocalAddress], filter: &AddressFilter) -
                 || v4.is_unspecified()
                 || v4.is_multicast()
                 || v4 == Ipv4Addr::BROADCAST
-                || local.iter().any(|a| is_network_or_broadcast(v4, a))
+                || local.iter().any(|a| a.is_network_or_broadcast(v4))
         }
         IpAddr::V6(v6) => {
             v6.is_loopback()
@@ -83,19 +83,6 @@ pub fn usable_seed(ip: IpAddr, local: &[LocalAddress], filter: &AddressFilter) -
         }
     };
     !special && filter.allows(ip)
-}
-
-/// Whether `ip` is the network or broadcast address of `local`'s subnet.
-fn is_network_or_broadcast(ip: Ipv4Addr, local: &LocalAddress) -> bool {
-    // /31 and /32 have neither.
-    let Some(broadcast) = local.broadcast_address() else {
-        return false;
-    };
-    let host_bits = u32::MAX
-        .checked_shr(u32::from(local.prefix_len))
-        .unwrap_or(0);
-    let network = Ipv4Addr::from(u32::from(local.ip) & !host_bits);
-    ip == network || ip == broadcast
 }
 
 /// One resolved instance as browsing reports it.

@@ -1,15 +1,18 @@
 //! Seed addresses for gossip: static `peers`, the operator's peers file, DNS names (A/AAAA and
-//! SRV), Kubernetes pods, Consul, etcd.
+//! SRV), Kubernetes pods, Consul, etcd, UDP beacons, mDNS; and the loop that refreshes them
+//! ([`refresh_seeds`]).
 
 pub mod consul;
 pub mod dns;
 pub mod etcd;
+pub mod interfaces;
 pub mod kubernetes;
 pub mod mdns;
 pub mod udp;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use tokio::sync::watch;
@@ -21,6 +24,7 @@ pub use kubernetes::KubernetesDiscovery;
 pub use mdns::MdnsDiscovery;
 pub use udp::UdpDiscovery;
 
+use crate::cluster::transport::AddressFilter;
 use crate::config::PeersFile;
 use crate::config::{ClusterConfig, DiscoveryType};
 
@@ -144,6 +148,56 @@ pub async fn resolve(addresses: Vec<String>) -> BTreeSet<SocketAddr> {
         }
     }
     found
+}
+
+/// Run `discovery` at once and every `refresh` until `stop`, and `greet` every address found
+/// (this node's own gossip address `own` and addresses `filter` refuses left out) each round:
+/// chitchat only gossips with the seeds it was given at start, so this is how later-discovered
+/// peers are reached.
+pub async fn refresh_seeds(
+    discovery: Discovery,
+    refresh: Duration,
+    own: SocketAddr,
+    filter: AddressFilter,
+    greet: impl Fn(SocketAddr) -> Result<(), String>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut known: BTreeSet<SocketAddr> = BTreeSet::new();
+    loop {
+        match discovery.discover().await {
+            Ok(found) => {
+                let found: BTreeSet<SocketAddr> = found
+                    .into_iter()
+                    .filter(|a| *a != own)
+                    .filter(|a| filter.allows(a.ip()))
+                    .collect();
+                let new = found.difference(&known).count();
+                if new > 0 {
+                    tracing::info!(
+                        method = discovery.method(),
+                        new,
+                        "discovered {} nodes",
+                        found.len()
+                    );
+                } else {
+                    tracing::debug!(method = discovery.method(), "no new nodes discovered");
+                }
+                for addr in &found {
+                    if let Err(error) = greet(*addr) {
+                        tracing::warn!(%addr, %error, "failed to broadcast to a discovered node");
+                    }
+                }
+                known = found;
+            }
+            Err(error) => {
+                tracing::warn!(method = discovery.method(), %error, "discovery failed")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(refresh) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use super::auth::{unix_ms, AUTH_METADATA};
 use super::proto::{self, cluster_client::ClusterClient, cluster_server::SERVICE_NAME};
 use super::security::GrpcSecurity;
 use super::{AdmitDecision, AdmitRequest, Snapshot};
+use crate::error::error_chain;
 
 /// Largest snapshot a node accepts (a big cluster's keys; the gRPC default is 4 MiB).
 const MAX_SNAPSHOT_BYTES: usize = 64 * 1024 * 1024;
@@ -284,18 +285,4 @@ fn status_detail(status: &Status) -> String {
         source = cause.source();
     }
     detail
-}
-
-/// An error and its sources, `outer: inner: ...`, skipping repeats.
-pub(super) fn error_chain(error: &dyn StdError) -> String {
-    let mut parts: Vec<String> = vec![error.to_string()];
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if parts.last().is_none_or(|last| !last.contains(&text)) {
-            parts.push(text);
-        }
-        source = cause.source();
-    }
-    parts.join(": ")
 }

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 pub use client::{PeerClients, RpcError, RpcErrorKind, RpcTimeouts};
 pub use owner::{owner, Member};
 pub use security::{GrpcSecurity, TlsMaterial};
-pub use server::serve;
+pub use server::{serve, serve_until_stopped};
 pub use strict::StrictCounters;
 
 /// What a node answers when a peer asks for a snapshot: every node's published keys as it knows
@@ -45,10 +45,22 @@ pub struct NodeSnapshot {
     pub generation: u64,
     /// Where it gossips.
     pub gossip_addr: String,
-    /// Its published keys (`rl/...`, `spend/...`, `node/...`).
-    pub entries: BTreeMap<String, String>,
+    /// Its published keys (`rl/...`, `spend/...`, `node/...`), tombstones left out.
+    pub entries: BTreeMap<String, SnapshotEntry>,
     /// Whether the answering node considers it alive.
     pub live: bool,
+    /// The highest gossip version of its state the answering node holds (0 from a peer that
+    /// predates versioned snapshots).
+    pub max_version: u64,
+}
+
+/// One key of a [`NodeSnapshot`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotEntry {
+    /// Its value.
+    pub value: String,
+    /// The gossip version it was written at.
+    pub version: u64,
 }
 
 /// A strict-mode admission asked of a counter's owner.

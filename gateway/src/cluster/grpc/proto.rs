@@ -36,9 +36,14 @@ impl From<super::NodeSnapshot> for NodeState {
             entries: node
                 .entries
                 .into_iter()
-                .map(|(key, value)| KeyValue { key, value })
+                .map(|(key, entry)| KeyValue {
+                    key,
+                    value: entry.value,
+                    version: entry.version,
+                })
                 .collect(),
             live: node.live,
+            max_version: node.max_version,
         }
     }
 }
@@ -52,9 +57,18 @@ impl From<NodeState> for super::NodeSnapshot {
             entries: node
                 .entries
                 .into_iter()
-                .map(|entry| (entry.key, entry.value))
+                .map(|entry| {
+                    (
+                        entry.key,
+                        super::SnapshotEntry {
+                            value: entry.value,
+                            version: entry.version,
+                        },
+                    )
+                })
                 .collect(),
             live: node.live,
+            max_version: node.max_version,
         }
     }
 }

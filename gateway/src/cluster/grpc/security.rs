@@ -8,7 +8,7 @@ use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, Server,
 use super::auth::ClusterAuth;
 use crate::cluster::transport::cluster_key;
 use crate::config::{ClusterConfig, GrpcTls};
-use crate::error::GatewayError;
+use crate::error::{error_chain, GatewayError};
 
 /// PEM material for TLS between nodes.
 #[derive(Clone)]
@@ -64,7 +64,7 @@ impl TlsMaterial {
             .map_err(|e| {
                 GatewayError::Config(format!(
                     "cluster_config.grpc.tls.cert_file / key_file: not a usable PEM certificate chain and private key: {}",
-                    super::client::error_chain(&e)
+                    error_chain(&e)
                 ))
             })?;
         if !self.ca_pem.windows(11).any(|w| w == b"-----BEGIN ") {
@@ -77,7 +77,7 @@ impl TlsMaterial {
             .map_err(|e| {
                 GatewayError::Config(format!(
                     "cluster_config.grpc.tls.ca_file: not a usable PEM CA certificate: {}",
-                    super::client::error_chain(&e)
+                    error_chain(&e)
                 ))
             })?;
         Ok(())

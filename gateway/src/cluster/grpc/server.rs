@@ -20,8 +20,22 @@ use super::auth::{unix_ms, ClusterAuth, AUTH_METADATA};
 use super::proto::{self, cluster_server::ClusterServer};
 use super::security::GrpcSecurity;
 use super::ClusterRpc;
-use crate::error::GatewayError;
+use crate::error::{error_chain, GatewayError};
 use crate::telemetry::metrics::GossipMetrics;
+
+/// [`serve`] until `stop`, logging a failure instead of returning it: without the server,
+/// peers' strict limits fall back to gossip counts, and this node keeps serving.
+pub async fn serve_until_stopped(
+    listener: TcpListener,
+    handler: Arc<dyn ClusterRpc>,
+    security: GrpcSecurity,
+    metrics: GossipMetrics,
+    stop: watch::Receiver<bool>,
+) {
+    if let Err(error) = serve(listener, handler, security, metrics, stop).await {
+        tracing::error!(%error, "the gRPC server stopped; strict limits fall back to gossip counts");
+    }
+}
 
 /// Serve `bifrost.cluster.v1.Cluster` on `listener` (bound by the caller, so a taken port is a
 /// startup error naming `cluster_config.grpc.port`) until `stop` turns true; calls in flight
@@ -42,7 +56,7 @@ pub async fn serve(
         server = server.tls_config(tls.server_config()).map_err(|e| {
             GatewayError::Config(format!(
                 "cluster_config.grpc.tls: cannot serve TLS: {}",
-                super::client::error_chain(&e)
+                error_chain(&e)
             ))
         })?;
     }
@@ -69,7 +83,7 @@ pub async fn serve(
         .map_err(|e| {
             GatewayError::Config(format!(
                 "gRPC server on {addr} (cluster_config.grpc.port) failed: {}",
-                super::client::error_chain(&e)
+                error_chain(&e)
             ))
         })?;
     tracing::info!(%addr, "gRPC server stopped");

@@ -32,10 +32,11 @@ fn fixed_snapshot() -> Snapshot {
                 generation: 1_750_000_000_000,
                 gossip_addr: "10.0.0.1:10101".to_string(),
                 entries: BTreeMap::from([
-                    ("node/region".to_string(), "eu".to_string()),
-                    ("rl/vk/a/60000".to_string(), "3,120".to_string()),
+                    ("node/region".to_string(), entry("eu", 1)),
+                    ("rl/vk/a/60000".to_string(), entry("3,120", 4)),
                 ]),
                 live: true,
+                max_version: 4,
             },
             NodeSnapshot {
                 node_id: "gw-1".to_string(),
@@ -43,8 +44,16 @@ fn fixed_snapshot() -> Snapshot {
                 gossip_addr: "[fd00::2]:10101".to_string(),
                 entries: BTreeMap::new(),
                 live: false,
+                max_version: 0,
             },
         ],
+    }
+}
+
+fn entry(value: &str, version: u64) -> SnapshotEntry {
+    SnapshotEntry {
+        value: value.to_string(),
+        version,
     }
 }
 
