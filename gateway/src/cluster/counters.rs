@@ -135,16 +135,9 @@ impl RemoteUsage for GossipUsage {
 mod tests {
     use super::*;
     use crate::cluster::keys::spend_totals;
-    use crate::governance::counters::{Metric, Scope};
+    use crate::governance::counters::Metric;
 
-    fn key(scope: &str, id: &str, metric: Metric, window_start: i64) -> CounterKey {
-        CounterKey {
-            scope: Scope::parse(scope).expect("test scope"),
-            id: Arc::from(id),
-            metric,
-            window_start,
-        }
-    }
+    use crate::cluster::testing::counter as key;
 
     fn node<'a>(live: bool, pairs: &'a [(&'a str, &'a str)]) -> RemoteNode<'a> {
         RemoteNode {

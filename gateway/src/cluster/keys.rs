@@ -210,14 +210,7 @@ mod tests {
     use super::*;
     use crate::cluster::testing::chitchat;
 
-    fn key(scope: &str, id: &str, metric: Metric, window_start: i64) -> CounterKey {
-        CounterKey {
-            scope: Scope::parse(scope).expect("test scope"),
-            id: Arc::from(id),
-            metric,
-            window_start,
-        }
-    }
+    use crate::cluster::testing::counter as key;
 
     #[test]
     fn counter_keys_round_trip_even_with_slashes_in_the_id() {

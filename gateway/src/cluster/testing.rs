@@ -1,9 +1,36 @@
-//! Test fixtures: an in-process `Chitchat` state machine and its config.
+//! Test fixtures: an in-process `Chitchat` state machine and its config, counter keys and
+//! interface addresses written as text.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use chitchat::{Chitchat, ChitchatConfig, ChitchatId, FailureDetectorConfig, ProtocolVersion};
+
+use super::discovery::interfaces::LocalAddress;
+use crate::governance::counters::{CounterKey, Metric, Scope};
+
+/// The counter of `scope` (`vk` or `provider`) and `id` for `metric` in the window at
+/// `window_start`.
+pub fn counter(scope: &str, id: &str, metric: Metric, window_start: i64) -> CounterKey {
+    CounterKey {
+        scope: Scope::parse(scope).expect("test scope"),
+        id: Arc::from(id),
+        metric,
+        window_start,
+    }
+}
+
+/// A broadcast-capable interface address, e.g. `("10.0.0.5", 24, Some("10.0.0.255"))`.
+pub fn local_address(ip: &str, prefix_len: u8, broadcast: Option<&str>) -> LocalAddress {
+    LocalAddress {
+        ip: ip.parse().expect("test address"),
+        prefix_len,
+        broadcast: broadcast.map(|b| b.parse().expect("test broadcast address")),
+        point_to_point: false,
+    }
+}
 
 /// The id of node `node_id` gossiping on loopback `port`, generation 1.
 pub fn node_id(node_id: &str, port: u16) -> ChitchatId {

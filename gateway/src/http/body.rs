@@ -151,6 +151,46 @@ where
     }
 }
 
+/// `body`, holding `guard` (an in-flight count, a permit) until it has sent its last frame or
+/// is dropped: what a request holds while it is served must outlive the handler when the
+/// answer streams.
+pub fn hold_until_end<G: Send + Unpin + 'static>(body: Body, guard: G) -> Body {
+    Body::new(HeldBody {
+        inner: body,
+        guard: Some(guard),
+    })
+}
+
+struct HeldBody<G> {
+    inner: Body,
+    guard: Option<G>,
+}
+
+impl<G: Unpin> HttpBody for HeldBody<G> {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            this.guard = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,14 +5,12 @@
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::atomic::AtomicI64;
-use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use http::{header, HeaderValue, StatusCode};
-use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -38,10 +36,7 @@ impl InFlight {
 
     /// `body`, holding this count until it has sent its last frame or is dropped.
     pub fn hold_until_end(self, body: Body) -> Body {
-        Body::new(CountedBody {
-            inner: body,
-            in_flight: Some(self),
-        })
+        super::body::hold_until_end(body, self)
     }
 }
 
@@ -55,37 +50,6 @@ impl Drop for InFlight {
 /// request holds while it is served must be held by the body.
 #[derive(Debug, Clone, Copy)]
 pub struct Streaming;
-
-/// A body counted in `in_flight_requests` until its end.
-struct CountedBody {
-    inner: Body,
-    in_flight: Option<InFlight>,
-}
-
-impl HttpBody for CountedBody {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(None) = polled {
-            this.in_flight = None;
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
 
 type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
 

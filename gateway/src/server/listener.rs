@@ -19,9 +19,8 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::Router;
-use bytes::Bytes;
 use http::{Request, Version};
-use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -31,7 +30,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::config::ServerConfig;
-use crate::http::body::TimedBody;
+use crate::http::body::{hold_until_end, TimedBody};
 use crate::telemetry::metrics::ListenerMetrics;
 
 /// An idle HTTP/2 connection gets this long after its GOAWAY on drain, for the client's
@@ -211,12 +210,7 @@ async fn serve_connection(
                 Ok(response) => response,
                 Err(never) => match never {},
             };
-            Ok::<_, Infallible>(response.map(|body| {
-                Body::new(InFlightBody {
-                    inner: body,
-                    in_flight: Some(in_flight),
-                })
-            }))
+            Ok::<_, Infallible>(response.map(|body| hold_until_end(body, in_flight)))
         }
     });
     let builder = auto::Builder::new(TokioExecutor::new());
@@ -399,37 +393,6 @@ impl Drop for InFlight {
             drop(state);
             self.activity.changed.notify_one();
         }
-    }
-}
-
-/// A response body that keeps its request in flight until the last frame is taken.
-struct InFlightBody {
-    inner: Body,
-    in_flight: Option<InFlight>,
-}
-
-impl HttpBody for InFlightBody {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(None) = polled {
-            this.in_flight = None;
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 

@@ -32,7 +32,6 @@ const REREGISTER_INTERVAL: Duration = Duration::from_secs(30);
 /// Wait before registering again after a failure.
 const RETRY_INTERVAL: Duration = Duration::from_secs(2);
 /// One HTTP call to the agent.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 /// Deregistering on shutdown must fit in the cluster's 2 s task stop deadline.
 const DEREGISTER_TIMEOUT: Duration = Duration::from_millis(1500);
 
@@ -131,11 +130,7 @@ impl ConsulClient {
         } else {
             format!("http://{address}")
         };
-        let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(REQUEST_TIMEOUT)
-            .build()
-            .unwrap_or_default();
+        let http = super::registry_client();
         Self {
             base,
             token: token.filter(|t| !t.is_empty()),

@@ -23,7 +23,6 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// Wait before registering again after a failure.
 const RETRY_INTERVAL: Duration = Duration::from_secs(2);
 /// One HTTP call to one endpoint.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 /// Revoking on shutdown must fit in the cluster's 2 s task stop deadline.
 const REVOKE_TIMEOUT: Duration = Duration::from_millis(1500);
 
@@ -208,11 +207,7 @@ impl PartialEq for EtcdClient {
 impl EtcdClient {
     /// A client for `endpoints` (`http://host:port`).
     pub fn new(endpoints: &[String]) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(REQUEST_TIMEOUT)
-            .build()
-            .unwrap_or_default();
+        let http = super::registry_client();
         Self {
             endpoints: endpoints
                 .iter()

@@ -82,14 +82,7 @@ pub fn directed_broadcast(ip: Ipv4Addr, prefix_len: u8) -> Option<Ipv4Addr> {
 mod tests {
     use super::*;
 
-    fn address(ip: &str, prefix_len: u8, broadcast: Option<&str>) -> LocalAddress {
-        LocalAddress {
-            ip: ip.parse().unwrap(),
-            prefix_len,
-            broadcast: broadcast.map(|b| b.parse().unwrap()),
-            point_to_point: false,
-        }
-    }
+    use crate::cluster::testing::local_address as address;
 
     #[test]
     fn directed_broadcast_covers_the_host_bits() {

@@ -28,6 +28,19 @@ use crate::cluster::transport::AddressFilter;
 use crate::config::PeersFile;
 use crate::config::{ClusterConfig, DiscoveryType};
 
+/// How long one call to a registry (Consul, etcd) may take, connecting included.
+const REGISTRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The HTTP client registry-backed discovery methods share the settings of: every call
+/// bounded by [`REGISTRY_TIMEOUT`].
+fn registry_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(REGISTRY_TIMEOUT)
+        .connect_timeout(REGISTRY_TIMEOUT)
+        .build()
+        .unwrap_or_default()
+}
+
 /// Where seeds come from besides the static `peers` list.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Discovery {

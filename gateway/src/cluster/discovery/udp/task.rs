@@ -374,14 +374,7 @@ mod tests {
         vec!["127.0.0.0/8".to_string()]
     }
 
-    fn address(ip: &str, prefix_len: u8, broadcast: Option<&str>) -> LocalAddress {
-        LocalAddress {
-            ip: ip.parse().unwrap(),
-            prefix_len,
-            broadcast: broadcast.map(|b| b.parse().unwrap()),
-            point_to_point: false,
-        }
-    }
+    use crate::cluster::testing::local_address as address;
 
     fn host() -> Vec<LocalAddress> {
         vec![
