@@ -1,7 +1,7 @@
 //! The admin API: CRUD through the config store, validation that names the field, masked
 //! secrets, references protected on delete, and authentication.
 
-use bifrost_e2e::harness::{config_for, Gateway, MockProvider};
+use bifrost_e2e::harness::{any_provider, config_for, Gateway, MockProvider};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -47,7 +47,7 @@ async fn governance_created_through_the_api_is_enforced_at_once() {
         reqwest::Method::POST,
         &gateway,
         "/api/governance/virtual-keys",
-        Some(json!({"id": "api-made", "value": "sk-bf-made-by-the-admin-api", "budget_id": "b1"})),
+        Some(json!({"id": "api-made", "value": "sk-bf-made-by-the-admin-api", "provider_configs": any_provider(), "budget_id": "b1"})),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -146,7 +146,7 @@ async fn invalid_writes_name_the_field() {
         reqwest::Method::POST,
         &gateway,
         "/api/governance/virtual-keys",
-        Some(json!({"id": "v", "value": "sk-bf-xxxxxxxxxxxx", "budget_id": "missing"})),
+        Some(json!({"id": "v", "value": "sk-bf-xxxxxxxxxxxx", "provider_configs": any_provider(), "budget_id": "missing"})),
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -200,7 +200,7 @@ async fn provider_keys_are_masked_and_kept_on_update() {
         &gateway,
         "/api/providers/extra",
         Some(
-            json!({"keys": [{"name": "main", "value": "sk-upstream-secret-value"}],
+            json!({"keys": [{"name": "main", "value": "sk-upstream-secret-value", "models": ["*"]}],
                     "network_config": {"base_url": mock.base}}),
         ),
     )

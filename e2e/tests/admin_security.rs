@@ -2,7 +2,7 @@
 //! bounded, auth schemes are case-insensitive; `/v1/models` honours virtual keys; malformed
 //! chat bodies never reach the provider.
 
-use bifrost_e2e::harness::{config_for, Gateway, MockProvider};
+use bifrost_e2e::harness::{any_provider, config_for, Gateway, MockProvider};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -86,7 +86,7 @@ async fn an_allowed_origin_is_served() {
             .post(gateway.url("/api/governance/virtual-keys"))
             .header("origin", "https://admin.example.com")
             .header("sec-fetch-site", "cross-site")
-            .json(&json!({"id": "ui", "value": "sk-bf-made-by-the-admin-ui"})),
+            .json(&json!({"id": "ui", "value": "sk-bf-made-by-the-admin-ui", "provider_configs": any_provider()})),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -171,7 +171,7 @@ fn governed(mock: &MockProvider) -> Value {
     config["providers"]["anthropic"]["keys"][0]["models"] = json!(["claude-3-5-haiku"]);
     config["governance"] = json!({"virtual_keys": [
         {"id": "narrow", "value": "sk-bf-narrow-key",
-         "provider_configs": [{"provider": "openai", "allowed_models": ["gpt-4o-mini"]}]}
+         "provider_configs": [{"provider": "openai", "allowed_models": ["gpt-4o-mini"], "key_ids": ["*"]}]}
     ]});
     config
 }

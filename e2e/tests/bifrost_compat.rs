@@ -1,7 +1,7 @@
 //! Bifrost config files keep their meaning here: the settings below are Bifrost's, written as
 //! Bifrost's own example files write them.
 
-use bifrost_e2e::harness::{config_for, Gateway, MockProvider};
+use bifrost_e2e::harness::{any_provider, config_for, Gateway, MockProvider};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -23,7 +23,7 @@ fn with_virtual_keys(mock: &MockProvider) -> Value {
     config["client"]["enforce_governance_header"] = json!(true);
     config["governance"] = json!({
         "auth_config": {"is_enabled": false, "disable_auth_on_inference": true},
-        "virtual_keys": [{"id": "vk-1", "value": "sk-bf-compat-key"}]
+        "virtual_keys": [{"id": "vk-1", "value": "sk-bf-compat-key", "provider_configs": any_provider()}]
     });
     config["plugins"] = json!([
         {"enabled": true, "name": "governance", "config": {"is_vk_mandatory": true}}
@@ -59,7 +59,7 @@ async fn the_withvirtualkeys_auth_pattern_refuses_a_request_without_a_key() {
 async fn is_vk_mandatory_alone_requires_a_key() {
     let mock = MockProvider::start(&[]).await;
     let mut config = config_for(&mock);
-    config["governance"] = json!({"virtual_keys": [{"id": "vk-1", "value": "sk-bf-compat-key"}]});
+    config["governance"] = json!({"virtual_keys": [{"id": "vk-1", "value": "sk-bf-compat-key", "provider_configs": any_provider()}]});
     config["plugins"] = json!([{"name": "governance", "config": {"is_vk_mandatory": true}}]);
     let gateway = Gateway::start(&config).await;
     assert_eq!(chat(&gateway, None).await, StatusCode::UNAUTHORIZED);
@@ -107,7 +107,7 @@ async fn budgets_tied_to_their_owner_from_the_budget_side_are_enforced() {
         let mut config = config_for(&mock);
         config["governance"] = json!({
             "virtual_keys": [{"id": "vk-1", "value": "sk-bf-compat-key", "provider_configs": [
-                {"id": 7, "provider": "openai", "allowed_models": ["gpt-4o-mini"]}
+                {"id": 7, "provider": "openai", "allowed_models": ["gpt-4o-mini"], "key_ids": ["*"]}
             ]}],
             "budgets": [budget]
         });
@@ -143,8 +143,8 @@ async fn a_null_weight_provider_is_used_only_when_named() {
     let mock = MockProvider::start(&[]).await;
     let mut config = config_for(&mock);
     config["governance"] = json!({"virtual_keys": [{"id": "vk-1", "value": "sk-bf-compat-key",
-        "provider_configs": [{"provider": "openai", "weight": null},
-                             {"provider": "anthropic", "weight": 1}]}]});
+        "provider_configs": [{"provider": "openai", "weight": null, "allowed_models": ["*"], "key_ids": ["*"]},
+                             {"provider": "anthropic", "weight": 1, "allowed_models": ["*"], "key_ids": ["*"]}]}]});
     let gateway = Gateway::start(&config).await;
     let client = reqwest::Client::new();
     for (model, provider) in [
@@ -168,4 +168,109 @@ async fn a_null_weight_provider_is_used_only_when_named() {
             "{model}"
         );
     }
+}
+
+/// `(status, error message)` of a chat completion for `model`, with virtual key `vk`.
+async fn chat_model(gateway: &Gateway, model: &str, vk: Option<&str>) -> (StatusCode, String) {
+    let mut request = reqwest::Client::new()
+        .post(gateway.url("/v1/chat/completions"))
+        .json(&json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}));
+    if let Some(vk) = vk {
+        request = request.header("x-bf-vk", vk);
+    }
+    let response = request.send().await.expect("answered");
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    let message = body["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    (status, message)
+}
+
+/// A Bifrost file with empty and missing allow-lists: an OpenAI key without `models`, an
+/// Anthropic key serving everything, a virtual key without `provider_configs` and one whose
+/// OpenAI config names neither `allowed_models` nor `key_ids`.
+fn with_empty_allow_lists(mock: &MockProvider, version: Option<u64>) -> Value {
+    let mut config = config_for(mock);
+    config["providers"]["openai"]["keys"] = json!([{"name": "bare", "value": "sk-openai"}]);
+    config["governance"] = json!({"virtual_keys": [
+        {"id": "no-configs", "value": "sk-bf-no-configs"},
+        {"id": "bare-config", "value": "sk-bf-bare-config",
+         "provider_configs": [{"provider": "anthropic"}]}
+    ]});
+    if let Some(version) = version {
+        config["version"] = json!(version);
+    }
+    config
+}
+
+/// Bifrost 1.5's default (`version: 2`, also when `version` is missing): empty or missing
+/// allow-lists allow nothing, each refusal says which list, and the startup log names them.
+#[tokio::test]
+async fn under_version_2_empty_allow_lists_allow_nothing() {
+    let mock = MockProvider::start(&[]).await;
+    for version in [None, Some(2)] {
+        let gateway = Gateway::start(&with_empty_allow_lists(&mock, version)).await;
+        let (status, message) = chat_model(&gateway, "openai/gpt-4o-mini", None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{version:?}: {message}");
+        assert!(message.contains("no key lists it"), "{message}");
+        let (status, _) = chat_model(&gateway, "anthropic/claude-3-5-haiku", None).await;
+        assert_eq!(status, StatusCode::OK, "[\"*\"] still serves everything");
+        let (status, message) = chat_model(
+            &gateway,
+            "anthropic/claude-3-5-haiku",
+            Some("sk-bf-no-configs"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{message}");
+        assert!(message.contains("provider_configs is empty"), "{message}");
+        let (status, message) = chat_model(
+            &gateway,
+            "anthropic/claude-3-5-haiku",
+            Some("sk-bf-bare-config"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{message}");
+        assert!(message.contains("allowed_models is empty"), "{message}");
+        gateway
+            .output
+            .wait_for(
+                "providers.openai.keys[0].models (the key serves no model)",
+                std::time::Duration::from_secs(5),
+            )
+            .await
+            .expect("the startup warning names the empty list");
+    }
+    assert_eq!(
+        mock.requests().await,
+        2,
+        "only the anthropic requests without a key went upstream"
+    );
+}
+
+/// `version: 1` keeps Bifrost 1.4's meaning: the same file serves every request.
+#[tokio::test]
+async fn under_version_1_empty_allow_lists_allow_everything() {
+    let mock = MockProvider::start(&[]).await;
+    let gateway = Gateway::start(&with_empty_allow_lists(&mock, Some(1))).await;
+    for (model, vk) in [
+        ("openai/gpt-4o-mini", None),
+        ("openai/gpt-4o-mini", Some("sk-bf-no-configs")),
+        ("anthropic/claude-3-5-haiku", Some("sk-bf-no-configs")),
+        ("anthropic/claude-3-5-haiku", Some("sk-bf-bare-config")),
+    ] {
+        let (status, message) = chat_model(&gateway, model, vk).await;
+        assert_eq!(status, StatusCode::OK, "{model} with {vk:?}: {message}");
+    }
+    assert_eq!(mock.requests().await, 4);
+}
+
+/// A `version` Bifrost does not define is refused with the field named.
+#[tokio::test]
+async fn an_unknown_version_is_refused() {
+    let (status, output) =
+        bifrost_e2e::harness::gateway_rejects(r#"{"version": 3, "providers": {}}"#).await;
+    assert!(!status.success());
+    assert!(output.contains("version:"), "{output}");
 }

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use bifrost_e2e::harness::{
-    config_for, free_udp_ports, postgres_store, wait_for_healthy, wait_for_members, wait_until,
-    ClusterNode, Deadline, Gateway, MockProvider, CONVERGENCE_DEADLINE,
+    any_provider, config_for, free_udp_ports, postgres_store, wait_for_healthy, wait_for_members,
+    wait_until, ClusterNode, Deadline, Gateway, MockProvider, CONVERGENCE_DEADLINE,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -221,7 +221,7 @@ async fn shared_limit_run(mode: &str, spacing: Duration) -> Option<(usize, u64)>
     let governance = json!({
         "rate_limits": [{"id": "three-hundred", "request_max_limit": 300,
                          "request_reset_duration": "1m", "cluster_mode": mode}],
-        "virtual_keys": [{"id": "shared", "value": "sk-bf-shared", "rate_limit_id": "three-hundred"}]
+        "virtual_keys": [{"id": "shared", "value": "sk-bf-shared", "provider_configs": any_provider(), "rate_limit_id": "three-hundred"}]
     });
     let nodes = start_cluster(&base_config(store, &mock, governance), 3).await;
     wait_for_members(&nodes, 3).await;
@@ -326,7 +326,7 @@ async fn a_node_with_the_wrong_cluster_key_cannot_join_or_change_counters() {
     let mock = MockProvider::start(&[]).await;
     let governance = json!({
         "rate_limits": [{"id": "ten", "request_max_limit": 10, "request_reset_duration": "1m"}],
-        "virtual_keys": [{"id": "shared", "value": "sk-bf-shared", "rate_limit_id": "ten"}]
+        "virtual_keys": [{"id": "shared", "value": "sk-bf-shared", "provider_configs": any_provider(), "rate_limit_id": "ten"}]
     });
     let base = base_config(store, &mock, governance);
     let ports = free_udp_ports(3);
@@ -461,7 +461,7 @@ async fn an_admin_change_on_one_node_reaches_every_node_through_gossip() {
     let changed_at = Instant::now();
     let response = reqwest::Client::new()
         .post(nodes[0].url("/api/governance/virtual-keys"))
-        .json(&json!({"id": "made-on-node-0", "value": "sk-bf-made-on-node-0"}))
+        .json(&json!({"id": "made-on-node-0", "value": "sk-bf-made-on-node-0", "provider_configs": any_provider()}))
         .send()
         .await
         .expect("admin API answered");

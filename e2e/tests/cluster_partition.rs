@@ -12,8 +12,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bifrost_e2e::harness::{
-    cluster_statuses, config_for, postgres_store, skip_unless_ci, wait_until, ClusterNode,
-    Deadline, Gateway, GossipTimings, MockProvider, CONVERGENCE_DEADLINE,
+    any_provider, cluster_statuses, config_for, postgres_store, skip_unless_ci, wait_until,
+    ClusterNode, Deadline, Gateway, GossipTimings, MockProvider, CONVERGENCE_DEADLINE,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -84,8 +84,8 @@ async fn a_partitioned_node_keeps_serving_within_its_share_and_converges_after_h
             {"id": "counted", "request_max_limit": COUNTED_LIMIT, "request_reset_duration": "1d"}
         ],
         "virtual_keys": [
-            {"id": "limited", "value": LIMITED, "rate_limit_id": "limited", "budget_id": "shared"},
-            {"id": "counted", "value": COUNTED, "rate_limit_id": "counted", "budget_id": "shared"}
+            {"id": "limited", "value": LIMITED, "provider_configs": any_provider(), "rate_limit_id": "limited", "budget_id": "shared"},
+            {"id": "counted", "value": COUNTED, "provider_configs": any_provider(), "rate_limit_id": "counted", "budget_id": "shared"}
         ],
         "pricing": [{"model": "gpt-4o-mini", "input_cost_per_token": 0.01, "output_cost_per_token": 0.02}],
         "usage_flush_interval_ms": 500

@@ -6,8 +6,9 @@
 use std::time::{Duration, Instant};
 
 use bifrost_e2e::harness::{
-    config_for, free_udp_ports, postgres_store, stored_budget_usage, wait_for_members, wait_until,
-    ClusterNode, Deadline, Gateway, GossipTimings, MockProvider, CONVERGENCE_DEADLINE,
+    any_provider, config_for, free_udp_ports, postgres_store, stored_budget_usage,
+    wait_for_members, wait_until, ClusterNode, Deadline, Gateway, GossipTimings, MockProvider,
+    CONVERGENCE_DEADLINE,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -24,7 +25,7 @@ fn base_config(store: &Value, mock: &MockProvider, flush_interval_ms: u64) -> Va
     config["config_store"] = store.clone();
     config["governance"] = json!({
         "budgets": [{"id": "shared", "max_limit": 1000.0, "reset_duration": "1M"}],
-        "virtual_keys": [{"id": "k", "value": VK, "budget_id": "shared"}],
+        "virtual_keys": [{"id": "k", "value": VK, "provider_configs": any_provider(), "budget_id": "shared"}],
         "pricing": [{"model": "gpt-4o-mini", "input_cost_per_token": 0.01, "output_cost_per_token": 0.02}],
         "usage_flush_interval_ms": flush_interval_ms
     });

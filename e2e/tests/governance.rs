@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use bifrost_e2e::harness::{
-    config_for, metric_value, postgres_store, sse_events, wait_until, Deadline, Gateway,
-    MockProvider,
+    any_provider, config_for, metric_value, postgres_store, sse_events, wait_until, Deadline,
+    Gateway, MockProvider,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -63,9 +63,9 @@ async fn virtual_keys_are_required_and_checked(store: Value) {
         &store,
         &mock,
         json!({"virtual_keys": [
-            {"id": "active", "value": "sk-bf-active"},
-            {"id": "off", "value": "sk-bf-off", "is_active": false},
-            {"id": "legacy", "value": "legacy-value"}
+            {"id": "active", "value": "sk-bf-active", "provider_configs": any_provider()},
+            {"id": "off", "value": "sk-bf-off", "provider_configs": any_provider(), "is_active": false},
+            {"id": "legacy", "value": "legacy-value", "provider_configs": any_provider()}
         ]}),
     ))
     .await;
@@ -134,8 +134,8 @@ async fn provider_configs_restrict_providers_models_and_keys(store: Value) {
         ]}]}),
     );
     config["providers"]["openai"]["keys"] = json!([
-        {"name": "first", "value": "sk-first", "weight": 100.0},
-        {"name": "second", "value": "sk-second", "weight": 1.0}
+        {"name": "first", "value": "sk-first", "weight": 100.0, "models": ["*"]},
+        {"name": "second", "value": "sk-second", "weight": 1.0, "models": ["*"]}
     ]);
     let gateway = start(&config).await;
     for _ in 0..5 {
@@ -191,7 +191,7 @@ async fn the_request_after_the_limit_gets_429_with_headers_until_the_window_roll
         &mock,
         json!({
             "rate_limits": [{"id": "three", "request_max_limit": 3, "request_reset_duration": "2s"}],
-            "virtual_keys": [{"id": "limited", "value": "sk-bf-limited", "rate_limit_id": "three"}]
+            "virtual_keys": [{"id": "limited", "value": "sk-bf-limited", "provider_configs": any_provider(), "rate_limit_id": "three"}]
         }),
     ))
     .await;
@@ -250,7 +250,7 @@ async fn token_limits_are_charged_real_usage_streaming_included(store: Value) {
         &mock,
         json!({
             "rate_limits": [{"id": "tokens", "token_max_limit": 20, "token_reset_duration": "1h"}],
-            "virtual_keys": [{"id": "t", "value": "sk-bf-t", "rate_limit_id": "tokens"}]
+            "virtual_keys": [{"id": "t", "value": "sk-bf-t", "provider_configs": any_provider(), "rate_limit_id": "tokens"}]
         }),
     ))
     .await;
@@ -293,7 +293,7 @@ async fn the_in_flight_cap_refuses_concurrent_requests_beyond_it(store: Value) {
     let gateway = start(&governed(
         &store,
         &mock,
-        json!({"virtual_keys": [{"id": "one", "value": "sk-bf-one", "max_in_flight": 1}]}),
+        json!({"virtual_keys": [{"id": "one", "value": "sk-bf-one", "provider_configs": any_provider(), "max_in_flight": 1}]}),
     ))
     .await;
     let body = chat("slow");
@@ -330,7 +330,7 @@ async fn budgets_are_charged_at_every_level_and_name_the_exhausted_one(store: Va
             ],
             "customers": [{"id": "acme", "budget_id": "customer-budget"}],
             "teams": [{"id": "platform", "customer_id": "acme", "budget_id": "team-budget"}],
-            "virtual_keys": [{"id": "dev", "value": "sk-bf-dev", "team_id": "platform", "budget_id": "vk-budget"}]
+            "virtual_keys": [{"id": "dev", "value": "sk-bf-dev", "provider_configs": any_provider(), "team_id": "platform", "budget_id": "vk-budget"}]
         }),
     ))
     .await;
@@ -383,7 +383,7 @@ async fn an_exhausted_budget_admits_again_after_its_reset(store: Value) {
         &mock,
         json!({
             "budgets": [{"id": "tiny", "max_limit": 0.05, "reset_duration": "2s"}],
-            "virtual_keys": [{"id": "k", "value": "sk-bf-k", "budget_id": "tiny"}]
+            "virtual_keys": [{"id": "k", "value": "sk-bf-k", "provider_configs": any_provider(), "budget_id": "tiny"}]
         }),
     ))
     .await;
@@ -415,8 +415,8 @@ async fn a_star_in_key_ids_and_allowed_models_means_every_one(store: Value) {
         ]}]}),
     );
     config["providers"]["openai"]["keys"] = json!([
-        {"name": "first", "value": "sk-first", "weight": 1.0},
-        {"name": "second", "value": "sk-second", "weight": 1.0}
+        {"name": "first", "value": "sk-first", "weight": 1.0, "models": ["*"]},
+        {"name": "second", "value": "sk-second", "weight": 1.0, "models": ["*"]}
     ]);
     let gateway = start(&config).await;
     for model in ["openai/gpt-4o-mini", "openai/gpt-4o"] {

@@ -99,8 +99,7 @@ async fn sighup_reloads_a_good_config_and_keeps_the_old_one_on_a_bad_file() {
         StatusCode::NOT_FOUND
     );
 
-    config["providers"]["added"] =
-        json!({"keys": [{"value": "k"}], "network_config": {"base_url": mock.base}});
+    config["providers"]["added"] = json!({"keys": [{"value": "k", "models": ["*"]}], "network_config": {"base_url": mock.base}});
     gateway.write_config(&config);
     gateway.signal("HUP");
     gateway

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use bifrost_e2e::harness::{config_for, Gateway, MockProvider};
+use bifrost_e2e::harness::{any_provider, config_for, Gateway, MockProvider};
 use serde_json::Value;
 
 fn python() -> PathBuf {
@@ -24,8 +24,7 @@ async fn openai_python_sdk_gets_json_and_streamed_answers() {
     let mock = MockProvider::start(&["--chunks", "3"]).await;
     let mut config = config_for(&mock);
     config["client"]["enforce_auth_on_inference"] = serde_json::json!(true);
-    config["governance"] =
-        serde_json::json!({"virtual_keys": [{"id": "sdk", "value": "sk-bf-python-sdk-key"}]});
+    config["governance"] = serde_json::json!({"virtual_keys": [{"id": "sdk", "value": "sk-bf-python-sdk-key", "provider_configs": any_provider()}]});
     let gateway = Gateway::start(&config).await;
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/openai_sdk_check.py");
     let output = tokio::process::Command::new(python())

@@ -47,7 +47,7 @@ async fn a_failing_model_falls_back_in_order() {
     let healthy = MockProvider::start(&[]).await;
     let mut config = config_for(&healthy);
     config["providers"]["broken"] = json!({
-        "keys": [{"value": "k"}], "network_config": {"base_url": broken.base}
+        "keys": [{"value": "k", "models": ["*"]}], "network_config": {"base_url": broken.base}
     });
     let gateway = Gateway::start(&config).await;
     let mut body = chat("broken/gpt-4o");
@@ -147,8 +147,8 @@ async fn a_rejected_key_is_retried_on_another_and_then_avoided() {
     let mock = MockProvider::start(&["--require-key", "good-key"]).await;
     let mut config = config_for(&mock);
     config["providers"]["openai"]["keys"] = json!([
-        {"name": "bad", "value": "revoked-key", "weight": 1.0},
-        {"name": "good", "value": "good-key", "weight": 1.0}
+        {"name": "bad", "value": "revoked-key", "weight": 1.0, "models": ["*"]},
+        {"name": "good", "value": "good-key", "weight": 1.0, "models": ["*"]}
     ]);
     config["providers"]["openai"]["network_config"] = json!({
         "base_url": mock.base, "max_retries": 1, "retry_backoff_initial_ms": 1, "retry_backoff_max_ms": 1

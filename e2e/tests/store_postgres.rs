@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bifrost_e2e::harness::{
-    config_for, postgres_store, wait_until, Deadline, Gateway, MockProvider,
+    any_provider, config_for, postgres_store, wait_until, Deadline, Gateway, MockProvider,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -15,7 +15,7 @@ fn config(mock: &MockProvider, store: &Value) -> Value {
     config["config_store"] = store.clone();
     config["governance"] = json!({
         "budgets": [{"id": "shared", "max_limit": 1000.0, "reset_duration": "1M"}],
-        "virtual_keys": [{"id": "k", "value": "sk-bf-shared-budget", "budget_id": "shared"}],
+        "virtual_keys": [{"id": "k", "value": "sk-bf-shared-budget", "provider_configs": any_provider(), "budget_id": "shared"}],
         "pricing": [{"model": "gpt-4o-mini", "input_cost_per_token": 0.01, "output_cost_per_token": 0.02}],
         "usage_flush_interval_ms": 200
     });

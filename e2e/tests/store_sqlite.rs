@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use bifrost_e2e::harness::{config_for, gateway_fails_with, Gateway, MockProvider};
+use bifrost_e2e::harness::{any_provider, config_for, gateway_fails_with, Gateway, MockProvider};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -15,7 +15,7 @@ fn config(mock: &MockProvider) -> Value {
     config["config_store"] = json!({"enabled": true, "type": "sqlite"});
     config["governance"] = json!({
         "budgets": [{"id": "b", "max_limit": 1000.0, "reset_duration": "1M"}],
-        "virtual_keys": [{"id": "k", "value": "sk-bf-restart-safety-key", "budget_id": "b"}],
+        "virtual_keys": [{"id": "k", "value": "sk-bf-restart-safety-key", "provider_configs": any_provider(), "budget_id": "b"}],
         "pricing": [{"model": "gpt-4o-mini", "input_cost_per_token": 0.01, "output_cost_per_token": 0.02}],
         // Long on purpose: only the shutdown flush can have written the spend.
         "usage_flush_interval_ms": 600000

@@ -15,7 +15,7 @@ use anyhow::{bail, Context};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::harness::{Gateway, MockProvider};
+use crate::harness::{any_provider, Gateway, MockProvider};
 use oha::Load;
 use procfs::{CpuReading, Memory};
 use report::{Results, Run, ServerCpu, Settings};
@@ -361,7 +361,7 @@ fn governed_config(upstream_base: &str) -> serde_json::Value {
         .collect();
     let keys: Vec<_> = (0..VIRTUAL_KEYS)
         .map(|i| {
-            json!({"id": format!("vk-{i}"), "value": vk_value(i), "team_id": format!("team-{}", i % 100),
+            json!({"id": format!("vk-{i}"), "value": vk_value(i), "provider_configs": any_provider(), "team_id": format!("team-{}", i % 100),
                    "rate_limit_id": "generous", "budget_id": "vk-budget"})
         })
         .collect();

@@ -80,6 +80,15 @@ pub fn config_for(mock: &MockProvider) -> Value {
     })
 }
 
+/// `provider_configs` letting a virtual key use every model and key of both providers of
+/// [`config_for`]. Empty or missing lists allow nothing (Bifrost's `version: 2` semantics).
+pub fn any_provider() -> Value {
+    serde_json::json!([
+        {"provider": "openai", "allowed_models": ["*"], "key_ids": ["*"]},
+        {"provider": "anthropic", "allowed_models": ["*"], "key_ids": ["*"]}
+    ])
+}
+
 /// A test's dependency is missing (`missing`, and `remedy`: how to provide it). Outside CI the
 /// test skips: this prints why and gives `None` for the caller to return. In CI (`CI` set) a
 /// missing dependency is a failure, not a silent skip: this panics.

@@ -97,7 +97,8 @@ pub struct VirtualKeyConfig {
     /// Rate limit for this key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit_id: Option<String>,
-    /// Providers this key may use (empty: all), with per-provider restrictions and limits.
+    /// Providers this key may use, with per-provider restrictions and limits. Empty or missing:
+    /// none (Bifrost 1.5's meaning; a file with `version: 1` reads it as every provider).
     #[serde(default)]
     pub provider_configs: Vec<VirtualKeyProviderConfig>,
     /// Most requests this key may have in flight at once (none: unlimited).
@@ -132,10 +133,12 @@ impl std::fmt::Debug for VirtualKeyConfig {
 pub struct VirtualKeyProviderConfig {
     /// Provider name.
     pub provider: String,
-    /// Models allowed on this provider (empty: all the provider serves).
+    /// Models allowed on this provider; `["*"]`: all the provider serves; empty or missing:
+    /// none (all with `version: 1`).
     #[serde(default)]
     pub allowed_models: Vec<String>,
-    /// Provider key ids this virtual key may use (empty: all).
+    /// Provider key ids this virtual key may use; `["*"]`: every key; empty or missing: none
+    /// (all with `version: 1`).
     #[serde(default)]
     pub key_ids: Vec<String>,
     /// Share of traffic when a bare model name could go to several providers; `0` or `null`

@@ -354,8 +354,8 @@ mod tests {
         let err = parse(
             r#"{"client": {"initial_pool_size": "many"},
                 "server": {"drain_timeout_seconds": "long", "max_connections": 0},
-                "providers": {"openai": {"keys": [{"value": "k", "weight": "heavy"}]},
-                              "bad name!": {"keys": [{"value": "k"}]}},
+                "providers": {"openai": {"keys": [{"value": "k", "weight": "heavy", "models": ["*"]}]},
+                              "bad name!": {"keys": [{"value": "k", "models": ["*"]}]}},
                 "log_retention_days": 7}"#,
         )
         .expect_err("invalid");

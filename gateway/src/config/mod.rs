@@ -47,6 +47,13 @@ pub struct GatewayConfig {
     /// JSON-schema hint for editors; ignored by the gateway.
     #[serde(rename = "$schema", default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<String>,
+    /// Bifrost's allow-list semantics for this file: `2` (the default, Bifrost 1.5 and later):
+    /// an empty or missing `models`, `provider_configs`, `allowed_models` or `key_ids` allows
+    /// nothing and `["*"]` everything; `1` (Bifrost 1.4): an empty one allows everything. The
+    /// admin API always uses `2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 2))]
+    pub version: Option<u8>,
     /// Key that encrypts secrets at rest (`env.NAME` allowed; env `BIFROST_ENCRYPTION_KEY`
     /// overrides).
     #[serde(default, skip_serializing_if = "Option::is_none")]

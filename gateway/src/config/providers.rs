@@ -37,7 +37,8 @@ pub struct KeyConfig {
     /// The secret, or `env.NAME` to read it from the environment.
     #[serde(default)]
     pub value: String,
-    /// Models this key serves; empty or `["*"]` means all.
+    /// Models this key serves; `["*"]` means all. Empty or missing: none (Bifrost 1.5's
+    /// meaning; a file with `version: 1` reads it as all).
     #[serde(default)]
     pub models: Vec<String>,
     /// Relative share of traffic among eligible keys.
@@ -56,7 +57,7 @@ impl KeyConfig {
 
     /// Whether this key may serve `model`.
     pub fn allows_model(&self, model: &str) -> bool {
-        self.models.is_empty() || self.models.iter().any(|m| m == "*" || m == model)
+        self.models.iter().any(|m| m == "*" || m == model)
     }
 
     /// The name used in logs and metrics.

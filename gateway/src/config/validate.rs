@@ -18,6 +18,15 @@ impl GatewayConfig {
     /// are typos, and the largest integers would overflow the deadline and period arithmetic.
     pub fn validate(&self) -> Vec<FieldError> {
         let mut problems = Vec::new();
+        if let Some(version) = self.version.filter(|v| !(1..=2).contains(v)) {
+            problems.push(FieldError::new(
+                "version",
+                format!(
+                    "must be 1 (Bifrost 1.4: an empty allow-list allows all) or 2 (the default: \
+                     it allows nothing); got {version}"
+                ),
+            ));
+        }
         validate_client(&self.client, &mut problems);
         for (name, provider) in &self.providers {
             validate_provider(name, provider, &mut problems);

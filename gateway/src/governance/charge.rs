@@ -63,11 +63,9 @@ pub async fn admit(
     let mut rule = None;
     for (index, target) in targets.iter_mut().enumerate() {
         let target_rule = provider_rule(vk, &target.provider.name, &target.model)?;
-        if let Some(target_rule) = target_rule {
-            target.allowed_keys = target_rule.key_ids.clone();
-        }
+        target.allowed_keys = target_rule.key_ids.clone();
         if index == 0 {
-            rule = target_rule;
+            rule = Some(target_rule);
         }
     }
     let primary = targets

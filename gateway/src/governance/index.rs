@@ -49,9 +49,9 @@ pub struct BudgetRef {
 /// A virtual key's rules for one provider.
 #[derive(Debug, Clone)]
 pub struct ProviderRule {
-    /// Allowed models (empty: all).
+    /// Allowed models (`*`: all; empty: none).
     pub allowed_models: Vec<String>,
-    /// Allowed provider key ids (empty: all).
+    /// Allowed provider key ids (`None`: all, from `["*"]`; empty: none).
     pub key_ids: Option<Arc<[String]>>,
     /// Weight for bare model names.
     pub weight: f64,
@@ -66,7 +66,7 @@ pub struct ProviderRule {
 impl ProviderRule {
     /// Whether the rule allows `model`.
     pub fn allows_model(&self, model: &str) -> bool {
-        self.allowed_models.is_empty() || self.allowed_models.iter().any(|m| m == model || m == "*")
+        self.allowed_models.iter().any(|m| m == model || m == "*")
     }
 }
 
@@ -194,10 +194,9 @@ impl GovernanceIndex {
                         pc.provider.clone(),
                         ProviderRule {
                             allowed_models: pc.allowed_models.clone(),
-                            // Bifrost's `["*"]` means every key, as an empty list does here.
-                            key_ids: (!pc.key_ids.is_empty()
-                                && !pc.key_ids.iter().any(|id| id == "*"))
-                            .then(|| pc.key_ids.clone().into()),
+                            // Bifrost's `["*"]` means every key; an empty list, none.
+                            key_ids: (!pc.key_ids.iter().any(|id| id == "*"))
+                                .then(|| pc.key_ids.clone().into()),
                             weight: pc.weight,
                             budget: budget_ref(
                                 Level::Provider,

@@ -79,28 +79,46 @@ impl GovernanceRuntime {
     }
 }
 
-/// What a virtual key allows on one provider; 403 when it does not allow it at all.
+/// What a virtual key allows on one provider; 403 when it does not allow it at all. An empty
+/// allow-list allows nothing (Bifrost 1.5), and the message says which list it is.
 pub fn provider_rule<'a>(
     vk: &'a VirtualKey,
     provider: &str,
     model: &str,
-) -> Result<Option<&'a ProviderRule>, GatewayError> {
+) -> Result<&'a ProviderRule, GatewayError> {
+    let refuse = |reason: String| {
+        Err(GatewayError::Forbidden(format!(
+            "virtual key \"{}\" {reason}",
+            vk.id
+        )))
+    };
     if vk.providers.is_empty() {
-        return Ok(None);
+        return refuse(
+            "may use no provider: its provider_configs is empty (add one per provider it may use)"
+                .into(),
+        );
     }
-    let rule = vk.providers.get(provider).ok_or_else(|| {
-        GatewayError::Forbidden(format!(
-            "virtual key \"{}\" may not use provider \"{provider}\"",
-            vk.id
-        ))
-    })?;
+    let Some(rule) = vk.providers.get(provider) else {
+        return refuse(format!("may not use provider \"{provider}\""));
+    };
+    if rule.allowed_models.is_empty() {
+        return refuse(format!(
+            "may use no model on provider \"{provider}\": its allowed_models is empty \
+             (write [\"*\"] for every model)"
+        ));
+    }
     if !rule.allows_model(model) {
-        return Err(GatewayError::Forbidden(format!(
-            "virtual key \"{}\" may not use model \"{model}\" on provider \"{provider}\"",
-            vk.id
-        )));
+        return refuse(format!(
+            "may not use model \"{model}\" on provider \"{provider}\""
+        ));
     }
-    Ok(Some(rule))
+    if rule.key_ids.as_deref().is_some_and(<[String]>::is_empty) {
+        return refuse(format!(
+            "may use no key of provider \"{provider}\": its key_ids is empty \
+             (write [\"*\"] for every key)"
+        ));
+    }
+    Ok(rule)
 }
 
 /// For a bare model name, the provider a virtual key's `provider_configs` choose: weighted

@@ -395,9 +395,7 @@ fn parse_request(
     let default_provider = (route == Route::Messages).then_some("anthropic");
     // A bare model name with a virtual key goes where the key's provider_configs say.
     let model = match vk {
-        Some(vk)
-            if !model.contains('/') && default_provider.is_none() && !vk.providers.is_empty() =>
-        {
+        Some(vk) if !model.contains('/') && default_provider.is_none() => {
             match governance::provider_for_bare_model(vk, routing, &model) {
                 Some(provider) => format!("{provider}/{model}"),
                 None => model,

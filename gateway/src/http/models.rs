@@ -63,15 +63,14 @@ pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
 }
 
 fn may_use_provider(vk: &VirtualKey, provider: &str) -> bool {
-    vk.providers.is_empty() || vk.providers.contains_key(provider)
+    vk.providers.contains_key(provider)
 }
 
 /// Whether `vk` may use `model` on `provider` as inference would decide: its rule allows the
 /// model and, when it names provider keys, one of those keys serves it.
 fn may_use_model(vk: &VirtualKey, provider: &Provider, model: &str) -> bool {
     match provider_rule(vk, &provider.name, model) {
-        Ok(None) => true,
-        Ok(Some(rule)) => rule.key_ids.as_deref().is_none_or(|ids| {
+        Ok(rule) => rule.key_ids.as_deref().is_none_or(|ids| {
             serving_keys(&provider.keys, model, Some(ids))
                 .next()
                 .is_some()

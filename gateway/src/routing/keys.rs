@@ -114,7 +114,7 @@ mod tests {
 
     #[test]
     fn traffic_follows_weights() {
-        let keys = [key("a", 3.0, &[]), key("b", 1.0, &[])];
+        let keys = [key("a", 3.0, &["*"]), key("b", 1.0, &["*"])];
         let now = Instant::now();
         let mut counts = [0usize; 2];
         for _ in 0..20_000 {
@@ -131,7 +131,7 @@ mod tests {
 
     #[test]
     fn weights_summing_past_f64_share_traffic_evenly() {
-        let keys = [key("a", f64::MAX, &[]), key("b", f64::MAX, &[])];
+        let keys = [key("a", f64::MAX, &["*"]), key("b", f64::MAX, &["*"])];
         let now = Instant::now();
         let mut counts = [0usize; 2];
         for _ in 0..2_000 {
@@ -148,6 +148,7 @@ mod tests {
             key("a", 1.0, &["gpt-4o"]),
             key("b", 1.0, &["*"]),
             key("c", 1.0, &["x"]),
+            key("d", 1.0, &[]),
         ];
         let now = Instant::now();
         for _ in 0..200 {
@@ -158,11 +159,16 @@ mod tests {
             pick_key(&keys[2..], "gpt-4o", None, &[], now).err(),
             Some(NoKey::ModelNotServed)
         );
+        assert_eq!(
+            pick_key(&keys[3..], "gpt-4o", None, &[], now).err(),
+            Some(NoKey::ModelNotServed),
+            "an empty models list serves nothing"
+        );
     }
 
     #[test]
     fn open_circuits_are_skipped_and_reported_when_all_are_open() {
-        let keys = [key("a", 1.0, &[]), key("b", 1.0, &[])];
+        let keys = [key("a", 1.0, &["*"]), key("b", 1.0, &["*"])];
         let now = Instant::now();
         keys[0]
             .breaker
@@ -187,7 +193,7 @@ mod tests {
 
     #[test]
     fn a_virtual_keys_key_ids_restrict_the_choice() {
-        let keys = [key("a", 1000.0, &[]), key("b", 1.0, &[])];
+        let keys = [key("a", 1000.0, &["*"]), key("b", 1.0, &["*"])];
         let allowed = ["b".to_string()];
         for _ in 0..100 {
             let (i, _) = pick_key(&keys, "m", Some(&allowed), &[], Instant::now()).expect("b");
@@ -197,7 +203,7 @@ mod tests {
 
     #[test]
     fn keys_that_failed_in_this_request_are_avoided_when_possible() {
-        let keys = [key("a", 1000.0, &[]), key("b", 1.0, &[])];
+        let keys = [key("a", 1000.0, &["*"]), key("b", 1.0, &["*"])];
         let now = Instant::now();
         assert_eq!(pick_key(&keys, "m", None, &[0], now).expect("b").0, 1);
         assert_eq!(

@@ -23,7 +23,7 @@ pub struct UpstreamKey {
     /// The auth header value (`Bearer …` or the raw key), marked sensitive; `None` when the
     /// key is empty (e.g. a local model server).
     pub auth: Option<HeaderValue>,
-    /// Models served; empty or `*` means all.
+    /// Models served; `*` means all, empty none (Bifrost 1.5).
     pub models: Vec<String>,
     /// Share of traffic.
     pub weight: f64,
@@ -34,7 +34,7 @@ pub struct UpstreamKey {
 impl UpstreamKey {
     /// Whether the key may serve `model`.
     pub fn allows_model(&self, model: &str) -> bool {
-        self.models.is_empty() || self.models.iter().any(|m| m == "*" || m == model)
+        self.models.iter().any(|m| m == "*" || m == model)
     }
 }
 
@@ -101,7 +101,8 @@ impl RoutingTable {
                     id: None,
                     name: Some("no-key".into()),
                     value: String::new(),
-                    models: Vec::new(),
+                    // A provider without keys (a local model server) serves whatever it has.
+                    models: vec!["*".into()],
                     weight: 1.0,
                 });
             }

@@ -176,6 +176,11 @@ fn migrator() -> Migrator {
             "cluster",
             include_str!("../../migrations/0002_cluster.sql"),
         ),
+        (
+            3,
+            "allow lists",
+            include_str!("../../migrations/0003_allow_lists.sql"),
+        ),
     ];
     Migrator::with_migrations(
         migrations

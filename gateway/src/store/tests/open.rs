@@ -23,7 +23,7 @@ on_both_backends! {
             .fetch_one(&mut raw)
             .await
             .expect("count migrations");
-        assert_eq!(applied, 2, "0001 and 0002");
+        assert_eq!(applied, 3, "0001, 0002 and 0003");
     }
 }
 
@@ -140,5 +140,62 @@ on_both_backends! {
             .await
             .expect("count");
         assert_eq!(versions, 1);
+    }
+}
+
+on_both_backends! {
+    /// Rows written before migration 0003 meant "empty = all": after it they say `["*"]`,
+    /// and a virtual key without provider configs gets one per provider, so a store carried
+    /// over from an older gateway serves exactly what it served before.
+    async fn old_empty_allow_lists_are_rewritten_to_allow_all(db: TestDb) {
+        let store = sample_store(&db).await;
+        store
+            .put_virtual_key(&virtual_key("vk-bare", "sk-bf-bare-secret"))
+            .await
+            .expect("put bare key");
+        store.close().await;
+        // The rows as a gateway before 0003 wrote them: empty lists, and 0003 not applied.
+        let mut raw = db.raw().await;
+        for statement in [
+            "UPDATE provider_keys SET models = '[]' WHERE provider = 'anthropic'",
+            "UPDATE virtual_key_providers SET allowed_models = '[]', key_ids = '[]'",
+            "DELETE FROM _sqlx_migrations WHERE version = 3",
+        ] {
+            raw.execute(statement).await.expect(statement);
+        }
+        drop(raw);
+
+        let store = db.open().await;
+        let before = store.config_version().await.expect("version");
+        let snapshot = store.snapshot().await.expect("snapshot");
+        assert_eq!(snapshot.providers["anthropic"].keys[0].models, vec!["*"]);
+        assert_eq!(
+            snapshot.providers["openai"].keys[0].models,
+            vec!["gpt-4o-mini"],
+            "a list that was not empty is kept"
+        );
+        let keys = &snapshot.governance.virtual_keys;
+        let app = keys.iter().find(|k| k.id == "vk-app").expect("vk-app");
+        assert_eq!(app.provider_configs.len(), 1, "{app:?}");
+        assert_eq!(app.provider_configs[0].allowed_models, vec!["*"]);
+        assert_eq!(app.provider_configs[0].key_ids, vec!["*"]);
+        let bare = keys.iter().find(|k| k.id == "vk-bare").expect("vk-bare");
+        let providers: Vec<&str> = bare
+            .provider_configs
+            .iter()
+            .map(|c| c.provider.as_str())
+            .collect();
+        assert_eq!(providers, ["anthropic", "openai"], "{bare:?}");
+        for config in &bare.provider_configs {
+            assert_eq!(config.allowed_models, vec!["*"]);
+            assert_eq!(config.key_ids, vec!["*"]);
+        }
+        store.close().await;
+        let again = db.open().await;
+        assert_eq!(
+            again.config_version().await.expect("version"),
+            before,
+            "the rewrite runs once"
+        );
     }
 }
