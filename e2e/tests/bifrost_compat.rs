@@ -274,3 +274,31 @@ async fn an_unknown_version_is_refused() {
     assert!(!status.success());
     assert!(output.contains("version:"), "{output}");
 }
+
+/// Bifrost's `expires_at`: a key past it is refused with 403 and says when it expired; a key
+/// expiring later works.
+#[tokio::test]
+async fn an_expired_virtual_key_is_refused() {
+    let mock = MockProvider::start(&[]).await;
+    let mut config = config_for(&mock);
+    config["governance"] = json!({"virtual_keys": [
+        {"id": "old", "value": "sk-bf-expired", "provider_configs": any_provider(),
+         "expires_at": "2020-01-31T00:00:00Z"},
+        {"id": "new", "value": "sk-bf-not-yet", "provider_configs": any_provider(),
+         "expires_at": "2999-01-31T00:00:00+01:00"}
+    ]});
+    let gateway = Gateway::start(&config).await;
+    let (status, message) = chat_model(&gateway, "openai/gpt-4o-mini", Some("sk-bf-expired")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{message}");
+    assert!(
+        message.contains("\"old\" expired at 2020-01-31T00:00:00Z"),
+        "{message}"
+    );
+    let (status, message) = chat_model(&gateway, "openai/gpt-4o-mini", Some("sk-bf-not-yet")).await;
+    assert_eq!(status, StatusCode::OK, "{message}");
+    assert_eq!(
+        mock.requests().await,
+        1,
+        "the expired key reached nothing upstream"
+    );
+}

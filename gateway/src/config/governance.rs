@@ -104,9 +104,26 @@ pub struct VirtualKeyConfig {
     /// Most requests this key may have in flight at once (none: unlimited).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_in_flight: Option<u32>,
+    /// RFC 3339 time (`2027-01-31T00:00:00Z`, any offset) from which the key is refused
+    /// with 403, as Bifrost's `expires_at`; none: it never expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
 }
 
 impl VirtualKeyConfig {
+    /// `expires_at` (RFC 3339, any offset) in Unix milliseconds; `None` when the key never
+    /// expires, an error naming the value when it is not such a time.
+    pub fn expiry_ms(&self) -> Result<Option<i64>, String> {
+        let Some(expires_at) = &self.expires_at else {
+            return Ok(None);
+        };
+        expires_at
+            .trim()
+            .parse::<jiff::Timestamp>()
+            .map(|t| Some(t.as_millisecond()))
+            .map_err(|err| format!("{expires_at:?} is not an RFC 3339 time ({err})"))
+    }
+
     /// Largest accepted `max_in_flight`.
     pub const MAX_IN_FLIGHT: u32 = 1_000_000;
 }
@@ -124,6 +141,7 @@ impl std::fmt::Debug for VirtualKeyConfig {
             .field("rate_limit_id", &self.rate_limit_id)
             .field("provider_configs", &self.provider_configs)
             .field("max_in_flight", &self.max_in_flight)
+            .field("expires_at", &self.expires_at)
             .finish()
     }
 }

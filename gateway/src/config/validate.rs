@@ -816,6 +816,15 @@ fn validate_governance(config: &GatewayConfig, problems: &mut Vec<FieldError>) {
             "rate_limit",
             problems,
         );
+        if let Err(err) = vk.expiry_ms() {
+            problems.push(FieldError::new(
+                at("expires_at"),
+                format!(
+                    "{err}: write an RFC 3339 time such as 2027-01-31T00:00:00Z, or omit it \
+                     for a key that never expires"
+                ),
+            ));
+        }
         if let Some(max_in_flight) = vk.max_in_flight {
             check_range(
                 problems,
@@ -1157,10 +1166,16 @@ mod tests {
                   "virtual_keys": [
                     {"id": "v1", "value": "sk-bf-1", "team_id": "t1", "customer_id": "c9", "budget_id": "b2",
                      "provider_configs": [{"provider": "azure", "rate_limit_id": "r1"}]},
-                    {"id": "v1", "value": "sk-bf-1"}
+                    {"id": "v1", "value": "sk-bf-1", "expires_at": "next tuesday"},
+                    {"id": "v3", "value": "sk-bf-3", "expires_at": "2031-01-31T00:00:00+01:00"}
                   ]}}"#,
         );
+        assert!(
+            !has(&found, "governance.virtual_keys[2].expires_at"),
+            "an RFC 3339 time with an offset is accepted: {found:#?}"
+        );
         for path in [
+            "governance.virtual_keys[1].expires_at: \"next tuesday\" is not an RFC 3339 time",
             "governance.budgets[0].reset_duration:",
             "governance.rate_limits[0].request_reset_duration: required",
             "governance.rate_limits[1].cluster_mode: strict applies to request limits",

@@ -386,6 +386,7 @@ mod tests {
             })),
             providers: HashMap::new(),
             max_in_flight: Some(2),
+            expires_at: None,
         }
     }
 

@@ -93,6 +93,17 @@ pub struct VirtualKey {
     pub providers: HashMap<String, ProviderRule>,
     /// In-flight cap.
     pub max_in_flight: Option<u32>,
+    /// When the key stops being accepted.
+    pub expires_at: Option<Expiry>,
+}
+
+/// A virtual key's `expires_at`: as written (for the refusal) and in Unix ms.
+#[derive(Debug, Clone)]
+pub struct Expiry {
+    /// The config's text.
+    pub text: String,
+    /// Unix ms; a text that does not parse (validation refuses it first) counts as expired.
+    pub at_ms: i64,
 }
 
 /// All virtual keys by their secret value.
@@ -228,6 +239,10 @@ impl GovernanceIndex {
                         .and_then(|r| rate_limits.get(r).cloned()),
                     providers,
                     max_in_flight: vk.max_in_flight,
+                    expires_at: vk.expires_at.as_ref().map(|text| Expiry {
+                        at_ms: vk.expiry_ms().ok().flatten().unwrap_or(i64::MIN),
+                        text: text.clone(),
+                    }),
                 }),
             );
         }

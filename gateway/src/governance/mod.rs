@@ -69,11 +69,18 @@ impl GovernanceRuntime {
             return Ok(None);
         };
         match self.index.by_value.get(value) {
-            Some(vk) if vk.is_active => Ok(Some(vk.clone())),
-            Some(vk) => Err(GatewayError::Forbidden(format!(
+            Some(vk) if !vk.is_active => Err(GatewayError::Forbidden(format!(
                 "virtual key \"{}\" is inactive",
                 vk.id
             ))),
+            Some(vk) if vk.expires_at.as_ref().is_some_and(|e| e.at_ms <= now_ms()) => {
+                let expiry = vk.expires_at.as_ref().map_or("", |e| e.text.as_str());
+                Err(GatewayError::Forbidden(format!(
+                    "virtual key \"{}\" expired at {expiry}",
+                    vk.id
+                )))
+            }
+            Some(vk) => Ok(Some(vk.clone())),
             None => Err(GatewayError::Forbidden("unknown virtual key".into())),
         }
     }

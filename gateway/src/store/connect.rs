@@ -181,6 +181,11 @@ fn migrator() -> Migrator {
             "allow lists",
             include_str!("../../migrations/0003_allow_lists.sql"),
         ),
+        (
+            4,
+            "virtual key expiry",
+            include_str!("../../migrations/0004_virtual_key_expiry.sql"),
+        ),
     ];
     Migrator::with_migrations(
         migrations

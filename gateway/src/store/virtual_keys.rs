@@ -25,6 +25,7 @@ type KeyRow = (
     Option<String>,
     Option<String>,
     Option<i64>,
+    Option<String>,
 );
 type ProviderRow = (
     String,
@@ -54,7 +55,7 @@ pub(crate) async fn load_all(
     const CONTEXT: &str = "loading virtual keys";
     let rows: Vec<KeyRow> = sqlx::query_as(
         "SELECT id, name, description, value_encrypted, is_active, team_id, customer_id, budget_id, \
-         rate_limit_id, max_in_flight FROM virtual_keys ORDER BY id",
+         rate_limit_id, max_in_flight, expires_at FROM virtual_keys ORDER BY id",
     )
     .fetch_all(&mut *conn)
     .await
@@ -84,7 +85,19 @@ pub(crate) async fn load_all(
 
     rows.into_iter()
         .map(
-            |(id, name, description, value, active, team, customer, budget, rate_limit, max)| {
+            |(
+                id,
+                name,
+                description,
+                value,
+                active,
+                team,
+                customer,
+                budget,
+                rate_limit,
+                max,
+                expires,
+            )| {
                 let at = |column: &str| format!("virtual_keys ({id}).{column}");
                 Ok(VirtualKeyConfig {
                     value: secrets.reveal(&value, || at("value_encrypted"))?,
@@ -99,6 +112,7 @@ pub(crate) async fn load_all(
                     customer_id: customer,
                     budget_id: budget,
                     rate_limit_id: rate_limit,
+                    expires_at: expires,
                     id,
                 })
             },
@@ -176,14 +190,15 @@ pub(crate) async fn write(
 
     sqlx::query(
         "INSERT INTO virtual_keys (id, name, description, value_encrypted, value_hash, \
-         is_active, team_id, customer_id, budget_id, rate_limit_id, max_in_flight) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         is_active, team_id, customer_id, budget_id, rate_limit_id, max_in_flight, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
          ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
          description = excluded.description, \
          value_encrypted = excluded.value_encrypted, value_hash = excluded.value_hash, \
          is_active = excluded.is_active, team_id = excluded.team_id, \
          customer_id = excluded.customer_id, budget_id = excluded.budget_id, \
-         rate_limit_id = excluded.rate_limit_id, max_in_flight = excluded.max_in_flight",
+         rate_limit_id = excluded.rate_limit_id, max_in_flight = excluded.max_in_flight, \
+         expires_at = excluded.expires_at",
     )
     .bind(&vk.id)
     .bind(&vk.name)
@@ -196,6 +211,7 @@ pub(crate) async fn write(
     .bind(vk.budget_id.clone())
     .bind(vk.rate_limit_id.clone())
     .bind(vk.max_in_flight.map(i64::from))
+    .bind(vk.expires_at.clone())
     .execute(&mut *conn)
     .await
     .context(CONTEXT)?;

@@ -200,6 +200,7 @@ pub(super) fn virtual_key(id: &str, value: &str) -> VirtualKeyConfig {
         rate_limit_id: None,
         provider_configs: Vec::new(),
         max_in_flight: None,
+        expires_at: None,
     }
 }
 
@@ -224,6 +225,7 @@ pub(super) fn sample_config() -> (BTreeMap<String, ProviderConfig>, GovernanceCo
     vk.budget_id = Some("b-vk".to_string());
     vk.rate_limit_id = Some("rl-vk".to_string());
     vk.max_in_flight = Some(8);
+    vk.expires_at = Some("2031-01-31T00:00:00+01:00".to_string());
     vk.provider_configs = vec![VirtualKeyProviderConfig {
         provider: "openai".to_string(),
         allowed_models: vec!["gpt-4o-mini".to_string()],

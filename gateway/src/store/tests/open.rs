@@ -23,7 +23,7 @@ on_both_backends! {
             .fetch_one(&mut raw)
             .await
             .expect("count migrations");
-        assert_eq!(applied, 3, "0001, 0002 and 0003");
+        assert_eq!(applied, 4, "0001 to 0004");
     }
 }
 
