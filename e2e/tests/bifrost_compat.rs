@@ -302,3 +302,43 @@ async fn an_expired_virtual_key_is_refused() {
         "the expired key reached nothing upstream"
     );
 }
+
+/// Bifrost's `provider_configs[].blacklisted_models` refuses a model that `allowed_models`
+/// allows, says so, and hides it from `/v1/models`.
+#[tokio::test]
+async fn a_blacklisted_model_is_refused_though_allowed() {
+    let mock = MockProvider::start(&[]).await;
+    let mut config = config_for(&mock);
+    config["providers"]["openai"]["keys"][0]["models"] = json!(["gpt-4o", "gpt-4o-mini"]);
+    config["governance"] = json!({"virtual_keys": [
+        {"id": "vk-1", "value": "sk-bf-compat-key", "provider_configs": [
+            {"provider": "openai", "allowed_models": ["*"], "key_ids": ["*"],
+             "blacklisted_models": ["gpt-4o"]}
+        ]}
+    ]});
+    let gateway = Gateway::start(&config).await;
+    let (status, message) = chat_model(&gateway, "openai/gpt-4o", Some("sk-bf-compat-key")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{message}");
+    assert!(message.contains("blacklisted_models"), "{message}");
+    let (status, message) =
+        chat_model(&gateway, "openai/gpt-4o-mini", Some("sk-bf-compat-key")).await;
+    assert_eq!(status, StatusCode::OK, "{message}");
+    let listed: Value = reqwest::Client::new()
+        .get(gateway.url("/v1/models"))
+        .header("x-bf-vk", "sk-bf-compat-key")
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("a model list");
+    let ids: Vec<&str> = listed["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert!(ids.contains(&"openai/gpt-4o-mini"), "{ids:?}");
+    assert!(!ids.contains(&"openai/gpt-4o"), "{ids:?}");
+    assert_eq!(mock.requests().await, 1);
+}

@@ -159,6 +159,10 @@ pub struct VirtualKeyProviderConfig {
     /// (all with `version: 1`).
     #[serde(default)]
     pub key_ids: Vec<String>,
+    /// Models refused on this provider even where `allowed_models` allows them (`*`: every
+    /// model), as Bifrost's `blacklisted_models`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blacklisted_models: Vec<String>,
     /// Share of traffic when a bare model name could go to several providers; `0` or `null`
     /// (Bifrost's "not weighted"): never chosen for a bare model name, only when the request
     /// names the provider.

@@ -51,6 +51,8 @@ pub struct BudgetRef {
 pub struct ProviderRule {
     /// Allowed models (`*`: all; empty: none).
     pub allowed_models: Vec<String>,
+    /// Models refused even when allowed (`*`: all).
+    pub blacklisted_models: Vec<String>,
     /// Allowed provider key ids (`None`: all, from `["*"]`; empty: none).
     pub key_ids: Option<Arc<[String]>>,
     /// Weight for bare model names.
@@ -66,7 +68,14 @@ pub struct ProviderRule {
 impl ProviderRule {
     /// Whether the rule allows `model`.
     pub fn allows_model(&self, model: &str) -> bool {
-        self.allowed_models.iter().any(|m| m == model || m == "*")
+        self.allowed_models.iter().any(|m| m == model || m == "*") && !self.blacklists(model)
+    }
+
+    /// Whether `blacklisted_models` refuses `model`.
+    pub fn blacklists(&self, model: &str) -> bool {
+        self.blacklisted_models
+            .iter()
+            .any(|m| m == model || m == "*")
     }
 }
 
@@ -205,6 +214,7 @@ impl GovernanceIndex {
                         pc.provider.clone(),
                         ProviderRule {
                             allowed_models: pc.allowed_models.clone(),
+                            blacklisted_models: pc.blacklisted_models.clone(),
                             // Bifrost's `["*"]` means every key; an empty list, none.
                             key_ids: (!pc.key_ids.iter().any(|id| id == "*"))
                                 .then(|| pc.key_ids.clone().into()),

@@ -114,6 +114,11 @@ pub fn provider_rule<'a>(
              (write [\"*\"] for every model)"
         ));
     }
+    if rule.blacklists(model) {
+        return refuse(format!(
+            "may not use model \"{model}\" on provider \"{provider}\": it is in blacklisted_models"
+        ));
+    }
     if !rule.allows_model(model) {
         return refuse(format!(
             "may not use model \"{model}\" on provider \"{provider}\""

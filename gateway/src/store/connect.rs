@@ -186,6 +186,11 @@ fn migrator() -> Migrator {
             "virtual key expiry",
             include_str!("../../migrations/0004_virtual_key_expiry.sql"),
         ),
+        (
+            5,
+            "blacklisted models",
+            include_str!("../../migrations/0005_blacklisted_models.sql"),
+        ),
     ];
     Migrator::with_migrations(
         migrations

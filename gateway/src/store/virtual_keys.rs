@@ -33,6 +33,7 @@ type ProviderRow = (
     String,
     String,
     String,
+    String,
     f64,
     Option<String>,
     Option<String>,
@@ -61,21 +62,23 @@ pub(crate) async fn load_all(
     .await
     .context(CONTEXT)?;
     let provider_rows: Vec<ProviderRow> = sqlx::query_as(
-        "SELECT virtual_key_id, position, provider, allowed_models, key_ids, weight, budget_id, \
-         rate_limit_id FROM virtual_key_providers ORDER BY virtual_key_id, position",
+        "SELECT virtual_key_id, position, provider, allowed_models, key_ids, blacklisted_models, \
+         weight, budget_id, rate_limit_id FROM virtual_key_providers ORDER BY virtual_key_id, position",
     )
     .fetch_all(&mut *conn)
     .await
     .context(CONTEXT)?;
 
     let mut provider_configs: HashMap<String, Vec<VirtualKeyProviderConfig>> = HashMap::new();
-    for (vk, position, provider, models, key_ids, weight, budget_id, rate_limit_id) in provider_rows
+    for (vk, position, provider, models, key_ids, blacklisted, weight, budget_id, rate_limit_id) in
+        provider_rows
     {
         let at = |column: &str| format!("virtual_key_providers ({vk}, {position}).{column}");
         let config = VirtualKeyProviderConfig {
             provider,
             allowed_models: from_json(&models, || at("allowed_models"))?,
             key_ids: from_json(&key_ids, || at("key_ids"))?,
+            blacklisted_models: from_json(&blacklisted, || at("blacklisted_models"))?,
             weight,
             budget_id,
             rate_limit_id,
@@ -226,14 +229,17 @@ pub(crate) async fn write(
             |name: &str| format!("virtual key \"{}\" provider_configs[{index}].{name}", vk.id);
         sqlx::query(
             "INSERT INTO virtual_key_providers (virtual_key_id, position, provider, \
-             allowed_models, key_ids, weight, budget_id, rate_limit_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             allowed_models, key_ids, blacklisted_models, weight, budget_id, rate_limit_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&vk.id)
         .bind(position(index))
         .bind(&pc.provider)
         .bind(to_json(&pc.allowed_models, || what("allowed_models"))?)
         .bind(to_json(&pc.key_ids, || what("key_ids"))?)
+        .bind(to_json(&pc.blacklisted_models, || {
+            what("blacklisted_models")
+        })?)
         .bind(pc.weight)
         .bind(pc.budget_id.clone())
         .bind(pc.rate_limit_id.clone())

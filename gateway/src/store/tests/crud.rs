@@ -68,6 +68,7 @@ on_both_backends! {
             provider: "openai".to_string(),
             allowed_models: Vec::new(),
             key_ids: Vec::new(),
+            blacklisted_models: Vec::new(),
             weight: 1.0,
             budget_id: Some("b-missing".to_string()),
             rate_limit_id: None,

@@ -230,6 +230,7 @@ pub(super) fn sample_config() -> (BTreeMap<String, ProviderConfig>, GovernanceCo
         provider: "openai".to_string(),
         allowed_models: vec!["gpt-4o-mini".to_string()],
         key_ids: vec!["oa-1".to_string()],
+        blacklisted_models: vec!["gpt-4o".to_string()],
         weight: 1.0,
         budget_id: Some("b-vk-openai".to_string()),
         rate_limit_id: Some("rl-vk".to_string()),
