@@ -342,3 +342,89 @@ async fn a_blacklisted_model_is_refused_though_allowed() {
     assert!(!ids.contains(&"openai/gpt-4o"), "{ids:?}");
     assert_eq!(mock.requests().await, 1);
 }
+
+/// Bifrost's `client.allowed_origins` / `allowed_headers`: a browser page from an allowed
+/// origin passes the preflight and may read the answer; other origins are refused at the
+/// preflight with the fix named; without the setting nothing carries CORS headers.
+#[tokio::test]
+async fn browser_origins_in_allowed_origins_get_cors_answers() {
+    const APP: &str = "https://app.example.com";
+    let mock = MockProvider::start(&[]).await;
+    let mut config = config_for(&mock);
+    config["client"]["allowed_origins"] = json!([APP]);
+    config["client"]["allowed_headers"] = json!(["x-trace-id"]);
+    let gateway = Gateway::start(&config).await;
+    let client = reqwest::Client::new();
+    let preflight = |origin: &'static str| {
+        client
+            .request(
+                reqwest::Method::OPTIONS,
+                gateway.url("/v1/chat/completions"),
+            )
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type, x-trace-id")
+            .send()
+    };
+    let allowed = preflight(APP).await.expect("answered");
+    assert_eq!(allowed.status(), StatusCode::NO_CONTENT);
+    let headers = allowed.headers();
+    assert_eq!(headers["access-control-allow-origin"], APP);
+    let allow_headers = headers["access-control-allow-headers"]
+        .to_str()
+        .expect("text");
+    for name in ["authorization", "content-type", "x-bf-vk", "x-trace-id"] {
+        assert!(allow_headers.contains(name), "{name} in {allow_headers}");
+    }
+    assert!(headers["access-control-allow-methods"]
+        .to_str()
+        .expect("text")
+        .contains("POST"));
+
+    let refused = preflight("https://evil.example").await.expect("answered");
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(refused
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+    let body: Value = refused.json().await.expect("an OpenAI error body");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("client.allowed_origins"), "{message}");
+
+    let served = client
+        .post(gateway.url("/v1/chat/completions"))
+        .header("origin", APP)
+        .json(&json!({"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(served.status(), StatusCode::OK);
+    assert_eq!(served.headers()["access-control-allow-origin"], APP);
+    let health = client
+        .get(gateway.url("/health"))
+        .header("origin", APP)
+        .send()
+        .await
+        .expect("answered");
+    assert!(
+        health
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none(),
+        "only the API is covered"
+    );
+
+    let plain = Gateway::start(&config_for(&mock)).await;
+    let no_cors = client
+        .request(reqwest::Method::OPTIONS, plain.url("/v1/chat/completions"))
+        .header("origin", APP)
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .expect("answered");
+    assert!(no_cors
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+    assert_ne!(no_cors.status(), StatusCode::NO_CONTENT);
+}

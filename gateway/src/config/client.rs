@@ -36,6 +36,17 @@ pub struct ClientConfig {
     /// which bounds the memory a parsed body takes whatever field holds them; more get 400.
     #[serde(default = "ClientConfig::default_max_json_values_per_request")]
     pub max_json_values_per_request: u32,
+    /// Browser origins (`scheme://host[:port]`, or `*` for any) whose pages may call the
+    /// inference API (CORS, as Bifrost's `allowed_origins`); empty: no CORS headers, so
+    /// browsers refuse cross-origin calls. The admin API has its own list
+    /// (`governance.auth_config.admin_allowed_origins`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
+    /// Request headers allowed in CORS requests besides the ones the API reads
+    /// (`authorization`, `content-type`, `x-api-key`, `x-bf-vk`, `anthropic-version`,
+    /// `anthropic-beta`), as Bifrost's `allowed_headers`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_headers: Vec<String>,
 }
 
 impl ClientConfig {
@@ -93,6 +104,8 @@ impl Default for ClientConfig {
             max_tools_per_request: Self::default_max_tools_per_request(),
             max_stop_sequences_per_request: Self::default_max_stop_sequences_per_request(),
             max_json_values_per_request: Self::default_max_json_values_per_request(),
+            allowed_origins: Vec::new(),
+            allowed_headers: Vec::new(),
         }
     }
 }

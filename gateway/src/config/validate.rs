@@ -133,6 +133,22 @@ const A_DAY: &str = "a day";
 const AN_HOUR: &str = "an hour";
 
 fn validate_client(client: &ClientConfig, problems: &mut Vec<FieldError>) {
+    for (i, origin) in client.allowed_origins.iter().enumerate() {
+        if origin != "*" && !is_origin(origin) {
+            problems.push(FieldError::new(
+                format!("client.allowed_origins[{i}]"),
+                "must be \"*\" or an origin as browsers send it: scheme://host[:port], no path or trailing slash",
+            ));
+        }
+    }
+    for (i, header) in client.allowed_headers.iter().enumerate() {
+        if !is_header_name(header) {
+            problems.push(FieldError::new(
+                format!("client.allowed_headers[{i}]"),
+                format!("{header:?} is not a header name"),
+            ));
+        }
+    }
     check_range(
         problems,
         "client.max_request_body_size_mb",
@@ -914,6 +930,14 @@ fn validate_governance(config: &GatewayConfig, problems: &mut Vec<FieldError>) {
 }
 
 /// `http://host` or `https://host:port` exactly as a browser's `Origin` header carries it.
+/// An HTTP header name: a non-empty token (RFC 9110).
+fn is_header_name(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 fn is_origin(text: &str) -> bool {
     let Some((scheme, rest)) = text.split_once("://") else {
         return false;
@@ -1152,6 +1176,28 @@ mod tests {
             assert!(has(&found, path), "missing {path} in {found:#?}");
         }
         assert!(!has(&found, "cluster_config.grpc.tls.cert_file"));
+    }
+
+    #[test]
+    fn cors_origins_and_headers_are_checked() {
+        let found = problems(
+            r#"{"client": {"allowed_origins": ["*", "https://app.example.com", "https://app.example.com/", "app"],
+                           "allowed_headers": ["x-trace-id", "bad header"]}}"#,
+        );
+        for path in [
+            "client.allowed_origins[2]: must be",
+            "client.allowed_origins[3]: must be",
+            "client.allowed_headers[1]: \"bad header\" is not a header name",
+        ] {
+            assert!(has(&found, path), "missing {path} in {found:#?}");
+        }
+        for ok in [
+            "client.allowed_origins[0]",
+            "client.allowed_origins[1]",
+            "client.allowed_headers[0]",
+        ] {
+            assert!(!has(&found, ok), "{ok} is valid: {found:#?}");
+        }
     }
 
     #[test]

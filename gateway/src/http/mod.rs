@@ -5,6 +5,7 @@ pub mod admin;
 pub mod body;
 pub mod capped_json;
 pub mod cluster;
+pub mod cors;
 pub mod errors;
 pub mod inference;
 pub mod models;
@@ -48,6 +49,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/cluster/status", get(cluster::status))
         .merge(admin::router(state.clone()))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), cors::cors))
         // Bodies are read under the configured limit by the handlers themselves.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
