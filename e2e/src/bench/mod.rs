@@ -15,7 +15,7 @@ use anyhow::{bail, Context};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::harness::{any_provider, Gateway, MockProvider};
+use crate::harness::{allow_all, Gateway, MockProvider};
 use oha::Load;
 use procfs::{CpuReading, Memory};
 use report::{Results, Run, ServerCpu, Settings};
@@ -361,7 +361,7 @@ fn governed_config(upstream_base: &str) -> serde_json::Value {
         .collect();
     let keys: Vec<_> = (0..VIRTUAL_KEYS)
         .map(|i| {
-            json!({"id": format!("vk-{i}"), "value": vk_value(i), "provider_configs": any_provider(), "team_id": format!("team-{}", i % 100),
+            json!({"id": format!("vk-{i}"), "value": vk_value(i), "provider_configs": allow_all(&["openai"]), "team_id": format!("team-{}", i % 100),
                    "rate_limit_id": "generous", "budget_id": "vk-budget"})
         })
         .collect();
@@ -408,4 +408,35 @@ fn gateway_config(upstream_base: &str) -> serde_json::Value {
         },
         "config_store": {"enabled": false}
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{gateway_config, governed_config};
+    use crate::harness::binary;
+
+    /// The configs the bench starts gateways with pass the gateway's own check, so a change
+    /// to what the gateway accepts cannot leave `make bench` broken while `make test` passes.
+    #[test]
+    fn the_bench_configs_pass_the_gateways_check() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (name, config) in [
+            ("gateway", gateway_config("http://127.0.0.1:9")),
+            ("governed", governed_config("http://127.0.0.1:9")),
+        ] {
+            let path = dir.path().join(format!("{name}.json"));
+            std::fs::write(&path, config.to_string()).expect("write config");
+            let output = std::process::Command::new(binary("bifrost-gateway"))
+                .arg("--check-config")
+                .arg("--config")
+                .arg(&path)
+                .output()
+                .expect("the gateway runs");
+            assert!(
+                output.status.success(),
+                "{name} config refused: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
 }

@@ -80,13 +80,18 @@ pub fn config_for(mock: &MockProvider) -> Value {
     })
 }
 
-/// `provider_configs` letting a virtual key use every model and key of both providers of
-/// [`config_for`]. Empty or missing lists allow nothing (Bifrost's `version: 2` semantics).
+/// `provider_configs` letting a virtual key use every model and key of `providers`. Empty or
+/// missing lists allow nothing (Bifrost's `version: 2` semantics).
+pub fn allow_all(providers: &[&str]) -> Value {
+    providers
+        .iter()
+        .map(|provider| serde_json::json!({"provider": provider, "allowed_models": ["*"], "key_ids": ["*"]}))
+        .collect()
+}
+
+/// [`allow_all`] for both providers of [`config_for`].
 pub fn any_provider() -> Value {
-    serde_json::json!([
-        {"provider": "openai", "allowed_models": ["*"], "key_ids": ["*"]},
-        {"provider": "anthropic", "allowed_models": ["*"], "key_ids": ["*"]}
-    ])
+    allow_all(&["openai", "anthropic"])
 }
 
 /// A test's dependency is missing (`missing`, and `remedy`: how to provide it). Outside CI the

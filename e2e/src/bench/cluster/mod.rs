@@ -13,7 +13,7 @@ use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
 use super::BenchArgs;
-use crate::harness::{any_provider, free_udp_ports, ClusterNode, Gateway, MockProvider};
+use crate::harness::{allow_all, free_udp_ports, ClusterNode, Gateway, MockProvider};
 use report::{
     Bandwidth, ClusterResults, ClusterSettings, Convergence, LimitMode, LimitRun, NodeBandwidth,
     Pacing, CLUSTER_TARGETS,
@@ -148,7 +148,7 @@ impl ClusterBench {
         const VK: &str = "sk-bf-bench-convergence";
         let governance = json!({
             "budgets": [{"id": "conv", "max_limit": 1.0e9, "reset_duration": "1M"}],
-            "virtual_keys": [{"id": "conv", "value": VK, "provider_configs": any_provider(), "budget_id": "conv"}],
+            "virtual_keys": [{"id": "conv", "value": VK, "provider_configs": allow_all(&["openai"]), "budget_id": "conv"}],
             "pricing": pricing(),
             "usage_flush_interval_ms": flush_interval_ms,
         });
@@ -238,7 +238,7 @@ impl ClusterBench {
             "rate_limits": [{"id": "generous", "request_max_limit": 1_000_000_000u64,
                              "request_reset_duration": "1h"}],
             "virtual_keys": (0..keys)
-                .map(|i| json!({"id": format!("vk-{i}"), "value": vk(i), "provider_configs": any_provider(),
+                .map(|i| json!({"id": format!("vk-{i}"), "value": vk(i), "provider_configs": allow_all(&["openai"]),
                                 "rate_limit_id": "generous", "budget_id": format!("b-{i}")}))
                 .collect::<Vec<_>>(),
             "pricing": pricing(),
@@ -322,7 +322,7 @@ impl ClusterBench {
                              "request_reset_duration": "1m", "cluster_mode": mode.name()}],
             "virtual_keys": keys
                 .iter()
-                .map(|k| json!({"id": k, "value": format!("sk-bf-bench-{k}"), "provider_configs": any_provider(), "rate_limit_id": "limit"}))
+                .map(|k| json!({"id": k, "value": format!("sk-bf-bench-{k}"), "provider_configs": allow_all(&["openai"]), "rate_limit_id": "limit"}))
                 .collect::<Vec<_>>(),
         });
         let service = format!("bifrost-bench-limit-{}", mode.name());
