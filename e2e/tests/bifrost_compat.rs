@@ -6,14 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 async fn chat(gateway: &Gateway, vk: Option<&str>) -> StatusCode {
-    let mut request = reqwest::Client::new()
-        .post(gateway.url("/v1/chat/completions"))
-        .json(&json!({"model": "openai/gpt-4o-mini",
-                      "messages": [{"role": "user", "content": "hi"}]}));
-    if let Some(vk) = vk {
-        request = request.header("x-bf-vk", vk);
-    }
-    request.send().await.expect("answered").status()
+    chat_model(gateway, "openai/gpt-4o-mini", vk).await.0
 }
 
 /// The `withvirtualkeys` example's auth settings: enforce_governance_header, the deprecated
@@ -272,7 +265,7 @@ async fn an_unknown_version_is_refused() {
     let (status, output) =
         bifrost_e2e::harness::gateway_rejects(r#"{"version": 3, "providers": {}}"#).await;
     assert!(!status.success());
-    assert!(output.contains("version:"), "{output}");
+    assert!(output.contains("version: must be 1"), "{output}");
 }
 
 /// Bifrost's `expires_at`: a key past it is refused with 403 and says when it expired; a key

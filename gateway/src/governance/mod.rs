@@ -114,14 +114,15 @@ pub fn provider_rule<'a>(
              (write [\"*\"] for every model)"
         ));
     }
-    if rule.blacklists(model) {
-        return refuse(format!(
-            "may not use model \"{model}\" on provider \"{provider}\": it is in blacklisted_models"
-        ));
-    }
     if !rule.allows_model(model) {
+        // Only a refusal pays for telling which list refused.
+        let why = if rule.blacklists(model) {
+            ": it is in blacklisted_models"
+        } else {
+            ""
+        };
         return refuse(format!(
-            "may not use model \"{model}\" on provider \"{provider}\""
+            "may not use model \"{model}\" on provider \"{provider}\"{why}"
         ));
     }
     if rule.key_ids.as_deref().is_some_and(<[String]>::is_empty) {

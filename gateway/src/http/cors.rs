@@ -51,15 +51,11 @@ pub async fn cors(State(state): State<Arc<AppState>>, request: Request, next: Ne
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
     if preflight {
         if !allowed {
-            let dialect = if request.uri().path().starts_with("/anthropic/") {
-                Dialect::Anthropic
-            } else {
-                Dialect::OpenAi
-            };
             let message = format!(
                 "origin {:?} may not call this API from a browser; add it to client.allowed_origins",
                 origin.to_str().unwrap_or("(not text)")
             );
+            let dialect = Dialect::for_path(request.uri().path());
             return error_response(dialect, &GatewayError::Forbidden(message));
         }
         let mut allow_headers = API_HEADERS.to_string();

@@ -20,6 +20,15 @@ pub enum Dialect {
 }
 
 impl Dialect {
+    /// The dialect of a request path where no route says it: Anthropic under `/anthropic/`.
+    pub fn for_path(path: &str) -> Self {
+        if path.starts_with("/anthropic/") {
+            Dialect::Anthropic
+        } else {
+            Dialect::OpenAi
+        }
+    }
+
     /// The provider format that speaks this dialect.
     pub fn provider_kind(self) -> ProviderKind {
         match self {

@@ -56,13 +56,8 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn not_found(uri: http::Uri) -> Response {
-    let dialect = if uri.path().starts_with("/anthropic/") {
-        Dialect::Anthropic
-    } else {
-        Dialect::OpenAi
-    };
     error_response(
-        dialect,
+        Dialect::for_path(uri.path()),
         &GatewayError::NotFound(format!("no route for {}", uri.path())),
     )
 }

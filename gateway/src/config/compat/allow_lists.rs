@@ -57,12 +57,7 @@ pub(super) fn fold_allow_lists(document: &mut Map<String, Value>, notes: &mut Ve
             continue;
         };
         let path = format!("governance.virtual_keys[{index}].provider_configs");
-        let missing = match key.get("provider_configs") {
-            None | Some(Value::Null) => true,
-            Some(Value::Array(configs)) => configs.is_empty(),
-            Some(_) => continue, // not a list: the typed read says so
-        };
-        if missing {
+        if is_missing(key.get("provider_configs")) {
             if allow_all {
                 let every: Vec<Value> = provider_names
                     .iter()
@@ -110,8 +105,13 @@ pub(super) fn fold_allow_lists(document: &mut Map<String, Value>, notes: &mut Ve
     });
 }
 
-fn is_empty_list(value: &Value) -> bool {
-    matches!(value, Value::Array(items) if items.is_empty())
+/// Missing, `null` or `[]` (anything else, a wrong type included, is left to the typed read).
+fn is_missing(value: Option<&Value>) -> bool {
+    match value {
+        None | Some(Value::Null) => true,
+        Some(Value::Array(items)) => items.is_empty(),
+        Some(_) => false,
+    }
 }
 
 /// Record `object.field` when it is missing, `null` or `[]`; under version 1 make it `["*"]`.
@@ -123,11 +123,7 @@ fn visit(
     allow_all: bool,
     empty: &mut Vec<(String, &'static str)>,
 ) {
-    let missing = match object.get(field) {
-        None | Some(Value::Null) => true,
-        Some(value) => is_empty_list(value),
-    };
-    if !missing {
+    if !is_missing(object.get(field)) {
         return;
     }
     if allow_all {
