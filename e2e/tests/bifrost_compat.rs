@@ -421,3 +421,59 @@ async fn browser_origins_in_allowed_origins_get_cors_answers() {
         .is_none());
     assert_ne!(no_cors.status(), StatusCode::NO_CONTENT);
 }
+
+/// `teams[].rate_limit_id` and `customers[].rate_limit_id`: one counter for every key under the
+/// team or customer, so two keys together get the limit, not each.
+#[tokio::test]
+async fn team_and_customer_rate_limits_are_shared_by_their_keys() {
+    let mock = MockProvider::start(&[]).await;
+    for owner in ["team", "customer"] {
+        let mut config = config_for(&mock);
+        let mut team = json!({"id": "t1", "name": "Team", "customer_id": "c1"});
+        let mut customer = json!({"id": "c1", "name": "Customer"});
+        let holder = if owner == "team" {
+            &mut team
+        } else {
+            &mut customer
+        };
+        holder["rate_limit_id"] = json!("three-a-minute");
+        config["governance"] = json!({
+            "rate_limits": [{"id": "three-a-minute", "request_max_limit": 3, "request_reset_duration": "1m"}],
+            "customers": [customer],
+            "teams": [team],
+            "virtual_keys": [
+                {"id": "vk-a", "value": "sk-bf-a", "team_id": "t1", "provider_configs": any_provider()},
+                {"id": "vk-b", "value": "sk-bf-b", "team_id": "t1", "provider_configs": any_provider()},
+                {"id": "vk-other", "value": "sk-bf-other", "provider_configs": any_provider()}
+            ]
+        });
+        let gateway = Gateway::start(&config).await;
+        let mut statuses = Vec::new();
+        for vk in ["sk-bf-a", "sk-bf-b", "sk-bf-a", "sk-bf-b"] {
+            statuses.push(chat(&gateway, Some(vk)).await);
+        }
+        assert_eq!(
+            statuses,
+            [
+                StatusCode::OK,
+                StatusCode::OK,
+                StatusCode::OK,
+                StatusCode::TOO_MANY_REQUESTS
+            ],
+            "{owner} limit"
+        );
+        let (status, message) = chat_model(&gateway, "openai/gpt-4o-mini", Some("sk-bf-a")).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{owner}: {message}");
+        let expected = if owner == "team" {
+            "team \"t1\""
+        } else {
+            "customer \"c1\""
+        };
+        assert!(message.contains(expected), "{owner}: {message}");
+        assert_eq!(
+            chat(&gateway, Some("sk-bf-other")).await,
+            StatusCode::OK,
+            "a key outside the {owner} is not limited by it"
+        );
+    }
+}

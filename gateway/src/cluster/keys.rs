@@ -217,6 +217,8 @@ mod tests {
         for key in [
             key("vk", "vk-1", Metric::Requests, 1_700_000_000_000),
             key("provider", "vk-1/openai", Metric::Tokens, 60_000),
+            key("team", "platform", Metric::Requests, 60_000),
+            key("customer", "acme/eu", Metric::Tokens, 60_000),
         ] {
             let text = counter_key(&key);
             assert_eq!(parse_counter_key(&text), Some(key), "{text}");
@@ -230,7 +232,7 @@ mod tests {
     #[test]
     fn unknown_or_malformed_counter_keys_are_ignored() {
         for text in [
-            "rl/team/x/requests/1",
+            "rl/org/x/requests/1",
             "rl/vk/x/bytes/1",
             "rl/vk/x/requests/soon",
             "rl/vk//requests/1",

@@ -205,6 +205,9 @@ pub struct TeamConfig {
     /// Budget shared by the team's keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_id: Option<String>,
+    /// Rate limit shared by the team's keys (one counter for all of them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_id: Option<String>,
 }
 
 /// A customer (business unit).
@@ -218,6 +221,9 @@ pub struct CustomerConfig {
     /// Budget shared by everything under the customer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_id: Option<String>,
+    /// Rate limit shared by everything under the customer (its teams' keys and its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_id: Option<String>,
 }
 
 /// A USD spending cap that resets periodically.

@@ -789,6 +789,13 @@ fn validate_governance(config: &GatewayConfig, problems: &mut Vec<FieldError>) {
             "budget",
             problems,
         );
+        check_ref(
+            format!("governance.teams[{i}].rate_limit_id"),
+            &team.rate_limit_id,
+            &rate_limits,
+            "rate_limit",
+            problems,
+        );
     }
     for (i, customer) in gov.customers.iter().enumerate() {
         check_ref(
@@ -796,6 +803,13 @@ fn validate_governance(config: &GatewayConfig, problems: &mut Vec<FieldError>) {
             &customer.budget_id,
             &budgets,
             "budget",
+            problems,
+        );
+        check_ref(
+            format!("governance.customers[{i}].rate_limit_id"),
+            &customer.rate_limit_id,
+            &rate_limits,
+            "rate_limit",
             problems,
         );
     }
@@ -1208,7 +1222,8 @@ mod tests {
                   "budgets": [{"id": "b1", "max_limit": 10, "reset_duration": "1fortnight"}],
                   "rate_limits": [{"id": "r1", "request_max_limit": 10},
                                   {"id": "r2", "token_max_limit": 10, "token_reset_duration": "1m", "cluster_mode": "strict"}],
-                  "teams": [{"id": "t1", "customer_id": "nobody"}],
+                  "teams": [{"id": "t1", "customer_id": "nobody", "rate_limit_id": "r9"}],
+                  "customers": [{"id": "c1", "rate_limit_id": "r9"}],
                   "virtual_keys": [
                     {"id": "v1", "value": "sk-bf-1", "team_id": "t1", "customer_id": "c9", "budget_id": "b2",
                      "provider_configs": [{"provider": "azure", "rate_limit_id": "r1"}]},
@@ -1226,6 +1241,8 @@ mod tests {
             "governance.rate_limits[0].request_reset_duration: required",
             "governance.rate_limits[1].cluster_mode: strict applies to request limits",
             "governance.teams[0].customer_id: no customer",
+            "governance.teams[0].rate_limit_id: no rate_limit",
+            "governance.customers[0].rate_limit_id: no rate_limit",
             "governance.virtual_keys[0].customer_id: a virtual key belongs to a team or to a customer",
             "governance.virtual_keys[0].budget_id: no budget",
             "governance.virtual_keys[0].provider_configs[0].provider: no provider",

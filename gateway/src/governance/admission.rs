@@ -101,8 +101,8 @@ pub struct Reservation {
 }
 
 /// The rate limits on a request's path, each with the counter id it counts under: the virtual
-/// key's own, then its limit on the chosen provider. Admission and the strict path both walk
-/// this one list.
+/// key's own, its team's and customer's (shared with their other keys), then its limit on the
+/// chosen provider. Admission and the strict path both walk this one list.
 pub fn applicable_limits<'a>(
     vk: &'a VirtualKey,
     provider: Option<&'a ProviderRule>,
@@ -111,12 +111,16 @@ pub fn applicable_limits<'a>(
         .rate_limit
         .as_deref()
         .map(|limit| (Scope::VirtualKey, &vk.counter_id, limit));
+    let shared = vk
+        .shared_limits
+        .iter()
+        .map(|shared| (shared.scope, &shared.owner, &*shared.limit));
     let on_provider = provider.and_then(|rule| {
         rule.rate_limit
             .as_deref()
             .map(|limit| (Scope::Provider, &rule.counter_id, limit))
     });
-    own.into_iter().chain(on_provider)
+    own.into_iter().chain(shared).chain(on_provider)
 }
 
 /// Decide and, when admitted, reserve.
@@ -384,6 +388,7 @@ mod tests {
                 mode: Default::default(),
                 stale_policy: StalePolicy::Local,
             })),
+            shared_limits: Vec::new(),
             providers: HashMap::new(),
             max_in_flight: Some(2),
             expires_at: None,

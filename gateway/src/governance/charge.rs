@@ -171,6 +171,8 @@ fn rejection_error(rejection: Rejection, now_ms: i64) -> GatewayError {
             let whose = match scope {
                 Scope::VirtualKey => format!("virtual key \"{owner}\""),
                 Scope::Provider => format!("virtual key and provider \"{owner}\""),
+                Scope::Team => format!("team \"{owner}\""),
+                Scope::Customer => format!("customer \"{owner}\""),
             };
             let reset_after = until(reset_at_ms, now_ms);
             GatewayError::RateLimited {

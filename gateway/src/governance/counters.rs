@@ -55,14 +55,20 @@ pub enum Scope {
     VirtualKey,
     /// A virtual key's limit on one provider (id: `vk/provider`).
     Provider,
+    /// A team's limit, shared by its keys (id: the team's id).
+    Team,
+    /// A customer's limit, shared by its teams' keys and its own (id: the customer's id).
+    Customer,
 }
 
 impl Scope {
-    /// `vk` or `provider` (gossip keys).
+    /// `vk`, `provider`, `team` or `customer` (gossip keys).
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::VirtualKey => "vk",
             Scope::Provider => "provider",
+            Scope::Team => "team",
+            Scope::Customer => "customer",
         }
     }
 
@@ -71,6 +77,8 @@ impl Scope {
         match text {
             "vk" => Some(Scope::VirtualKey),
             "provider" => Some(Scope::Provider),
+            "team" => Some(Scope::Team),
+            "customer" => Some(Scope::Customer),
             _ => None,
         }
     }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::counters::Scope;
 use crate::config::{ClusterLimitMode, GovernanceConfig, Period, StalePolicy};
 
 /// A rate limit with parsed windows.
@@ -44,6 +45,18 @@ pub struct BudgetRef {
     pub owner: String,
     /// The budget.
     pub budget: Arc<Budget>,
+}
+
+/// A rate limit a virtual key shares with others: its team's or its customer's, counted under
+/// the owner's id so every key of the team (or customer) draws on one counter.
+#[derive(Debug, Clone)]
+pub struct SharedLimit {
+    /// [`Scope::Team`] or [`Scope::Customer`].
+    pub scope: Scope,
+    /// The team's or customer's id, as a counter owner.
+    pub owner: Arc<str>,
+    /// The limit.
+    pub limit: Arc<RateLimit>,
 }
 
 /// A virtual key's rules for one provider.
@@ -98,6 +111,8 @@ pub struct VirtualKey {
     pub budgets: Vec<BudgetRef>,
     /// The key's own rate limit.
     pub rate_limit: Option<Arc<RateLimit>>,
+    /// Its team's and then its customer's rate limits.
+    pub shared_limits: Vec<SharedLimit>,
     /// Per-provider rules; empty means every provider is allowed.
     pub providers: HashMap<String, ProviderRule>,
     /// In-flight cap.
@@ -186,6 +201,28 @@ impl GovernanceIndex {
             }
         };
 
+        let shared = |scope: Scope, owner: &str, id: &Option<String>| {
+            let limit = rate_limits.get(id.as_deref()?)?.clone();
+            Some(SharedLimit {
+                scope,
+                owner: Arc::from(owner),
+                limit,
+            })
+        };
+        let team_limits: HashMap<&str, SharedLimit> = config
+            .teams
+            .iter()
+            .filter_map(|t| Some((t.id.as_str(), shared(Scope::Team, &t.id, &t.rate_limit_id)?)))
+            .collect();
+        let customer_limits: HashMap<&str, SharedLimit> = config
+            .customers
+            .iter()
+            .filter_map(|c| {
+                let limit = shared(Scope::Customer, &c.id, &c.rate_limit_id)?;
+                Some((c.id.as_str(), limit))
+            })
+            .collect();
+
         let mut by_value = HashMap::with_capacity(config.virtual_keys.len());
         for vk in &config.virtual_keys {
             let team = vk.team_id.as_deref().and_then(|t| teams.get(t));
@@ -206,6 +243,14 @@ impl GovernanceIndex {
                     &customer.budget_id,
                 ));
             }
+            let shared_limits = [
+                vk.team_id.as_deref().and_then(|t| team_limits.get(t)),
+                customer_id.as_deref().and_then(|c| customer_limits.get(c)),
+            ]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
             let providers = vk
                 .provider_configs
                 .iter()
@@ -247,6 +292,7 @@ impl GovernanceIndex {
                         .rate_limit_id
                         .as_ref()
                         .and_then(|r| rate_limits.get(r).cloned()),
+                    shared_limits,
                     providers,
                     max_in_flight: vk.max_in_flight,
                     expires_at: vk.expires_at.as_ref().map(|text| Expiry {

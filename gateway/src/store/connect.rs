@@ -191,6 +191,11 @@ fn migrator() -> Migrator {
             "blacklisted models",
             include_str!("../../migrations/0005_blacklisted_models.sql"),
         ),
+        (
+            6,
+            "team and customer rate limits",
+            include_str!("../../migrations/0006_team_customer_rate_limits.sql"),
+        ),
     ];
     Migrator::with_migrations(
         migrations

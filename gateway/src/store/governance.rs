@@ -165,17 +165,18 @@ pub(crate) async fn write_rate_limit(
 pub(crate) async fn load_customers(
     conn: &mut AnyConnection,
 ) -> Result<Vec<CustomerConfig>, StoreError> {
-    let rows: Vec<(String, String, Option<String>)> =
-        sqlx::query_as("SELECT id, name, budget_id FROM customers ORDER BY id")
+    let rows: Vec<(String, String, Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT id, name, budget_id, rate_limit_id FROM customers ORDER BY id")
             .fetch_all(conn)
             .await
             .context("loading customers")?;
     Ok(rows
         .into_iter()
-        .map(|(id, name, budget_id)| CustomerConfig {
+        .map(|(id, name, budget_id, rate_limit_id)| CustomerConfig {
             id,
             name,
             budget_id,
+            rate_limit_id,
         })
         .collect())
 }
@@ -188,13 +189,17 @@ pub(crate) async fn write_customer(
     require_id(me.0, me.1)?;
     let budget = customer.budget_id.as_deref();
     require(conn, me, "budget_id", EntityKind::Budget, budget).await?;
+    let limit = customer.rate_limit_id.as_deref();
+    require(conn, me, "rate_limit_id", EntityKind::RateLimit, limit).await?;
     sqlx::query(
-        "INSERT INTO customers (id, name, budget_id) VALUES ($1, $2, $3) \
-         ON CONFLICT (id) DO UPDATE SET name = excluded.name, budget_id = excluded.budget_id",
+        "INSERT INTO customers (id, name, budget_id, rate_limit_id) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, budget_id = excluded.budget_id, \
+         rate_limit_id = excluded.rate_limit_id",
     )
     .bind(&customer.id)
     .bind(&customer.name)
     .bind(customer.budget_id.clone())
+    .bind(customer.rate_limit_id.clone())
     .execute(conn)
     .await
     .context("writing a customer")?;
@@ -202,19 +207,30 @@ pub(crate) async fn write_customer(
 }
 
 pub(crate) async fn load_teams(conn: &mut AnyConnection) -> Result<Vec<TeamConfig>, StoreError> {
-    let rows: Vec<(String, String, Option<String>, Option<String>)> =
-        sqlx::query_as("SELECT id, name, customer_id, budget_id FROM teams ORDER BY id")
-            .fetch_all(conn)
-            .await
-            .context("loading teams")?;
+    type Row = (
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, name, customer_id, budget_id, rate_limit_id FROM teams ORDER BY id",
+    )
+    .fetch_all(conn)
+    .await
+    .context("loading teams")?;
     Ok(rows
         .into_iter()
-        .map(|(id, name, customer_id, budget_id)| TeamConfig {
-            id,
-            name,
-            customer_id,
-            budget_id,
-        })
+        .map(
+            |(id, name, customer_id, budget_id, rate_limit_id)| TeamConfig {
+                id,
+                name,
+                customer_id,
+                budget_id,
+                rate_limit_id,
+            },
+        )
         .collect())
 }
 
@@ -228,15 +244,19 @@ pub(crate) async fn write_team(
     require(conn, me, "customer_id", EntityKind::Customer, customer).await?;
     let budget = team.budget_id.as_deref();
     require(conn, me, "budget_id", EntityKind::Budget, budget).await?;
+    let limit = team.rate_limit_id.as_deref();
+    require(conn, me, "rate_limit_id", EntityKind::RateLimit, limit).await?;
     sqlx::query(
-        "INSERT INTO teams (id, name, customer_id, budget_id) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
-         customer_id = excluded.customer_id, budget_id = excluded.budget_id",
+        "INSERT INTO teams (id, name, customer_id, budget_id, rate_limit_id) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
+         customer_id = excluded.customer_id, budget_id = excluded.budget_id, \
+         rate_limit_id = excluded.rate_limit_id",
     )
     .bind(&team.id)
     .bind(&team.name)
     .bind(team.customer_id.clone())
     .bind(team.budget_id.clone())
+    .bind(team.rate_limit_id.clone())
     .execute(conn)
     .await
     .context("writing a team")?;

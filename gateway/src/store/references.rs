@@ -49,6 +49,8 @@ fn referrers(kind: EntityKind) -> &'static [(EntityKind, &'static str)] {
             ),
         ],
         RateLimit => &[
+            (Customer, "SELECT id FROM customers WHERE rate_limit_id = $1"),
+            (Team, "SELECT id FROM teams WHERE rate_limit_id = $1"),
             (VirtualKey, "SELECT id FROM virtual_keys WHERE rate_limit_id = $1"),
             (
                 VirtualKey,

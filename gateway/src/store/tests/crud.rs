@@ -20,7 +20,7 @@ on_both_backends! {
         let by = in_use_by(store.delete_budget("b-vk-openai").await.expect_err("provider config"));
         assert_eq!(by, ["virtual key vk-app"]);
         let by = in_use_by(store.delete_rate_limit("rl-vk").await.expect_err("vk"));
-        assert_eq!(by, ["virtual key vk-app"]);
+        assert_eq!(by, ["customer acme", "team platform", "virtual key vk-app"]);
         let by = in_use_by(store.delete_team("platform").await.expect_err("vk"));
         assert_eq!(by, ["virtual key vk-app"]);
         let by = in_use_by(store.delete_customer("acme").await.expect_err("team"));
@@ -86,9 +86,20 @@ on_both_backends! {
             name: String::new(),
             customer_id: Some("nobody".to_string()),
             budget_id: None,
+            rate_limit_id: None,
         };
         let err = store.put_team(&team).await.expect_err("unknown customer");
         assert!(err.to_string().contains("customer \"nobody\""), "{err}");
+        let team = TeamConfig {
+            customer_id: None,
+            rate_limit_id: Some("rl-missing".to_string()),
+            ..team
+        };
+        let err = store.put_team(&team).await.expect_err("unknown rate limit");
+        assert!(
+            err.to_string().contains("rate_limit_id refers to rate limit \"rl-missing\""),
+            "{err}"
+        );
     }
 }
 

@@ -242,11 +242,13 @@ pub(super) fn sample_config() -> (BTreeMap<String, ProviderConfig>, GovernanceCo
             name: "Platform".to_string(),
             customer_id: Some("acme".to_string()),
             budget_id: Some("b-team".to_string()),
+            rate_limit_id: Some("rl-vk".to_string()),
         }],
         customers: vec![CustomerConfig {
             id: "acme".to_string(),
             name: "Acme".to_string(),
             budget_id: Some("b-customer".to_string()),
+            rate_limit_id: Some("rl-vk".to_string()),
         }],
         budgets: vec![
             budget("b-customer", 1000.0),

@@ -23,7 +23,7 @@ on_both_backends! {
             .fetch_one(&mut raw)
             .await
             .expect("count migrations");
-        assert_eq!(applied, 5, "0001 to 0005");
+        assert_eq!(applied, 6, "0001 to 0006");
     }
 }
 
