@@ -477,3 +477,78 @@ async fn team_and_customer_rate_limits_are_shared_by_their_keys() {
         );
     }
 }
+
+/// `custom_provider_config.request_path_overrides` (a path after the base URL, or a whole URL)
+/// and `is_key_less` (the keys are not sent), as Bifrost's custom providers write them.
+#[tokio::test]
+async fn request_path_overrides_and_key_less_providers_reach_their_upstream() {
+    let mock = MockProvider::start(&[]).await;
+    let mut config = config_for(&mock);
+    // Without the overrides these would go to {base}/v1/v1/... and to port 9: both fail.
+    config["providers"]["versioned"] = json!({
+        "keys": [{"name": "k", "value": "sk-versioned", "models": ["*"]}],
+        "network_config": {"base_url": format!("{}/v1", mock.base)},
+        "custom_provider_config": {"base_provider_type": "openai", "request_path_overrides": {
+            "chat_completion": "/chat/completions", "chat_completion_stream": "/chat/completions",
+            "responses": "/responses"
+        }}
+    });
+    config["providers"]["elsewhere"] = json!({
+        "keys": [{"name": "k", "value": "sk-not-sent", "models": ["*"]}],
+        "network_config": {"base_url": "http://127.0.0.1:9"},
+        "custom_provider_config": {"base_provider_type": "openai", "is_key_less": true,
+            "request_path_overrides": {"chat_completion": format!("{}/v1/chat/completions", mock.base)}}
+    });
+    let gateway = Gateway::start(&config).await;
+    for model in ["versioned/gpt-4o-mini", "elsewhere/gpt-4o-mini"] {
+        let (status, message) = chat_model(&gateway, model, None).await;
+        assert_eq!(status, StatusCode::OK, "{model}: {message}");
+    }
+    let by_key = &mock.stats().await["by_key"];
+    assert_eq!(by_key["sk-versioned"], 1, "{by_key}");
+    assert!(
+        by_key.get("sk-not-sent").is_none(),
+        "a key-less provider sends no key: {by_key}"
+    );
+    gateway
+        .output
+        .wait_for(
+            "request_path_overrides.responses is ignored",
+            std::time::Duration::from_secs(5),
+        )
+        .await
+        .expect("the override of a request type not served is noted");
+}
+
+/// Providers Bifrost speaks natively and the gateway does not yet are refused by name, even with
+/// a base URL (never spoken to as OpenAI); OpenAI-compatible ones known by name need no URL.
+#[tokio::test]
+async fn providers_known_by_name_load_without_a_url_and_native_ones_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("config.json");
+    let config = json!({"providers": {
+        "xai": {"keys": [{"name": "k", "value": "x", "models": ["*"]}]},
+        "perplexity": {"keys": [{"name": "k", "value": "p", "models": ["*"]}]},
+        "azure": {"keys": [{"name": "k", "value": "a", "models": ["*"]}],
+                  "network_config": {"base_url": "https://example.openai.azure.com"}},
+        "elevenlabs": {"keys": [{"name": "k", "value": "e", "models": ["*"]}]}
+    }});
+    std::fs::write(&path, config.to_string()).expect("write config");
+    let output = std::process::Command::new(bifrost_e2e::harness::binary("bifrost-gateway"))
+        .args(["--check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("gateway runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("  - ")).collect();
+    assert_eq!(errors.len(), 1, "only azure is refused: {stderr}");
+    assert!(
+        errors[0].contains("providers.azure: Bifrost speaks Azure OpenAI"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("providers.elevenlabs is ignored"),
+        "{stderr}"
+    );
+}

@@ -87,20 +87,22 @@ pub fn parse_config(
     let mut env_problems = Vec::new();
     resolve_env_references(&mut document, &mut String::new(), env, &mut env_problems);
     let mut folding_problems = Vec::new();
+    let mut left_out = Vec::new();
     let notes = match &mut document {
-        Value::Object(fields) => super::compat::fold(fields, &mut folding_problems),
+        Value::Object(fields) => super::compat::fold(fields, &mut folding_problems, &mut left_out),
         _ => Vec::new(),
     };
 
     let typed = super::typed::read(document);
     // An unset variable in a section the gateway ignores (`vector_store`, `plugins[].config`,
-    // ...) need not be exported for nothing: a warning, not an error.
+    // a provider left out, ...) need not be exported for nothing: a warning, not an error.
     let (ignored_env, mut problems): (Vec<FieldError>, Vec<FieldError>) =
         env_problems.into_iter().partition(|problem| {
             let path = dotted(&problem.path);
             typed
                 .unknown_fields
                 .iter()
+                .chain(&left_out)
                 .any(|field| super::typed::within(&path, field))
         });
     let mut warnings: Vec<String> = ignored_env

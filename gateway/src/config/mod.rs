@@ -4,6 +4,7 @@
 //! This module has no server dependencies: the operator embeds these types in its CRD so that
 //! `kubectl apply` validates gateway config with the schema the gateway parses.
 
+pub mod catalog;
 mod client;
 mod cluster;
 mod compat;
@@ -36,7 +37,7 @@ pub use peers::{PeerEndpoint, PeersFile, PEERS_FILE_NAME, PEERS_FILE_VERSION};
 pub use period::Period;
 pub use providers::{
     CircuitBreakerConfig, ConcurrencyConfig, CustomProviderConfig, KeyConfig, NetworkConfig,
-    ProviderConfig, ProviderKind,
+    ProviderConfig, ProviderKind, SERVED_REQUEST_TYPES,
 };
 pub use store::{ConfigStoreConfig, StoreConnectionConfig, StoreType};
 pub use validate::parse_cidr;

@@ -4,6 +4,8 @@ use std::fmt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::catalog;
+
 /// One upstream provider: its keys, network behaviour and resilience settings.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ProviderConfig {
@@ -174,12 +176,28 @@ impl Default for ConcurrencyConfig {
     }
 }
 
-/// Wire format of a custom-named provider.
+/// Wire format and addressing of a custom-named provider (Bifrost's `custom_provider_config`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CustomProviderConfig {
     /// The API this provider speaks.
     pub base_provider_type: ProviderKind,
+    /// The provider takes no API key: `keys` are not needed (and, when given, not sent).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_key_less: bool,
+    /// Upstream path per Bifrost request type (`chat_completion`, `chat_completion_stream`,
+    /// `embedding`, `list_models`), in place of the usual `/v1/...`: a path appended to
+    /// `network_config.base_url` (`/api/chat/completions`), or a whole `http(s)://` URL.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub request_path_overrides: BTreeMap<String, String>,
 }
+
+/// Bifrost's request types the gateway serves, the ones `request_path_overrides` may name.
+pub const SERVED_REQUEST_TYPES: [&str; 4] = [
+    "chat_completion",
+    "chat_completion_stream",
+    "embedding",
+    "list_models",
+];
 
 /// The wire formats the gateway speaks upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -201,25 +219,6 @@ impl ProviderKind {
     }
 }
 
-/// Well-known providers: their wire format and default base URL.
-const KNOWN_PROVIDERS: &[(&str, ProviderKind, &str)] = &[
-    ("openai", ProviderKind::Openai, "https://api.openai.com"),
-    (
-        "anthropic",
-        ProviderKind::Anthropic,
-        "https://api.anthropic.com",
-    ),
-    ("groq", ProviderKind::Openai, "https://api.groq.com/openai"),
-    ("mistral", ProviderKind::Openai, "https://api.mistral.ai"),
-    ("deepseek", ProviderKind::Openai, "https://api.deepseek.com"),
-    (
-        "openrouter",
-        ProviderKind::Openai,
-        "https://openrouter.ai/api",
-    ),
-    ("ollama", ProviderKind::Openai, "http://localhost:11434"),
-];
-
 impl ProviderConfig {
     /// The wire format, from `custom_provider_config` or the provider's well-known name;
     /// anything else is assumed OpenAI-compatible.
@@ -227,11 +226,7 @@ impl ProviderConfig {
         if let Some(custom) = &self.custom_provider_config {
             return custom.base_provider_type;
         }
-        KNOWN_PROVIDERS
-            .iter()
-            .find(|(known, _, _)| *known == name)
-            .map(|(_, kind, _)| *kind)
-            .unwrap_or(ProviderKind::Openai)
+        catalog::endpoint(name).map_or(ProviderKind::Openai, |endpoint| endpoint.kind)
     }
 
     /// The configured base URL or the well-known default, without a trailing slash.
@@ -239,13 +234,40 @@ impl ProviderConfig {
         self.network_config
             .base_url
             .clone()
-            .or_else(|| {
-                KNOWN_PROVIDERS
-                    .iter()
-                    .find(|(known, _, _)| *known == name)
-                    .map(|(_, _, url)| (*url).to_string())
-            })
+            .or_else(|| catalog::endpoint(name).map(|endpoint| endpoint.base_url.to_string()))
             .map(|url| url.trim_end_matches('/').to_string())
+    }
+
+    /// The upstream URL of Bifrost request type `request` (one of [`SERVED_REQUEST_TYPES`]),
+    /// whose usual path after the API version is `path` (`/chat/completions`): the override
+    /// when `request_path_overrides` has one, else base URL, the provider's API prefix
+    /// (`/v1`; none for Perplexity) and `path`. `None` without a base URL.
+    pub fn request_url(&self, name: &str, request: &str, path: &str) -> Option<String> {
+        let base = self.base_url(name)?;
+        let custom = self.custom_provider_config.as_ref();
+        Some(
+            match custom.and_then(|c| c.request_path_overrides.get(request)) {
+                Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                    url.clone()
+                }
+                Some(path) => format!("{base}{path}"),
+                None => {
+                    let prefix = match custom {
+                        Some(_) => catalog::DEFAULT_API_PREFIX,
+                        None => catalog::endpoint(name)
+                            .map_or(catalog::DEFAULT_API_PREFIX, |e| e.api_prefix),
+                    };
+                    format!("{base}{prefix}{path}")
+                }
+            },
+        )
+    }
+
+    /// Whether keys are sent: not for Bifrost's `is_key_less` custom providers.
+    pub fn is_key_less(&self) -> bool {
+        self.custom_provider_config
+            .as_ref()
+            .is_some_and(|c| c.is_key_less)
     }
 }
 
@@ -299,6 +321,53 @@ impl Default for CircuitBreakerConfig {
             success_threshold: Self::default_success_threshold(),
             timeout_seconds: Self::default_timeout_seconds(),
             half_open_requests: Self::default_half_open_requests(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(document: serde_json::Value) -> ProviderConfig {
+        serde_json::from_value(document).expect("provider config")
+    }
+
+    #[test]
+    fn request_urls_follow_the_catalog_and_the_overrides() {
+        let plain = ProviderConfig::default();
+        let url = |config: &ProviderConfig, name: &str, request: &str, path: &str| {
+            config.request_url(name, request, path)
+        };
+        assert_eq!(
+            url(&plain, "xai", "chat_completion", "/chat/completions").as_deref(),
+            Some("https://api.x.ai/v1/chat/completions")
+        );
+        assert_eq!(
+            url(&plain, "perplexity", "chat_completion", "/chat/completions").as_deref(),
+            Some("https://api.perplexity.ai/chat/completions")
+        );
+        assert_eq!(url(&plain, "my-llm", "chat_completion", "/x"), None);
+        let custom = provider(serde_json::json!({
+            "network_config": {"base_url": "https://llm.internal/"},
+            "custom_provider_config": {"base_provider_type": "openai", "request_path_overrides": {
+                "chat_completion": "/api/chat", "embedding": "https://embed.internal/e"
+            }}
+        }));
+        for (request, path, expected) in [
+            (
+                "chat_completion",
+                "/chat/completions",
+                "https://llm.internal/api/chat",
+            ),
+            ("embedding", "/embeddings", "https://embed.internal/e"),
+            ("list_models", "/models", "https://llm.internal/v1/models"),
+        ] {
+            assert_eq!(
+                url(&custom, "my-llm", request, path).as_deref(),
+                Some(expected),
+                "{request}"
+            );
         }
     }
 }

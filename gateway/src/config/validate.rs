@@ -3,12 +3,14 @@
 
 use std::net::IpAddr;
 
+use super::catalog::{self, KnownProvider};
 use super::store::SSL_MODES;
 use super::{
     BudgetConfig, CircuitBreakerConfig, ClientConfig, ClusterConfig, ConcurrencyConfig,
     ConfigStoreConfig, DiscoveryConfig, DiscoveryType, FieldError, GatewayConfig, GossipTuning,
     GovernanceConfig, KeyConfig, ModelPrice, NetworkConfig, Period, ProviderConfig,
     RateLimitConfig, ServerConfig, StoreType, VirtualKeyConfig, VirtualKeyProviderConfig,
+    SERVED_REQUEST_TYPES,
 };
 
 impl GatewayConfig {
@@ -245,6 +247,45 @@ fn validate_listener(server: &ServerConfig, problems: &mut Vec<FieldError>) {
     }
 }
 
+/// `request_path_overrides`: request types the gateway serves, each a path or a whole URL; the
+/// gateway sends streaming and non-streaming chat to one URL.
+fn validate_path_overrides(
+    at: &str,
+    overrides: &std::collections::BTreeMap<String, String>,
+    problems: &mut Vec<FieldError>,
+) {
+    for (request, path) in overrides {
+        let field = format!("{at}.{request}");
+        if !SERVED_REQUEST_TYPES.contains(&request.as_str()) {
+            problems.push(FieldError::new(
+                field,
+                format!(
+                    "not a request type the gateway serves ({})",
+                    SERVED_REQUEST_TYPES.join(", ")
+                ),
+            ));
+        } else if !(path.starts_with('/')
+            || path.starts_with("http://")
+            || path.starts_with("https://"))
+            || path.contains(char::is_whitespace)
+        {
+            problems.push(FieldError::new(
+                field,
+                format!("must be a path starting with / or an http(s):// URL (got \"{path}\")"),
+            ));
+        }
+    }
+    let chat = overrides.get("chat_completion");
+    if let Some(stream) = overrides.get("chat_completion_stream") {
+        if chat != Some(stream) {
+            problems.push(FieldError::new(
+                format!("{at}.chat_completion_stream"),
+                "must equal chat_completion: the gateway sends streaming and non-streaming chat completions to one URL",
+            ));
+        }
+    }
+}
+
 fn validate_provider(name: &str, provider: &ProviderConfig, problems: &mut Vec<FieldError>) {
     let at = |field: &str| format!("providers.{name}.{field}");
     let valid_name = !name.is_empty()
@@ -292,10 +333,37 @@ fn validate_provider(name: &str, provider: &ProviderConfig, problems: &mut Vec<F
     }
 
     let network = &provider.network_config;
+    let custom = provider.custom_provider_config.as_ref();
+    match (catalog::lookup(name), custom) {
+        (Some(KnownProvider::NotSpoken { api }), None) => problems.push(FieldError::new(
+            format!("providers.{name}"),
+            format!(
+                "Bifrost speaks {api} to \"{name}\"; the gateway does not speak it yet (it speaks OpenAI's and Anthropic's formats). Remove this provider, or for an OpenAI-compatible endpoint give it another name with custom_provider_config.base_provider_type \"openai\" and network_config.base_url"
+            ),
+        )),
+        (Some(KnownProvider::NotServed { operations }), None) => problems.push(FieldError::new(
+            format!("providers.{name}"),
+            format!("\"{name}\" serves {operations}, which the gateway does not serve; remove it"),
+        )),
+        _ => {}
+    }
+    if let Some(custom) = custom {
+        validate_path_overrides(
+            &at("custom_provider_config.request_path_overrides"),
+            &custom.request_path_overrides,
+            problems,
+        );
+    }
+    let refused = custom.is_none()
+        && matches!(
+            catalog::lookup(name),
+            Some(KnownProvider::NotSpoken { .. } | KnownProvider::NotServed { .. })
+        );
     match provider.base_url(name) {
+        None if refused => {}
         None => problems.push(FieldError::new(
             at("network_config.base_url"),
-            format!("required: \"{name}\" is not a provider the gateway knows, so say where it lives (e.g. \"https://llm.internal:8000\")"),
+            format!("required: \"{name}\" is not a provider the gateway knows by name (those are: {}), so say where it lives (e.g. \"https://llm.internal:8000\")", catalog::spoken_names()),
         )),
         Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) || url.contains(char::is_whitespace) => {
             problems.push(FieldError::new(
@@ -1212,6 +1280,36 @@ mod tests {
         ] {
             assert!(!has(&found, ok), "{ok} is valid: {found:#?}");
         }
+    }
+
+    #[test]
+    fn path_overrides_and_providers_not_spoken_are_checked() {
+        // Validated as the admin API does, without the Bifrost fold (which leaves out runway and
+        // the speech override of a Bifrost file with a warning).
+        let config: crate::config::GatewayConfig = serde_json::from_str(
+            r#"{"providers": {
+                "azure": {"network_config": {"base_url": "https://x.openai.azure.com"}},
+                "runway": {},
+                "local": {"network_config": {"base_url": "http://llm:8000"},
+                  "custom_provider_config": {"base_provider_type": "openai", "request_path_overrides": {
+                    "chat_completion": "/chat", "chat_completion_stream": "/stream",
+                    "embedding": "embed", "speech": "/speech"}}}}}"#,
+        )
+        .expect("typed config");
+        let found: Vec<String> = config.validate().iter().map(|p| p.to_string()).collect();
+        for path in [
+            "providers.azure: Bifrost speaks Azure OpenAI's deployment API",
+            "providers.runway: \"runway\" serves video generation",
+            "providers.local.custom_provider_config.request_path_overrides.chat_completion_stream: must equal chat_completion",
+            "providers.local.custom_provider_config.request_path_overrides.embedding: must be a path",
+            "providers.local.custom_provider_config.request_path_overrides.speech: not a request type",
+        ] {
+            assert!(has(&found, path), "missing {path} in {found:#?}");
+        }
+        assert!(
+            !has(&found, "providers.runway.network_config.base_url"),
+            "a refused provider is not also asked for a URL: {found:#?}"
+        );
     }
 
     #[test]

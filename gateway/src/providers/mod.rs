@@ -38,13 +38,23 @@ impl UpstreamOp {
         self as usize
     }
 
-    /// Path after the provider's base URL.
+    /// Path after the provider's base URL and API prefix (`/v1`).
     pub fn path(self) -> &'static str {
         match self {
-            UpstreamOp::ChatCompletions => "/v1/chat/completions",
-            UpstreamOp::Embeddings => "/v1/embeddings",
-            UpstreamOp::Messages => "/v1/messages",
-            UpstreamOp::ListModels => "/v1/models",
+            UpstreamOp::ChatCompletions => "/chat/completions",
+            UpstreamOp::Embeddings => "/embeddings",
+            UpstreamOp::Messages => "/messages",
+            UpstreamOp::ListModels => "/models",
+        }
+    }
+
+    /// Bifrost's name for the request type (the key of `request_path_overrides`); Anthropic's
+    /// Messages is its chat completion.
+    pub fn request_type(self) -> &'static str {
+        match self {
+            UpstreamOp::ChatCompletions | UpstreamOp::Messages => "chat_completion",
+            UpstreamOp::Embeddings => "embedding",
+            UpstreamOp::ListModels => "list_models",
         }
     }
 }

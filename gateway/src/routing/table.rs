@@ -96,6 +96,9 @@ impl RoutingTable {
             }
 
             let mut key_configs = provider_config.keys.clone();
+            if provider_config.is_key_less() {
+                key_configs.clear();
+            }
             if key_configs.is_empty() {
                 key_configs.push(crate::config::KeyConfig {
                     id: None,
@@ -148,7 +151,7 @@ impl RoutingTable {
                 Arc::new(Provider {
                     name: name.clone(),
                     kind,
-                    urls: operation_urls(name, &base_url)?,
+                    urls: operation_urls(name, provider_config)?,
                     base_url,
                     network: provider_config.network_config.clone(),
                     extra_headers,
@@ -193,13 +196,20 @@ pub fn upstream_request(
     request
 }
 
-fn operation_urls(name: &str, base_url: &str) -> Result<Vec<reqwest::Url>, GatewayError> {
+fn operation_urls(
+    name: &str,
+    config: &crate::config::ProviderConfig,
+) -> Result<Vec<reqwest::Url>, GatewayError> {
     UpstreamOp::ALL
         .iter()
         .map(|op| {
-            reqwest::Url::parse(&format!("{base_url}{}", op.path())).map_err(|e| {
+            let url = config
+                .request_url(name, op.request_type(), op.path())
+                .unwrap_or_default();
+            reqwest::Url::parse(&url).map_err(|e| {
                 GatewayError::Config(format!(
-                    "providers.{name}.network_config.base_url: \"{base_url}\" is not a usable URL: {e}"
+                    "providers.{name}: \"{url}\" (the {} URL) is not a usable URL: {e}",
+                    op.request_type()
                 ))
             })
         })

@@ -12,23 +12,32 @@
 //! - a budget tied to its owner from the budget's side (`budgets[].virtual_key_id`, `team_id`,
 //!   `customer_id`, `provider_config_id`: the current Bifrost schema's only way) becomes the
 //!   owner's `budget_id`, and a customer's inline `budgets[]` line becomes a budget of its own
-//!   and the customer's `budget_id` (one budget per owner here).
+//!   and the customer's `budget_id` (one budget per owner here);
+//! - providers Bifrost uses only for speech, images or video, and path overrides of request
+//!   types the gateway does not serve, are left out ([`providers`]).
 //!
 //! Each fold leaves a note (logged at start, printed by `--check-config`).
 
 mod allow_lists;
 mod budgets;
+mod providers;
 
 use serde_json::{Map, Value};
 
 use super::FieldError;
 
 /// Fold Bifrost-only settings of `document` into the fields the gateway reads; notes for the
-/// log, and problems where a document says the same thing twice.
-pub fn fold(document: &mut Map<String, Value>, problems: &mut Vec<FieldError>) -> Vec<String> {
+/// log, problems where a document says the same thing twice, and in `left_out` the (dotted)
+/// paths of sections removed as meaningless here.
+pub fn fold(
+    document: &mut Map<String, Value>,
+    problems: &mut Vec<FieldError>,
+    left_out: &mut Vec<String>,
+) -> Vec<String> {
     let mut notes = Vec::new();
     fold_auth_config(document, problems, &mut notes);
     fold_governance_plugin(document, &mut notes);
+    providers::fold_providers(document, &mut notes, left_out);
     allow_lists::fold_allow_lists(document, &mut notes);
     if let Some(Value::Object(governance)) = document.get_mut("governance") {
         budgets::fold_customer_budget_lines(governance, problems, &mut notes);
@@ -122,7 +131,7 @@ fn folded(document: Value) -> (Value, Vec<String>, Vec<FieldError>) {
         panic!("test documents are objects");
     };
     let mut problems = Vec::new();
-    let notes = fold(&mut document, &mut problems);
+    let notes = fold(&mut document, &mut problems, &mut Vec::new());
     (Value::Object(document), notes, problems)
 }
 

@@ -20,7 +20,7 @@ use serde_json::json;
 use super::AdminAccess;
 use crate::config::{
     BudgetConfig, CustomerConfig, GatewayConfig, ProviderConfig, RateLimitConfig, TeamConfig,
-    VirtualKeyConfig,
+    VirtualKeyConfig, SERVED_REQUEST_TYPES,
 };
 use crate::error::GatewayError;
 use crate::http::errors::{error_response, Dialect};
@@ -126,7 +126,12 @@ impl Resource for NamedProvider {
         self
     }
     fn moves_secrets(&self, existing: &Self) -> bool {
-        self.config.base_url(&self.name) != existing.config.base_url(&existing.name)
+        // Every upstream URL, so a path override naming another host counts too.
+        let urls = |provider: &Self| {
+            SERVED_REQUEST_TYPES
+                .map(|request| provider.config.request_url(&provider.name, request, ""))
+        };
+        urls(self) != urls(existing)
     }
     fn keep_secrets(&mut self, existing: &Self) -> bool {
         let mut kept = false;

@@ -1,0 +1,203 @@
+//! Providers known by name, as Bifrost knows them: where the gateway finds the ones it speaks
+//! to (wire format, default address, API path), and why it refuses or ignores the others.
+//!
+//! A provider whose name is not here is a custom provider: OpenAI's format (or
+//! `custom_provider_config.base_provider_type`) at the `network_config.base_url` it must give.
+
+use super::ProviderKind;
+
+/// How the gateway reaches a provider it speaks to by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Wire format.
+    pub kind: ProviderKind,
+    /// Default `network_config.base_url`.
+    pub base_url: &'static str,
+    /// Path between the base URL and the operation (`/chat/completions`, ...): `/v1` for most;
+    /// empty for upstreams whose OpenAI-compatible API has no version segment.
+    pub api_prefix: &'static str,
+}
+
+/// What a provider name means to the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KnownProvider {
+    /// Spoken to in a format the gateway has.
+    Speaks(Endpoint),
+    /// Bifrost speaks this provider's own API, which the gateway does not speak yet.
+    NotSpoken {
+        /// The API, for the refusal.
+        api: &'static str,
+    },
+    /// Bifrost uses this provider only for operations the gateway does not serve.
+    NotServed {
+        /// Those operations, for the warning.
+        operations: &'static str,
+    },
+}
+
+/// The API path prefix of custom providers (OpenAI's and Anthropic's layout).
+pub const DEFAULT_API_PREFIX: &str = "/v1";
+
+const fn openai(base_url: &'static str) -> KnownProvider {
+    KnownProvider::Speaks(Endpoint {
+        kind: ProviderKind::Openai,
+        base_url,
+        api_prefix: DEFAULT_API_PREFIX,
+    })
+}
+
+const PROVIDERS: &[(&str, KnownProvider)] = &[
+    ("openai", openai("https://api.openai.com")),
+    (
+        "anthropic",
+        KnownProvider::Speaks(Endpoint {
+            kind: ProviderKind::Anthropic,
+            base_url: "https://api.anthropic.com",
+            api_prefix: DEFAULT_API_PREFIX,
+        }),
+    ),
+    // OpenAI-compatible services, at their public OpenAI-compatible address.
+    ("groq", openai("https://api.groq.com/openai")),
+    ("mistral", openai("https://api.mistral.ai")),
+    ("deepseek", openai("https://api.deepseek.com")),
+    ("openrouter", openai("https://openrouter.ai/api")),
+    ("xai", openai("https://api.x.ai")),
+    ("cerebras", openai("https://api.cerebras.ai")),
+    ("parasail", openai("https://api.parasail.io")),
+    ("nebius", openai("https://api.studio.nebius.com")),
+    ("huggingface", openai("https://router.huggingface.co")),
+    ("fireworks", openai("https://api.fireworks.ai/inference")),
+    ("together", openai("https://api.together.xyz")),
+    // Cohere's OpenAI-compatible "compatibility API" (chat completions and embeddings).
+    ("cohere", openai("https://api.cohere.ai/compatibility")),
+    (
+        "perplexity",
+        KnownProvider::Speaks(Endpoint {
+            kind: ProviderKind::Openai,
+            base_url: "https://api.perplexity.ai",
+            api_prefix: "",
+        }),
+    ),
+    // Self-hosted model servers, at their default local ports.
+    ("ollama", openai("http://localhost:11434")),
+    ("vllm", openai("http://localhost:8000")),
+    ("sgl", openai("http://localhost:30000")),
+    ("lmstudio", openai("http://localhost:1234")),
+    (
+        "azure",
+        KnownProvider::NotSpoken {
+            api: "Azure OpenAI's deployment API",
+        },
+    ),
+    (
+        "bedrock",
+        KnownProvider::NotSpoken {
+            api: "AWS Bedrock's Converse API (SigV4-signed)",
+        },
+    ),
+    (
+        "bedrock_mantle",
+        KnownProvider::NotSpoken {
+            api: "AWS Bedrock's Mantle API (addressed by region)",
+        },
+    ),
+    (
+        "vertex",
+        KnownProvider::NotSpoken {
+            api: "Google Vertex AI's API (service-account auth)",
+        },
+    ),
+    (
+        "gemini",
+        KnownProvider::NotSpoken {
+            api: "Google's Gemini API",
+        },
+    ),
+    (
+        "replicate",
+        KnownProvider::NotSpoken {
+            api: "Replicate's predictions API",
+        },
+    ),
+    (
+        "elevenlabs",
+        KnownProvider::NotServed {
+            operations: "speech and transcription",
+        },
+    ),
+    (
+        "runway",
+        KnownProvider::NotServed {
+            operations: "video generation",
+        },
+    ),
+    (
+        "runware",
+        KnownProvider::NotServed {
+            operations: "image and video generation",
+        },
+    ),
+];
+
+/// What `name` means, when it is a name the gateway (or Bifrost) knows.
+pub fn lookup(name: &str) -> Option<KnownProvider> {
+    PROVIDERS
+        .iter()
+        .find(|(known, _)| *known == name)
+        .map(|(_, provider)| *provider)
+}
+
+/// The endpoint of a provider the gateway speaks to by name.
+pub fn endpoint(name: &str) -> Option<Endpoint> {
+    match lookup(name)? {
+        KnownProvider::Speaks(endpoint) => Some(endpoint),
+        _ => None,
+    }
+}
+
+/// Names of the providers spoken to by name, comma-separated (for messages).
+pub fn spoken_names() -> String {
+    PROVIDERS
+        .iter()
+        .filter(|(_, provider)| matches!(provider, KnownProvider::Speaks(_)))
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_addresses_are_urls_without_a_trailing_slash() {
+        let mut seen = std::collections::HashSet::new();
+        for (name, provider) in PROVIDERS {
+            assert!(seen.insert(name), "{name} twice");
+            if let KnownProvider::Speaks(endpoint) = provider {
+                assert!(
+                    endpoint.base_url.starts_with("http://")
+                        || endpoint.base_url.starts_with("https://"),
+                    "{name}"
+                );
+                assert!(!endpoint.base_url.ends_with('/'), "{name}");
+                assert!(
+                    endpoint.api_prefix.is_empty() || endpoint.api_prefix.starts_with('/'),
+                    "{name}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn perplexity_has_no_version_segment_and_azure_is_not_spoken() {
+        assert_eq!(endpoint("perplexity").map(|e| e.api_prefix), Some(""));
+        assert_eq!(endpoint("xai").map(|e| e.api_prefix), Some("/v1"));
+        assert!(matches!(
+            lookup("azure"),
+            Some(KnownProvider::NotSpoken { .. })
+        ));
+        assert_eq!(lookup("my-llm"), None);
+        assert!(spoken_names().contains("cerebras"));
+    }
+}

@@ -1,0 +1,128 @@
+//! Providers Bifrost uses for operations the gateway does not serve, and path overrides for
+//! request types it does not serve: left out with a note, so the rest of the file loads.
+
+use serde_json::{Map, Value};
+
+use crate::config::catalog::{self, KnownProvider};
+use crate::config::SERVED_REQUEST_TYPES;
+
+/// Drop `providers.<name>` for providers only used for speech, image or video (and the
+/// virtual keys' configs for them), and `request_path_overrides` entries of request types the
+/// gateway does not serve.
+pub(super) fn fold_providers(
+    document: &mut Map<String, Value>,
+    notes: &mut Vec<String>,
+    left_out: &mut Vec<String>,
+) {
+    let Some(Value::Object(providers)) = document.get_mut("providers") else {
+        return;
+    };
+    let mut dropped = Vec::new();
+    providers.retain(|name, provider| {
+        if let Some(KnownProvider::NotServed { operations }) = catalog::lookup(name) {
+            // A custom_provider_config makes it a provider of the named format, kept.
+            if provider.get("custom_provider_config").is_none() {
+                notes.push(format!(
+                    "providers.{name} is ignored: Bifrost uses it for {operations}, which the gateway does not serve"
+                ));
+                left_out.push(format!("providers.{name}"));
+                dropped.push(name.clone());
+                return false;
+            }
+        }
+        true
+    });
+    for (name, provider) in providers.iter_mut() {
+        let overrides = provider
+            .get_mut("custom_provider_config")
+            .and_then(|c| c.get_mut("request_path_overrides"))
+            .and_then(Value::as_object_mut);
+        let Some(overrides) = overrides else {
+            continue;
+        };
+        overrides.retain(|request, _| {
+            let served = SERVED_REQUEST_TYPES.contains(&request.as_str());
+            if !served {
+                left_out.push(format!(
+                    "providers.{name}.custom_provider_config.request_path_overrides.{request}"
+                ));
+                notes.push(format!(
+                    "providers.{name}.custom_provider_config.request_path_overrides.{request} is ignored: the gateway does not serve {request} requests"
+                ));
+            }
+            served
+        });
+    }
+    if dropped.is_empty() {
+        return;
+    }
+    let keys = document
+        .get_mut("governance")
+        .and_then(|g| g.get_mut("virtual_keys"))
+        .and_then(Value::as_array_mut);
+    for (index, key) in keys.into_iter().flatten().enumerate() {
+        let Some(Value::Array(configs)) = key.get_mut("provider_configs") else {
+            continue;
+        };
+        configs.retain(|config| {
+            let provider = config.get("provider").and_then(Value::as_str);
+            let gone = provider.is_some_and(|p| dropped.iter().any(|d| d == p));
+            if gone {
+                notes.push(format!(
+                    "governance.virtual_keys[{index}].provider_configs: the entry for {} is ignored with the provider",
+                    provider.unwrap_or_default()
+                ));
+            }
+            !gone
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::folded;
+    use serde_json::json;
+
+    #[test]
+    fn providers_for_speech_images_or_video_are_left_out_with_their_key_configs() {
+        let (document, notes, problems) = folded(json!({
+            "providers": {
+                "openai": {"keys": [{"value": "sk", "models": ["*"]}]},
+                "elevenlabs": {"keys": [{"value": "el", "models": ["*"]}]},
+                "runway": {"keys": []}
+            },
+            "governance": {"virtual_keys": [{"id": "vk", "value": "v", "provider_configs": [
+                {"provider": "openai", "allowed_models": ["*"], "key_ids": ["*"]},
+                {"provider": "elevenlabs", "allowed_models": ["*"], "key_ids": ["*"]}
+            ]}]}
+        }));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            document["providers"]
+                .as_object()
+                .map(|p| p.keys().cloned().collect::<Vec<_>>()),
+            Some(vec!["openai".to_string()])
+        );
+        assert_eq!(
+            document["governance"]["virtual_keys"][0]["provider_configs"],
+            json!([{"provider": "openai", "allowed_models": ["*"], "key_ids": ["*"]}])
+        );
+        assert_eq!(notes.len(), 3, "{notes:?}");
+        assert!(notes[0].contains("speech and transcription"), "{notes:?}");
+    }
+
+    #[test]
+    fn path_overrides_of_request_types_not_served_are_left_out() {
+        let (document, notes, _) = folded(json!({"providers": {"local": {
+            "network_config": {"base_url": "http://llm:8000"},
+            "custom_provider_config": {"base_provider_type": "openai", "request_path_overrides": {
+                "chat_completion": "/api/chat", "responses": "/api/responses"
+            }}
+        }}}));
+        assert_eq!(
+            document["providers"]["local"]["custom_provider_config"]["request_path_overrides"],
+            json!({"chat_completion": "/api/chat"})
+        );
+        assert!(notes[0].contains("responses is ignored"), "{notes:?}");
+    }
+}
