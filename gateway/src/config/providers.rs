@@ -25,6 +25,57 @@ pub struct ProviderConfig {
     /// Circuit breaker applied to each key of this provider.
     #[serde(default)]
     pub circuit_breaker: CircuitBreakerConfig,
+    /// Egress proxy for this provider's requests (Bifrost's `proxy_config`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_config: Option<ProxyConfig>,
+}
+
+/// An egress proxy (Bifrost's `proxy_config`).
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ProxyConfig {
+    /// `none`, `http` (an HTTP proxy; HTTPS upstreams through CONNECT), `socks5`, or
+    /// `environment` (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`).
+    #[serde(rename = "type")]
+    pub proxy_type: ProxyType,
+    /// The proxy's URL (`http://proxy:3128`, `socks5://proxy:1080`; `env.NAME` allowed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Proxy credentials (Basic for HTTP proxies, username/password for SOCKS5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Proxy password (`env.NAME` allowed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// PEM CA certificate of an SSL-intercepting proxy, trusted for upstream TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert_pem: Option<String>,
+}
+
+impl fmt::Debug for ProxyConfig {
+    // The password never reaches logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProxyConfig")
+            .field("type", &self.proxy_type)
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ca_cert_pem", &self.ca_cert_pem.is_some())
+            .finish()
+    }
+}
+
+/// How a provider's requests leave the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyType {
+    /// Directly (also what an absent `proxy_config` means).
+    None,
+    /// Through an HTTP proxy.
+    Http,
+    /// Through a SOCKS5 proxy.
+    Socks5,
+    /// Through the proxy the environment names.
+    Environment,
 }
 
 /// An upstream API key.
@@ -98,15 +149,45 @@ pub struct NetworkConfig {
     /// Extra attempts on the same provider after a 429, a 5xx, a timeout or a connection error.
     #[serde(default)]
     pub max_retries: u32,
-    /// First backoff before a retry; doubles each retry, with jitter.
-    #[serde(default = "NetworkConfig::default_backoff_initial")]
+    /// First backoff before a retry; doubles each retry, with jitter. Bifrost's current name,
+    /// `retry_backoff_initial` (also milliseconds), is read too.
+    #[serde(
+        default = "NetworkConfig::default_backoff_initial",
+        alias = "retry_backoff_initial"
+    )]
     pub retry_backoff_initial_ms: u64,
-    /// Backoff ceiling.
-    #[serde(default = "NetworkConfig::default_backoff_max")]
+    /// Backoff ceiling (Bifrost's `retry_backoff_max` is read too).
+    #[serde(
+        default = "NetworkConfig::default_backoff_max",
+        alias = "retry_backoff_max"
+    )]
     pub retry_backoff_max_ms: u64,
     /// Static headers sent with every upstream request.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra_headers: BTreeMap<String, String>,
+    /// A stream that sends nothing for this long is ended with an error event (Bifrost's
+    /// default: 120).
+    #[serde(default = "NetworkConfig::default_stream_idle_timeout")]
+    pub stream_idle_timeout_in_seconds: u64,
+    /// Idle pooled connections to the provider are closed after this long; keep it below the
+    /// upstream's own keep-alive.
+    #[serde(default = "NetworkConfig::default_keep_alive_timeout")]
+    pub keep_alive_timeout_in_seconds: u64,
+    /// Connections to the provider at most: requests beyond it wait for one (like requests
+    /// beyond `concurrency_and_buffer_size.concurrency`, the smaller of the two applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_conns_per_host: Option<u32>,
+    /// Speak HTTP/2 to the provider without negotiating (prior knowledge; also over plain
+    /// HTTP).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enforce_http2: bool,
+    /// Accept any TLS certificate from the provider. A last resort: prefer `ca_cert_pem`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_verify: bool,
+    /// PEM CA certificate(s) trusted for the provider's TLS, in addition to the usual roots
+    /// (a private CA, a self-signed upstream; `env.NAME` allowed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert_pem: Option<String>,
 }
 
 impl NetworkConfig {
@@ -116,6 +197,20 @@ impl NetworkConfig {
     pub const MAX_RETRIES: u32 = 10;
     /// Largest accepted `retry_backoff_initial_ms` and `retry_backoff_max_ms` (an hour).
     pub const MAX_RETRY_BACKOFF_MS: u64 = 3_600_000;
+    /// Largest accepted `stream_idle_timeout_in_seconds` and `keep_alive_timeout_in_seconds`.
+    pub const MAX_IDLE_SECONDS: u64 = 3600;
+    /// Largest accepted `max_conns_per_host`.
+    pub const MAX_CONNS_PER_HOST: u32 = 10_000;
+
+    /// Whether talking to the provider needs an HTTP client of its own (TLS, HTTP version or
+    /// pool settings other than the shared client's).
+    pub fn needs_own_client(&self) -> bool {
+        self.keep_alive_timeout_in_seconds != Self::default_keep_alive_timeout()
+            || self.max_conns_per_host.is_some()
+            || self.enforce_http2
+            || self.insecure_skip_verify
+            || self.ca_cert_pem.is_some()
+    }
 
     fn default_timeout() -> u64 {
         30
@@ -125,6 +220,13 @@ impl NetworkConfig {
     }
     fn default_backoff_max() -> u64 {
         5000
+    }
+    fn default_stream_idle_timeout() -> u64 {
+        120
+    }
+    /// The shared client's pool idle timeout.
+    pub fn default_keep_alive_timeout() -> u64 {
+        90
     }
 }
 
@@ -137,6 +239,12 @@ impl Default for NetworkConfig {
             retry_backoff_initial_ms: Self::default_backoff_initial(),
             retry_backoff_max_ms: Self::default_backoff_max(),
             extra_headers: BTreeMap::new(),
+            stream_idle_timeout_in_seconds: Self::default_stream_idle_timeout(),
+            keep_alive_timeout_in_seconds: Self::default_keep_alive_timeout(),
+            max_conns_per_host: None,
+            enforce_http2: false,
+            insecure_skip_verify: false,
+            ca_cert_pem: None,
         }
     }
 }

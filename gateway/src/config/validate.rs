@@ -8,9 +8,9 @@ use super::store::SSL_MODES;
 use super::{
     BudgetConfig, CircuitBreakerConfig, ClientConfig, ClusterConfig, ConcurrencyConfig,
     ConfigStoreConfig, DiscoveryConfig, DiscoveryType, FieldError, GatewayConfig, GossipTuning,
-    GovernanceConfig, KeyConfig, ModelPrice, NetworkConfig, Period, ProviderConfig,
-    RateLimitConfig, ServerConfig, StoreType, VirtualKeyConfig, VirtualKeyProviderConfig,
-    SERVED_REQUEST_TYPES,
+    GovernanceConfig, KeyConfig, ModelPrice, NetworkConfig, Period, ProviderConfig, ProxyConfig,
+    ProxyType, RateLimitConfig, ServerConfig, StoreType, VirtualKeyConfig,
+    VirtualKeyProviderConfig, SERVED_REQUEST_TYPES,
 };
 
 impl GatewayConfig {
@@ -247,6 +247,41 @@ fn validate_listener(server: &ServerConfig, problems: &mut Vec<FieldError>) {
     }
 }
 
+/// A PEM field must hold at least one certificate (the client build parses it fully).
+fn check_pem(problems: &mut Vec<FieldError>, field: String, pem: &Option<String>) {
+    if let Some(pem) = pem {
+        if !pem.contains("-----BEGIN CERTIFICATE-----") {
+            problems.push(FieldError::new(
+                field,
+                "must hold a PEM certificate (-----BEGIN CERTIFICATE----- ...)",
+            ));
+        }
+    }
+}
+
+/// `proxy_config`: an `http` or `socks5` proxy needs a URL of its kind.
+fn validate_proxy(at: &str, proxy: &ProxyConfig, problems: &mut Vec<FieldError>) {
+    let schemes: &[&str] = match proxy.proxy_type {
+        ProxyType::None | ProxyType::Environment => &[],
+        ProxyType::Http => &["http://", "https://"],
+        ProxyType::Socks5 => &["socks5://", "socks5h://"],
+    };
+    match (&proxy.url, schemes.is_empty()) {
+        (None, false) => problems.push(FieldError::new(
+            format!("{at}.url"),
+            format!("required with type {:?}", proxy.proxy_type).to_lowercase(),
+        )),
+        (Some(url), false) if !schemes.iter().any(|s| url.starts_with(s)) => {
+            problems.push(FieldError::new(
+                format!("{at}.url"),
+                format!("must start with {} (got \"{url}\")", schemes.join(" or ")),
+            ))
+        }
+        _ => {}
+    }
+    check_pem(problems, format!("{at}.ca_cert_pem"), &proxy.ca_cert_pem);
+}
+
 /// `request_path_overrides`: request types the gateway serves, each a path or a whole URL; the
 /// gateway sends streaming and non-streaming chat to one URL.
 fn validate_path_overrides(
@@ -407,6 +442,41 @@ fn validate_provider(name: &str, provider: &ProviderConfig, problems: &mut Vec<F
                 network.retry_backoff_initial_ms, network.retry_backoff_max_ms
             ),
         ));
+    }
+    for (field, value) in [
+        (
+            "stream_idle_timeout_in_seconds",
+            network.stream_idle_timeout_in_seconds,
+        ),
+        (
+            "keep_alive_timeout_in_seconds",
+            network.keep_alive_timeout_in_seconds,
+        ),
+    ] {
+        check_range(
+            problems,
+            at(&format!("network_config.{field}")),
+            value,
+            (1, NetworkConfig::MAX_IDLE_SECONDS),
+            AN_HOUR,
+        );
+    }
+    if let Some(max) = network.max_conns_per_host {
+        check_range(
+            problems,
+            at("network_config.max_conns_per_host"),
+            u64::from(max),
+            (1, u64::from(NetworkConfig::MAX_CONNS_PER_HOST)),
+            "",
+        );
+    }
+    check_pem(
+        problems,
+        at("network_config.ca_cert_pem"),
+        &network.ca_cert_pem,
+    );
+    if let Some(proxy) = &provider.proxy_config {
+        validate_proxy(&at("proxy_config"), proxy, problems);
     }
     for header in network.extra_headers.keys() {
         let token = !header.is_empty()
@@ -1309,6 +1379,43 @@ mod tests {
         assert!(
             !has(&found, "providers.runway.network_config.base_url"),
             "a refused provider is not also asked for a URL: {found:#?}"
+        );
+    }
+
+    #[test]
+    fn network_settings_and_proxies_are_checked() {
+        let found = problems(
+            r#"{"providers": {"openai": {
+                "network_config": {"stream_idle_timeout_in_seconds": 0, "keep_alive_timeout_in_seconds": 4000,
+                                   "max_conns_per_host": 0, "ca_cert_pem": "nope"},
+                "proxy_config": {"type": "socks5", "url": "http://proxy:3128"}},
+              "anthropic": {"proxy_config": {"type": "http"}}}}"#,
+        );
+        for path in [
+            "providers.openai.network_config.stream_idle_timeout_in_seconds:",
+            "providers.openai.network_config.keep_alive_timeout_in_seconds:",
+            "providers.openai.network_config.max_conns_per_host:",
+            "providers.openai.network_config.ca_cert_pem: must hold a PEM certificate",
+            "providers.openai.proxy_config.url: must start with socks5://",
+            "providers.anthropic.proxy_config.url: required with type http",
+        ] {
+            assert!(has(&found, path), "missing {path} in {found:#?}");
+        }
+        let config = parse_config(
+            r#"{"providers": {"openai": {"network_config": {"retry_backoff_initial": 250, "retry_backoff_max": 9000}}}}"#,
+            Format::Json,
+            "t.json",
+            &|_| None,
+        )
+        .expect("valid");
+        let network = &config.config.providers["openai"].network_config;
+        assert_eq!(
+            (
+                network.retry_backoff_initial_ms,
+                network.retry_backoff_max_ms
+            ),
+            (250, 9000),
+            "Bifrost's current names are read"
         );
     }
 

@@ -5,6 +5,7 @@
 
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{FromRequest, Request, State};
 use axum::response::{IntoResponse, Response};
@@ -271,7 +272,15 @@ async fn respond<R: InferenceRoute>(
                 provider: target.provider.name.clone(),
                 model: target.model.clone(),
             });
-            sse_response(upstream, translator, tap, route.dialect(), dispatched.slot)
+            let idle = target.provider.network.stream_idle_timeout_in_seconds;
+            sse_response(
+                upstream,
+                translator,
+                tap,
+                route.dialect(),
+                dispatched.slot,
+                Duration::from_secs(idle),
+            )
         }
     };
     response.headers_mut().extend(limit_headers);

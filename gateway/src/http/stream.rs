@@ -5,6 +5,7 @@
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::atomic::AtomicI64;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::response::Response;
@@ -78,6 +79,10 @@ struct StreamState {
     dialect: Dialect,
     finished: bool,
     events: Vec<SseEvent>,
+    /// Longest wait for the upstream's next chunk (`stream_idle_timeout_in_seconds`).
+    idle_timeout: Duration,
+    /// Fires when the upstream has been silent for `idle_timeout`; reset on every chunk.
+    idle: Pin<Box<tokio::time::Sleep>>,
     // Held for the stream's lifetime.
     _slot: OwnedSemaphorePermit,
 }
@@ -89,7 +94,21 @@ impl StreamState {
             return None;
         }
         loop {
-            match self.upstream.next().await {
+            let next = tokio::select! {
+                next = self.upstream.next() => next,
+                () = &mut self.idle => {
+                    self.finished = true;
+                    let seconds = self.idle_timeout.as_secs();
+                    tracing::warn!(idle_seconds = seconds, "upstream stream went silent; ending the client stream with an error event");
+                    return Some(stream_error(
+                        self.dialect,
+                        format!("upstream stream sent nothing for {seconds}s (network_config.stream_idle_timeout_in_seconds)"),
+                    ));
+                }
+            };
+            let deadline = tokio::time::Instant::now() + self.idle_timeout;
+            self.idle.as_mut().reset(deadline);
+            match next {
                 Some(Ok(chunk)) => {
                     let Some(parser) = &mut self.parser else {
                         return Some(chunk);
@@ -177,6 +196,7 @@ pub fn sse_response(
     tap: Option<UsageTap>,
     dialect: Dialect,
     slot: OwnedSemaphorePermit,
+    idle_timeout: Duration,
 ) -> Response {
     let content_type = upstream
         .headers()
@@ -191,6 +211,8 @@ pub fn sse_response(
         dialect,
         finished: false,
         events: Vec::new(),
+        idle_timeout,
+        idle: Box::pin(tokio::time::sleep(idle_timeout)),
         _slot: slot,
     };
     let body = futures_util::stream::unfold(state, |mut state| async move {

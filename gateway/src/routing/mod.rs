@@ -1,7 +1,9 @@
 //! Choosing where a request goes: the routing table built from config, model addressing,
-//! weighted key choice, circuit breakers, per-provider queues, and the retry/fallback loop.
+//! weighted key choice, circuit breakers, per-provider queues, upstream HTTP clients, and the
+//! retry/fallback loop.
 
 pub mod circuit;
+pub mod client;
 pub mod dispatch;
 pub mod keys;
 pub mod queue;

@@ -9,7 +9,7 @@ use http::{header, HeaderValue};
 
 use super::circuit::CircuitBreaker;
 use super::queue::ProviderQueue;
-use crate::config::{GatewayConfig, NetworkConfig, ProviderKind};
+use crate::config::{ConcurrencyConfig, GatewayConfig, NetworkConfig, ProviderKind, ProxyConfig};
 use crate::error::GatewayError;
 use crate::providers::{with_wire_headers, ForwardedHeaders, UpstreamOp};
 use crate::telemetry::metrics::{KeyLabels, Metrics};
@@ -50,12 +50,16 @@ pub struct Provider {
     pub urls: Vec<reqwest::Url>,
     /// Timeouts, retries and extra headers.
     pub network: NetworkConfig,
+    /// The egress proxy, as configured.
+    pub proxy: Option<ProxyConfig>,
     /// Extra headers, parsed once.
     pub extra_headers: Vec<(http::HeaderName, HeaderValue)>,
     /// Keys; a provider without keys gets one empty key.
     pub keys: Vec<UpstreamKey>,
     /// Concurrency admission.
     pub queue: ProviderQueue,
+    /// A client of its own (TLS, HTTP/2, pool or proxy settings); `None`: the shared one.
+    pub client: Option<reqwest::Client>,
 }
 
 /// All providers by name.
@@ -146,6 +150,22 @@ impl RoutingTable {
                     breaker,
                 });
             }
+            let network = &provider_config.network_config;
+            let concurrency = &provider_config.concurrency_and_buffer_size;
+            // A reload keeps a provider's own client (and its pooled connections) while the
+            // settings it was built from are unchanged.
+            let kept = previous
+                .and_then(|table| table.providers.get(name))
+                .filter(|old| old.network == *network && old.proxy == provider_config.proxy_config)
+                .and_then(|old| old.client.clone());
+            let client = match kept {
+                Some(client) => Some(client),
+                None => super::client::for_provider(
+                    name,
+                    provider_config,
+                    config.client.initial_pool_size as usize,
+                )?,
+            };
             providers.insert(
                 name.clone(),
                 Arc::new(Provider {
@@ -154,12 +174,21 @@ impl RoutingTable {
                     urls: operation_urls(name, provider_config)?,
                     base_url,
                     network: provider_config.network_config.clone(),
+                    proxy: provider_config.proxy_config.clone(),
                     extra_headers,
                     keys,
                     queue: ProviderQueue::new(
-                        &provider_config.concurrency_and_buffer_size,
+                        &ConcurrencyConfig {
+                            concurrency: concurrency.concurrency.min(
+                                network
+                                    .max_conns_per_host
+                                    .unwrap_or(concurrency.concurrency),
+                            ),
+                            ..concurrency.clone()
+                        },
                         config.client.drop_excess_requests,
                     ),
+                    client,
                 }),
             );
         }
@@ -177,6 +206,7 @@ pub fn upstream_request(
     body: Option<Bytes>,
     forwarded: &ForwardedHeaders,
 ) -> reqwest::RequestBuilder {
+    let client = provider.client.as_ref().unwrap_or(client);
     // Parsed once per provider (routing table build), cloned here.
     let url = provider.urls[op.index()].clone();
     let request = match body {

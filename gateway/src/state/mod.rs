@@ -7,7 +7,6 @@ pub mod sync;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
@@ -170,17 +169,7 @@ impl AppState {
         spend_source: SpendSource,
     ) -> Result<Arc<Self>, GatewayError> {
         let metrics = Metrics::new();
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(config.client.initial_pool_size as usize)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            // Providers do not redirect API calls; never follow one with a key attached.
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| {
-                GatewayError::Config(format!("cannot build the upstream HTTP client: {e}"))
-            })?;
+        let client = crate::routing::client::shared(config.client.initial_pool_size as usize)?;
         let runtime = Arc::new(ArcSwap::from_pointee(Runtime::build(
             config, &metrics, None,
         )?));

@@ -196,6 +196,11 @@ fn migrator() -> Migrator {
             "team and customer rate limits",
             include_str!("../../migrations/0006_team_customer_rate_limits.sql"),
         ),
+        (
+            7,
+            "provider proxy",
+            include_str!("../../migrations/0007_provider_proxy.sql"),
+        ),
     ];
     Migrator::with_migrations(
         migrations

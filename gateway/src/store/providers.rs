@@ -19,6 +19,7 @@ type ProviderRow = (
     String,
     Option<String>,
     String,
+    Option<String>,
 );
 type KeyRow = (
     String,
@@ -38,7 +39,7 @@ pub(crate) async fn load_all(
     const CONTEXT: &str = "loading providers";
     let rows: Vec<ProviderRow> = sqlx::query_as(
         "SELECT name, network_config, extra_headers_encrypted, concurrency_and_buffer_size, \
-         custom_provider_config, circuit_breaker FROM providers ORDER BY name",
+         custom_provider_config, circuit_breaker, proxy_config_encrypted FROM providers ORDER BY name",
     )
     .fetch_all(&mut *conn)
     .await
@@ -64,7 +65,7 @@ pub(crate) async fn load_all(
     }
 
     let mut providers = BTreeMap::new();
-    for (name, network, extra_headers, concurrency, custom, circuit) in rows {
+    for (name, network, extra_headers, concurrency, custom, circuit, proxy) in rows {
         let at = |column: &str| format!("providers ({name}).{column}");
         let mut network_config: NetworkConfig = from_json(&network, || at("network_config"))?;
         if let Some(sealed) = extra_headers {
@@ -81,6 +82,12 @@ pub(crate) async fn load_all(
                 .map(|text| from_json(&text, || at("custom_provider_config")))
                 .transpose()?,
             circuit_breaker: from_json(&circuit, || at("circuit_breaker"))?,
+            proxy_config: proxy
+                .map(|sealed| {
+                    let text = secrets.reveal(&sealed, || at("proxy_config_encrypted"))?;
+                    from_json(&text, || at("proxy_config_encrypted"))
+                })
+                .transpose()?,
         };
         providers.insert(name, provider);
     }
@@ -114,15 +121,21 @@ pub(crate) async fn write(
         .as_ref()
         .map(|custom| to_json(custom, || what("custom_provider_config")))
         .transpose()?;
+    // The proxy's password is a secret, so the whole proxy config is sealed.
+    let sealed_proxy = match &provider.proxy_config {
+        Some(proxy) => Some(secrets.seal(&to_json(proxy, || what("proxy_config"))?)?),
+        None => None,
+    };
     sqlx::query(
         "INSERT INTO providers (name, network_config, extra_headers_encrypted, \
-         concurrency_and_buffer_size, custom_provider_config, circuit_breaker) \
-         VALUES ($1, $2, $3, $4, $5, $6) \
+         concurrency_and_buffer_size, custom_provider_config, circuit_breaker, \
+         proxy_config_encrypted) VALUES ($1, $2, $3, $4, $5, $6, $7) \
          ON CONFLICT (name) DO UPDATE SET network_config = excluded.network_config, \
          extra_headers_encrypted = excluded.extra_headers_encrypted, \
          concurrency_and_buffer_size = excluded.concurrency_and_buffer_size, \
          custom_provider_config = excluded.custom_provider_config, \
-         circuit_breaker = excluded.circuit_breaker",
+         circuit_breaker = excluded.circuit_breaker, \
+         proxy_config_encrypted = excluded.proxy_config_encrypted",
     )
     .bind(name)
     .bind(to_json(&network, || what("network_config"))?)
@@ -134,6 +147,7 @@ pub(crate) async fn write(
     .bind(to_json(&provider.circuit_breaker, || {
         what("circuit_breaker")
     })?)
+    .bind(sealed_proxy)
     .execute(&mut *conn)
     .await
     .context(CONTEXT)?;

@@ -266,6 +266,10 @@ const KEYED_SECRET_COLUMNS: &[(&str, &str)] = &[
         "UPDATE providers SET extra_headers_encrypted = $1 WHERE name = $2 AND extra_headers_encrypted = $3",
     ),
     (
+        "SELECT name, proxy_config_encrypted FROM providers WHERE proxy_config_encrypted LIKE 'plain:%'",
+        "UPDATE providers SET proxy_config_encrypted = $1 WHERE name = $2 AND proxy_config_encrypted = $3",
+    ),
+    (
         "SELECT id, value_encrypted FROM virtual_keys WHERE value_encrypted LIKE 'plain:%'",
         "UPDATE virtual_keys SET value_encrypted = $1 WHERE id = $2 AND value_encrypted = $3",
     ),

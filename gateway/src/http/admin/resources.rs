@@ -123,15 +123,28 @@ impl Resource for NamedProvider {
         for value in self.config.network_config.extra_headers.values_mut() {
             *value = mask(value);
         }
+        if let Some(password) = self
+            .config
+            .proxy_config
+            .as_mut()
+            .and_then(|p| p.password.as_mut())
+        {
+            *password = mask(password);
+        }
         self
     }
     fn moves_secrets(&self, existing: &Self) -> bool {
-        // Every upstream URL, so a path override naming another host counts too.
+        // Every upstream URL, so a path override naming another host counts too; and the
+        // proxy the requests pass through.
         let urls = |provider: &Self| {
             SERVED_REQUEST_TYPES
                 .map(|request| provider.config.request_url(&provider.name, request, ""))
         };
-        urls(self) != urls(existing)
+        let proxy = |provider: &Self| {
+            let proxy = provider.config.proxy_config.as_ref();
+            proxy.map(|p| (p.proxy_type, p.url.clone()))
+        };
+        urls(self) != urls(existing) || proxy(self) != proxy(existing)
     }
     fn keep_secrets(&mut self, existing: &Self) -> bool {
         let mut kept = false;
@@ -160,6 +173,22 @@ impl Resource for NamedProvider {
                     *value = stored.clone();
                     kept = true;
                 }
+            }
+        }
+        let stored_password = existing
+            .config
+            .proxy_config
+            .as_ref()
+            .and_then(|p| p.password.as_ref());
+        let password = self
+            .config
+            .proxy_config
+            .as_mut()
+            .and_then(|p| p.password.as_mut());
+        if let (Some(password), Some(stored)) = (password, stored_password) {
+            if *password == mask(stored) {
+                *password = stored.clone();
+                kept = true;
             }
         }
         kept

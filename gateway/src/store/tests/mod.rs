@@ -176,6 +176,13 @@ pub(super) fn provider(keys: Vec<KeyConfig>) -> ProviderConfig {
         "header-secret-42".to_string(),
     );
     provider.circuit_breaker.failure_threshold = 7;
+    provider.proxy_config = Some(crate::config::ProxyConfig {
+        proxy_type: crate::config::ProxyType::Http,
+        url: Some("http://proxy.internal:3128".to_string()),
+        username: Some("egress".to_string()),
+        password: Some("proxy-secret-7".to_string()),
+        ca_cert_pem: None,
+    });
     provider
 }
 

@@ -24,6 +24,14 @@ async fn stored_secrets(db: &TestDb) -> Vec<String> {
         .await
         .expect("extra headers"),
     );
+    values.extend(
+        sqlx::query_scalar::<_, String>(
+            "SELECT proxy_config_encrypted FROM providers WHERE proxy_config_encrypted IS NOT NULL",
+        )
+        .fetch_all(&mut raw)
+        .await
+        .expect("proxy configs"),
+    );
     values
 }
 
@@ -33,13 +41,18 @@ const SAMPLE_SECRETS: &[&str] = &[
     "sk-ant-one",
     "sk-bf-app-secret",
     "header-secret-42",
+    "proxy-secret-7",
 ];
 
 on_both_backends! {
     async fn stored_secret_columns_are_not_the_plaintext(db: TestDb) {
         let store = sample_store(&db).await;
         let stored = stored_secrets(&db).await;
-        assert_eq!(stored.len(), 3 + 1 + 2, "keys, virtual key, two providers' headers");
+        assert_eq!(
+            stored.len(),
+            3 + 1 + 2 + 2,
+            "keys, virtual key, two providers' headers and proxies"
+        );
         for value in &stored {
             assert!(value.starts_with("v1:"), "{value}");
             for secret in SAMPLE_SECRETS {
