@@ -88,3 +88,37 @@ async fn every_type_error_every_semantic_error_and_the_warnings_are_printed_at_o
         );
     }
 }
+
+/// `--check-config --explain`: a Bifrost file field by field, for a migration.
+#[tokio::test]
+async fn explain_lists_every_field_by_section_with_a_summary() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("bifrost.json");
+    let document = serde_json::json!({
+        "client": {"drop_excess_requests": true, "prometheus_labels": ["team"]},
+        "providers": {
+            "openai": {"keys": [{"name": "k", "value": "sk", "models": ["*"], "weight": 1,
+                                 "use_for_batch_api": false}]},
+            "vertex": {"keys": [{"name": "v", "value": "x", "models": ["*"], "weight": 1}]}
+        },
+        "logs_store": {"enabled": true, "type": "sqlite", "config": {"path": "./logs.db"}}
+    });
+    std::fs::write(&path, document.to_string()).expect("write config");
+    let output = std::process::Command::new(bifrost_e2e::harness::binary("bifrost-gateway"))
+        .args(["--check-config", "--explain", "--config"])
+        .arg(&path)
+        .output()
+        .expect("gateway runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(2), "a rejected field: {stdout}");
+    for line in [
+        "\nclient\n  honoured  drop_excess_requests\n",
+        "  ignored   client.prometheus_labels: no custom metric labels",
+        "  ignored   providers.openai.keys[].use_for_batch_api: no batch API",
+        "  ignored   logs_store: no request log store",
+        "  rejected  providers.vertex: Bifrost speaks Google Vertex AI",
+        "summary: 5 honoured, 0 differ, 3 ignored, 1 rejected",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}");
+    }
+}

@@ -29,6 +29,11 @@ pub struct Cli {
     /// Validate the config file, print the result and exit.
     #[arg(long)]
     pub check_config: bool,
+    /// With --check-config: list every field of the file as honoured, differs (honoured with
+    /// another meaning), ignored (not implemented) or rejected, by section, for a migration
+    /// from Bifrost.
+    #[arg(long, requires = "check_config")]
+    pub explain: bool,
     /// Runtime worker threads (default: one per CPU core).
     #[arg(long, env = "BIFROST_WORKER_THREADS")]
     pub worker_threads: Option<usize>,

@@ -22,6 +22,9 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> ExitCode {
     logging::init(cli.log_format, &cli.log_level);
+    if cli.explain {
+        return explain(cli.config.as_deref());
+    }
     let loaded = match server::load_config(cli.config.as_ref()) {
         Ok(loaded) => loaded,
         Err(error) => {
@@ -49,6 +52,42 @@ async fn run(cli: Cli) -> ExitCode {
             tracing::error!(%error, "gateway stopped");
             eprintln!("bifrost-gateway: {error}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--check-config --explain`: the file field by field; exit 2 when it does not load.
+fn explain(path: Option<&std::path::Path>) -> ExitCode {
+    use bifrost_gateway::config::explain::{explain, Status};
+    use bifrost_gateway::config::load::Format;
+    let Some(path) = path else {
+        eprintln!("bifrost-gateway: --explain needs a config file (--config or BIFROST_CONFIG)");
+        return ExitCode::from(2);
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) => {
+            eprintln!(
+                "bifrost-gateway: cannot read config file {}: {error}",
+                path.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let origin = path.display().to_string();
+    let env = |name: &str| std::env::var(name).ok();
+    match explain(&text, Format::from_path(path), &origin, &env) {
+        Ok(explanation) => {
+            println!("{explanation}");
+            if explanation.count(Status::Rejected) == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            }
+        }
+        Err(error) => {
+            eprintln!("bifrost-gateway: {error}");
+            ExitCode::from(2)
         }
     }
 }

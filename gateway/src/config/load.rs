@@ -62,6 +62,60 @@ pub fn parse_config(
     origin: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<LoadedConfig, ConfigError> {
+    let reading = read(text, format, origin, env)?;
+    let mut warnings: Vec<String> = reading
+        .ignored_env
+        .iter()
+        .map(|problem| format!("{problem} (in an ignored field)"))
+        .chain(reading.notes)
+        .collect();
+    let unknown_fields = reading.unknown_fields;
+    match reading.config {
+        Some(config) if reading.problems.is_empty() => Ok(LoadedConfig {
+            config,
+            unknown_fields,
+            warnings,
+        }),
+        _ => {
+            let unknown = unknown_fields
+                .iter()
+                .map(|field| format!("unknown field {field} is ignored"));
+            warnings.splice(0..0, unknown);
+            Err(ConfigError::Invalid {
+                origin: origin.to_string(),
+                problems: reading.problems,
+                warnings,
+            })
+        }
+    }
+}
+
+/// Everything one read of a document found, valid or not.
+pub(super) struct Reading {
+    /// The document as written (before `env.NAME` resolution and Bifrost folds).
+    pub written: Value,
+    /// The typed config, when the types allowed one.
+    pub config: Option<GatewayConfig>,
+    /// Type errors, fold problems and validation problems, each with its path.
+    pub problems: Vec<FieldError>,
+    /// Dotted paths of fields the gateway does not know.
+    pub unknown_fields: Vec<String>,
+    /// Dotted paths of sections a Bifrost fold left out as meaningless here.
+    pub left_out: Vec<String>,
+    /// What the folds changed (logged at start).
+    pub notes: Vec<String>,
+    /// Unset `env.NAME` inside ignored or left-out sections (warnings, not problems).
+    pub ignored_env: Vec<FieldError>,
+}
+
+/// Syntax, `env.NAME`, Bifrost folds, typed read and validation of `text`; `Err` only when
+/// the document cannot be read at all (syntax, not an object).
+pub(super) fn read(
+    text: &str,
+    format: Format,
+    origin: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Reading, ConfigError> {
     let mut document = parse_document(text, format, origin)?;
     match &document {
         Value::Object(_) => {}
@@ -84,6 +138,7 @@ pub fn parse_config(
         }
     }
 
+    let written = document.clone();
     let mut env_problems = Vec::new();
     resolve_env_references(&mut document, &mut String::new(), env, &mut env_problems);
     let mut folding_problems = Vec::new();
@@ -105,11 +160,6 @@ pub fn parse_config(
                 .chain(&left_out)
                 .any(|field| super::typed::within(&path, field))
         });
-    let mut warnings: Vec<String> = ignored_env
-        .iter()
-        .map(|problem| format!("{problem} (in an ignored field)"))
-        .chain(notes)
-        .collect();
     problems.extend(folding_problems);
     problems.extend(typed.problems.iter().cloned());
     if let Some(config) = &typed.config {
@@ -121,25 +171,15 @@ pub fn parse_config(
                 .filter(|problem| !typed.touches_removed(&problem.path)),
         );
     }
-    let unknown_fields = typed.unknown_fields;
-    match typed.config {
-        Some(config) if problems.is_empty() => Ok(LoadedConfig {
-            config,
-            unknown_fields,
-            warnings,
-        }),
-        _ => {
-            let unknown = unknown_fields
-                .iter()
-                .map(|field| format!("unknown field {field} is ignored"));
-            warnings.splice(0..0, unknown);
-            Err(ConfigError::Invalid {
-                origin: origin.to_string(),
-                problems,
-                warnings,
-            })
-        }
-    }
+    Ok(Reading {
+        written,
+        config: typed.config,
+        problems,
+        unknown_fields: typed.unknown_fields,
+        left_out,
+        notes,
+        ignored_env,
+    })
 }
 
 /// `a[0].b` as serde_ignored writes it: `a.0.b`.

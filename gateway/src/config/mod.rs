@@ -9,6 +9,7 @@ mod client;
 mod cluster;
 mod compat;
 mod error;
+pub mod explain;
 mod governance;
 pub mod load;
 mod peers;
