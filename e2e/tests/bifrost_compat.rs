@@ -552,3 +552,43 @@ async fn providers_known_by_name_load_without_a_url_and_native_ones_are_refused(
         "{stderr}"
     );
 }
+
+/// `budgets[].current_usage` / `last_reset` carry Bifrost's spend over into a new store: a
+/// budget already spent this period refuses at once; one spent in an ended period does not.
+#[tokio::test]
+async fn budget_usage_seeds_count_in_a_new_store() {
+    let mock = MockProvider::start(&[]).await;
+    let mut config = config_for(&mock);
+    config["config_store"] = json!({"enabled": true, "type": "sqlite"});
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    // Today's UTC midnight, written as Bifrost writes times.
+    let midnight = now - now % 86_400;
+    let today = format!(
+        "{}",
+        jiff::Timestamp::from_second(midnight as i64).expect("a time")
+    );
+    config["governance"] = json!({
+        "virtual_keys": [
+            {"id": "spent", "value": "sk-bf-spent", "provider_configs": any_provider()},
+            {"id": "stale", "value": "sk-bf-stale", "provider_configs": any_provider()}
+        ],
+        "budgets": [
+            {"id": "b-spent", "max_limit": 1.0, "reset_duration": "1d", "virtual_key_id": "spent",
+             "current_usage": 1.0, "last_reset": today, "calendar_aligned": true},
+            {"id": "b-stale", "max_limit": 1.0, "reset_duration": "1d", "virtual_key_id": "stale",
+             "current_usage": 1.0, "last_reset": "2020-01-01T00:00:00Z"}
+        ]
+    });
+    let gateway = Gateway::start(&config).await;
+    let (status, message) = chat_model(&gateway, "openai/gpt-4o-mini", Some("sk-bf-spent")).await;
+    assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{message}");
+    assert!(message.contains("b-spent"), "{message}");
+    assert_eq!(
+        chat(&gateway, Some("sk-bf-stale")).await,
+        StatusCode::OK,
+        "usage of an ended period counts as nothing"
+    );
+}

@@ -236,11 +236,39 @@ pub struct BudgetConfig {
     /// Period: `1d`, `1w`, `1M`, `1Q`, `1Y` (calendar-aligned, UTC) or `<n>m`/`<n>h`; at most
     /// ten years ([`crate::config::Period::MAX_YEARS`]).
     pub reset_duration: String,
+    /// Bifrost's usage carried over: USD already spent, counted when the budget is first
+    /// written to the store (an existing budget keeps its own usage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_usage: Option<f64>,
+    /// When that usage's period began (RFC 3339); usage from a period that has since ended
+    /// counts as nothing. Default: the start of the current period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reset: Option<String>,
 }
 
 impl BudgetConfig {
     /// Largest accepted `max_limit`, in USD.
     pub const MAX_LIMIT_USD: f64 = 1e12;
+
+    /// The definition alone, without the usage seeds (what the store compares on import).
+    pub fn definition(&self) -> Self {
+        Self {
+            current_usage: None,
+            last_reset: None,
+            ..self.clone()
+        }
+    }
+
+    /// `last_reset` in Unix ms; an error naming the value when it is not an RFC 3339 time.
+    pub fn last_reset_ms(&self) -> Result<Option<i64>, String> {
+        let Some(text) = &self.last_reset else {
+            return Ok(None);
+        };
+        text.trim()
+            .parse::<jiff::Timestamp>()
+            .map(|t| Some(t.as_millisecond()))
+            .map_err(|err| format!("{text:?} is not an RFC 3339 time ({err})"))
+    }
 }
 
 /// Request and token caps per window.

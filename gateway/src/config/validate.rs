@@ -861,6 +861,21 @@ fn validate_governance(config: &GatewayConfig, problems: &mut Vec<FieldError>) {
             format!("governance.budgets[{i}].reset_duration"),
             &budget.reset_duration,
         );
+        if let Some(usage) = budget.current_usage {
+            check_amount(
+                problems,
+                format!("governance.budgets[{i}].current_usage"),
+                usage,
+                (Floor::Zero, BudgetConfig::MAX_LIMIT_USD),
+                "USD",
+            );
+        }
+        if let Err(reason) = budget.last_reset_ms() {
+            problems.push(FieldError::new(
+                format!("governance.budgets[{i}].last_reset"),
+                reason,
+            ));
+        }
     }
     for (i, limit) in gov.rate_limits.iter().enumerate() {
         for (max, duration, max_field, duration_field) in [

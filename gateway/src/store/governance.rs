@@ -23,12 +23,15 @@ pub(crate) async fn load_budgets(
             id,
             max_limit,
             reset_duration,
+            current_usage: None,
+            last_reset: None,
         })
         .collect())
 }
 
-/// Upserts a budget's definition. A new budget starts with no spend and `last_reset` at the
-/// start of its current period; an existing budget's usage is never touched.
+/// Upserts a budget's definition. A new budget starts with its `current_usage` seed (none: no
+/// spend) in the period of its `last_reset` seed (none: the current one); an existing budget's
+/// usage is never touched.
 pub(crate) async fn write_budget(
     conn: &mut AnyConnection,
     budget: &BudgetConfig,
@@ -48,6 +51,10 @@ pub(crate) async fn write_budget(
             what: what("reset_duration"),
             reason,
         })?;
+    // A new budget starts from its seeds: Bifrost's usage, in the period it belongs to. Usage
+    // of a period that has ended is reset when it is read, as for any budget.
+    let seed_reset = budget.last_reset_ms().ok().flatten();
+    let last_reset = period.window_start(seed_reset.unwrap_or_else(now_ms));
     sqlx::query(
         "INSERT INTO budgets (id, max_limit, reset_duration, current_usage, last_reset) \
          VALUES ($1, $2, $3, $4, $5) \
@@ -57,8 +64,13 @@ pub(crate) async fn write_budget(
     .bind(&budget.id)
     .bind(budget.max_limit)
     .bind(&budget.reset_duration)
-    .bind(0.0_f64)
-    .bind(period.window_start(now_ms()))
+    .bind(
+        budget
+            .current_usage
+            .filter(|u| u.is_finite() && *u >= 0.0)
+            .unwrap_or(0.0),
+    )
+    .bind(last_reset)
     .execute(conn)
     .await
     .context("writing a budget")?;

@@ -40,9 +40,12 @@ impl Store {
         let mut changed = 0usize;
 
         // Referenced entities first, so every reference resolves when it is written.
+        // Definitions are compared without the usage seeds (which only a new budget reads).
         let stored = governance::load_budgets(&mut tx).await?;
-        for budget in differing(stored, &governance.budgets, |b| &b.id) {
-            governance::write_budget(&mut tx, budget).await?;
+        let definitions: Vec<_> = governance.budgets.iter().map(|b| b.definition()).collect();
+        for definition in differing(stored, &definitions, |b| &b.id) {
+            let budget = governance.budgets.iter().find(|b| b.id == definition.id);
+            governance::write_budget(&mut tx, budget.unwrap_or(definition)).await?;
             changed += 1;
         }
         let stored = governance::load_rate_limits(&mut tx).await?;

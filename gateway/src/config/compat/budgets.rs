@@ -1,4 +1,5 @@
-//! Budgets tied to their owner from the budget's side, and customers' inline budget lines.
+//! Budgets tied to their owner from the budget's side, customers' inline budget lines, and
+//! `calendar_aligned`.
 
 use serde_json::{Map, Value};
 
@@ -230,6 +231,42 @@ pub(super) fn fold_customer_budget_lines(
     }
 }
 
+/// Lists whose items may say `calendar_aligned` in a Bifrost file (on budgets and rate limits
+/// it is deprecated there; on virtual keys, teams and customers it is current).
+const CALENDAR_ALIGNED_IN: [&str; 5] = [
+    "virtual_keys",
+    "teams",
+    "customers",
+    "budgets",
+    "rate_limits",
+];
+
+/// `calendar_aligned` is consumed: resets here always follow UTC calendar boundaries for
+/// `d`/`w`/`M`/`Q`/`Y` periods, which is Bifrost's `true`; a `false` (Bifrost's rolling reset
+/// from the last one) is noted as read that way.
+pub(super) fn fold_calendar_aligned(governance: &mut Map<String, Value>, notes: &mut Vec<String>) {
+    let mut rolling = Vec::new();
+    for list in CALENDAR_ALIGNED_IN {
+        let Some(Value::Array(items)) = governance.get_mut(list) else {
+            continue;
+        };
+        for (index, item) in items.iter_mut().enumerate() {
+            let Some(item) = item.as_object_mut() else {
+                continue;
+            };
+            if item.remove("calendar_aligned") == Some(Value::Bool(false)) {
+                rolling.push(format!("governance.{list}[{index}]"));
+            }
+        }
+    }
+    if !rolling.is_empty() {
+        notes.push(format!(
+            "calendar_aligned: false ({}) is read as true: budgets and limits reset on UTC calendar boundaries here (d, w, M, Q, Y), never on a rolling window from the last reset",
+            rolling.join(", ")
+        ));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::folded;
@@ -290,6 +327,29 @@ mod tests {
         assert!(
             problems[1].reason.contains("already has budget \"other\""),
             "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn calendar_aligned_is_consumed_and_false_is_noted() {
+        let (document, notes, problems) = folded(json!({"governance": {
+            "virtual_keys": [{"id": "vk", "value": "v", "calendar_aligned": true}],
+            "teams": [{"id": "t", "calendar_aligned": false}],
+            "budgets": [{"id": "b", "max_limit": 1, "reset_duration": "1M", "calendar_aligned": false}]
+        }}));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            document.to_string().matches("calendar_aligned").count(),
+            0,
+            "{document}"
+        );
+        let note = notes
+            .iter()
+            .find(|n| n.starts_with("calendar_aligned"))
+            .expect("a note for the false ones");
+        assert!(
+            note.contains("governance.teams[0], governance.budgets[0]"),
+            "{note}"
         );
     }
 

@@ -13,6 +13,7 @@
 //!   `customer_id`, `provider_config_id`: the current Bifrost schema's only way) becomes the
 //!   owner's `budget_id`, and a customer's inline `budgets[]` line becomes a budget of its own
 //!   and the customer's `budget_id` (one budget per owner here);
+//! - `calendar_aligned` is consumed: resets here always follow UTC calendar boundaries;
 //! - providers Bifrost uses only for speech, images or video, and path overrides of request
 //!   types the gateway does not serve, are left out ([`providers`]).
 //!
@@ -42,6 +43,7 @@ pub fn fold(
     if let Some(Value::Object(governance)) = document.get_mut("governance") {
         budgets::fold_customer_budget_lines(governance, problems, &mut notes);
         budgets::fold_budget_owners(governance, problems, &mut notes);
+        budgets::fold_calendar_aligned(governance, &mut notes);
     }
     let disabled = document
         .get("governance")

@@ -121,3 +121,29 @@ on_both_backends! {
         assert_eq!(snapshot.config_version, version);
     }
 }
+
+on_both_backends! {
+    /// Bifrost's `current_usage`/`last_reset` seed a budget new to the store, and only then:
+    /// re-importing the file neither rewrites the budget nor resets its live usage.
+    async fn usage_seeds_count_once_for_a_new_budget(db: TestDb) {
+        let store = sample_store(&db).await;
+        let (providers, mut governance) = sample_config();
+        let mut seeded = budget("b-seeded", 10.0);
+        seeded.current_usage = Some(4.25);
+        governance.budgets.push(seeded);
+        store.import(&providers, &governance).await.expect("a new seeded budget");
+        let version = store.config_version().await.expect("version");
+        assert_eq!(store.budget_usage().await.expect("usage")["b-seeded"].current_usage, 4.25);
+
+        store
+            .add_budget_spend(&[("b-seeded".to_string(), 0.75)])
+            .await
+            .expect("spend");
+        if let Some(b) = governance.budgets.iter_mut().find(|b| b.id == "b-seeded") {
+            b.current_usage = Some(9.0);
+        }
+        store.import(&providers, &governance).await.expect("same definitions, other seed");
+        assert_eq!(store.config_version().await.expect("version"), version, "nothing rewritten");
+        assert_eq!(store.budget_usage().await.expect("usage")["b-seeded"].current_usage, 5.0);
+    }
+}

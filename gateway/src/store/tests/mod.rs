@@ -191,6 +191,8 @@ pub(super) fn budget(id: &str, max_limit: f64) -> BudgetConfig {
         id: id.to_string(),
         max_limit,
         reset_duration: "1M".to_string(),
+        current_usage: None,
+        last_reset: None,
     }
 }
 
