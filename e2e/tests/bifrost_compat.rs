@@ -592,3 +592,100 @@ async fn budget_usage_seeds_count_in_a_new_store() {
         "usage of an ended period counts as nothing"
     );
 }
+
+/// `GET`/`POST` on the admin API; status and JSON body.
+async fn admin(
+    gateway: &Gateway,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = reqwest::Client::new().request(method, gateway.url(path));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("answered");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// A virtual key without `value` (valid in Bifrost): generated, stored encrypted, shown once by
+/// the admin API, kept across restarts; the log names the key, never the value.
+#[tokio::test]
+async fn a_virtual_key_without_a_value_gets_one_shown_once() {
+    let mock = MockProvider::start(&[]).await;
+    let mut config = config_for(&mock);
+    config["config_store"] = json!({"enabled": true, "type": "sqlite"});
+    config["governance"] = json!({"virtual_keys": [
+        {"id": "vk-generated", "name": "no value", "provider_configs": any_provider()}
+    ]});
+    let mut gateway = Gateway::start(&config).await;
+    gateway
+        .output
+        .wait_for("generated one", std::time::Duration::from_secs(5))
+        .await
+        .expect("the generation is logged");
+    let path = "/api/governance/virtual-keys/vk-generated";
+    let (status, first) = admin(&gateway, reqwest::Method::GET, path, None).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["value_shown_once"], true, "{first}");
+    let value = first["value"].as_str().expect("the value").to_string();
+    assert!(value.starts_with("sk-bf-") && value.len() == 70, "{value}");
+    let (_, second) = admin(&gateway, reqwest::Method::GET, path, None).await;
+    assert_ne!(second["value"], value.as_str(), "shown once only: {second}");
+    assert!(second.get("value_shown_once").is_none(), "{second}");
+    assert!(
+        !gateway.output.contains(&value),
+        "the value is never logged"
+    );
+    assert_eq!(chat(&gateway, Some(&value)).await, StatusCode::OK);
+
+    gateway.signal("TERM");
+    gateway.wait_exit(std::time::Duration::from_secs(30)).await;
+    gateway.restart().await;
+    assert_eq!(
+        chat(&gateway, Some(&value)).await,
+        StatusCode::OK,
+        "a restart with the same file keeps the stored value"
+    );
+
+    // Created through the admin API without a value: the answer shows it, once.
+    let (status, created) = admin(
+        &gateway,
+        reqwest::Method::POST,
+        "/api/governance/virtual-keys",
+        Some(json!({"id": "vk-api", "provider_configs": any_provider()})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let api_value = created["value"].as_str().expect("the value").to_string();
+    assert!(
+        api_value.starts_with("sk-bf-") && api_value.len() == 70,
+        "{created}"
+    );
+    let (_, later) = admin(
+        &gateway,
+        reqwest::Method::GET,
+        "/api/governance/virtual-keys/vk-api",
+        None,
+    )
+    .await;
+    assert_ne!(later["value"], api_value.as_str(), "{later}");
+    assert_eq!(chat(&gateway, Some(&api_value)).await, StatusCode::OK);
+}
+
+/// Without a config store a generated value could not outlive the process: refused by path.
+#[tokio::test]
+async fn a_virtual_key_without_a_value_needs_a_config_store() {
+    let (status, stderr) = bifrost_e2e::harness::gateway_rejects(
+        &json!({"config_store": {"enabled": false},
+                "governance": {"virtual_keys": [{"id": "vk", "name": "no value"}]}})
+        .to_string(),
+    )
+    .await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("governance.virtual_keys[0].value: missing"),
+        "{stderr}"
+    );
+}

@@ -80,7 +80,9 @@ pub struct VirtualKeyConfig {
     /// Optional description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// The secret clients send (`sk-bf-...`; `env.NAME` allowed).
+    /// The secret clients send (`sk-bf-...`; `env.NAME` allowed). Missing or empty: generated
+    /// when the key is first written to the config store (shown once by the admin API).
+    #[serde(default)]
     pub value: String,
     /// Inactive keys are refused with 403.
     #[serde(default = "crate::config::client::default_true")]

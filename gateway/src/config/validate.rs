@@ -969,8 +969,16 @@ fn validate_governance(config: &GatewayConfig, problems: &mut Vec<FieldError>) {
     let mut values = HashSet::new();
     for (i, vk) in gov.virtual_keys.iter().enumerate() {
         let at = |field: &str| format!("governance.virtual_keys[{i}].{field}");
-        if vk.value.trim().is_empty() {
-            problems.push(FieldError::new(at("value"), "must not be empty"));
+        if vk.value.is_empty() {
+            // Bifrost's "no value": one is generated and kept in the config store.
+            if !config.config_store.enabled {
+                problems.push(FieldError::new(
+                    at("value"),
+                    "missing: a generated value is kept in the config store, which is disabled (config_store.enabled: false); set a value",
+                ));
+            }
+        } else if vk.value.trim().is_empty() {
+            problems.push(FieldError::new(at("value"), "must not be blank"));
         } else if !values.insert(vk.value.as_str()) {
             problems.push(FieldError::new(
                 at("value"),

@@ -224,7 +224,8 @@ impl GovernanceIndex {
             .collect();
 
         let mut by_value = HashMap::with_capacity(config.virtual_keys.len());
-        for vk in &config.virtual_keys {
+        // A key without a value (generated on import into the store) has no credential yet.
+        for vk in config.virtual_keys.iter().filter(|vk| !vk.value.is_empty()) {
             let team = vk.team_id.as_deref().and_then(|t| teams.get(t));
             let customer_id = vk
                 .customer_id

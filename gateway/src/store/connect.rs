@@ -201,6 +201,11 @@ fn migrator() -> Migrator {
             "provider proxy",
             include_str!("../../migrations/0007_provider_proxy.sql"),
         ),
+        (
+            8,
+            "virtual key reveal",
+            include_str!("../../migrations/0008_virtual_key_reveal.sql"),
+        ),
     ];
     Migrator::with_migrations(
         migrations

@@ -71,9 +71,29 @@ impl Store {
             }
         }
         let stored = virtual_keys::load_all(&mut tx, &self.secrets).await?;
-        for vk in differing(stored, &governance.virtual_keys, |v| &v.id) {
+        // A key the file gives no value keeps the one the store holds, or gets a generated
+        // one (shown once by the admin API; only its id is logged).
+        let mut generated = Vec::new();
+        let mut wanted = governance.virtual_keys.clone();
+        for vk in wanted.iter_mut().filter(|vk| vk.value.is_empty()) {
+            match stored.iter().find(|s| s.id == vk.id) {
+                Some(existing) => vk.value = existing.value.clone(),
+                None => {
+                    vk.value = virtual_keys::generate_value()?;
+                    generated.push(vk.id.clone());
+                }
+            }
+        }
+        for vk in differing(stored, &wanted, |v| &v.id) {
             virtual_keys::write(&mut tx, &self.secrets, vk).await?;
             changed += 1;
+        }
+        for id in &generated {
+            virtual_keys::mark_reveal_pending(&mut tx, id).await?;
+            tracing::info!(
+                virtual_key = %id,
+                "virtual key has no value in the config: generated one, stored encrypted; GET /api/governance/virtual-keys/{id} shows it once"
+            );
         }
 
         if changed == 0 {

@@ -34,6 +34,7 @@ use tracing::info;
 
 pub use connect::DEFAULT_SQLITE_PATH;
 pub use error::{EntityKind, StoreError};
+pub use virtual_keys::generate_value as generate_virtual_key_value;
 
 use crate::config::{ConfigStoreConfig, GovernanceConfig, ProviderConfig, StoreType};
 use error::QueryContext;

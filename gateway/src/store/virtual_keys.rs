@@ -250,6 +250,29 @@ pub(crate) async fn write(
     Ok(())
 }
 
+/// A fresh virtual key value: `sk-bf-` and 32 random bytes in hex.
+pub fn generate_value() -> Result<String, StoreError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|err| StoreError::Crypto {
+        reason: format!("generating a virtual key value: {err}"),
+    })?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("sk-bf-{hex}"))
+}
+
+/// Marks the generated value of virtual key `id` to be shown once by the admin API.
+pub(crate) async fn mark_reveal_pending(
+    conn: &mut AnyConnection,
+    id: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE virtual_keys SET value_reveal_pending = 1 WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await
+        .context("marking a generated virtual key value")?;
+    Ok(())
+}
+
 impl Store {
     /// Creates or replaces a virtual key; what it references must exist and its value must
     /// not belong to another key.
@@ -257,6 +280,20 @@ impl Store {
         let mut tx = self.begin_config_write().await?;
         write(&mut tx, &self.secrets, vk).await?;
         tx.commit().await.context("committing a virtual key")
+    }
+
+    /// Whether the generated value of virtual key `id` is still to be shown; true for one
+    /// caller only (the flag is cleared in the same statement), across every replica.
+    pub async fn take_value_reveal(&self, id: &str) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE virtual_keys SET value_reveal_pending = 0 \
+             WHERE id = $1 AND value_reveal_pending = 1",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .context("revealing a generated virtual key value")?;
+        Ok(result.rows_affected() == 1)
     }
 
     /// Deletes a virtual key with its provider configs.

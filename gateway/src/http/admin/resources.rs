@@ -68,6 +68,15 @@ pub trait Resource: Serialize + DeserializeOwned + Clone + Send + Sync + 'static
     fn moves_secrets(&self, _existing: &Self) -> bool {
         false
     }
+    /// Fill a secret the write leaves out: kept from `existing`, or generated; whether one was
+    /// generated (the answer then shows it, once).
+    fn fill_missing_secret(&mut self, _existing: Option<&Self>) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+    /// Whether a generated secret of entity `id` is still to be shown (true once).
+    async fn take_reveal(_store: &Store, _id: &str) -> Result<bool, StoreError> {
+        Ok(false)
+    }
 }
 
 /// `sk-bf-abcdef…wxyz`: enough to recognise a secret, not to use it.
@@ -219,6 +228,25 @@ impl Resource for VirtualKeyConfig {
         self.value = mask(&self.value);
         self
     }
+    fn fill_missing_secret(&mut self, existing: Option<&Self>) -> Result<bool, StoreError> {
+        if !self.value.is_empty() {
+            return Ok(false);
+        }
+        match existing {
+            Some(existing) => {
+                self.value = existing.value.clone();
+                Ok(false)
+            }
+            None => {
+                self.value = crate::store::generate_virtual_key_value()?;
+                tracing::info!(virtual_key = %self.id, "virtual key created without a value: generated one (shown once in the answer)");
+                Ok(true)
+            }
+        }
+    }
+    async fn take_reveal(store: &Store, id: &str) -> Result<bool, StoreError> {
+        store.take_value_reveal(id).await
+    }
     fn keep_secrets(&mut self, existing: &Self) -> bool {
         let kept = self.value == mask(&existing.value);
         if kept {
@@ -352,23 +380,43 @@ pub async fn list<R: Resource>(State(state): State<Arc<AppState>>) -> Response {
     Json(json!({"data": items, "count": items.len()})).into_response()
 }
 
-/// `GET /api/.../{id}`.
+/// `GET /api/.../{id}`; a generated secret not shown yet is shown this once.
 pub async fn get_one<R: Resource>(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Response {
     respond(
-        find::<R>(&state, &id)
-            .map(|item| Json(item.redacted()).into_response())
-            .ok_or_else(|| GatewayError::NotFound(format!("no {} \"{id}\"", R::KIND))),
+        async {
+            let item = find::<R>(&state, &id)
+                .ok_or_else(|| GatewayError::NotFound(format!("no {} \"{id}\"", R::KIND)))?;
+            let reveal = match state.sync.store() {
+                Some(store) => R::take_reveal(store, &id).await.map_err(store_error)?,
+                None => false,
+            };
+            Ok(shown(item, reveal).into_response())
+        }
+        .await,
     )
+}
+
+/// The entity as an answer: secrets masked, unless a generated one is shown this once
+/// (`value_shown_once: true` says so).
+fn shown<R: Resource>(item: R, reveal: bool) -> Json<serde_json::Value> {
+    if !reveal {
+        return Json(serde_json::to_value(item.redacted()).unwrap_or_default());
+    }
+    let mut value = serde_json::to_value(item).unwrap_or_default();
+    if let Some(fields) = value.as_object_mut() {
+        fields.insert("value_shown_once".into(), serde_json::Value::Bool(true));
+    }
+    Json(value)
 }
 
 /// `POST /api/...`: create; 409 if the id exists.
 pub async fn create<R: Resource>(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     respond(
         async {
-            let item: R = parse(&body)?;
+            let mut item: R = parse(&body)?;
             if find::<R>(&state, item.id()).is_some() {
                 return Err(GatewayError::Conflict(format!(
                     "{} \"{}\" already exists; use PUT to replace it",
@@ -376,8 +424,9 @@ pub async fn create<R: Resource>(State(state): State<Arc<AppState>>, body: Bytes
                     item.id()
                 )));
             }
+            let generated = item.fill_missing_secret(None).map_err(store_error)?;
             write(&state, &item).await?;
-            Ok((StatusCode::CREATED, Json(item.redacted())).into_response())
+            Ok((StatusCode::CREATED, shown(item, generated)).into_response())
         }
         .await,
     )
@@ -411,7 +460,11 @@ pub async fn put<R: Resource>(
             }
             let mut item: R = parse(&Bytes::from(document.to_string()))?;
             item.set_id(&id);
-            if let Some(existing) = find::<R>(&state, &id) {
+            let existing = find::<R>(&state, &id);
+            let generated = item
+                .fill_missing_secret(existing.as_ref())
+                .map_err(store_error)?;
+            if let Some(existing) = existing {
                 let kept = item.keep_secrets(&existing);
                 // Without credentials, a rebound or forged request must not redirect stored keys.
                 let credentialed = access.is_some_and(|Extension(a)| a == AdminAccess::Credentials);
@@ -423,7 +476,7 @@ pub async fn put<R: Resource>(
                 }
             }
             write(&state, &item).await?;
-            Ok(Json(item.redacted()).into_response())
+            Ok(shown(item, generated).into_response())
         }
         .await,
     )
