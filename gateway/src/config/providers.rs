@@ -311,7 +311,23 @@ pub const SERVED_REQUEST_TYPES: [&str; 4] = [
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
-    /// OpenAI's Chat Completions API and the many services compatible with it.
+    /// OpenAI's Chat Completions API and the many services compatible with it. As a custom
+    /// provider's `base_provider_type`, Bifrost's OpenAI-compatible provider types mean it too.
+    #[serde(
+        alias = "groq",
+        alias = "mistral",
+        alias = "deepseek",
+        alias = "openrouter",
+        alias = "xai",
+        alias = "cerebras",
+        alias = "parasail",
+        alias = "nebius",
+        alias = "huggingface",
+        alias = "fireworks",
+        alias = "ollama",
+        alias = "vllm",
+        alias = "sgl"
+    )]
     Openai,
     /// Anthropic's Messages API.
     Anthropic,
@@ -439,6 +455,24 @@ mod tests {
 
     fn provider(document: serde_json::Value) -> ProviderConfig {
         serde_json::from_value(document).expect("provider config")
+    }
+
+    #[test]
+    fn bifrost_openai_compatible_base_types_are_the_openai_format() {
+        for base in ["openai", "groq", "vllm", "xai"] {
+            let config = provider(serde_json::json!({
+                "custom_provider_config": {"base_provider_type": base}
+            }));
+            assert_eq!(config.kind("mine"), ProviderKind::Openai, "{base}");
+        }
+        let refused = serde_json::from_value::<ProviderConfig>(serde_json::json!({
+            "custom_provider_config": {"base_provider_type": "bedrock"}
+        }));
+        let message = refused.expect_err("not spoken").to_string();
+        assert!(
+            message.contains("`anthropic`") && message.contains("`openai`"),
+            "{message}"
+        );
     }
 
     #[test]
