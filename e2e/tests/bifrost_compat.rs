@@ -689,3 +689,34 @@ async fn a_virtual_key_without_a_value_needs_a_config_store() {
         "{stderr}"
     );
 }
+
+/// Bifrost's `vllm_key_config` (`url`, `model_name`): each key is its own vLLM server, and a
+/// request for a model goes to the server that serves it.
+#[tokio::test]
+async fn self_hosted_keys_send_each_model_to_its_own_server() {
+    let llama = MockProvider::start(&[]).await;
+    let qwen = MockProvider::start(&[]).await;
+    let mut config = config_for(&llama);
+    config["providers"]["vllm"] = json!({"keys": [
+        {"name": "gpu-1", "value": "", "weight": 1,
+         "vllm_key_config": {"url": llama.base, "model_name": "llama-3-8b"}},
+        {"name": "gpu-2", "value": "", "weight": 1,
+         "vllm_key_config": {"url": qwen.base, "model_name": "qwen-2-7b"}}
+    ]});
+    let gateway = Gateway::start(&config).await;
+    let before = (llama.requests().await, qwen.requests().await);
+    for model in ["vllm/llama-3-8b", "vllm/qwen-2-7b", "vllm/qwen-2-7b"] {
+        let (status, message) = chat_model(&gateway, model, None).await;
+        assert_eq!(status, StatusCode::OK, "{model}: {message}");
+    }
+    assert_eq!(
+        (
+            llama.requests().await - before.0,
+            qwen.requests().await - before.1
+        ),
+        (1, 2),
+        "each model reached its own server"
+    );
+    let (status, _) = chat_model(&gateway, "vllm/mistral-7b", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no server serves it");
+}

@@ -97,6 +97,27 @@ pub struct KeyConfig {
     /// Relative share of traffic among eligible keys.
     #[serde(default = "KeyConfig::default_weight")]
     pub weight: f64,
+    /// Bifrost's vLLM key: this key is the vLLM server at `url`, serving `model_name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vllm_key_config: Option<SelfHostedKey>,
+    /// Bifrost's Ollama key: this key is the Ollama server at `url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ollama_key_config: Option<SelfHostedKey>,
+    /// Bifrost's SGLang key: this key is the SGLang server at `url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sgl_key_config: Option<SelfHostedKey>,
+}
+
+/// A key that is its own upstream server (Bifrost's `vllm_key_config`, `ollama_key_config`,
+/// `sgl_key_config`): requests through the key go to `url` instead of the provider's
+/// `base_url`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SelfHostedKey {
+    /// The server's base URL (`http://gpu-3:8000`), in front of `/v1/...`.
+    pub url: String,
+    /// The model the server serves; the key serves it (besides its `models`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_name: Option<String>,
 }
 
 impl KeyConfig {
@@ -111,6 +132,29 @@ impl KeyConfig {
     /// Whether this key may serve `model`.
     pub fn allows_model(&self, model: &str) -> bool {
         self.models.iter().any(|m| m == "*" || m == model)
+    }
+
+    /// The server this key is, when it is one (at most one of the three is set; validation
+    /// refuses more).
+    pub fn self_hosted(&self) -> Option<(&'static str, &SelfHostedKey)> {
+        [
+            ("vllm_key_config", &self.vllm_key_config),
+            ("ollama_key_config", &self.ollama_key_config),
+            ("sgl_key_config", &self.sgl_key_config),
+        ]
+        .into_iter()
+        .find_map(|(field, config)| Some((field, config.as_ref()?)))
+    }
+
+    /// The models the key serves: `models` and a self-hosted server's `model_name`.
+    pub fn served_models(&self) -> Vec<String> {
+        let mut models = self.models.clone();
+        if let Some(name) = self.self_hosted().and_then(|(_, s)| s.model_name.clone()) {
+            if !models.contains(&name) {
+                models.push(name);
+            }
+        }
+        models
     }
 
     /// The name used in logs and metrics.
@@ -131,6 +175,7 @@ impl fmt::Debug for KeyConfig {
             .field("value", &"<redacted>")
             .field("models", &self.models)
             .field("weight", &self.weight)
+            .field("server", &self.self_hosted())
             .finish()
     }
 }
@@ -368,23 +413,26 @@ impl ProviderConfig {
     /// (`/v1`; none for Perplexity) and `path`. `None` without a base URL.
     pub fn request_url(&self, name: &str, request: &str, path: &str) -> Option<String> {
         let base = self.base_url(name)?;
+        Some(self.request_url_at(&base, name, request, path))
+    }
+
+    /// [`ProviderConfig::request_url`] with another base URL (a self-hosted key's server);
+    /// a whole-URL override still wins.
+    pub fn request_url_at(&self, base: &str, name: &str, request: &str, path: &str) -> String {
+        let base = base.trim_end_matches('/');
         let custom = self.custom_provider_config.as_ref();
-        Some(
-            match custom.and_then(|c| c.request_path_overrides.get(request)) {
-                Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
-                    url.clone()
-                }
-                Some(path) => format!("{base}{path}"),
-                None => {
-                    let prefix = match custom {
-                        Some(_) => catalog::DEFAULT_API_PREFIX,
-                        None => catalog::endpoint(name)
-                            .map_or(catalog::DEFAULT_API_PREFIX, |e| e.api_prefix),
-                    };
-                    format!("{base}{prefix}{path}")
-                }
-            },
-        )
+        match custom.and_then(|c| c.request_path_overrides.get(request)) {
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => url.clone(),
+            Some(path) => format!("{base}{path}"),
+            None => {
+                let prefix = match custom {
+                    Some(_) => catalog::DEFAULT_API_PREFIX,
+                    None => catalog::endpoint(name)
+                        .map_or(catalog::DEFAULT_API_PREFIX, |e| e.api_prefix),
+                };
+                format!("{base}{prefix}{path}")
+            }
+        }
     }
 
     /// Whether keys are sent: not for Bifrost's `is_key_less` custom providers.

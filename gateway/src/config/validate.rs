@@ -348,6 +348,43 @@ fn validate_provider(name: &str, provider: &ProviderConfig, problems: &mut Vec<F
                 "model names must not be empty",
             ));
         }
+        let servers = [
+            ("vllm_key_config", &key.vllm_key_config),
+            ("ollama_key_config", &key.ollama_key_config),
+            ("sgl_key_config", &key.sgl_key_config),
+        ];
+        let set: Vec<&str> = servers
+            .iter()
+            .filter(|(_, config)| config.is_some())
+            .map(|(field, _)| *field)
+            .collect();
+        if set.len() > 1 {
+            problems.push(FieldError::new(
+                key_at(set[1]),
+                format!("a key is one server: set one of {}", set.join(", ")),
+            ));
+        }
+        if let Some((field, server)) = key.self_hosted() {
+            let url = &server.url;
+            if !(url.starts_with("http://") || url.starts_with("https://"))
+                || url.contains(char::is_whitespace)
+            {
+                problems.push(FieldError::new(
+                    key_at(&format!("{field}.url")),
+                    format!("must be an http:// or https:// URL (got \"{url}\")"),
+                ));
+            }
+            if server
+                .model_name
+                .as_deref()
+                .is_some_and(|m| m.trim().is_empty())
+            {
+                problems.push(FieldError::new(
+                    key_at(&format!("{field}.model_name")),
+                    "must not be empty",
+                ));
+            }
+        }
         if key.value.contains(['\r', '\n']) {
             problems.push(FieldError::new(
                 key_at("value"),

@@ -101,6 +101,7 @@ mod tests {
             auth: None,
             models: models.iter().map(|m| m.to_string()).collect(),
             weight,
+            urls: None,
             breaker: Arc::new(CircuitBreaker::new(
                 CircuitBreakerConfig {
                     failure_threshold: 1,

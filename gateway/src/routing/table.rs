@@ -29,6 +29,9 @@ pub struct UpstreamKey {
     pub weight: f64,
     /// This key's breaker.
     pub breaker: Arc<CircuitBreaker>,
+    /// A self-hosted key's own operation URLs (`UpstreamOp::index` order); `None`: the
+    /// provider's.
+    pub urls: Option<Vec<reqwest::Url>>,
 }
 
 impl UpstreamKey {
@@ -111,6 +114,9 @@ impl RoutingTable {
                     // A provider without keys (a local model server) serves whatever it has.
                     models: vec!["*".into()],
                     weight: 1.0,
+                    vllm_key_config: None,
+                    ollama_key_config: None,
+                    sgl_key_config: None,
                 });
             }
             let mut keys = Vec::with_capacity(key_configs.len());
@@ -141,13 +147,24 @@ impl RoutingTable {
                             format!("{name}/{display}"),
                         ))
                     });
+                // A key that is its own server has its own URLs.
+                let urls = match key.self_hosted() {
+                    Some((field, server)) => Some(operation_urls_at(
+                        name,
+                        provider_config,
+                        &server.url,
+                        &format!("keys[{index}].{field}.url"),
+                    )?),
+                    None => None,
+                };
                 keys.push(UpstreamKey {
                     id,
                     name: display,
                     auth,
-                    models: key.models.clone(),
+                    models: key.served_models(),
                     weight: key.weight,
                     breaker,
+                    urls,
                 });
             }
             let network = &provider_config.network_config;
@@ -208,7 +225,8 @@ pub fn upstream_request(
 ) -> reqwest::RequestBuilder {
     let client = provider.client.as_ref().unwrap_or(client);
     // Parsed once per provider (routing table build), cloned here.
-    let url = provider.urls[op.index()].clone();
+    let urls = key.urls.as_ref().unwrap_or(&provider.urls);
+    let url = urls[op.index()].clone();
     let request = match body {
         Some(body) => client
             .post(url)
@@ -224,6 +242,26 @@ pub fn upstream_request(
         request = request.header(name.clone(), value.clone());
     }
     request
+}
+
+/// [`operation_urls`] with a self-hosted key's server (`field`) in place of the base URL.
+fn operation_urls_at(
+    name: &str,
+    config: &crate::config::ProviderConfig,
+    base: &str,
+    field: &str,
+) -> Result<Vec<reqwest::Url>, GatewayError> {
+    UpstreamOp::ALL
+        .iter()
+        .map(|op| {
+            let url = config.request_url_at(base, name, op.request_type(), op.path());
+            reqwest::Url::parse(&url).map_err(|e| {
+                GatewayError::Config(format!(
+                    "providers.{name}.{field}: \"{url}\" is not a usable URL: {e}"
+                ))
+            })
+        })
+        .collect()
 }
 
 fn operation_urls(

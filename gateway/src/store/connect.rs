@@ -206,6 +206,11 @@ fn migrator() -> Migrator {
             "virtual key reveal",
             include_str!("../../migrations/0008_virtual_key_reveal.sql"),
         ),
+        (
+            9,
+            "self-hosted keys",
+            include_str!("../../migrations/0009_self_hosted_keys.sql"),
+        ),
     ];
     Migrator::with_migrations(
         migrations

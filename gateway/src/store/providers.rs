@@ -10,7 +10,7 @@ use super::error::{EntityKind, QueryContext, StoreError};
 use super::rows::{from_json, position, to_json};
 use super::secrets::Secrets;
 use super::Store;
-use crate::config::{KeyConfig, NetworkConfig, ProviderConfig};
+use crate::config::{KeyConfig, NetworkConfig, ProviderConfig, SelfHostedKey};
 
 type ProviderRow = (
     String,
@@ -29,7 +29,19 @@ type KeyRow = (
     String,
     String,
     f64,
+    Option<String>,
 );
+
+/// A key's self-hosted server settings, as the `server` column holds them.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct KeyServer {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    vllm_key_config: Option<SelfHostedKey>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ollama_key_config: Option<SelfHostedKey>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sgl_key_config: Option<SelfHostedKey>,
+}
 
 /// Every provider with its keys, values revealed.
 pub(crate) async fn load_all(
@@ -45,7 +57,7 @@ pub(crate) async fn load_all(
     .await
     .context(CONTEXT)?;
     let key_rows: Vec<KeyRow> = sqlx::query_as(
-        "SELECT provider, position, id, name, value_encrypted, models, weight \
+        "SELECT provider, position, id, name, value_encrypted, models, weight, server \
          FROM provider_keys ORDER BY provider, position",
     )
     .fetch_all(&mut *conn)
@@ -53,14 +65,21 @@ pub(crate) async fn load_all(
     .context(CONTEXT)?;
 
     let mut keys: HashMap<String, Vec<KeyConfig>> = HashMap::new();
-    for (provider, position, id, name, value, models, weight) in key_rows {
+    for (provider, position, id, name, value, models, weight, server) in key_rows {
         let at = |column: &str| format!("provider_keys ({provider}, {position}).{column}");
+        let server: KeyServer = match server {
+            Some(text) => from_json(&text, || at("server"))?,
+            None => KeyServer::default(),
+        };
         keys.entry(provider.clone()).or_default().push(KeyConfig {
             id,
             name,
             value: secrets.reveal(&value, || at("value_encrypted"))?,
             models: from_json(&models, || at("models"))?,
             weight,
+            vllm_key_config: server.vllm_key_config,
+            ollama_key_config: server.ollama_key_config,
+            sgl_key_config: server.sgl_key_config,
         });
     }
 
@@ -164,17 +183,28 @@ pub(crate) async fn write(
                 reason: "must be a finite number".to_string(),
             });
         }
+        let server = key.self_hosted().is_some().then(|| KeyServer {
+            vllm_key_config: key.vllm_key_config.clone(),
+            ollama_key_config: key.ollama_key_config.clone(),
+            sgl_key_config: key.sgl_key_config.clone(),
+        });
+        let server = server
+            .map(|server| to_json(&server, || what(&format!("keys[{index}] server"))))
+            .transpose()?;
         sqlx::query(
-            "INSERT INTO provider_keys (provider, position, id, name, value_encrypted, models, weight) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO provider_keys (provider, position, id, name, value_encrypted, models, \
+             weight, server) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(name)
         .bind(position(index))
         .bind(key.id.clone())
         .bind(key.name.clone())
         .bind(secrets.seal(&key.value)?)
-        .bind(to_json(&key.models, || what(&format!("keys[{index}].models")))?)
+        .bind(to_json(&key.models, || {
+            what(&format!("keys[{index}].models"))
+        })?)
         .bind(key.weight)
+        .bind(server)
         .execute(&mut *conn)
         .await
         .context(CONTEXT)?;

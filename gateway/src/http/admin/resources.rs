@@ -153,7 +153,15 @@ impl Resource for NamedProvider {
             let proxy = provider.config.proxy_config.as_ref();
             proxy.map(|p| (p.proxy_type, p.url.clone()))
         };
-        urls(self) != urls(existing) || proxy(self) != proxy(existing)
+        // Self-hosted keys are servers of their own.
+        let servers = |provider: &Self| {
+            let keys = provider.config.keys.iter();
+            keys.map(|k| k.self_hosted().map(|(_, s)| s.url.clone()))
+                .collect::<Vec<_>>()
+        };
+        urls(self) != urls(existing)
+            || proxy(self) != proxy(existing)
+            || servers(self) != servers(existing)
     }
     fn keep_secrets(&mut self, existing: &Self) -> bool {
         let mut kept = false;

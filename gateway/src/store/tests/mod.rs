@@ -161,6 +161,9 @@ pub(super) fn key(id: &str, value: &str) -> KeyConfig {
         value: value.to_string(),
         models: vec!["gpt-4o-mini".to_string()],
         weight: 2.5,
+        vllm_key_config: None,
+        ollama_key_config: None,
+        sgl_key_config: None,
     }
 }
 
@@ -170,6 +173,12 @@ pub(super) fn provider(keys: Vec<KeyConfig>) -> ProviderConfig {
         ..Default::default()
     };
     provider.network_config.base_url = Some("http://127.0.0.1:9090".to_string());
+    if let Some(first) = provider.keys.first_mut() {
+        first.vllm_key_config = Some(crate::config::SelfHostedKey {
+            url: "http://gpu-1:8000".to_string(),
+            model_name: Some("llama-3-8b".to_string()),
+        });
+    }
     provider.network_config.max_retries = 2;
     provider.network_config.extra_headers.insert(
         "x-upstream-token".to_string(),
