@@ -720,3 +720,58 @@ async fn self_hosted_keys_send_each_model_to_its_own_server() {
     let (status, _) = chat_model(&gateway, "vllm/mistral-7b", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "no server serves it");
 }
+
+/// `client.allow_direct_keys`: a caller's own provider key (`x-bf-direct-key: true`) reaches
+/// the upstream instead of the configured one; governance still applies; off by default.
+#[tokio::test]
+async fn direct_keys_reach_the_upstream_only_when_allowed() {
+    let mock = MockProvider::start(&[]).await;
+    let send = |gateway: &Gateway, vk: Option<&'static str>| {
+        let mut request = reqwest::Client::new()
+            .post(gateway.url("/v1/chat/completions"))
+            .header("x-bf-direct-key", "true")
+            .header("authorization", "Bearer sk-callers-own-key")
+            .json(&json!({"model": "openai/gpt-4o-mini",
+                          "messages": [{"role": "user", "content": "hi"}]}));
+        if let Some(vk) = vk {
+            request = request.header("x-bf-vk", vk);
+        }
+        request.send()
+    };
+    let config = config_for(&mock);
+    let gateway = Gateway::start(&config).await;
+    let refused = send(&gateway, None).await.expect("answered");
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let body: Value = refused.json().await.expect("JSON error");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("client.allow_direct_keys"),
+        "{body}"
+    );
+
+    let mut config = config_for(&mock);
+    config["client"]["allow_direct_keys"] = json!(true);
+    config["client"]["enforce_auth_on_inference"] = json!(true);
+    config["governance"] = json!({"virtual_keys": [
+        {"id": "vk-1", "value": "sk-bf-direct-user", "provider_configs": any_provider()}
+    ]});
+    let gateway = Gateway::start(&config).await;
+    let without_vk = send(&gateway, None).await.expect("answered");
+    assert_eq!(
+        without_vk.status(),
+        StatusCode::UNAUTHORIZED,
+        "governance still applies"
+    );
+    let answered = send(&gateway, Some("sk-bf-direct-user"))
+        .await
+        .expect("answered");
+    assert_eq!(answered.status(), StatusCode::OK);
+    let by_key = &mock.stats().await["by_key"];
+    assert_eq!(by_key["sk-callers-own-key"], 1, "{by_key}");
+    assert!(
+        by_key.get("sk-openai").is_none(),
+        "the configured key was not used: {by_key}"
+    );
+}

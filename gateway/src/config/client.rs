@@ -43,10 +43,15 @@ pub struct ClientConfig {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_origins: Vec<String>,
     /// Request headers allowed in CORS requests besides the ones the API reads
-    /// (`authorization`, `content-type`, `x-api-key`, `x-bf-vk`, `anthropic-version`,
+    /// (`authorization`, `content-type`, `x-api-key`, `x-bf-vk`, `x-bf-direct-key`, `anthropic-version`,
     /// `anthropic-beta`), as Bifrost's `allowed_headers`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_headers: Vec<String>,
+    /// Let callers bring their own provider key (Bifrost's `allow_direct_keys`): a request with
+    /// `x-bf-direct-key: true` is sent with the key it carries in `x-api-key` or
+    /// `Authorization: Bearer` instead of a configured one. Governance still applies.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_direct_keys: bool,
 }
 
 impl ClientConfig {
@@ -106,6 +111,7 @@ impl Default for ClientConfig {
             max_json_values_per_request: Self::default_max_json_values_per_request(),
             allowed_origins: Vec::new(),
             allowed_headers: Vec::new(),
+            allow_direct_keys: false,
         }
     }
 }

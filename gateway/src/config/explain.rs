@@ -136,10 +136,6 @@ const NOT_READ: &[(&str, &str)] = &[
     ),
     ("prometheus_labels", "no custom metric labels"),
     (
-        "allow_direct_keys",
-        "callers cannot bring their own provider key",
-    ),
-    (
         "read_buffer_size",
         "header limits are the listener's own (server.*)",
     ),

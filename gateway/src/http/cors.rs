@@ -20,7 +20,7 @@ use crate::state::AppState;
 
 /// Request headers the inference API reads, always allowed.
 const API_HEADERS: &str =
-    "authorization, content-type, x-api-key, x-bf-vk, anthropic-version, anthropic-beta";
+    "authorization, content-type, x-api-key, x-bf-vk, x-bf-direct-key, anthropic-version, anthropic-beta";
 /// How long a browser may cache a preflight answer.
 const MAX_AGE_SECONDS: &str = "600";
 

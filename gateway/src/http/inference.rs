@@ -163,8 +163,19 @@ impl<R: InferenceRoute> FromRequest<Arc<AppState>> for InferenceRequest<R> {
         // The raw bytes are not needed once parsed; a large body should not be held twice.
         let body_len = bytes.len();
         drop(bytes);
+        let mut forwarded = ForwardedHeaders::from_headers(headers);
+        forwarded.direct_key =
+            crate::providers::direct_key(headers, runtime.config.client.allow_direct_keys)
+                .map_err(|reason| {
+                    let error = if runtime.config.client.allow_direct_keys {
+                        GatewayError::InvalidRequest(reason)
+                    } else {
+                        GatewayError::Forbidden(reason)
+                    };
+                    reject(error)
+                })?;
         Ok(Self {
-            forwarded: ForwardedHeaders::from_headers(headers),
+            forwarded,
             runtime,
             vk,
             request,

@@ -59,20 +59,73 @@ impl UpstreamOp {
     }
 }
 
-/// Caller headers that are forwarded upstream (only Anthropic's versioning headers; nothing
-/// else of the caller's reaches a provider).
-#[derive(Debug, Clone, Default)]
+/// What of the caller's request reaches a provider besides the body: Anthropic's versioning
+/// headers and, where `client.allow_direct_keys` allows it, the caller's own provider key.
+#[derive(Clone, Default)]
 pub struct ForwardedHeaders {
     /// `anthropic-version`.
     pub anthropic_version: Option<HeaderValue>,
     /// `anthropic-beta`.
     pub anthropic_beta: Option<HeaderValue>,
+    /// The caller's provider key (`x-bf-direct-key: true`), used instead of the configured
+    /// keys.
+    pub direct_key: Option<String>,
+}
+
+impl std::fmt::Debug for ForwardedHeaders {
+    // The direct key never reaches logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForwardedHeaders")
+            .field("anthropic_version", &self.anthropic_version)
+            .field("anthropic_beta", &self.anthropic_beta)
+            .field(
+                "direct_key",
+                &self.direct_key.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// The header by which a caller asks to use its own provider key (Bifrost's name).
+pub const DIRECT_KEY_HEADER: &str = "x-bf-direct-key";
+
+/// The caller's own provider key when the request asks for one (`x-bf-direct-key: true`): the
+/// first of `x-api-key`, `Authorization: Bearer`, `x-goog-api-key` that is not a virtual key
+/// (`sk-bf-...`). `Err` names what is wrong: direct keys not `allowed`, or no key sent.
+pub fn direct_key(headers: &http::HeaderMap, allowed: bool) -> Result<Option<String>, String> {
+    let asked = headers
+        .get(DIRECT_KEY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    if !asked {
+        return Ok(None);
+    }
+    if !allowed {
+        return Err(format!(
+            "{DIRECT_KEY_HEADER}: direct provider keys are not allowed here (client.allow_direct_keys is off)"
+        ));
+    }
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let bearer = text("authorization").and_then(|v| v.strip_prefix("Bearer "));
+    [text("x-api-key"), bearer, text("x-goog-api-key")]
+        .into_iter()
+        .flatten()
+        .map(str::trim)
+        .find(|key| !key.is_empty() && !key.starts_with("sk-bf-"))
+        .map(|key| Some(key.to_string()))
+        .ok_or_else(|| {
+            format!(
+                "{DIRECT_KEY_HEADER}: true needs the provider key in x-api-key or Authorization: Bearer (a virtual key, if any, in x-bf-vk)"
+            )
+        })
 }
 
 impl ForwardedHeaders {
-    /// Pick the forwarded headers out of a request's headers.
+    /// Pick the forwarded headers out of a request's headers (no direct key: see
+    /// [`direct_key`]).
     pub fn from_headers(headers: &http::HeaderMap) -> Self {
         Self {
+            direct_key: None,
             anthropic_version: headers.get("anthropic-version").cloned(),
             anthropic_beta: headers.get("anthropic-beta").cloned(),
         }

@@ -10,7 +10,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::circuit::Outcome;
 use super::keys::{pick_key, NoKey};
-use super::table::{upstream_request, Provider};
+use super::table::{upstream_request, Provider, UpstreamKey};
 use super::target::Target;
 use crate::config::NetworkConfig;
 use crate::error::GatewayError;
@@ -135,6 +135,11 @@ pub async fn dispatch(
         let network = &provider.network;
         let timeout = request_timeout(network);
         let mut failed_keys: Vec<usize> = Vec::new();
+        // The caller's own key replaces the configured ones (client.allow_direct_keys).
+        let direct = match forwarded.direct_key.as_deref() {
+            Some(value) => Some(UpstreamKey::direct(provider.kind, value)?),
+            None => None,
+        };
 
         for attempt in 0..=network.max_retries {
             if attempt > 0 {
@@ -152,14 +157,23 @@ pub async fn dispatch(
                 tokio::time::sleep(pause).await;
                 upstream_wait += pause;
             }
-            let (key_index, permit) =
-                match pick_key(
+            let chosen = match &direct {
+                Some(key) => key
+                    .breaker
+                    .try_acquire(Instant::now())
+                    .map(|permit| (usize::MAX, permit))
+                    .ok_or(NoKey::AllCircuitsOpen {
+                        retry_after: Duration::ZERO,
+                    }),
+                None => pick_key(
                     &provider.keys,
                     &target.model,
                     target.allowed_keys.as_deref(),
                     &failed_keys,
                     Instant::now(),
-                ) {
+                ),
+            };
+            let (key_index, permit) = match chosen {
                     Ok(choice) => choice,
                     Err(NoKey::AllCircuitsOpen { retry_after }) => {
                         last_failure = Some(Failure::CircuitOpen {
@@ -175,7 +189,10 @@ pub async fn dispatch(
                         )))
                     }
                 };
-            let key = &provider.keys[key_index];
+            let key = match &direct {
+                Some(key) => key,
+                None => &provider.keys[key_index],
+            };
             let request = upstream_request(
                 client,
                 provider,

@@ -35,6 +35,34 @@ pub struct UpstreamKey {
 }
 
 impl UpstreamKey {
+    /// A caller's own provider key (`client.allow_direct_keys`): serves every model, and has a
+    /// breaker of its own that never opens (its failures say nothing about the configured
+    /// keys).
+    pub fn direct(kind: ProviderKind, value: &str) -> Result<Self, GatewayError> {
+        let auth = auth_header(kind, value).map_err(|()| {
+            GatewayError::InvalidRequest(
+                "the direct provider key has characters not allowed in an HTTP header".into(),
+            )
+        })?;
+        let off = crate::config::CircuitBreakerConfig {
+            enabled: false,
+            ..Default::default()
+        };
+        Ok(Self {
+            id: "direct".into(),
+            name: "direct".into(),
+            auth,
+            models: vec!["*".into()],
+            weight: 1.0,
+            breaker: Arc::new(CircuitBreaker::new(
+                off,
+                prometheus_client::metrics::gauge::Gauge::default(),
+                "direct".into(),
+            )),
+            urls: None,
+        })
+    }
+
     /// Whether the key may serve `model`.
     pub fn allows_model(&self, model: &str) -> bool {
         self.models.iter().any(|m| m == "*" || m == model)
