@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use super::load::{read, Format, Reading};
+use super::load::{dotted, read, Format, Reading};
 use super::typed::within;
 use super::ConfigError;
 
@@ -258,11 +258,6 @@ fn collect_leaves(value: &Value, path: String, out: &mut Vec<String>) {
         _ if !path.is_empty() => out.push(path),
         _ => {}
     }
-}
-
-/// `a[0].b` → `a.0.b`, the form unknown-field paths have.
-fn dotted(path: &str) -> String {
-    path.replace('[', ".").replace(']', "")
 }
 
 /// `a.0.b` → `a[].b`, for reading.

@@ -119,11 +119,7 @@ impl VirtualKeyConfig {
         let Some(expires_at) = &self.expires_at else {
             return Ok(None);
         };
-        expires_at
-            .trim()
-            .parse::<jiff::Timestamp>()
-            .map(|t| Some(t.as_millisecond()))
-            .map_err(|err| format!("{expires_at:?} is not an RFC 3339 time ({err})"))
+        rfc3339_ms(expires_at).map(Some)
     }
 
     /// Largest accepted `max_in_flight`.
@@ -146,6 +142,14 @@ impl std::fmt::Debug for VirtualKeyConfig {
             .field("expires_at", &self.expires_at)
             .finish()
     }
+}
+
+/// An RFC 3339 time (any offset) in Unix ms; an error naming the text otherwise.
+fn rfc3339_ms(text: &str) -> Result<i64, String> {
+    text.trim()
+        .parse::<jiff::Timestamp>()
+        .map(|t| t.as_millisecond())
+        .map_err(|err| format!("{text:?} is not an RFC 3339 time ({err})"))
 }
 
 /// What a virtual key may do with one provider.
@@ -266,10 +270,7 @@ impl BudgetConfig {
         let Some(text) = &self.last_reset else {
             return Ok(None);
         };
-        text.trim()
-            .parse::<jiff::Timestamp>()
-            .map(|t| Some(t.as_millisecond()))
-            .map_err(|err| format!("{text:?} is not an RFC 3339 time ({err})"))
+        rfc3339_ms(text).map(Some)
     }
 }
 

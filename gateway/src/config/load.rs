@@ -183,7 +183,7 @@ pub(super) fn read(
 }
 
 /// `a[0].b` as serde_ignored writes it: `a.0.b`.
-fn dotted(path: &str) -> String {
+pub(super) fn dotted(path: &str) -> String {
     path.replace('[', ".").replace(']', "")
 }
 
