@@ -137,6 +137,12 @@ const PROVIDERS: &[(&str, KnownProvider)] = &[
             operations: "image and video generation",
         },
     ),
+    (
+        "deepgram",
+        KnownProvider::NotServed {
+            operations: "speech recognition and synthesis",
+        },
+    ),
 ];
 
 /// What `name` means, when it is a name the gateway (or Bifrost) knows.
