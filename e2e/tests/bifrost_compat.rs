@@ -775,3 +775,54 @@ async fn direct_keys_reach_the_upstream_only_when_allowed() {
         "the configured key was not used: {by_key}"
     );
 }
+
+/// `custom_provider_config.allowed_requests`: only the request types set to true reach the
+/// provider; the others are refused with 400 naming the setting.
+#[tokio::test]
+async fn allowed_requests_limit_what_a_custom_provider_is_sent() {
+    let mock = MockProvider::start(&[]).await;
+    let mut config = config_for(&mock);
+    config["providers"]["chat-only"] = json!({
+        "keys": [{"name": "k", "value": "sk-chat-only", "models": ["*"]}],
+        "network_config": {"base_url": mock.base},
+        "custom_provider_config": {"base_provider_type": "openai",
+            "allowed_requests": {"chat_completion": true, "chat_completion_stream": false}}
+    });
+    let gateway = Gateway::start(&config).await;
+    let before = mock.requests().await;
+    let (status, message) = chat_model(&gateway, "chat-only/gpt-4o-mini", None).await;
+    assert_eq!(status, StatusCode::OK, "{message}");
+    let client = reqwest::Client::new();
+    for (path, body) in [
+        (
+            "/v1/chat/completions",
+            json!({"model": "chat-only/gpt-4o-mini", "stream": true,
+                                         "messages": [{"role": "user", "content": "hi"}]}),
+        ),
+        (
+            "/v1/embeddings",
+            json!({"model": "chat-only/text-embedding-3-small", "input": "hi"}),
+        ),
+    ] {
+        let response = client
+            .post(gateway.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
+        let error: Value = response.json().await.expect("JSON error");
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("allowed_requests"),
+            "{path}: {error}"
+        );
+    }
+    assert_eq!(
+        mock.requests().await - before,
+        1,
+        "only the allowed request went upstream"
+    );
+}

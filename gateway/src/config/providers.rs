@@ -342,6 +342,11 @@ pub struct CustomProviderConfig {
     /// `network_config.base_url` (`/api/chat/completions`), or a whole `http(s)://` URL.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub request_path_overrides: BTreeMap<String, String>,
+    /// Bifrost's request-type switches: when present, only the types set to `true` are sent
+    /// to this provider (`chat_completion`, `chat_completion_stream`, `embedding`,
+    /// `list_models` are the ones the gateway serves); others are refused with 400.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_requests: Option<BTreeMap<String, bool>>,
 }
 
 /// Bifrost's request types the gateway serves, the ones `request_path_overrides` may name.

@@ -432,6 +432,17 @@ fn parse_request(
                 target.provider.name
             )));
         }
+        let request_type = match (route, stream) {
+            (Route::Embeddings, _) => "embedding",
+            (_, true) => "chat_completion_stream",
+            (_, false) => "chat_completion",
+        };
+        if !target.provider.allows_request(request_type) {
+            return Err(GatewayError::InvalidRequest(format!(
+                "provider \"{}\" does not take {request_type} requests (its custom_provider_config.allowed_requests)",
+                target.provider.name
+            )));
+        }
         targets.push(target);
     }
     // After routing, so an unknown model is a 404 whatever the body holds.

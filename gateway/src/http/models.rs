@@ -90,7 +90,12 @@ async fn provider_models(client: &reqwest::Client, provider: &Provider) -> Vec<S
         models.dedup();
         models
     };
-    let Some(key) = provider.keys.first() else {
+    // A provider whose allowed_requests leave out list_models is not asked.
+    let Some(key) = provider
+        .keys
+        .first()
+        .filter(|_| provider.allows_request("list_models"))
+    else {
         return configured();
     };
     let request = upstream_request(

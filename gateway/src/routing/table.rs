@@ -91,6 +91,17 @@ pub struct Provider {
     pub queue: ProviderQueue,
     /// A client of its own (TLS, HTTP/2, pool or proxy settings); `None`: the shared one.
     pub client: Option<reqwest::Client>,
+    /// Bifrost request types this provider may be sent (`allowed_requests`); `None`: all.
+    pub allowed_requests: Option<Vec<String>>,
+}
+
+impl Provider {
+    /// Whether Bifrost request type `request` may be sent here.
+    pub fn allows_request(&self, request: &str) -> bool {
+        self.allowed_requests
+            .as_ref()
+            .is_none_or(|allowed| allowed.iter().any(|a| a == request))
+    }
 }
 
 /// All providers by name.
@@ -234,6 +245,17 @@ impl RoutingTable {
                         config.client.drop_excess_requests,
                     ),
                     client,
+                    allowed_requests: provider_config
+                        .custom_provider_config
+                        .as_ref()
+                        .and_then(|c| c.allowed_requests.as_ref())
+                        .map(|allowed| {
+                            allowed
+                                .iter()
+                                .filter(|(_, on)| **on)
+                                .map(|(request, _)| request.clone())
+                                .collect()
+                        }),
                 }),
             );
         }
