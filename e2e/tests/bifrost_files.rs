@@ -2,7 +2,8 @@
 //! repository) through the gateway as a migrating user runs them: `--check-config` with dummy
 //! values for their `env.` references, then a start with what loads.
 //!
-//! What may fail is only a provider whose wire format the gateway does not speak yet; every
+//! What may fail is only a provider whose wire format the gateway does not speak yet (or one a
+//! file configures against Bifrost's own schema, listed in `INVALID_IN_BIFROST`); every
 //! warning left must be a documented difference (docs/configuration.md, "Differences from
 //! Bifrost"). Without `../shared/` (a clone outside CI) the test says so and passes.
 
@@ -42,7 +43,15 @@ fn dummy_env(text: &str) -> Vec<(String, String)> {
     names
         .into_iter()
         .map(|name| {
-            let value = format!("dummy-{}", name.to_lowercase());
+            // Addresses must look like one (an Azure endpoint is checked to be a URL).
+            let value = if name.ends_with("ENDPOINT") || name.ends_with("URL") {
+                format!(
+                    "https://dummy-{}.example",
+                    name.to_lowercase().replace('_', "-")
+                )
+            } else {
+                format!("dummy-{}", name.to_lowercase())
+            };
             (name, value)
         })
         .collect()
@@ -125,6 +134,21 @@ fn undocumented(warning: &str, differences: &str) -> bool {
 
 const NOT_SPOKEN: &str = "the gateway does not speak it yet";
 
+/// Problems a shared file has against Bifrost's own schema, which the gateway reports too:
+/// (file, problem path, why the file is wrong). Such a provider is left out for the start.
+const INVALID_IN_BIFROST: &[(&str, &str, &str)] = &[(
+    "examples-loadtest.json",
+    "providers.azure.keys[0].azure_key_config",
+    "Bifrost's schema requires azure_key_config on azure keys; the file has none",
+)];
+
+fn expected(file: &str, problem: &str) -> bool {
+    problem.contains(NOT_SPOKEN)
+        || INVALID_IN_BIFROST
+            .iter()
+            .any(|(f, path, _)| *f == file && problem.starts_with(&format!("{path}:")))
+}
+
 /// The file without the providers refused as not spoken yet (and the virtual keys' entries
 /// for them), with its SQLite store in the gateway's temporary directory.
 fn without_unspoken_providers(document: &mut Map<String, Value>, problems: &[String]) {
@@ -132,7 +156,8 @@ fn without_unspoken_providers(document: &mut Map<String, Value>, problems: &[Str
         .iter()
         .filter_map(|problem| {
             let path = problem.split(':').next()?;
-            path.strip_prefix("providers.").map(str::to_string)
+            let rest = path.strip_prefix("providers.")?;
+            rest.split(['.', '[']).next().map(str::to_string)
         })
         .collect();
     if let Some(Value::Object(providers)) = document.get_mut("providers") {
@@ -181,10 +206,8 @@ async fn bifrost_config_files_load_with_only_documented_differences() {
         let text = std::fs::read_to_string(path).expect("read a Bifrost file");
         let env = dummy_env(&text);
         let (ok, problems, warnings) = check(path, &env);
-        let other_problems: Vec<&String> = problems
-            .iter()
-            .filter(|p| !p.contains(NOT_SPOKEN))
-            .collect();
+        let other_problems: Vec<&String> =
+            problems.iter().filter(|p| !expected(&name, p)).collect();
         assert!(
             other_problems.is_empty(),
             "{name}: problems other than providers not spoken yet: {other_problems:#?}"

@@ -126,7 +126,7 @@ pub async fn embeddings(
         .await
 }
 
-fn embed_request(state: &MockState, body: &[u8]) -> Result<Response, ApiError> {
+pub(super) fn embed_request(state: &MockState, body: &[u8]) -> Result<Response, ApiError> {
     let request: EmbeddingsRequest =
         serde_json::from_slice(body).map_err(ApiError::invalid_body)?;
     let dims = match request.dimensions {

@@ -11,6 +11,8 @@ use serde_json::json;
 pub enum Wire {
     OpenAi,
     Anthropic,
+    /// Azure OpenAI: OpenAI's bodies, the key in `api-key` (or an Entra token as a bearer).
+    Azure,
 }
 
 impl Wire {
@@ -26,6 +28,10 @@ impl Wire {
         let key = match self {
             Wire::OpenAi => bearer_token(headers),
             Wire::Anthropic => x_api_key().or_else(|| bearer_token(headers)),
+            Wire::Azure => headers
+                .get("api-key")
+                .and_then(|value| value.to_str().ok())
+                .or_else(|| bearer_token(headers)),
         };
         key.unwrap_or("")
     }
@@ -91,7 +97,7 @@ impl ApiError {
     /// The response body and status in `wire`'s error format.
     pub fn render(&self, wire: Wire) -> Response {
         let body = match wire {
-            Wire::OpenAi => {
+            Wire::OpenAi | Wire::Azure => {
                 let (kind, code) = openai_kind(self.status);
                 json!({"error": {"message": self.message, "type": kind, "param": null, "code": code}})
             }

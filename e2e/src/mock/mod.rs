@@ -1,9 +1,10 @@
-//! A mock LLM provider speaking the OpenAI and Anthropic wire formats, for tests and benchmarks.
+//! A mock LLM provider speaking the OpenAI, Anthropic and Azure OpenAI wire formats, for tests and benchmarks.
 //!
 //! Replies are deterministic (`mock reply to: <last user text>`), latency and failures can be
 //! injected, and `/mock/*` endpoints let tests read counters and change behaviour at run time.
 
 mod anthropic;
+mod azure;
 mod config;
 mod control;
 mod embeddings;
@@ -137,6 +138,18 @@ pub fn router(state: Arc<MockState>) -> Router {
         .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1/models", get(models::list_models))
+        .route(
+            "/openai/deployments/{deployment}/chat/completions",
+            post(azure::chat_completions),
+        )
+        .route(
+            "/openai/deployments/{deployment}/embeddings",
+            post(azure::embeddings),
+        )
+        .route(
+            "/openai/v1/chat/completions",
+            post(azure::v1_chat_completions),
+        )
         .merge(control::router())
         .fallback(models::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -64,7 +64,7 @@ pub async fn list_models(State(state): State<Arc<MockState>>, headers: HeaderMap
     let response = match state.authenticate(key) {
         Ok(()) => {
             let body = match wire {
-                Wire::OpenAi => state.models.openai.clone(),
+                Wire::OpenAi | Wire::Azure => state.models.openai.clone(),
                 Wire::Anthropic => state.models.anthropic.clone(),
             };
             ([(CONTENT_TYPE, "application/json")], body).into_response()

@@ -126,7 +126,7 @@ pub async fn chat_completions(
         .await
 }
 
-fn complete(state: &MockState, pace: Pace, body: &[u8]) -> Result<Response, ApiError> {
+pub(super) fn complete(state: &MockState, pace: Pace, body: &[u8]) -> Result<Response, ApiError> {
     let request: ChatRequest = serde_json::from_slice(body).map_err(ApiError::invalid_body)?;
     if request.messages.is_empty() {
         return Err(ApiError::invalid_request(

@@ -33,6 +33,7 @@ pub struct Stats {
     by_route: [AtomicU64; Route::ALL.len()],
     failures_injected: AtomicU64,
     by_key: Mutex<HashMap<String, u64>>,
+    by_deployment: Mutex<HashMap<String, u64>>,
 }
 
 /// The counters as `GET /mock/stats` reports them.
@@ -41,6 +42,8 @@ pub struct StatsView {
     pub requests: u64,
     pub by_route: BTreeMap<&'static str, u64>,
     pub by_key: BTreeMap<String, u64>,
+    /// Azure requests by the deployment in their path.
+    pub by_deployment: BTreeMap<String, u64>,
     pub failures_injected: u64,
 }
 
@@ -60,6 +63,15 @@ impl Stats {
         }
     }
 
+    /// Counts one Azure request for `deployment`.
+    pub fn record_deployment(&self, deployment: &str) {
+        let mut by = self
+            .by_deployment
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *by.entry(deployment.to_owned()).or_insert(0) += 1;
+    }
+
     /// Counts one injected failure.
     pub fn record_injected_failure(&self) {
         self.failures_injected.fetch_add(1, Relaxed);
@@ -75,6 +87,10 @@ impl Stats {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
+        self.by_deployment
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     /// The current counts.
@@ -84,12 +100,20 @@ impl Stats {
             .map(|&route| (route.path(), self.by_route[route as usize].load(Relaxed)))
             .collect();
         let by_key = self.by_key.lock().unwrap_or_else(PoisonError::into_inner);
+        let by_deployment = self
+            .by_deployment
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         StatsView {
             requests: by_route.values().sum(),
             by_route,
             by_key: by_key
                 .iter()
                 .map(|(key, &count)| (key.clone(), count))
+                .collect(),
+            by_deployment: by_deployment
+                .iter()
+                .map(|(name, &count)| (name.clone(), count))
                 .collect(),
             failures_injected: self.failures_injected.load(Relaxed),
         }

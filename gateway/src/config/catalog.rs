@@ -16,6 +16,20 @@ pub struct Endpoint {
     /// Path between the base URL and the operation (`/chat/completions`, ...): `/v1` for most;
     /// empty for upstreams whose OpenAI-compatible API has no version segment.
     pub api_prefix: &'static str,
+    /// How a request is addressed and signed.
+    pub addressing: Addressing,
+}
+
+/// How requests to a provider are addressed and carry the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Addressing {
+    /// `{base_url}{api_prefix}/chat/completions`, the key as the format's auth header.
+    #[default]
+    Standard,
+    /// Azure OpenAI: each key names its resource (`azure_key_config.endpoint`); the model's
+    /// deployment is in the path (`/openai/deployments/{deployment}/...?api-version=`), or the
+    /// `/openai/v1/` API without an `api_version`; the key goes in `api-key`.
+    Azure,
 }
 
 /// What a provider name means to the gateway.
@@ -43,6 +57,7 @@ const fn openai(base_url: &'static str) -> KnownProvider {
         kind: ProviderKind::Openai,
         base_url,
         api_prefix: DEFAULT_API_PREFIX,
+        addressing: Addressing::Standard,
     })
 }
 
@@ -54,6 +69,7 @@ const PROVIDERS: &[(&str, KnownProvider)] = &[
             kind: ProviderKind::Anthropic,
             base_url: "https://api.anthropic.com",
             api_prefix: DEFAULT_API_PREFIX,
+            addressing: Addressing::Standard,
         }),
     ),
     // OpenAI-compatible services, at their public OpenAI-compatible address.
@@ -76,6 +92,7 @@ const PROVIDERS: &[(&str, KnownProvider)] = &[
             kind: ProviderKind::Openai,
             base_url: "https://api.perplexity.ai",
             api_prefix: "",
+            addressing: Addressing::Standard,
         }),
     ),
     // Self-hosted model servers, at their default local ports.
@@ -83,11 +100,15 @@ const PROVIDERS: &[(&str, KnownProvider)] = &[
     ("vllm", openai("http://localhost:8000")),
     ("sgl", openai("http://localhost:30000")),
     ("lmstudio", openai("http://localhost:1234")),
+    // No base URL: each key names its resource.
     (
         "azure",
-        KnownProvider::NotSpoken {
-            api: "Azure OpenAI's deployment API",
-        },
+        KnownProvider::Speaks(Endpoint {
+            kind: ProviderKind::Openai,
+            base_url: "",
+            api_prefix: "",
+            addressing: Addressing::Azure,
+        }),
     ),
     (
         "bedrock",
@@ -181,6 +202,9 @@ mod tests {
         for (name, provider) in PROVIDERS {
             assert!(seen.insert(name), "{name} twice");
             if let KnownProvider::Speaks(endpoint) = provider {
+                if endpoint.addressing == Addressing::Azure {
+                    continue;
+                }
                 assert!(
                     endpoint.base_url.starts_with("http://")
                         || endpoint.base_url.starts_with("https://"),
@@ -196,11 +220,15 @@ mod tests {
     }
 
     #[test]
-    fn perplexity_has_no_version_segment_and_azure_is_not_spoken() {
+    fn perplexity_has_no_version_segment_and_bedrock_is_not_spoken() {
         assert_eq!(endpoint("perplexity").map(|e| e.api_prefix), Some(""));
         assert_eq!(endpoint("xai").map(|e| e.api_prefix), Some("/v1"));
+        assert_eq!(
+            endpoint("azure").map(|e| e.addressing),
+            Some(Addressing::Azure)
+        );
         assert!(matches!(
-            lookup("azure"),
+            lookup("bedrock"),
             Some(KnownProvider::NotSpoken { .. })
         ));
         assert_eq!(lookup("my-llm"), None);

@@ -142,7 +142,6 @@ const NOT_READ: &[(&str, &str)] = &[
     ("use_for_batch_api", "no batch API"),
     ("blacklisted_models", "per-key blacklists are not read"),
     ("plugins", "only the governance plugin means something here"),
-    ("azure_key_config", "Azure is not spoken yet"),
     ("bedrock_key_config", "Bedrock is not spoken yet"),
     (
         "bedrock_mantle_key_config",
@@ -378,7 +377,7 @@ mod tests {
                 "providers": {
                   "openai": {"keys": [{"name": "k", "value": "env.OPENAI_API_KEY", "models": ["*"], "weight": 1,
                                        "use_for_batch_api": true}]},
-                  "azure": {"keys": [{"name": "a", "value": "x", "models": ["*"], "weight": 1}]}},
+                  "vertex": {"keys": [{"name": "a", "value": "x", "models": ["*"], "weight": 1}]}},
                 "logs_store": {"enabled": true}}"#,
         );
         for (path, status) in [
@@ -388,7 +387,7 @@ mod tests {
             ("client.prometheus_labels", Status::Ignored),
             ("providers.openai.keys[].use_for_batch_api", Status::Ignored),
             ("logs_store", Status::Ignored),
-            ("providers.azure", Status::Rejected),
+            ("providers.vertex", Status::Rejected),
         ] {
             assert_eq!(
                 status_of(&explanation, path),
@@ -397,7 +396,7 @@ mod tests {
             );
         }
         assert!(
-            status_of(&explanation, "providers.azure.keys[].value").is_none(),
+            status_of(&explanation, "providers.vertex.keys[].value").is_none(),
             "a rejected provider is one line"
         );
         let text = explanation.to_string();

@@ -106,6 +106,36 @@ pub struct KeyConfig {
     /// Bifrost's SGLang key: this key is the SGLang server at `url`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sgl_key_config: Option<SelfHostedKey>,
+    /// Bifrost's Azure OpenAI key: the resource and its deployments (required for `azure`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure_key_config: Option<AzureKeyConfig>,
+}
+
+/// An Azure OpenAI resource (Bifrost's `azure_key_config`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AzureKeyConfig {
+    /// The resource's endpoint, `https://<resource>.openai.azure.com` (`env.NAME` allowed).
+    pub endpoint: String,
+    /// Deployment per model name (`{"gpt-4o": "prod-4o"}`); a model not listed is its own
+    /// deployment name. The key serves these models besides its `models`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub deployments: BTreeMap<String, String>,
+    /// `api-version` query parameter of the deployment API (`2024-10-21`). Without it the
+    /// `/openai/v1/` API is used, with the model (or its deployment) in the body's `model`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// Entra ID application (client credentials): not supported yet, refused by validation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Entra ID application secret (not supported yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// Entra ID tenant (not supported yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    /// Entra ID scopes (not supported yet).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
 }
 
 /// A key that is its own upstream server (Bifrost's `vllm_key_config`, `ollama_key_config`,
@@ -146,10 +176,16 @@ impl KeyConfig {
         .find_map(|(field, config)| Some((field, config.as_ref()?)))
     }
 
-    /// The models the key serves: `models` and a self-hosted server's `model_name`.
+    /// The models the key serves: `models`, a self-hosted server's `model_name` and an Azure
+    /// resource's deployed models.
     pub fn served_models(&self) -> Vec<String> {
         let mut models = self.models.clone();
-        if let Some(name) = self.self_hosted().and_then(|(_, s)| s.model_name.clone()) {
+        let named = self.self_hosted().and_then(|(_, s)| s.model_name.clone());
+        let deployed = self
+            .azure_key_config
+            .iter()
+            .flat_map(|azure| azure.deployments.keys().cloned());
+        for name in named.into_iter().chain(deployed) {
             if !models.contains(&name) {
                 models.push(name);
             }
@@ -410,6 +446,15 @@ impl ProviderConfig {
             .clone()
             .or_else(|| catalog::endpoint(name).map(|endpoint| endpoint.base_url.to_string()))
             .map(|url| url.trim_end_matches('/').to_string())
+            .filter(|url| !url.is_empty())
+    }
+
+    /// How requests are addressed: Azure's way for the `azure` provider, else the standard.
+    pub fn addressing(&self, name: &str) -> catalog::Addressing {
+        match &self.custom_provider_config {
+            Some(_) => catalog::Addressing::Standard,
+            None => catalog::endpoint(name).map_or(catalog::Addressing::Standard, |e| e.addressing),
+        }
     }
 
     /// The upstream URL of Bifrost request type `request` (one of [`SERVED_REQUEST_TYPES`]),

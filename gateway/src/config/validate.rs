@@ -247,6 +247,62 @@ fn validate_listener(server: &ServerConfig, problems: &mut Vec<FieldError>) {
     }
 }
 
+/// Azure keys name their resource (`azure_key_config`); other providers' keys must not.
+fn validate_azure_keys(
+    name: &str,
+    provider: &ProviderConfig,
+    azure: bool,
+    problems: &mut Vec<FieldError>,
+) {
+    let at = |index: usize, field: &str| format!("providers.{name}.keys[{index}].{field}");
+    if azure && provider.keys.is_empty() {
+        problems.push(FieldError::new(
+            format!("providers.{name}.keys"),
+            "an Azure OpenAI provider needs a key with azure_key_config.endpoint (its resource)",
+        ));
+    }
+    for (index, key) in provider.keys.iter().enumerate() {
+        match (&key.azure_key_config, azure) {
+            (None, true) => problems.push(FieldError::new(
+                at(index, "azure_key_config"),
+                "required for Azure OpenAI: endpoint (https://<resource>.openai.azure.com), and deployments or api_version as needed",
+            )),
+            (Some(_), false) => problems.push(FieldError::new(
+                at(index, "azure_key_config"),
+                format!("only the azure provider reads it (\"{name}\" is not Azure OpenAI)"),
+            )),
+            (Some(config), true) => {
+                let endpoint = &config.endpoint;
+                if !(endpoint.starts_with("https://") || endpoint.starts_with("http://"))
+                    || endpoint.contains(char::is_whitespace)
+                {
+                    problems.push(FieldError::new(
+                        at(index, "azure_key_config.endpoint"),
+                        format!("must be the resource's https:// URL (got \"{endpoint}\")"),
+                    ));
+                }
+                let entra = config.client_id.is_some()
+                    || config.client_secret.is_some()
+                    || config.tenant_id.is_some()
+                    || !config.scopes.is_empty();
+                if entra {
+                    problems.push(FieldError::new(
+                        at(index, "azure_key_config.client_id"),
+                        "Entra ID (client_id, client_secret, tenant_id, scopes) is not supported yet; use the resource's API key as value",
+                    ));
+                }
+                if key.value.is_empty() {
+                    problems.push(FieldError::new(
+                        at(index, "value"),
+                        "required: the resource's API key (sent as api-key)",
+                    ));
+                }
+            }
+            (None, false) => {}
+        }
+    }
+}
+
 /// A PEM field must hold at least one certificate (the client build parses it fully).
 fn check_pem(problems: &mut Vec<FieldError>, field: String, pem: &Option<String>) {
     if let Some(pem) = pem {
@@ -431,8 +487,10 @@ fn validate_provider(name: &str, provider: &ProviderConfig, problems: &mut Vec<F
             catalog::lookup(name),
             Some(KnownProvider::NotSpoken { .. } | KnownProvider::NotServed { .. })
         );
+    let azure = provider.addressing(name) == catalog::Addressing::Azure;
+    validate_azure_keys(name, provider, azure, problems);
     match provider.base_url(name) {
-        None if refused => {}
+        None if refused || azure => {}
         None => problems.push(FieldError::new(
             at("network_config.base_url"),
             format!("required: \"{name}\" is not a provider the gateway knows by name (those are: {}), so say where it lives (e.g. \"https://llm.internal:8000\")", catalog::spoken_names()),
@@ -1418,7 +1476,7 @@ mod tests {
         // the speech override of a Bifrost file with a warning).
         let config: crate::config::GatewayConfig = serde_json::from_str(
             r#"{"providers": {
-                "azure": {"network_config": {"base_url": "https://x.openai.azure.com"}},
+                "gemini": {"network_config": {"base_url": "https://generativelanguage.googleapis.com"}},
                 "runway": {},
                 "local": {"network_config": {"base_url": "http://llm:8000"},
                   "custom_provider_config": {"base_provider_type": "openai", "request_path_overrides": {
@@ -1428,7 +1486,7 @@ mod tests {
         .expect("typed config");
         let found: Vec<String> = config.validate().iter().map(|p| p.to_string()).collect();
         for path in [
-            "providers.azure: Bifrost speaks Azure OpenAI's deployment API",
+            "providers.gemini: Bifrost speaks Google's Gemini API",
             "providers.runway: \"runway\" serves video generation",
             "providers.local.custom_provider_config.request_path_overrides.chat_completion_stream: must equal chat_completion",
             "providers.local.custom_provider_config.request_path_overrides.embedding: must be a path",

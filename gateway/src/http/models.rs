@@ -94,7 +94,8 @@ async fn provider_models(client: &reqwest::Client, provider: &Provider) -> Vec<S
     let Some(key) = provider
         .keys
         .first()
-        .filter(|_| provider.allows_request("list_models"))
+        // Azure lists its models, not its deployments: the configured ones are what it serves.
+        .filter(|key| provider.allows_request("list_models") && key.azure.is_none())
     else {
         return configured();
     };
@@ -103,6 +104,7 @@ async fn provider_models(client: &reqwest::Client, provider: &Provider) -> Vec<S
         provider,
         key,
         UpstreamOp::ListModels,
+        "",
         None,
         &ForwardedHeaders::default(),
     );

@@ -198,6 +198,7 @@ pub async fn dispatch(
                 provider,
                 key,
                 upstream.op,
+                &target.model,
                 Some(upstream.body.clone()),
                 forwarded,
             );

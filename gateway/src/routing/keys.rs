@@ -102,6 +102,7 @@ mod tests {
             models: models.iter().map(|m| m.to_string()).collect(),
             weight,
             urls: None,
+            azure: None,
             breaker: Arc::new(CircuitBreaker::new(
                 CircuitBreakerConfig {
                     failure_threshold: 1,

@@ -32,6 +32,9 @@ pub struct UpstreamKey {
     /// A self-hosted key's own operation URLs (`UpstreamOp::index` order); `None`: the
     /// provider's.
     pub urls: Option<Vec<reqwest::Url>>,
+    /// An Azure OpenAI key's resource: URLs are built per request (the deployment is in the
+    /// path) and the key goes in `api-key`.
+    pub azure: Option<crate::config::AzureKeyConfig>,
 }
 
 impl UpstreamKey {
@@ -60,6 +63,7 @@ impl UpstreamKey {
                 "direct".into(),
             )),
             urls: None,
+            azure: None,
         })
     }
 
@@ -121,11 +125,20 @@ impl RoutingTable {
         let mut providers = HashMap::new();
         for (name, provider_config) in &config.providers {
             let kind = provider_config.kind(name);
-            let base_url = provider_config.base_url(name).ok_or_else(|| {
-                GatewayError::Config(format!(
-                    "providers.{name}.network_config.base_url is required"
-                ))
-            })?;
+            // Azure has no provider-wide address: its keys name their resources; the first
+            // stands in where one URL is needed (the per-op URLs, unused for its keys).
+            let first_resource = provider_config
+                .keys
+                .iter()
+                .find_map(|k| k.azure_key_config.as_ref().map(|a| a.endpoint.clone()));
+            let base_url = provider_config
+                .base_url(name)
+                .or(first_resource)
+                .ok_or_else(|| {
+                    GatewayError::Config(format!(
+                        "providers.{name}.network_config.base_url is required"
+                    ))
+                })?;
             let mut extra_headers = Vec::new();
             for (header, value) in &provider_config.network_config.extra_headers {
                 let header_name = http::HeaderName::try_from(header.as_str()).map_err(|_| {
@@ -156,13 +169,19 @@ impl RoutingTable {
                     vllm_key_config: None,
                     ollama_key_config: None,
                     sgl_key_config: None,
+                    azure_key_config: None,
                 });
             }
             let mut keys = Vec::with_capacity(key_configs.len());
             for (index, key) in key_configs.iter().enumerate() {
                 let display = key.display_name(index);
                 let id = key.id.clone().unwrap_or_else(|| display.clone());
-                let auth = auth_header(kind, &key.value).map_err(|()| {
+                // Azure takes the key as it is, in `api-key`.
+                let auth_kind = match key.azure_key_config {
+                    Some(_) => ProviderKind::Anthropic,
+                    None => kind,
+                };
+                let auth = auth_header(auth_kind, &key.value).map_err(|()| {
                     GatewayError::Config(format!(
                         "providers.{name}.keys[{index}].value: has characters not allowed in an HTTP header"
                     ))
@@ -204,6 +223,7 @@ impl RoutingTable {
                     weight: key.weight,
                     breaker,
                     urls,
+                    azure: key.azure_key_config.clone(),
                 });
             }
             let network = &provider_config.network_config;
@@ -227,7 +247,12 @@ impl RoutingTable {
                 Arc::new(Provider {
                     name: name.clone(),
                     kind,
-                    urls: operation_urls(name, provider_config)?,
+                    urls: operation_urls_at(
+                        name,
+                        provider_config,
+                        &base_url,
+                        "network_config.base_url",
+                    )?,
                     base_url,
                     network: provider_config.network_config.clone(),
                     proxy: provider_config.proxy_config.clone(),
@@ -270,10 +295,31 @@ pub fn upstream_request(
     provider: &Provider,
     key: &UpstreamKey,
     op: UpstreamOp,
+    model: &str,
     body: Option<Bytes>,
     forwarded: &ForwardedHeaders,
 ) -> reqwest::RequestBuilder {
     let client = provider.client.as_ref().unwrap_or(client);
+    if let Some(azure) = &key.azure {
+        let url = azure_url(azure, op, model);
+        let mut request = match body {
+            Some(body) => client
+                .post(url)
+                .header(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )
+                .body(body),
+            None => client.get(url),
+        };
+        if let Some(auth) = &key.auth {
+            request = request.header("api-key", auth.clone());
+        }
+        for (name, value) in &provider.extra_headers {
+            request = request.header(name.clone(), value.clone());
+        }
+        return request;
+    }
     // Parsed once per provider (routing table build), cloned here.
     let urls = key.urls.as_ref().unwrap_or(&provider.urls);
     let url = urls[op.index()].clone();
@@ -294,7 +340,40 @@ pub fn upstream_request(
     request
 }
 
-/// [`operation_urls`] with a self-hosted key's server (`field`) in place of the base URL.
+/// An Azure OpenAI URL: `{endpoint}/openai/deployments/{deployment}{op}?api-version=...` with
+/// an `api_version`, else `{endpoint}/openai/v1{op}`. The deployment is percent-encoded, so a
+/// model name cannot change the path.
+fn azure_url(azure: &crate::config::AzureKeyConfig, op: UpstreamOp, model: &str) -> String {
+    let endpoint = azure.endpoint.trim_end_matches('/');
+    let path = op.path();
+    match &azure.api_version {
+        Some(version) => {
+            let deployment = azure.deployments.get(model).map_or(model, String::as_str);
+            format!(
+                "{endpoint}/openai/deployments/{}{path}?api-version={}",
+                percent_encode(deployment),
+                percent_encode(version)
+            )
+        }
+        None => format!("{endpoint}/openai/v1{path}"),
+    }
+}
+
+/// Everything but RFC 3986's unreserved characters as `%XX`.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The URL of each operation (`UpstreamOp::index` order) at `base` (the provider's base URL,
+/// or a self-hosted key's server; `field` names it in errors).
 fn operation_urls_at(
     name: &str,
     config: &crate::config::ProviderConfig,
@@ -308,26 +387,6 @@ fn operation_urls_at(
             reqwest::Url::parse(&url).map_err(|e| {
                 GatewayError::Config(format!(
                     "providers.{name}.{field}: \"{url}\" is not a usable URL: {e}"
-                ))
-            })
-        })
-        .collect()
-}
-
-fn operation_urls(
-    name: &str,
-    config: &crate::config::ProviderConfig,
-) -> Result<Vec<reqwest::Url>, GatewayError> {
-    UpstreamOp::ALL
-        .iter()
-        .map(|op| {
-            let url = config
-                .request_url(name, op.request_type(), op.path())
-                .unwrap_or_default();
-            reqwest::Url::parse(&url).map_err(|e| {
-                GatewayError::Config(format!(
-                    "providers.{name}: \"{url}\" (the {} URL) is not a usable URL: {e}",
-                    op.request_type()
                 ))
             })
         })

@@ -10,7 +10,7 @@ use super::error::{EntityKind, QueryContext, StoreError};
 use super::rows::{from_json, position, to_json};
 use super::secrets::Secrets;
 use super::Store;
-use crate::config::{KeyConfig, NetworkConfig, ProviderConfig, SelfHostedKey};
+use crate::config::{AzureKeyConfig, KeyConfig, NetworkConfig, ProviderConfig, SelfHostedKey};
 
 type ProviderRow = (
     String,
@@ -41,6 +41,9 @@ struct KeyServer {
     ollama_key_config: Option<SelfHostedKey>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     sgl_key_config: Option<SelfHostedKey>,
+    // No secret in it: Entra credentials are refused by validation until they are sealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    azure_key_config: Option<AzureKeyConfig>,
 }
 
 /// Every provider with its keys, values revealed.
@@ -80,6 +83,7 @@ pub(crate) async fn load_all(
             vllm_key_config: server.vllm_key_config,
             ollama_key_config: server.ollama_key_config,
             sgl_key_config: server.sgl_key_config,
+            azure_key_config: server.azure_key_config,
         });
     }
 
@@ -183,10 +187,12 @@ pub(crate) async fn write(
                 reason: "must be a finite number".to_string(),
             });
         }
-        let server = key.self_hosted().is_some().then(|| KeyServer {
+        let has_server = key.self_hosted().is_some() || key.azure_key_config.is_some();
+        let server = has_server.then(|| KeyServer {
             vllm_key_config: key.vllm_key_config.clone(),
             ollama_key_config: key.ollama_key_config.clone(),
             sgl_key_config: key.sgl_key_config.clone(),
+            azure_key_config: key.azure_key_config.clone(),
         });
         let server = server
             .map(|server| to_json(&server, || what(&format!("keys[{index}] server"))))

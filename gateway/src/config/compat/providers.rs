@@ -32,6 +32,9 @@ pub(super) fn fold_providers(
         }
         true
     });
+    if let Some(Value::Object(azure)) = providers.get_mut("azure") {
+        fold_azure_meta_config(azure, notes);
+    }
     for (name, provider) in providers.iter_mut() {
         let overrides = provider
             .get_mut("custom_provider_config")
@@ -78,6 +81,27 @@ pub(super) fn fold_providers(
     }
 }
 
+/// Bifrost's older Azure layout: the resource in `providers.azure.meta_config` (endpoint,
+/// deployments, api_version) for every key; read as each key's `azure_key_config`.
+fn fold_azure_meta_config(azure: &mut Map<String, Value>, notes: &mut Vec<String>) {
+    let Some(Value::Object(meta)) = azure.remove("meta_config") else {
+        return;
+    };
+    let Some(Value::Array(keys)) = azure.get_mut("keys") else {
+        return;
+    };
+    let mut filled = 0;
+    for key in keys.iter_mut().filter_map(Value::as_object_mut) {
+        if !key.contains_key("azure_key_config") {
+            key.insert("azure_key_config".into(), Value::Object(meta.clone()));
+            filled += 1;
+        }
+    }
+    notes.push(format!(
+        "providers.azure.meta_config (Bifrost's older layout) is read as the azure_key_config of {filled} key(s)"
+    ));
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::folded;
@@ -109,6 +133,21 @@ mod tests {
         );
         assert_eq!(notes.len(), 3, "{notes:?}");
         assert!(notes[0].contains("speech and transcription"), "{notes:?}");
+    }
+
+    #[test]
+    fn azure_meta_config_becomes_each_keys_azure_key_config() {
+        let meta =
+            json!({"endpoint": "https://r.openai.azure.com", "api_version": "2024-08-01-preview"});
+        let (document, notes, _) = folded(json!({"providers": {"azure": {
+            "meta_config": meta.clone(),
+            "keys": [{"value": "a"}, {"value": "b", "azure_key_config": {"endpoint": "https://own"}}]
+        }}}));
+        let keys = &document["providers"]["azure"]["keys"];
+        assert_eq!(keys[0]["azure_key_config"], meta);
+        assert_eq!(keys[1]["azure_key_config"]["endpoint"], "https://own");
+        assert!(document["providers"]["azure"].get("meta_config").is_none());
+        assert!(notes[0].contains("1 key(s)"), "{notes:?}");
     }
 
     #[test]

@@ -164,6 +164,7 @@ pub(super) fn key(id: &str, value: &str) -> KeyConfig {
         vllm_key_config: None,
         ollama_key_config: None,
         sgl_key_config: None,
+        azure_key_config: None,
     }
 }
 

@@ -1,0 +1,126 @@
+//! Azure OpenAI as Bifrost configures it (`azure_key_config`: endpoint, deployments,
+//! api_version), against the mock's Azure routes: the deployment in the path, `api-version` in
+//! the query, the key in `api-key`.
+
+use bifrost_e2e::harness::{config_for, parse_sse, Gateway, MockProvider};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+async fn post(gateway: &Gateway, path: &str, body: Value) -> (StatusCode, String) {
+    let response = reqwest::Client::new()
+        .post(gateway.url(path))
+        .json(&body)
+        .send()
+        .await
+        .expect("answered");
+    let status = response.status();
+    (status, response.text().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn chat_streams_and_embeddings_reach_the_models_deployment() {
+    let mock = MockProvider::start(&[]).await;
+    let mut config = config_for(&mock);
+    config["providers"]["azure"] = json!({"keys": [{
+        "name": "eastus", "value": "sk-azure-eastus", "weight": 1,
+        "azure_key_config": {"endpoint": format!("{}/", mock.base),
+                             "deployments": {"gpt-4o": "prod-4o"},
+                             "api_version": "2024-10-21"},
+        "models": ["text-embedding-3-small"]
+    }]});
+    let gateway = Gateway::start(&config).await;
+    let chat = |stream: bool| {
+        json!({"model": "azure/gpt-4o", "stream": stream,
+               "messages": [{"role": "user", "content": "hi"}]})
+    };
+    let (status, body) = post(&gateway, "/v1/chat/completions", chat(false)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let answer: Value = serde_json::from_str(&body).expect("JSON");
+    assert!(
+        answer["choices"][0]["message"]["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("mock reply")),
+        "{answer}"
+    );
+    let (status, body) = post(&gateway, "/v1/chat/completions", chat(true)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let events = parse_sse(&body);
+    assert_eq!(
+        events.last().map(|(_, data)| data.as_str()),
+        Some("[DONE]"),
+        "{body}"
+    );
+    let (status, body) = post(
+        &gateway,
+        "/v1/embeddings",
+        json!({"model": "azure/text-embedding-3-small", "input": "hi"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let stats = mock.stats().await;
+    assert_eq!(stats["by_deployment"]["prod-4o"], 2, "{stats}");
+    assert_eq!(
+        stats["by_deployment"]["text-embedding-3-small"], 1,
+        "{stats}"
+    );
+    assert_eq!(
+        stats["by_key"]["sk-azure-eastus"], 3,
+        "the key went as api-key: {stats}"
+    );
+
+    let (status, _) = post(
+        &gateway,
+        "/v1/chat/completions",
+        json!({"model": "azure/gpt-35", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "a model the key does not serve"
+    );
+}
+
+#[tokio::test]
+async fn without_an_api_version_the_v1_api_is_used() {
+    let mock = MockProvider::start(&[]).await;
+    let mut config = config_for(&mock);
+    config["providers"]["azure"] = json!({"keys": [{
+        "name": "v1", "value": "sk-azure-v1", "weight": 1,
+        "azure_key_config": {"endpoint": mock.base},
+        "models": ["gpt-4o-mini"]
+    }]});
+    let gateway = Gateway::start(&config).await;
+    let (status, body) = post(
+        &gateway,
+        "/v1/chat/completions",
+        json!({"model": "azure/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let stats = mock.stats().await;
+    assert_eq!(stats["by_deployment"]["gpt-4o-mini"], 1, "{stats}");
+    assert_eq!(stats["by_key"]["sk-azure-v1"], 1, "{stats}");
+}
+
+#[tokio::test]
+async fn an_azure_key_needs_its_resource_and_entra_is_refused_for_now() {
+    let (status, stderr) = bifrost_e2e::harness::gateway_rejects(
+        &json!({"providers": {"azure": {"keys": [
+            {"name": "a", "value": "k", "models": ["*"]},
+            {"name": "b", "value": "k", "models": ["*"],
+             "azure_key_config": {"endpoint": "https://r.openai.azure.com",
+                                  "client_id": "app", "client_secret": "s", "tenant_id": "t"}}
+        ]}}})
+        .to_string(),
+    )
+    .await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    for path in [
+        "providers.azure.keys[0].azure_key_config: required for Azure OpenAI",
+        "providers.azure.keys[1].azure_key_config.client_id: Entra ID",
+    ] {
+        assert!(stderr.contains(path), "{path} missing from {stderr}");
+    }
+}
