@@ -124,3 +124,45 @@ async fn an_azure_key_needs_its_resource_and_entra_is_refused_for_now() {
         assert!(stderr.contains(path), "{path} missing from {stderr}");
     }
 }
+
+/// The mock's Azure routes are what Azure's official client speaks: the `openai` package's
+/// `AzureOpenAI` (installed by `make test-deps`) gets answers from it directly.
+#[tokio::test]
+async fn the_mock_speaks_what_the_azure_openai_sdk_sends() {
+    let mock = MockProvider::start(&["--chunks", "3"]).await;
+    let python = std::env::var_os("BIFROST_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python")
+        });
+    assert!(
+        python.exists(),
+        "{} is missing: run `make test-deps` (or set BIFROST_PYTHON)",
+        python.display()
+    );
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/azure_sdk_check.py");
+    let output = tokio::process::Command::new(python)
+        .arg(script)
+        .arg(&mock.base)
+        .output()
+        .await
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "SDK script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: Value = serde_json::from_str(stdout.trim()).expect("script prints JSON");
+    assert_eq!(result["content"], "mock reply to: hello from the azure sdk");
+    assert_eq!(result["streamed"], "mock reply to: streamed to azure");
+    assert!(result["dimensions"].as_u64().unwrap_or(0) > 0, "{result}");
+    let stats = mock.stats().await;
+    assert_eq!(stats["by_deployment"]["prod-4o"], 2, "{stats}");
+    assert_eq!(stats["by_deployment"]["embed-small"], 1, "{stats}");
+    assert_eq!(
+        stats["by_key"]["sk-azure-sdk"], 3,
+        "sent as api-key: {stats}"
+    );
+}
