@@ -2,7 +2,7 @@
 //! api_version), against the mock's Azure routes: the deployment in the path, `api-version` in
 //! the query, the key in `api-key`.
 
-use bifrost_e2e::harness::{config_for, parse_sse, Gateway, MockProvider};
+use bifrost_e2e::harness::{config_for, parse_sse, python, Gateway, MockProvider};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -130,19 +130,9 @@ async fn an_azure_key_needs_its_resource_and_entra_is_refused_for_now() {
 #[tokio::test]
 async fn the_mock_speaks_what_the_azure_openai_sdk_sends() {
     let mock = MockProvider::start(&["--chunks", "3"]).await;
-    let python = std::env::var_os("BIFROST_PYTHON")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python")
-        });
-    assert!(
-        python.exists(),
-        "{} is missing: run `make test-deps` (or set BIFROST_PYTHON)",
-        python.display()
-    );
     let script =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/azure_sdk_check.py");
-    let output = tokio::process::Command::new(python)
+    let output = tokio::process::Command::new(python())
         .arg(script)
         .arg(&mock.base)
         .output()
@@ -165,4 +155,34 @@ async fn the_mock_speaks_what_the_azure_openai_sdk_sends() {
         stats["by_key"]["sk-azure-sdk"], 3,
         "sent as api-key: {stats}"
     );
+}
+
+/// A caller's own key on Azure goes to the configured resource, as `api-key`.
+#[tokio::test]
+async fn a_direct_key_on_azure_goes_to_the_resource_as_api_key() {
+    let mock = MockProvider::start(&[]).await;
+    let mut config = config_for(&mock);
+    config["client"]["allow_direct_keys"] = json!(true);
+    config["providers"]["azure"] = json!({"keys": [{
+        "name": "eastus", "value": "sk-azure-configured", "weight": 1,
+        "azure_key_config": {"endpoint": mock.base, "api_version": "2024-10-21",
+                             "deployments": {"gpt-4o": "prod-4o"}}
+    }]});
+    let gateway = Gateway::start(&config).await;
+    let response = reqwest::Client::new()
+        .post(gateway.url("/v1/chat/completions"))
+        .header("x-bf-direct-key", "true")
+        .header("authorization", "Bearer sk-callers-azure-key")
+        .json(&json!({"model": "azure/gpt-4o", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), StatusCode::OK);
+    let stats = mock.stats().await;
+    assert_eq!(stats["by_key"]["sk-callers-azure-key"], 1, "{stats}");
+    assert!(
+        stats["by_key"].get("sk-azure-configured").is_none(),
+        "{stats}"
+    );
+    assert_eq!(stats["by_deployment"]["prod-4o"], 1, "{stats}");
 }

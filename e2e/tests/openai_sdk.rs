@@ -3,21 +3,8 @@
 
 use std::path::PathBuf;
 
-use bifrost_e2e::harness::{any_provider, config_for, Gateway, MockProvider};
+use bifrost_e2e::harness::{any_provider, config_for, python, Gateway, MockProvider};
 use serde_json::Value;
-
-fn python() -> PathBuf {
-    if let Some(python) = std::env::var_os("BIFROST_PYTHON") {
-        return PathBuf::from(python);
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(
-        venv.exists(),
-        "{} is missing: run `make test-deps` (or set BIFROST_PYTHON to a python with `openai` installed)",
-        venv.display()
-    );
-    venv
-}
 
 #[tokio::test]
 async fn openai_python_sdk_gets_json_and_streamed_answers() {

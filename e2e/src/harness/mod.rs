@@ -34,6 +34,21 @@ pub use wait::{wait_until, Deadline};
 /// How long a process may take to announce its address.
 pub const START_DEADLINE: Duration = Duration::from_secs(30);
 
+/// The Python with the vendors' SDKs: `BIFROST_PYTHON`, else the `.venv` that
+/// `make test-deps` creates (a missing one fails the test, naming the fix).
+pub fn python() -> PathBuf {
+    if let Some(python) = std::env::var_os("BIFROST_PYTHON") {
+        return PathBuf::from(python);
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    assert!(
+        venv.exists(),
+        "{} is missing: run `make test-deps` (or set BIFROST_PYTHON to a python with the SDKs installed)",
+        venv.display()
+    );
+    venv
+}
+
 /// Path of a workspace binary next to the running test executable (`target/<profile>/NAME`).
 /// `BIFROST_BIN_DIR` overrides the directory.
 pub fn binary(name: &str) -> PathBuf {

@@ -12,7 +12,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::error::Wire;
+use super::error::{ApiError, Wire};
+use super::knobs::Pace;
 use super::stats::Route;
 use super::{embeddings, openai, MockState};
 
@@ -25,6 +26,25 @@ fn resource_not_found() -> Response {
         .into_response()
 }
 
+/// A deployment call: `api-version` required, the deployment counted, then served as
+/// `route` by `respond`.
+async fn deployment_call(
+    state: &MockState,
+    deployment: &str,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+    route: Route,
+    respond: impl FnOnce(Pace) -> Result<Response, ApiError>,
+) -> Response {
+    if !query.contains_key("api-version") {
+        return resource_not_found();
+    }
+    state.stats.record_deployment(deployment);
+    state
+        .serve_inference(Wire::Azure, route, headers, respond)
+        .await
+}
+
 /// `POST /openai/deployments/{deployment}/chat/completions?api-version=...`.
 pub async fn chat_completions(
     State(state): State<Arc<MockState>>,
@@ -33,15 +53,16 @@ pub async fn chat_completions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !query.contains_key("api-version") {
-        return resource_not_found();
-    }
-    state.stats.record_deployment(&deployment);
-    state
-        .serve_inference(Wire::Azure, Route::ChatCompletions, &headers, |pace| {
-            openai::complete(&state, pace, &body)
-        })
-        .await
+    let respond = |pace| openai::complete(&state, pace, &body);
+    deployment_call(
+        &state,
+        &deployment,
+        &query,
+        &headers,
+        Route::ChatCompletions,
+        respond,
+    )
+    .await
 }
 
 /// `POST /openai/deployments/{deployment}/embeddings?api-version=...`.
@@ -52,15 +73,16 @@ pub async fn embeddings(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !query.contains_key("api-version") {
-        return resource_not_found();
-    }
-    state.stats.record_deployment(&deployment);
-    state
-        .serve_inference(Wire::Azure, Route::Embeddings, &headers, |_| {
-            embeddings::embed_request(&state, &body)
-        })
-        .await
+    let respond = |_| embeddings::embed_request(&state, &body);
+    deployment_call(
+        &state,
+        &deployment,
+        &query,
+        &headers,
+        Route::Embeddings,
+        respond,
+    )
+    .await
 }
 
 /// `POST /openai/v1/chat/completions`: the deployment is the body's `model`.

@@ -247,6 +247,12 @@ fn validate_listener(server: &ServerConfig, problems: &mut Vec<FieldError>) {
     }
 }
 
+/// An `http://` or `https://` URL without whitespace (what every upstream address must be).
+fn is_http_url(text: &str) -> bool {
+    (text.starts_with("http://") || text.starts_with("https://"))
+        && !text.contains(char::is_whitespace)
+}
+
 /// Azure keys name their resource (`azure_key_config`); other providers' keys must not.
 fn validate_azure_keys(
     name: &str,
@@ -273,9 +279,7 @@ fn validate_azure_keys(
             )),
             (Some(config), true) => {
                 let endpoint = &config.endpoint;
-                if !(endpoint.starts_with("https://") || endpoint.starts_with("http://"))
-                    || endpoint.contains(char::is_whitespace)
-                {
+                if !is_http_url(endpoint) {
                     problems.push(FieldError::new(
                         at(index, "azure_key_config.endpoint"),
                         format!("must be the resource's https:// URL (got \"{endpoint}\")"),
@@ -355,10 +359,8 @@ fn validate_path_overrides(
                     SERVED_REQUEST_TYPES.join(", ")
                 ),
             ));
-        } else if !(path.starts_with('/')
-            || path.starts_with("http://")
-            || path.starts_with("https://"))
-            || path.contains(char::is_whitespace)
+        } else if !(is_http_url(path)
+            || (path.starts_with('/') && !path.contains(char::is_whitespace)))
         {
             problems.push(FieldError::new(
                 field,
@@ -422,9 +424,7 @@ fn validate_provider(name: &str, provider: &ProviderConfig, problems: &mut Vec<F
         }
         if let Some((field, server)) = key.self_hosted() {
             let url = &server.url;
-            if !(url.starts_with("http://") || url.starts_with("https://"))
-                || url.contains(char::is_whitespace)
-            {
+            if !is_http_url(url) {
                 problems.push(FieldError::new(
                     key_at(&format!("{field}.url")),
                     format!("must be an http:// or https:// URL (got \"{url}\")"),
@@ -495,7 +495,7 @@ fn validate_provider(name: &str, provider: &ProviderConfig, problems: &mut Vec<F
             at("network_config.base_url"),
             format!("required: \"{name}\" is not a provider the gateway knows by name (those are: {}), so say where it lives (e.g. \"https://llm.internal:8000\")", catalog::spoken_names()),
         )),
-        Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) || url.contains(char::is_whitespace) => {
+        Some(url) if !is_http_url(&url) => {
             problems.push(FieldError::new(
                 at("network_config.base_url"),
                 format!("must be an http:// or https:// URL (got \"{url}\")"),

@@ -166,14 +166,7 @@ impl<R: InferenceRoute> FromRequest<Arc<AppState>> for InferenceRequest<R> {
         let mut forwarded = ForwardedHeaders::from_headers(headers);
         forwarded.direct_key =
             crate::providers::direct_key(headers, runtime.config.client.allow_direct_keys)
-                .map_err(|reason| {
-                    let error = if runtime.config.client.allow_direct_keys {
-                        GatewayError::InvalidRequest(reason)
-                    } else {
-                        GatewayError::Forbidden(reason)
-                    };
-                    reject(error)
-                })?;
+                .map_err(reject)?;
         Ok(Self {
             forwarded,
             runtime,

@@ -7,6 +7,7 @@ pub mod translate;
 use http::{header, HeaderValue};
 
 use crate::config::ProviderKind;
+use crate::error::GatewayError;
 
 /// Anthropic API version sent when the caller does not choose one.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -91,8 +92,11 @@ pub const DIRECT_KEY_HEADER: &str = "x-bf-direct-key";
 
 /// The caller's own provider key when the request asks for one (`x-bf-direct-key: true`): the
 /// first of `x-api-key`, `Authorization: Bearer`, `x-goog-api-key` that is not a virtual key
-/// (`sk-bf-...`). `Err` names what is wrong: direct keys not `allowed`, or no key sent.
-pub fn direct_key(headers: &http::HeaderMap, allowed: bool) -> Result<Option<String>, String> {
+/// (`sk-bf-...`). Refused (403) when direct keys are not `allowed`; 400 when no key is sent.
+pub fn direct_key(
+    headers: &http::HeaderMap,
+    allowed: bool,
+) -> Result<Option<String>, GatewayError> {
     let asked = headers
         .get(DIRECT_KEY_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -101,9 +105,9 @@ pub fn direct_key(headers: &http::HeaderMap, allowed: bool) -> Result<Option<Str
         return Ok(None);
     }
     if !allowed {
-        return Err(format!(
+        return Err(GatewayError::Forbidden(format!(
             "{DIRECT_KEY_HEADER}: direct provider keys are not allowed here (client.allow_direct_keys is off)"
-        ));
+        )));
     }
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let bearer = text("authorization").and_then(|v| v.strip_prefix("Bearer "));
@@ -114,9 +118,9 @@ pub fn direct_key(headers: &http::HeaderMap, allowed: bool) -> Result<Option<Str
         .find(|key| !key.is_empty() && !key.starts_with("sk-bf-"))
         .map(|key| Some(key.to_string()))
         .ok_or_else(|| {
-            format!(
+            GatewayError::InvalidRequest(format!(
                 "{DIRECT_KEY_HEADER}: true needs the provider key in x-api-key or Authorization: Bearer (a virtual key, if any, in x-bf-vk)"
-            )
+            ))
         })
 }
 

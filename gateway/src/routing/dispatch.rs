@@ -137,7 +137,7 @@ pub async fn dispatch(
         let mut failed_keys: Vec<usize> = Vec::new();
         // The caller's own key replaces the configured ones (client.allow_direct_keys).
         let direct = match forwarded.direct_key.as_deref() {
-            Some(value) => Some(UpstreamKey::direct(provider.kind, value)?),
+            Some(value) => Some(UpstreamKey::direct(provider, value)?),
             None => None,
         };
 

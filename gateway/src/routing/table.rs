@@ -38,11 +38,14 @@ pub struct UpstreamKey {
 }
 
 impl UpstreamKey {
-    /// A caller's own provider key (`client.allow_direct_keys`): serves every model, and has a
-    /// breaker of its own that never opens (its failures say nothing about the configured
-    /// keys).
-    pub fn direct(kind: ProviderKind, value: &str) -> Result<Self, GatewayError> {
-        let auth = auth_header(kind, value).map_err(|()| {
+    /// A caller's own key for `provider` (`client.allow_direct_keys`): serves every model, goes
+    /// where the provider's first key goes (its server or Azure resource), and has a breaker
+    /// of its own that never opens (its failures say nothing about the configured keys).
+    pub fn direct(provider: &Provider, value: &str) -> Result<Self, GatewayError> {
+        let first = provider.keys.first();
+        let azure = first.and_then(|k| k.azure.clone());
+        let bearer = provider.kind == ProviderKind::Openai && azure.is_none();
+        let auth = auth_header(value, bearer).map_err(|()| {
             GatewayError::InvalidRequest(
                 "the direct provider key has characters not allowed in an HTTP header".into(),
             )
@@ -62,8 +65,8 @@ impl UpstreamKey {
                 prometheus_client::metrics::gauge::Gauge::default(),
                 "direct".into(),
             )),
-            urls: None,
-            azure: None,
+            urls: first.and_then(|k| k.urls.clone()),
+            azure,
         })
     }
 
@@ -177,11 +180,8 @@ impl RoutingTable {
                 let display = key.display_name(index);
                 let id = key.id.clone().unwrap_or_else(|| display.clone());
                 // Azure takes the key as it is, in `api-key`.
-                let auth_kind = match key.azure_key_config {
-                    Some(_) => ProviderKind::Anthropic,
-                    None => kind,
-                };
-                let auth = auth_header(auth_kind, &key.value).map_err(|()| {
+                let bearer = kind == ProviderKind::Openai && key.azure_key_config.is_none();
+                let auth = auth_header(&key.value, bearer).map_err(|()| {
                     GatewayError::Config(format!(
                         "providers.{name}.keys[{index}].value: has characters not allowed in an HTTP header"
                     ))
@@ -300,30 +300,33 @@ pub fn upstream_request(
     forwarded: &ForwardedHeaders,
 ) -> reqwest::RequestBuilder {
     let client = provider.client.as_ref().unwrap_or(client);
-    if let Some(azure) = &key.azure {
-        let url = azure_url(azure, op, model);
-        let mut request = match body {
-            Some(body) => client
-                .post(url)
-                .header(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                )
-                .body(body),
-            None => client.get(url),
-        };
-        if let Some(auth) = &key.auth {
-            request = request.header("api-key", auth.clone());
+    let request = match &key.azure {
+        // The deployment is in the path: built per request.
+        Some(azure) => with_body(client, azure_url(azure, op, model), body),
+        // Parsed once per provider (routing table build), cloned here.
+        None => {
+            let urls = key.urls.as_ref().unwrap_or(&provider.urls);
+            with_body(client, urls[op.index()].clone(), body)
         }
-        for (name, value) in &provider.extra_headers {
-            request = request.header(name.clone(), value.clone());
-        }
-        return request;
+    };
+    let mut request = match (&key.azure, &key.auth) {
+        (Some(_), Some(auth)) => request.header("api-key", auth.clone()),
+        (Some(_), None) => request,
+        (None, _) => with_wire_headers(request, provider.kind, key.auth.as_ref(), forwarded),
+    };
+    for (name, value) in &provider.extra_headers {
+        request = request.header(name.clone(), value.clone());
     }
-    // Parsed once per provider (routing table build), cloned here.
-    let urls = key.urls.as_ref().unwrap_or(&provider.urls);
-    let url = urls[op.index()].clone();
-    let request = match body {
+    request
+}
+
+/// A POST of JSON `body` to `url`, or a GET without one.
+fn with_body(
+    client: &reqwest::Client,
+    url: impl reqwest::IntoUrl,
+    body: Option<Bytes>,
+) -> reqwest::RequestBuilder {
+    match body {
         Some(body) => client
             .post(url)
             .header(
@@ -332,12 +335,7 @@ pub fn upstream_request(
             )
             .body(body),
         None => client.get(url),
-    };
-    let mut request = with_wire_headers(request, provider.kind, key.auth.as_ref(), forwarded);
-    for (name, value) in &provider.extra_headers {
-        request = request.header(name.clone(), value.clone());
     }
-    request
 }
 
 /// An Azure OpenAI URL: `{endpoint}/openai/deployments/{deployment}{op}?api-version=...` with
@@ -393,13 +391,16 @@ fn operation_urls_at(
         .collect()
 }
 
-fn auth_header(kind: ProviderKind, value: &str) -> Result<Option<HeaderValue>, ()> {
+/// The key as a sensitive header value: `Bearer <key>` (OpenAI's `Authorization`) or the key
+/// as it is (Anthropic's `x-api-key`, Azure's `api-key`); `None` for an empty key.
+fn auth_header(value: &str, bearer: bool) -> Result<Option<HeaderValue>, ()> {
     if value.is_empty() {
         return Ok(None);
     }
-    let text = match kind {
-        ProviderKind::Openai => format!("Bearer {value}"),
-        ProviderKind::Anthropic => value.to_string(),
+    let text = if bearer {
+        format!("Bearer {value}")
+    } else {
+        value.to_string()
     };
     let mut header = HeaderValue::try_from(text).map_err(|_| ())?;
     header.set_sensitive(true);

@@ -153,11 +153,15 @@ impl Resource for NamedProvider {
             let proxy = provider.config.proxy_config.as_ref();
             proxy.map(|p| (p.proxy_type, p.url.clone()))
         };
-        // Self-hosted keys are servers of their own.
+        // Self-hosted keys are servers of their own; Azure keys name their resource.
         let servers = |provider: &Self| {
             let keys = provider.config.keys.iter();
-            keys.map(|k| k.self_hosted().map(|(_, s)| s.url.clone()))
-                .collect::<Vec<_>>()
+            keys.map(|k| {
+                let server = k.self_hosted().map(|(_, s)| s.url.clone());
+                let resource = k.azure_key_config.as_ref().map(|a| a.endpoint.clone());
+                (server, resource)
+            })
+            .collect::<Vec<_>>()
         };
         urls(self) != urls(existing)
             || proxy(self) != proxy(existing)
@@ -478,7 +482,7 @@ pub async fn put<R: Resource>(
                 let credentialed = access.is_some_and(|Extension(a)| a == AdminAccess::Credentials);
                 if kept && !credentialed && item.moves_secrets(&existing) {
                     return Err(GatewayError::Forbidden(format!(
-                        "network_config.base_url: changing where {} \"{id}\" sends its stored (masked) secrets needs admin credentials (governance.auth_config or BIFROST_ADMIN_TOKEN); or send the real key values",
+                        "changing where {} \"{id}\" sends its stored (masked) secrets (network_config.base_url, a request_path_overrides URL, proxy_config, a key's server or Azure resource) needs admin credentials (governance.auth_config or BIFROST_ADMIN_TOKEN); or send the real key values",
                         R::KIND
                     )));
                 }
@@ -517,6 +521,30 @@ mod tests {
             .await
             .expect("body");
         (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[test]
+    fn every_place_a_key_is_sent_to_counts_when_secrets_move() {
+        let provider = |document: serde_json::Value| NamedProvider {
+            name: "azure".into(),
+            config: serde_json::from_value(document).expect("provider"),
+        };
+        let azure = |endpoint: &str| {
+            provider(json!({"keys": [{"name": "k", "value": "sk",
+                                      "azure_key_config": {"endpoint": endpoint}}]}))
+        };
+        let stored = azure("https://mine.openai.azure.com");
+        assert!(!azure("https://mine.openai.azure.com").moves_secrets(&stored));
+        assert!(azure("https://elsewhere.example").moves_secrets(&stored));
+        let proxied = provider(json!({"keys": [{"name": "k", "value": "sk",
+                                                 "azure_key_config": {"endpoint": "https://mine.openai.azure.com"}}],
+                                      "proxy_config": {"type": "http", "url": "http://proxy:3128"}}));
+        assert!(proxied.moves_secrets(&stored));
+        let vllm = |url: &str| {
+            provider(json!({"keys": [{"name": "k", "value": "sk",
+                                      "vllm_key_config": {"url": url}}]}))
+        };
+        assert!(vllm("http://gpu-2:8000").moves_secrets(&vllm("http://gpu-1:8000")));
     }
 
     #[tokio::test]
