@@ -2,7 +2,7 @@
 //! api_version), against the mock's Azure routes: the deployment in the path, `api-version` in
 //! the query, the key in `api-key`.
 
-use bifrost_e2e::harness::{config_for, parse_sse, python, Gateway, MockProvider};
+use bifrost_e2e::harness::{config_for, parse_sse, run_python_check, Gateway, MockProvider};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -130,21 +130,7 @@ async fn an_azure_key_needs_its_resource_and_entra_is_refused_for_now() {
 #[tokio::test]
 async fn the_mock_speaks_what_the_azure_openai_sdk_sends() {
     let mock = MockProvider::start(&["--chunks", "3"]).await;
-    let script =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/azure_sdk_check.py");
-    let output = tokio::process::Command::new(python())
-        .arg(script)
-        .arg(&mock.base)
-        .output()
-        .await
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "SDK script failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let result: Value = serde_json::from_str(stdout.trim()).expect("script prints JSON");
+    let result = run_python_check("azure_sdk_check.py", &mock.base).await;
     assert_eq!(result["content"], "mock reply to: hello from the azure sdk");
     assert_eq!(result["streamed"], "mock reply to: streamed to azure");
     assert!(result["dimensions"].as_u64().unwrap_or(0) > 0, "{result}");

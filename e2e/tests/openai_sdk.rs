@@ -1,10 +1,7 @@
 //! The official `openai` Python SDK talks to the gateway (installed by `make test-deps` into
 //! `.venv`; `BIFROST_PYTHON` names another interpreter).
 
-use std::path::PathBuf;
-
-use bifrost_e2e::harness::{any_provider, config_for, python, Gateway, MockProvider};
-use serde_json::Value;
+use bifrost_e2e::harness::{any_provider, config_for, run_python_check, Gateway, MockProvider};
 
 #[tokio::test]
 async fn openai_python_sdk_gets_json_and_streamed_answers() {
@@ -13,20 +10,7 @@ async fn openai_python_sdk_gets_json_and_streamed_answers() {
     config["client"]["enforce_auth_on_inference"] = serde_json::json!(true);
     config["governance"] = serde_json::json!({"virtual_keys": [{"id": "sdk", "value": "sk-bf-python-sdk-key", "provider_configs": any_provider()}]});
     let gateway = Gateway::start(&config).await;
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/openai_sdk_check.py");
-    let output = tokio::process::Command::new(python())
-        .arg(script)
-        .arg(&gateway.base)
-        .output()
-        .await
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "SDK script failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let result: Value = serde_json::from_str(stdout.trim()).expect("script prints JSON");
+    let result = run_python_check("openai_sdk_check.py", &gateway.base).await;
     assert_eq!(
         result["content"],
         "mock reply to: hello from the python sdk"

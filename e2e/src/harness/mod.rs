@@ -49,6 +49,27 @@ pub fn python() -> PathBuf {
     venv
 }
 
+/// Run `e2e/python/<script>` with `base` (a URL) as its argument; the JSON object it prints.
+/// A failing script fails the test with its output.
+pub async fn run_python_check(script: &str, base: &str) -> serde_json::Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(script);
+    let output = tokio::process::Command::new(python())
+        .arg(path)
+        .arg(base)
+        .output()
+        .await
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{script} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(stdout.trim()).expect("the script prints JSON")
+}
+
 /// Path of a workspace binary next to the running test executable (`target/<profile>/NAME`).
 /// `BIFROST_BIN_DIR` overrides the directory.
 pub fn binary(name: &str) -> PathBuf {
