@@ -134,6 +134,15 @@ pub enum GatewayError {
     /// The operation is not available on this provider (400).
     #[error("{0}")]
     Unsupported(String),
+    /// The provider refused the content (a safety block on the prompt) (400, code
+    /// `content_filter` as OpenAI's own content filter answers).
+    #[error("upstream \"{provider}\" blocked the request: {message}")]
+    ContentBlocked {
+        /// Provider name.
+        provider: String,
+        /// Why, as the provider said.
+        message: String,
+    },
     /// Config could not be turned into a runnable state.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -204,9 +213,9 @@ impl GatewayError {
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
-            GatewayError::InvalidRequest(_) | GatewayError::Unsupported(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            GatewayError::InvalidRequest(_)
+            | GatewayError::Unsupported(_)
+            | GatewayError::ContentBlocked { .. } => StatusCode::BAD_REQUEST,
             GatewayError::NotFound(_) => StatusCode::NOT_FOUND,
             GatewayError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             GatewayError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -236,6 +245,7 @@ impl GatewayError {
         match self {
             GatewayError::InvalidRequest(_) => "invalid_request",
             GatewayError::Unsupported(_) => "unsupported_operation",
+            GatewayError::ContentBlocked { .. } => "content_filter",
             GatewayError::NotFound(_) => "model_not_found",
             GatewayError::RequestTimeout { .. } => "request_timeout",
             GatewayError::Unauthorized(_) => "unauthorized",

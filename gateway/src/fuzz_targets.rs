@@ -10,8 +10,10 @@ use crate::config::load::Format;
 use crate::config::{parse_config, PeersFile};
 use crate::providers::sse::{write_event, SseEvent, SseParser, StreamTranslator};
 use crate::providers::translate::{
-    chat_request_to_messages, chat_response_to_messages, messages_request_to_chat,
-    messages_response_to_chat, upstream_error_message, ChatStreamToMessages, MessagesStreamToChat,
+    chat_request_to_gemini, chat_request_to_messages, chat_response_to_messages,
+    embeddings_request_to_gemini, gemini_embeddings_to_openai, gemini_response_to_chat,
+    messages_request_to_chat, messages_response_to_chat, upstream_error_message,
+    ChatStreamToMessages, GeminiStreamToChat, MessagesStreamToChat,
 };
 
 /// A fuzz target: arbitrary bytes in, a panic on a broken property.
@@ -59,7 +61,8 @@ pub fn peers_file(data: &[u8]) {
 }
 
 /// A JSON body through every JSON translation: as a request in both directions (and the
-/// translation translated back), as a response in both directions, and as an upstream error.
+/// translation translated back) and onto Gemini, as a response in both directions and from
+/// Gemini, and as an upstream error.
 pub fn translate_json(data: &[u8]) {
     let _ = upstream_error_message(data);
     let Ok(value) = serde_json::from_slice::<Value>(data) else {
@@ -67,6 +70,8 @@ pub fn translate_json(data: &[u8]) {
     };
     let _ = chat_response_to_messages(&value).map(|v| messages_response_to_chat(&v));
     let _ = messages_response_to_chat(&value).map(|v| chat_response_to_messages(&v));
+    let _ = gemini_response_to_chat(&value, "fuzz-model").map(|v| chat_response_to_messages(&v));
+    let _ = gemini_embeddings_to_openai(&value, "fuzz-model", true);
     let Value::Object(mut body) = value else {
         return;
     };
@@ -89,19 +94,26 @@ pub fn translate_json(data: &[u8]) {
         messages_request_to_chat(&body, &model),
         chat_request_to_messages,
     );
+    back(
+        messages_request_to_chat(&body, &model),
+        chat_request_to_gemini,
+    );
+    let _ = chat_request_to_gemini(&body, &model);
+    let _ = embeddings_request_to_gemini(&body, &model);
 }
 
-/// Upstream SSE bytes, split into chunks at arbitrary points, through the parser and both
-/// stream translators. The first byte picks the chunk length and `include_usage`.
+/// Upstream SSE bytes, split into chunks at arbitrary points, through the parser and every
+/// stream translator. The first byte picks the chunk length and `include_usage`.
 pub fn translate_sse(data: &[u8]) {
     let Some((&control, stream)) = data.split_first() else {
         return;
     };
     let chunk_len = usize::from(control & 0x3f) + 1;
     let include_usage = control & 0x40 != 0;
-    let translators: [Box<dyn StreamTranslator>; 2] = [
+    let translators: [Box<dyn StreamTranslator>; 3] = [
         Box::new(ChatStreamToMessages::new()),
         Box::new(MessagesStreamToChat::new(include_usage)),
+        Box::new(GeminiStreamToChat::new(include_usage)),
     ];
     let whole = events_in(stream, stream.len().max(1));
     assert_eq!(

@@ -183,6 +183,11 @@ pub(super) fn embed_request(state: &MockState, body: &[u8]) -> Result<Response, 
     Ok(Json(list).into_response())
 }
 
+/// The vector `/v1/embeddings` gives `text` in `dims` dimensions (Gemini's routes use it too).
+pub(super) fn text_vector(text: &str, dims: usize) -> Vec<f32> {
+    unit_vector(Item::Text(text).seed(), dims)
+}
+
 /// A vector of length `dims` and norm 1 (as OpenAI's are), the same for the same seed.
 fn unit_vector(seed: u64, dims: usize) -> Vec<f32> {
     let mut rng = fastrand::Rng::with_seed(seed);

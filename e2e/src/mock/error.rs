@@ -13,12 +13,15 @@ pub enum Wire {
     Anthropic,
     /// Azure OpenAI: OpenAI's bodies, the key in `api-key` (or an Entra token as a bearer).
     Azure,
+    /// Google's Gemini API: the key in `x-goog-api-key` (the `?key=` query form is moved into
+    /// that header by the Gemini routes), errors as `google.rpc.Status`.
+    Gemini,
 }
 
 impl Wire {
     /// The API key the request carries: `Authorization: Bearer` for OpenAI; `x-api-key` for
-    /// Anthropic, or a bearer token as newer Anthropic SDKs send. Empty when absent or not
-    /// visible ASCII.
+    /// Anthropic, or a bearer token as newer Anthropic SDKs send; `x-goog-api-key` for Gemini.
+    /// Empty when absent or not visible ASCII.
     pub fn api_key(self, headers: &HeaderMap) -> &str {
         let x_api_key = || {
             headers
@@ -32,10 +35,24 @@ impl Wire {
                 .get("api-key")
                 .and_then(|value| value.to_str().ok())
                 .or_else(|| bearer_token(headers)),
+            Wire::Gemini => headers
+                .get(GEMINI_KEY_HEADER)
+                .and_then(|value| value.to_str().ok()),
         };
         key.unwrap_or("")
     }
 }
+
+/// The header Google's SDKs send the API key in.
+pub const GEMINI_KEY_HEADER: &str = "x-goog-api-key";
+
+/// Google's message for a key it does not know (with status 400 `INVALID_ARGUMENT`).
+const GEMINI_KEY_INVALID: &str = "API key not valid. Please pass a valid API key.";
+
+/// Google's message for a request without any key (with status 403 `PERMISSION_DENIED`).
+const GEMINI_KEY_MISSING: &str = "Method doesn't allow unregistered callers (callers without \
+     established identity). Please use API Key or other form of API consumer identity to call \
+     this API.";
 
 fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -65,16 +82,27 @@ impl ApiError {
         Self::invalid_request(format!("mock: invalid request body: {error}"))
     }
 
-    /// 401: the key is missing or not one of `--require-key`.
-    pub fn unauthorized(key: &str) -> Self {
-        let message = if key.is_empty() {
-            Cow::Borrowed("mock: no API key provided")
-        } else {
-            Cow::Borrowed("mock: invalid API key")
+    /// The key is missing or not one of `--require-key`: 401, except on Gemini, where Google
+    /// answers a wrong key with 400 `INVALID_ARGUMENT` ("API key not valid") and a missing one
+    /// with 403 `PERMISSION_DENIED`.
+    pub fn unauthorized(wire: Wire, key: &str) -> Self {
+        let (status, message) = match (wire, key.is_empty()) {
+            (Wire::Gemini, true) => (StatusCode::FORBIDDEN, GEMINI_KEY_MISSING),
+            (Wire::Gemini, false) => (StatusCode::BAD_REQUEST, GEMINI_KEY_INVALID),
+            (_, true) => (StatusCode::UNAUTHORIZED, "mock: no API key provided"),
+            (_, false) => (StatusCode::UNAUTHORIZED, "mock: invalid API key"),
         };
         Self {
-            status: StatusCode::UNAUTHORIZED,
-            message,
+            status,
+            message: Cow::Borrowed(message),
+        }
+    }
+
+    /// 404 with `message`.
+    pub fn not_found(message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
         }
     }
 
@@ -105,8 +133,45 @@ impl ApiError {
                 "type": "error",
                 "error": {"type": anthropic_kind(self.status), "message": self.message},
             }),
+            Wire::Gemini => self.google_status(),
         };
         (self.status, axum::Json(body)).into_response()
+    }
+
+    /// Google's `{"error": {code, message, status}}`; a wrong key also gets the `ErrorInfo`
+    /// detail (reason `API_KEY_INVALID`) that clients use to tell it from other 400s.
+    fn google_status(&self) -> serde_json::Value {
+        let mut error = json!({
+            "code": self.status.as_u16(),
+            "message": self.message,
+            "status": google_code(self.status),
+        });
+        if self.message == GEMINI_KEY_INVALID {
+            error["details"] = json!([{
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "API_KEY_INVALID",
+                "domain": "googleapis.com",
+                "metadata": {"service": "generativelanguage.googleapis.com"},
+            }]);
+        }
+        json!({ "error": error })
+    }
+}
+
+/// The `google.rpc.Code` name Google's HTTP mapping gives a status.
+fn google_code(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        409 => "ABORTED",
+        429 => "RESOURCE_EXHAUSTED",
+        499 => "CANCELLED",
+        501 => "NOT_IMPLEMENTED",
+        503 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        500.. => "INTERNAL",
+        _ => "INVALID_ARGUMENT",
     }
 }
 
@@ -167,6 +232,47 @@ mod tests {
             Wire::Anthropic.api_key(&headers("authorization", "Bearer sk-b")),
             "sk-b"
         );
+    }
+
+    #[test]
+    fn gemini_key_comes_from_x_goog_api_key_only() {
+        assert_eq!(
+            Wire::Gemini.api_key(&headers("x-goog-api-key", "gm-1")),
+            "gm-1"
+        );
+        assert_eq!(
+            Wire::Gemini.api_key(&headers("authorization", "Bearer gm-1")),
+            ""
+        );
+    }
+
+    #[test]
+    fn gemini_errors_are_google_rpc_statuses() {
+        let body = |error: ApiError| {
+            let rendered = error.google_status();
+            (
+                error.status.as_u16(),
+                rendered["error"]["status"].as_str().map(str::to_owned),
+                rendered,
+            )
+        };
+        let (code, status, wrong) = body(ApiError::unauthorized(Wire::Gemini, "bad"));
+        assert_eq!((code, status.as_deref()), (400, Some("INVALID_ARGUMENT")));
+        assert_eq!(wrong["error"]["code"], 400);
+        assert_eq!(wrong["error"]["details"][0]["reason"], "API_KEY_INVALID");
+        let (code, status, _) = body(ApiError::unauthorized(Wire::Gemini, ""));
+        assert_eq!((code, status.as_deref()), (403, Some("PERMISSION_DENIED")));
+        for (status, name) in [
+            (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"),
+            (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            (StatusCode::TOO_MANY_REQUESTS, "RESOURCE_EXHAUSTED"),
+            (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
+            (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+        ] {
+            let rendered = ApiError::injected(status).google_status();
+            assert_eq!(rendered["error"]["status"], name, "{status}");
+            assert!(rendered["error"].get("details").is_none());
+        }
     }
 
     #[test]

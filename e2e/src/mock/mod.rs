@@ -1,7 +1,9 @@
-//! A mock LLM provider speaking the OpenAI, Anthropic and Azure OpenAI wire formats, for tests and benchmarks.
+//! A mock LLM provider speaking the OpenAI, Anthropic, Azure OpenAI and Google Gemini (v1beta)
+//! wire formats, for tests and benchmarks.
 //!
 //! Replies are deterministic (`mock reply to: <last user text>`), latency and failures can be
 //! injected, and `/mock/*` endpoints let tests read counters and change behaviour at run time.
+//! Each wire keeps its own key header and error format (see [`error::Wire`]).
 
 mod anthropic;
 mod azure;
@@ -9,6 +11,7 @@ mod config;
 mod control;
 mod embeddings;
 mod error;
+mod gemini;
 mod knobs;
 mod models;
 mod openai;
@@ -69,17 +72,18 @@ impl MockState {
         }
     }
 
-    /// A fresh number for response ids (`chatcmpl-mock-<n>`, `msg_mock_<n>`).
+    /// A fresh number for response ids (`chatcmpl-mock-<n>`, `msg_mock_<n>`, `mock-gemini-<n>`).
     fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Relaxed)
     }
 
-    /// Accepts `key` when no keys are required or it is one of them.
-    fn authenticate(&self, key: &str) -> Result<(), ApiError> {
+    /// Accepts `key` when no keys are required or it is one of them; otherwise `wire`'s answer
+    /// to a missing or wrong key.
+    fn authenticate(&self, wire: Wire, key: &str) -> Result<(), ApiError> {
         if self.require_keys.is_empty() || self.require_keys.contains(key) {
             Ok(())
         } else {
-            Err(ApiError::unauthorized(key))
+            Err(ApiError::unauthorized(wire, key))
         }
     }
 
@@ -94,12 +98,12 @@ impl MockState {
     ) -> Response {
         let key = wire.api_key(headers);
         self.stats.record(route, key);
-        let response = self.admit(route, key).await.and_then(respond);
+        let response = self.admit(wire, route, key).await.and_then(respond);
         with_key_header(response.unwrap_or_else(|error| error.render(wire)), key)
     }
 
-    async fn admit(&self, route: Route, key: &str) -> Result<Pace, ApiError> {
-        self.authenticate(key)?;
+    async fn admit(&self, wire: Wire, route: Route, key: &str) -> Result<Pace, ApiError> {
+        self.authenticate(wire, key)?;
         let pace = self.knobs.snapshot();
         if !pace.latency.is_zero() {
             tokio::time::sleep(pace.latency).await;
@@ -131,7 +135,8 @@ fn unix_now() -> u64 {
         .map_or(0, |elapsed| elapsed.as_secs())
 }
 
-/// All routes: the provider APIs, `/health` and the `/mock/*` control endpoints.
+/// All routes: the provider APIs, `/health` and the `/mock/*` control endpoints. Gemini's
+/// `models/{model}:{method}` calls share one route: axum cannot split a path segment at `:`.
 pub fn router(state: Arc<MockState>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
@@ -149,6 +154,11 @@ pub fn router(state: Arc<MockState>) -> Router {
         .route(
             "/openai/v1/chat/completions",
             post(azure::v1_chat_completions),
+        )
+        .route("/v1beta/models", get(gemini::list_models))
+        .route(
+            "/v1beta/models/{call}",
+            get(gemini::get_model).post(gemini::call),
         )
         .merge(control::router())
         .fallback(models::not_found)

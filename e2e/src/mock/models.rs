@@ -1,26 +1,29 @@
-//! `GET /v1/models` in both formats, and the 404 for unknown paths.
+//! `GET /v1/models` in both formats, the model lists (Gemini's too), and the 404 for unknown
+//! paths.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::json;
 
-use super::error::{ApiError, Wire};
-use super::{with_key_header, MockState};
+use super::error::{ApiError, Wire, GEMINI_KEY_HEADER};
+use super::{gemini, with_key_header, MockState};
 
 /// `created` of every listed model (2024-10-22, the day the Anthropic default model shipped).
 const MODEL_CREATED: u64 = 1_729_555_200;
 const MODEL_CREATED_AT: &str = "2024-10-22T00:00:00Z";
 
-/// Both model list bodies, encoded once at start-up.
+/// The model list bodies, encoded once at start-up, and the ids they list.
 #[derive(Debug)]
 pub struct ModelLists {
     openai: Bytes,
     anthropic: Bytes,
+    gemini: Bytes,
+    ids: Vec<String>,
 }
 
 impl ModelLists {
@@ -40,10 +43,24 @@ impl ModelLists {
             "first_id": models.first(),
             "last_id": models.last(),
         });
+        let gemini =
+            json!({"models": models.iter().map(|id| gemini::model(id)).collect::<Vec<_>>()});
         Self {
             openai: Bytes::from(openai.to_string()),
             anthropic: Bytes::from(anthropic.to_string()),
+            gemini: Bytes::from(gemini.to_string()),
+            ids: models.to_vec(),
         }
+    }
+
+    /// `GET /v1beta/models`'s body.
+    pub fn gemini(&self) -> Bytes {
+        self.gemini.clone()
+    }
+
+    /// Whether `id` is one of the configured models.
+    pub fn contains(&self, id: &str) -> bool {
+        self.ids.iter().any(|known| known == id)
     }
 }
 
@@ -61,11 +78,12 @@ fn wire_of(headers: &HeaderMap) -> Wire {
 pub async fn list_models(State(state): State<Arc<MockState>>, headers: HeaderMap) -> Response {
     let wire = wire_of(&headers);
     let key = wire.api_key(&headers);
-    let response = match state.authenticate(key) {
+    let response = match state.authenticate(wire, key) {
         Ok(()) => {
             let body = match wire {
                 Wire::OpenAi | Wire::Azure => state.models.openai.clone(),
                 Wire::Anthropic => state.models.anthropic.clone(),
+                Wire::Gemini => state.models.gemini(),
             };
             ([(CONTENT_TYPE, "application/json")], body).into_response()
         }
@@ -74,9 +92,14 @@ pub async fn list_models(State(state): State<Arc<MockState>>, headers: HeaderMap
     with_key_header(response, key)
 }
 
-/// Unknown paths: 404 in the caller's provider format, as the real APIs answer.
-pub async fn not_found(headers: HeaderMap) -> Response {
-    let wire = wire_of(&headers);
+/// Unknown paths: 404 in the caller's provider format, as the real APIs answer; Google's for
+/// `/v1beta/...` or a request with `x-goog-api-key`.
+pub async fn not_found(uri: Uri, headers: HeaderMap) -> Response {
+    let wire = if uri.path().starts_with("/v1beta/") || headers.contains_key(GEMINI_KEY_HEADER) {
+        Wire::Gemini
+    } else {
+        wire_of(&headers)
+    };
     let error = ApiError {
         status: StatusCode::NOT_FOUND,
         message: "mock: unknown path".into(),

@@ -12,18 +12,44 @@ pub enum Route {
     ChatCompletions,
     Embeddings,
     Messages,
+    GeminiGenerateContent,
+    GeminiStreamGenerateContent,
+    GeminiEmbedContent,
+    GeminiBatchEmbedContents,
 }
 
 impl Route {
-    const ALL: [Route; 3] = [Route::ChatCompletions, Route::Embeddings, Route::Messages];
+    const ALL: [Route; 7] = [
+        Route::ChatCompletions,
+        Route::Embeddings,
+        Route::Messages,
+        Route::GeminiGenerateContent,
+        Route::GeminiStreamGenerateContent,
+        Route::GeminiEmbedContent,
+        Route::GeminiBatchEmbedContents,
+    ];
 
-    /// The route's URL path.
+    /// The route's URL path; Gemini's with `{model}` for the model in it.
     pub fn path(self) -> &'static str {
         match self {
             Route::ChatCompletions => "/v1/chat/completions",
             Route::Embeddings => "/v1/embeddings",
             Route::Messages => "/v1/messages",
+            Route::GeminiGenerateContent => "/v1beta/models/{model}:generateContent",
+            Route::GeminiStreamGenerateContent => "/v1beta/models/{model}:streamGenerateContent",
+            Route::GeminiEmbedContent => "/v1beta/models/{model}:embedContent",
+            Route::GeminiBatchEmbedContents => "/v1beta/models/{model}:batchEmbedContents",
         }
+    }
+
+    /// Whether `by_route` lists the route while its count is 0: the OpenAI and Anthropic routes
+    /// always are, Gemini's only once used, so the view of a test that never speaks Gemini stays
+    /// as it was.
+    fn listed_when_unused(self) -> bool {
+        matches!(
+            self,
+            Route::ChatCompletions | Route::Embeddings | Route::Messages
+        )
     }
 }
 
@@ -34,6 +60,7 @@ pub struct Stats {
     failures_injected: AtomicU64,
     by_key: Mutex<HashMap<String, u64>>,
     by_deployment: Mutex<HashMap<String, u64>>,
+    by_model: Mutex<HashMap<String, u64>>,
 }
 
 /// The counters as `GET /mock/stats` reports them.
@@ -44,6 +71,8 @@ pub struct StatsView {
     pub by_key: BTreeMap<String, u64>,
     /// Azure requests by the deployment in their path.
     pub by_deployment: BTreeMap<String, u64>,
+    /// Gemini requests by the model in their path.
+    pub by_model: BTreeMap<String, u64>,
     pub failures_injected: u64,
 }
 
@@ -65,11 +94,12 @@ impl Stats {
 
     /// Counts one Azure request for `deployment`.
     pub fn record_deployment(&self, deployment: &str) {
-        let mut by = self
-            .by_deployment
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        *by.entry(deployment.to_owned()).or_insert(0) += 1;
+        count_in(&self.by_deployment, deployment);
+    }
+
+    /// Counts one Gemini request for `model`.
+    pub fn record_model(&self, model: &str) {
+        count_in(&self.by_model, model);
     }
 
     /// Counts one injected failure.
@@ -87,23 +117,20 @@ impl Stats {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
-        self.by_deployment
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        for by in [&self.by_deployment, &self.by_model] {
+            by.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        }
     }
 
     /// The current counts.
     pub fn view(&self) -> StatsView {
         let by_route: BTreeMap<_, _> = Route::ALL
             .iter()
-            .map(|&route| (route.path(), self.by_route[route as usize].load(Relaxed)))
+            .map(|&route| (route, self.by_route[route as usize].load(Relaxed)))
+            .filter(|&(route, count)| count > 0 || route.listed_when_unused())
+            .map(|(route, count)| (route.path(), count))
             .collect();
         let by_key = self.by_key.lock().unwrap_or_else(PoisonError::into_inner);
-        let by_deployment = self
-            .by_deployment
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
         StatsView {
             requests: by_route.values().sum(),
             by_route,
@@ -111,13 +138,26 @@ impl Stats {
                 .iter()
                 .map(|(key, &count)| (key.clone(), count))
                 .collect(),
-            by_deployment: by_deployment
-                .iter()
-                .map(|(name, &count)| (name.clone(), count))
-                .collect(),
+            by_deployment: sorted(&self.by_deployment),
+            by_model: sorted(&self.by_model),
             failures_injected: self.failures_injected.load(Relaxed),
         }
     }
+}
+
+/// Adds one to `name`'s count.
+fn count_in(counts: &Mutex<HashMap<String, u64>>, name: &str) {
+    let mut counts = counts.lock().unwrap_or_else(PoisonError::into_inner);
+    *counts.entry(name.to_owned()).or_insert(0) += 1;
+}
+
+/// A copy of `counts` in name order.
+fn sorted(counts: &Mutex<HashMap<String, u64>>) -> BTreeMap<String, u64> {
+    let counts = counts.lock().unwrap_or_else(PoisonError::into_inner);
+    counts
+        .iter()
+        .map(|(name, &count)| (name.clone(), count))
+        .collect()
 }
 
 #[cfg(test)]
@@ -141,5 +181,20 @@ mod tests {
         let view = stats.view();
         assert_eq!(view.requests, 0);
         assert!(view.by_key.is_empty());
+    }
+
+    #[test]
+    fn gemini_routes_are_listed_once_used_and_count_by_model() {
+        let stats = Stats::default();
+        assert_eq!(stats.view().by_route.len(), 3);
+        stats.record(Route::GeminiGenerateContent, "gm");
+        stats.record_model("gemini-2.5-flash");
+        let view = stats.view();
+        assert_eq!(view.by_route.len(), 4);
+        assert_eq!(view.by_route["/v1beta/models/{model}:generateContent"], 1);
+        assert_eq!(view.by_model["gemini-2.5-flash"], 1);
+        assert_eq!(view.requests, 1);
+        stats.reset();
+        assert!(stats.view().by_model.is_empty());
     }
 }

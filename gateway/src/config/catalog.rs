@@ -100,6 +100,16 @@ const PROVIDERS: &[(&str, KnownProvider)] = &[
     ("vllm", openai("http://localhost:8000")),
     ("sgl", openai("http://localhost:30000")),
     ("lmstudio", openai("http://localhost:1234")),
+    // Google AI Studio's Gemini API: the model in the path, the key in `x-goog-api-key`.
+    (
+        "gemini",
+        KnownProvider::Speaks(Endpoint {
+            kind: ProviderKind::Gemini,
+            base_url: "https://generativelanguage.googleapis.com",
+            api_prefix: "/v1beta",
+            addressing: Addressing::Standard,
+        }),
+    ),
     // No base URL: each key names its resource.
     (
         "azure",
@@ -126,12 +136,6 @@ const PROVIDERS: &[(&str, KnownProvider)] = &[
         "vertex",
         KnownProvider::NotSpoken {
             api: "Google Vertex AI's API (service-account auth)",
-        },
-    ),
-    (
-        "gemini",
-        KnownProvider::NotSpoken {
-            api: "Google's Gemini API",
         },
     ),
     (

@@ -417,6 +417,8 @@ pub enum ProviderKind {
     Openai,
     /// Anthropic's Messages API.
     Anthropic,
+    /// Google's Gemini API (`models/{model}:generateContent`; Google AI Studio).
+    Gemini,
 }
 
 impl ProviderKind {
@@ -425,6 +427,7 @@ impl ProviderKind {
         match self {
             ProviderKind::Openai => "openai",
             ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Gemini => "gemini",
         }
     }
 }
@@ -475,11 +478,13 @@ impl ProviderConfig {
             Some(url) if url.starts_with("http://") || url.starts_with("https://") => url.clone(),
             Some(path) => format!("{base}{path}"),
             None => {
-                let prefix = match custom {
-                    Some(_) => catalog::DEFAULT_API_PREFIX,
-                    None => catalog::endpoint(name)
-                        .map_or(catalog::DEFAULT_API_PREFIX, |e| e.api_prefix),
+                // A custom provider takes its base type's prefix (Gemini's `/v1beta`).
+                let known = match custom {
+                    Some(custom) => custom.base_provider_type.as_str(),
+                    None => name,
                 };
+                let prefix =
+                    catalog::endpoint(known).map_or(catalog::DEFAULT_API_PREFIX, |e| e.api_prefix);
                 format!("{base}{prefix}{path}")
             }
         }

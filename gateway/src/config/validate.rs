@@ -466,7 +466,7 @@ fn validate_provider(name: &str, provider: &ProviderConfig, problems: &mut Vec<F
         (Some(KnownProvider::NotSpoken { api }), None) => problems.push(FieldError::new(
             format!("providers.{name}"),
             format!(
-                "Bifrost speaks {api} to \"{name}\"; the gateway does not speak it yet (it speaks OpenAI's and Anthropic's formats). Remove this provider, or for an OpenAI-compatible endpoint give it another name with custom_provider_config.base_provider_type \"openai\" and network_config.base_url"
+                "Bifrost speaks {api} to \"{name}\"; the gateway does not speak it yet (it speaks OpenAI's, Anthropic's and Gemini's formats). Remove this provider, or for an OpenAI-compatible endpoint give it another name with custom_provider_config.base_provider_type \"openai\" and network_config.base_url"
             ),
         )),
         (Some(KnownProvider::NotServed { operations }), None) => problems.push(FieldError::new(
@@ -1476,7 +1476,7 @@ mod tests {
         // the speech override of a Bifrost file with a warning).
         let config: crate::config::GatewayConfig = serde_json::from_str(
             r#"{"providers": {
-                "gemini": {"network_config": {"base_url": "https://generativelanguage.googleapis.com"}},
+                "vertex": {"network_config": {"base_url": "https://aiplatform.googleapis.com"}},
                 "runway": {},
                 "local": {"network_config": {"base_url": "http://llm:8000"},
                   "custom_provider_config": {"base_provider_type": "openai", "request_path_overrides": {
@@ -1486,7 +1486,7 @@ mod tests {
         .expect("typed config");
         let found: Vec<String> = config.validate().iter().map(|p| p.to_string()).collect();
         for path in [
-            "providers.gemini: Bifrost speaks Google's Gemini API",
+            "providers.vertex: Bifrost speaks Google Vertex AI's API",
             "providers.runway: \"runway\" serves video generation",
             "providers.local.custom_provider_config.request_path_overrides.chat_completion_stream: must equal chat_completion",
             "providers.local.custom_provider_config.request_path_overrides.embedding: must be a path",

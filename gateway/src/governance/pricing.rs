@@ -205,4 +205,16 @@ mod tests {
             "a `*` override beats a shipped exact entry"
         );
     }
+
+    #[test]
+    fn gemini_models_are_priced_by_family() {
+        let table = PricingTable::new(&[]);
+        let lite = table
+            .price("gemini", "gemini-2.5-flash-lite-preview-06-17")
+            .expect("shipped");
+        assert_eq!((lite.input, lite.output), (0.0000001, 0.0000004));
+        let flash = table.price("gemini", "gemini-2.5-flash").expect("shipped");
+        assert_eq!(flash.output, 0.0000025, "not the lite price");
+        assert_eq!(table.cost("gemini", "gemini-2.5-pro", 1_000_000, 0), 1.25);
+    }
 }

@@ -1,6 +1,7 @@
 //! Reading what a request really used from the upstream's answer: the `usage` object of a JSON
-//! response, or the usage events of a stream (OpenAI's final usage chunk; Anthropic's
-//! `message_start` and `message_delta`). When a stream ends without usage, completion tokens
+//! response (Gemini's `usageMetadata`), or the usage events of a stream (OpenAI's final usage
+//! chunk; Anthropic's `message_start` and `message_delta`; Gemini's cumulative `usageMetadata`
+//! on every chunk). When a stream ends without usage, completion tokens
 //! are estimated from the streamed text.
 
 use serde::Deserialize;
@@ -21,7 +22,7 @@ impl TokenUsage {
     }
 }
 
-/// Both providers' usage field names.
+/// Every format's usage field names.
 #[derive(Debug, Default, Deserialize)]
 struct RawUsage {
     prompt_tokens: Option<u64>,
@@ -30,10 +31,21 @@ struct RawUsage {
     output_tokens: Option<u64>,
     cache_creation_input_tokens: Option<u64>,
     cache_read_input_tokens: Option<u64>,
+    /// Gemini's (cached tokens are part of it).
+    #[serde(rename = "promptTokenCount")]
+    prompt_token_count: Option<u64>,
+    /// Gemini's answer tokens; its thinking tokens are billed as output too.
+    #[serde(rename = "candidatesTokenCount")]
+    candidates_token_count: Option<u64>,
+    #[serde(rename = "thoughtsTokenCount")]
+    thoughts_token_count: Option<u64>,
 }
 
 impl RawUsage {
     fn prompt(&self) -> Option<u64> {
+        if let Some(prompt) = self.prompt_token_count {
+            return Some(prompt);
+        }
         self.prompt_tokens.or_else(|| {
             self.input_tokens.map(|input| {
                 // Upstream numbers: saturate rather than overflow on absurd ones.
@@ -44,12 +56,17 @@ impl RawUsage {
         })
     }
     fn completion(&self) -> Option<u64> {
-        self.completion_tokens.or(self.output_tokens)
+        let gemini = match (self.candidates_token_count, self.thoughts_token_count) {
+            (None, None) => None,
+            (answer, thoughts) => Some(answer.unwrap_or(0).saturating_add(thoughts.unwrap_or(0))),
+        };
+        self.completion_tokens.or(self.output_tokens).or(gemini)
     }
 }
 
 #[derive(Deserialize)]
 struct WithUsage {
+    #[serde(alias = "usageMetadata")]
     usage: Option<RawUsage>,
 }
 
@@ -57,11 +74,13 @@ struct WithUsage {
 /// after the (possibly long) content, so only the object after the last `"usage":` is parsed;
 /// anything unusual falls back to parsing the whole body.
 pub fn from_json(body: &[u8]) -> Option<TokenUsage> {
-    const KEY: &[u8] = b"\"usage\":";
-    let tail = body
-        .windows(KEY.len())
-        .rposition(|window| window == KEY)
-        .map(|at| &body[at + KEY.len()..]);
+    let tail = [&b"\"usage\":"[..], b"\"usageMetadata\":"]
+        .into_iter()
+        .find_map(|key| {
+            body.windows(key.len())
+                .rposition(|window| window == key)
+                .map(|at| &body[at + key.len()..])
+        });
     let usage = tail
         .and_then(|tail| {
             serde_json::Deserializer::from_slice(tail)
@@ -86,10 +105,13 @@ pub struct StreamUsage {
 
 #[derive(Deserialize)]
 struct StreamEvent {
+    #[serde(alias = "usageMetadata")]
     usage: Option<RawUsage>,
     message: Option<WithUsage>,
     #[serde(default)]
     choices: Vec<serde_json::Value>,
+    #[serde(default)]
+    candidates: Vec<serde_json::Value>,
     delta: Option<serde_json::Value>,
 }
 
@@ -114,6 +136,17 @@ impl StreamUsage {
         for choice in &event.choices {
             if let Some(text) = choice.pointer("/delta/content").and_then(|c| c.as_str()) {
                 self.streamed_chars = self.streamed_chars.saturating_add(text.len() as u64);
+            }
+        }
+        // Gemini: candidates[].content.parts[].text.
+        for candidate in &event.candidates {
+            let parts = candidate
+                .pointer("/content/parts")
+                .and_then(|p| p.as_array());
+            for part in parts.into_iter().flatten() {
+                if let Some(text) = part.get("text").and_then(|t| t.as_str()) {
+                    self.streamed_chars = self.streamed_chars.saturating_add(text.len() as u64);
+                }
             }
         }
         if let Some(text) = event
@@ -206,6 +239,31 @@ mod tests {
                 completion: 6
             }
         );
+    }
+
+    #[test]
+    fn gemini_usage_metadata_is_read_from_answers_and_streams() {
+        let body = br#"{"candidates":[{"content":{"parts":[{"text":"hi"}]}}],"usageMetadata":{"promptTokenCount":9,"candidatesTokenCount":4,"thoughtsTokenCount":3,"totalTokenCount":16}}"#;
+        assert_eq!(
+            from_json(body),
+            Some(TokenUsage {
+                prompt: 9,
+                completion: 7
+            })
+        );
+        let mut stream = StreamUsage::default();
+        stream.observe(r#"{"candidates":[{"content":{"parts":[{"text":"hel"}]}}],"usageMetadata":{"promptTokenCount":9,"candidatesTokenCount":1}}"#);
+        stream.observe(r#"{"candidates":[{"content":{"parts":[{"text":"lo"}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":9,"candidatesTokenCount":2}}"#);
+        assert_eq!(
+            stream.finish(99),
+            TokenUsage {
+                prompt: 9,
+                completion: 2
+            }
+        );
+        let mut unreported = StreamUsage::default();
+        unreported.observe(r#"{"candidates":[{"content":{"parts":[{"text":"12345678"}]}}]}"#);
+        assert_eq!(unreported.finish(5).completion, 2);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use super::capped_json::ElementLimits;
 use super::errors::{rate_limit_headers, ApiError, Dialect};
 use super::observe::Served;
 use super::stream::{sse_response, UsageTap};
-use super::translation::{Translation, UpstreamBodies};
+use super::translation::{Answering, Translation, UpstreamBodies};
 use crate::config::ProviderKind;
 use crate::error::GatewayError;
 use crate::governance::index::VirtualKey;
@@ -231,11 +231,14 @@ async fn respond<R: InferenceRoute>(
     // Usage must be seen to be charged: ask OpenAI-format upstreams for the usage chunk, and
     // hide it again from callers who did not ask for it.
     let force_usage = request.stream && charge.is_some() && !request.include_usage;
+    let base64_embeddings = route == Route::Embeddings
+        && request.body.get("encoding_format").and_then(Value::as_str) == Some("base64");
     let bodies = UpstreamBodies::prepare(
         route,
         std::mem::take(&mut request.body),
         body_len,
         &request.targets,
+        request.stream,
         force_usage,
     );
     let dispatched = dispatch(
@@ -265,7 +268,16 @@ async fn respond<R: InferenceRoute>(
                 });
                 charge.settle(&target.provider.name, &target.model, usage);
             }
-            json_response(translation.response_body(&target.provider.name, bytes)?)
+            let answering = Answering {
+                model: &target.model,
+                base64_embeddings,
+            };
+            json_response(translation.response_body(
+                route,
+                &target.provider.name,
+                &answering,
+                bytes,
+            )?)
         }
         Reply::Stream(upstream) => {
             let translator = translation.stream_translator(request.include_usage);
@@ -721,6 +733,7 @@ mod tests {
             bytes.len(),
             &request.targets,
             false,
+            false,
         );
         let upstream = bodies
             .for_target(&request.targets[0])
@@ -746,6 +759,7 @@ mod tests {
             std::mem::take(&mut request.body),
             bytes.len(),
             &targets,
+            request.stream,
             force_usage,
         );
         targets

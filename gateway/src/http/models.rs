@@ -79,6 +79,22 @@ fn may_use_model(vk: &VirtualKey, provider: &Provider, model: &str) -> bool {
     }
 }
 
+/// The model ids of an upstream listing: OpenAI's and Anthropic's `data[].id`, or Gemini's
+/// `models[].name` (`models/{id}`).
+fn listed_ids(body: &Value) -> Option<Vec<String>> {
+    if let Some(models) = body.get("models").and_then(Value::as_array) {
+        let names = models.iter().filter_map(|m| m.get("name")?.as_str());
+        return Some(
+            names
+                .map(|name| name.strip_prefix("models/").unwrap_or(name).to_string())
+                .collect(),
+        );
+    }
+    let data = body.get("data")?.as_array()?;
+    let ids = data.iter().filter_map(|m| m.get("id")?.as_str());
+    Some(ids.map(str::to_string).collect())
+}
+
 async fn provider_models(client: &reqwest::Client, provider: &Provider) -> Vec<String> {
     let configured = || {
         let mut models: Vec<String> = provider
@@ -115,12 +131,7 @@ async fn provider_models(client: &reqwest::Client, provider: &Provider) -> Vec<S
         }
         let bytes = response.bytes().await.ok()?;
         let body: Value = serde_json::from_slice(&bytes).ok()?;
-        let ids = body
-            .get("data")?
-            .as_array()?
-            .iter()
-            .filter_map(|m| m.get("id")?.as_str().map(str::to_string));
-        Some(ids.collect::<Vec<_>>())
+        listed_ids(&body)
     };
     match fetched.await {
         // Keys that list models restrict what the gateway serves: show only those.

@@ -1,5 +1,6 @@
 //! The translation table: for each pair of caller dialect and provider wire format, how the
-//! request body, a complete JSON answer and a stream get from one side to the other. A new
+//! request body, a complete JSON answer and a stream get from one side to the other (and, for
+//! OpenAI callers, embeddings). A new
 //! provider format is one more row per dialect in [`Translation::between`]; the request
 //! pipeline only ever asks the row.
 
@@ -11,8 +12,10 @@ use super::errors::Dialect;
 use super::inference::Route;
 use crate::config::ProviderKind;
 use crate::error::GatewayError;
-use crate::providers::sse::StreamTranslator;
-use crate::providers::translate::{self, ChatStreamToMessages, MessagesStreamToChat};
+use crate::providers::sse::{SseEvent, SseParser, StreamTranslator};
+use crate::providers::translate::{
+    self, ChatStreamToMessages, GeminiStreamToChat, MessagesStreamToChat,
+};
 use crate::providers::UpstreamOp;
 use crate::routing::{Target, UpstreamBody};
 
@@ -20,14 +23,22 @@ use crate::routing::{Target, UpstreamBody};
 /// model is put in when the body is encoded).
 type RequestTranslator = fn(&Map<String, Value>, &str) -> Result<Value, translate::TranslateError>;
 
+/// What translating an answer needs to know about the request it answers.
+pub struct Answering<'a> {
+    /// The model the target was asked for (Gemini answers may not name it).
+    pub model: &'a str,
+    /// The caller asked for `encoding_format: "base64"` embeddings.
+    pub base64_embeddings: bool,
+}
+
 /// A provider's complete answer in the caller's format.
-type ResponseTranslator = fn(&Value) -> Result<Value, translate::TranslateError>;
+type ResponseTranslator = fn(&Value, &Answering) -> Result<Value, translate::TranslateError>;
 
 /// A translator of a provider's SSE events into the caller's; the flag is the caller's
 /// `stream_options.include_usage`.
 type StreamTranslatorFor = fn(bool) -> Box<dyn StreamTranslator>;
 
-/// How a completions request body reaches the provider.
+/// How a request body reaches the provider.
 #[derive(Clone, Copy)]
 enum RequestBody {
     /// The caller's body as it is (its `model` replaced). A streaming body that must report
@@ -39,13 +50,23 @@ enum RequestBody {
     Translated(RequestTranslator),
 }
 
+/// How a format serves `POST /v1/embeddings`.
+struct Embeddings {
+    op: UpstreamOp,
+    request: RequestBody,
+    /// `None`: the answer passes through.
+    response: Option<ResponseTranslator>,
+}
+
 /// One row of the table: a caller dialect meeting a provider wire format.
 pub struct Translation {
     /// The operation serving chat and messages requests.
     completions: UpstreamOp,
-    /// The operation serving embeddings (bodies passed as they are); `None` when the format
-    /// has none.
-    embeddings: Option<UpstreamOp>,
+    /// The operation serving them when streamed (Gemini's differs; the others stream on the
+    /// same operation with `stream: true` in the body).
+    completions_stream: UpstreamOp,
+    /// How the format serves embeddings; `None` when it has none.
+    embeddings: Option<Embeddings>,
     /// How a chat or messages body is sent.
     request: RequestBody,
     /// How a complete answer comes back; `None`: passed through.
@@ -54,10 +75,20 @@ pub struct Translation {
     stream: Option<StreamTranslatorFor>,
 }
 
+/// Embeddings passed through as they are (OpenAI's format).
+const OPENAI_EMBEDDINGS: Embeddings = Embeddings {
+    op: UpstreamOp::Embeddings,
+    request: RequestBody::AsIs {
+        ask_for_usage: None,
+    },
+    response: None,
+};
+
 /// OpenAI callers on OpenAI-format providers: everything passes through.
 const OPENAI_ON_OPENAI: Translation = Translation {
     completions: UpstreamOp::ChatCompletions,
-    embeddings: Some(UpstreamOp::Embeddings),
+    completions_stream: UpstreamOp::ChatCompletions,
+    embeddings: Some(OPENAI_EMBEDDINGS),
     request: RequestBody::AsIs {
         ask_for_usage: Some(ask_for_usage),
     },
@@ -68,19 +99,42 @@ const OPENAI_ON_OPENAI: Translation = Translation {
 /// OpenAI callers on Anthropic providers: Chat Completions carried over Messages.
 const OPENAI_ON_ANTHROPIC: Translation = Translation {
     completions: UpstreamOp::Messages,
+    completions_stream: UpstreamOp::Messages,
     embeddings: None,
     request: RequestBody::Translated(translate::chat_request_to_messages),
-    response: Some(translate::messages_response_to_chat),
+    response: Some(|answer, _| translate::messages_response_to_chat(answer)),
     stream: Some(messages_stream_to_chat),
+};
+
+/// OpenAI callers on Gemini: Chat Completions carried over generateContent, embeddings over
+/// batchEmbedContents.
+const OPENAI_ON_GEMINI: Translation = Translation {
+    completions: UpstreamOp::GenerateContent,
+    completions_stream: UpstreamOp::StreamGenerateContent,
+    embeddings: Some(Embeddings {
+        op: UpstreamOp::BatchEmbedContents,
+        request: RequestBody::Translated(translate::embeddings_request_to_gemini),
+        response: Some(|answer, answering| {
+            translate::gemini_embeddings_to_openai(
+                answer,
+                answering.model,
+                answering.base64_embeddings,
+            )
+        }),
+    }),
+    request: RequestBody::Translated(translate::chat_request_to_gemini),
+    response: Some(|answer, answering| translate::gemini_response_to_chat(answer, answering.model)),
+    stream: Some(gemini_stream_to_chat),
 };
 
 /// Anthropic callers on OpenAI-format providers: Messages carried over Chat Completions (the
 /// translated request asks for usage itself).
 const ANTHROPIC_ON_OPENAI: Translation = Translation {
     completions: UpstreamOp::ChatCompletions,
+    completions_stream: UpstreamOp::ChatCompletions,
     embeddings: None,
     request: RequestBody::Translated(translate::messages_request_to_chat),
-    response: Some(translate::chat_response_to_messages),
+    response: Some(|answer, _| translate::chat_response_to_messages(answer)),
     stream: Some(chat_stream_to_messages),
 };
 
@@ -88,12 +142,27 @@ const ANTHROPIC_ON_OPENAI: Translation = Translation {
 /// always report usage).
 const ANTHROPIC_ON_ANTHROPIC: Translation = Translation {
     completions: UpstreamOp::Messages,
+    completions_stream: UpstreamOp::Messages,
     embeddings: None,
     request: RequestBody::AsIs {
         ask_for_usage: None,
     },
     response: None,
     stream: None,
+};
+
+/// Anthropic callers on Gemini: through Chat Completions both ways (Messages → Chat →
+/// generateContent, and back), so each direction is written once.
+const ANTHROPIC_ON_GEMINI: Translation = Translation {
+    completions: UpstreamOp::GenerateContent,
+    completions_stream: UpstreamOp::StreamGenerateContent,
+    embeddings: None,
+    request: RequestBody::Translated(messages_request_to_gemini),
+    response: Some(|answer, answering| {
+        let chat = translate::gemini_response_to_chat(answer, answering.model)?;
+        translate::chat_response_to_messages(&chat)
+    }),
+    stream: Some(gemini_stream_to_messages),
 };
 
 fn messages_stream_to_chat(include_usage: bool) -> Box<dyn StreamTranslator> {
@@ -104,6 +173,77 @@ fn chat_stream_to_messages(_include_usage: bool) -> Box<dyn StreamTranslator> {
     Box::new(ChatStreamToMessages::new())
 }
 
+fn gemini_stream_to_chat(include_usage: bool) -> Box<dyn StreamTranslator> {
+    Box::new(GeminiStreamToChat::new(include_usage))
+}
+
+/// Anthropic streams always end with usage, so the Chat Completions leg always carries it.
+fn gemini_stream_to_messages(_include_usage: bool) -> Box<dyn StreamTranslator> {
+    Box::new(Piped::new(
+        GeminiStreamToChat::new(true),
+        ChatStreamToMessages::new(),
+    ))
+}
+
+fn messages_request_to_gemini(
+    body: &Map<String, Value>,
+    model: &str,
+) -> Result<Value, translate::TranslateError> {
+    match translate::messages_request_to_chat(body, model)? {
+        Value::Object(chat) => translate::chat_request_to_gemini(&chat, model),
+        _ => Err(translate::TranslateError::InvalidRequest(
+            "the translated request is not a JSON object".into(),
+        )),
+    }
+}
+
+/// Two stream translators in a row: the first one's SSE output is parsed again and fed to
+/// the second.
+struct Piped<A, B> {
+    first: A,
+    parser: SseParser,
+    second: B,
+    between: Vec<u8>,
+    events: Vec<SseEvent>,
+}
+
+impl<A: StreamTranslator, B: StreamTranslator> Piped<A, B> {
+    fn new(first: A, second: B) -> Self {
+        Self {
+            first,
+            parser: SseParser::default(),
+            second,
+            between: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    fn forward(&mut self, out: &mut Vec<u8>) {
+        self.parser.push(&self.between, &mut self.events);
+        self.between.clear();
+        for event in self.events.drain(..) {
+            self.second.on_event(event, out);
+        }
+    }
+}
+
+impl<A: StreamTranslator, B: StreamTranslator> StreamTranslator for Piped<A, B> {
+    fn on_event(&mut self, event: SseEvent, out: &mut Vec<u8>) {
+        self.first.on_event(event, &mut self.between);
+        self.forward(out);
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        self.first.finish(&mut self.between);
+        self.forward(out);
+        self.parser.finish(&mut self.events);
+        for event in self.events.drain(..) {
+            self.second.on_event(event, out);
+        }
+        self.second.finish(out);
+    }
+}
+
 impl Translation {
     /// The row for a caller speaking `dialect` served by a provider of format `kind`.
     pub fn between(dialect: Dialect, kind: ProviderKind) -> &'static Translation {
@@ -112,26 +252,40 @@ impl Translation {
             (Dialect::OpenAi, ProviderKind::Anthropic) => &OPENAI_ON_ANTHROPIC,
             (Dialect::Anthropic, ProviderKind::Openai) => &ANTHROPIC_ON_OPENAI,
             (Dialect::Anthropic, ProviderKind::Anthropic) => &ANTHROPIC_ON_ANTHROPIC,
+            (Dialect::OpenAi, ProviderKind::Gemini) => &OPENAI_ON_GEMINI,
+            (Dialect::Anthropic, ProviderKind::Gemini) => &ANTHROPIC_ON_GEMINI,
         }
     }
 
-    /// The upstream operation and body plan for `route`; `None` when this format cannot
-    /// serve the route.
-    fn request(&self, route: Route) -> Option<(UpstreamOp, RequestBody)> {
+    /// The upstream operation and body plan for `route` (`stream`: the caller asked for a
+    /// stream); `None` when this format cannot serve the route.
+    fn request(&self, route: Route, stream: bool) -> Option<(UpstreamOp, RequestBody)> {
         match route {
-            Route::Embeddings => self.embeddings.map(|op| {
-                let as_is = RequestBody::AsIs {
-                    ask_for_usage: None,
-                };
-                (op, as_is)
-            }),
+            Route::Embeddings => self
+                .embeddings
+                .as_ref()
+                .map(|embeddings| (embeddings.op, embeddings.request)),
+            Route::ChatCompletions | Route::Messages if stream => {
+                Some((self.completions_stream, self.request))
+            }
             Route::ChatCompletions | Route::Messages => Some((self.completions, self.request)),
         }
     }
 
-    /// A provider's complete answer (`bytes`, from `provider`) in the caller's format.
-    pub fn response_body(&self, provider: &str, bytes: Bytes) -> Result<Bytes, GatewayError> {
-        let Some(convert) = self.response else {
+    /// A provider's complete answer to `route` (`bytes`, from `provider`) in the caller's
+    /// format.
+    pub fn response_body(
+        &self,
+        route: Route,
+        provider: &str,
+        answering: &Answering,
+        bytes: Bytes,
+    ) -> Result<Bytes, GatewayError> {
+        let convert = match route {
+            Route::Embeddings => self.embeddings.as_ref().and_then(|e| e.response),
+            Route::ChatCompletions | Route::Messages => self.response,
+        };
+        let Some(convert) = convert else {
             return Ok(bytes);
         };
         let bad = |message: String| GatewayError::BadUpstreamResponse {
@@ -140,7 +294,13 @@ impl Translation {
         };
         let upstream: Value =
             serde_json::from_slice(&bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
-        let converted = convert(&upstream).map_err(|e| bad(e.to_string()))?;
+        let converted = convert(&upstream, answering).map_err(|error| match error {
+            translate::TranslateError::Blocked(message) => GatewayError::ContentBlocked {
+                provider: provider.to_string(),
+                message,
+            },
+            other => bad(other.to_string()),
+        })?;
         encode_into(&converted, bytes.len() + 256)
             .map_err(|e| bad(format!("cannot encode the translated answer: {e}")))
     }
@@ -169,13 +329,14 @@ pub struct UpstreamBodies {
 
 impl UpstreamBodies {
     /// Prepare `body` (the caller's, `body_len` bytes on the wire, without `model`) for every
-    /// format among `targets`. `force_usage`: the caller did not ask for a stream's usage but
-    /// it is needed for charging.
+    /// format among `targets`. `stream`: the caller asked for a stream; `force_usage`: the
+    /// caller did not ask for a stream's usage but it is needed for charging.
     pub fn prepare(
         route: Route,
         mut body: Map<String, Value>,
         body_len: usize,
         targets: &[Target],
+        stream: bool,
         force_usage: bool,
     ) -> Self {
         let dialect = route.dialect();
@@ -188,7 +349,7 @@ impl UpstreamBodies {
         let mut prepared = Vec::with_capacity(kinds.len());
         let mut as_is = Vec::new();
         for kind in kinds {
-            match Translation::between(dialect, kind).request(route) {
+            match Translation::between(dialect, kind).request(route, stream) {
                 Some((op, RequestBody::Translated(translate))) => {
                     let body = translated(translate(&body, "")).map(|body| (op, body));
                     prepared.push((kind, body));
@@ -229,7 +390,15 @@ impl UpstreamBodies {
         match prepared {
             Some(Ok((op, body))) => Ok(UpstreamBody {
                 op: *op,
-                body: with_model(body, &target.model, self.capacity)?,
+                body: match op {
+                    UpstreamOp::GenerateContent | UpstreamOp::StreamGenerateContent => {
+                        encode_into(body, self.capacity).map_err(encode_error)?
+                    }
+                    UpstreamOp::BatchEmbedContents => {
+                        batch_embed_body(body, &target.model, self.capacity)?
+                    }
+                    _ => with_model(body, &target.model, self.capacity)?,
+                },
             }),
             Some(Err(error)) => Err(translate_error(error.clone())),
             None => Err(GatewayError::Config(format!(
@@ -270,7 +439,8 @@ fn ask_for_usage(body: &mut Map<String, Value>) {
 
 fn translate_error(error: translate::TranslateError) -> GatewayError {
     match error {
-        translate::TranslateError::InvalidRequest(message) => GatewayError::InvalidRequest(message),
+        translate::TranslateError::InvalidRequest(message)
+        | translate::TranslateError::Blocked(message) => GatewayError::InvalidRequest(message),
         translate::TranslateError::InvalidResponse(message) => GatewayError::BadUpstreamResponse {
             provider: "upstream".into(),
             message,
@@ -299,6 +469,25 @@ fn with_model(
     model: &str,
     capacity: usize,
 ) -> Result<Bytes, GatewayError> {
-    encode_into(&WithModel { model, rest: body }, capacity)
-        .map_err(|e| GatewayError::InvalidRequest(format!("cannot re-encode the request: {e}")))
+    encode_into(&WithModel { model, rest: body }, capacity).map_err(encode_error)
+}
+
+/// A Gemini batch of embedding requests, each naming `models/{model}` as Gemini requires.
+fn batch_embed_body(
+    body: &Map<String, Value>,
+    model: &str,
+    capacity: usize,
+) -> Result<Bytes, GatewayError> {
+    let mut body = body.clone();
+    let name = Value::String(format!("models/{model}"));
+    if let Some(Value::Array(requests)) = body.get_mut("requests") {
+        for request in requests.iter_mut().filter_map(Value::as_object_mut) {
+            request.insert("model".into(), name.clone());
+        }
+    }
+    encode_into(&body, capacity).map_err(encode_error)
+}
+
+fn encode_error(error: serde_json::Error) -> GatewayError {
+    GatewayError::InvalidRequest(format!("cannot re-encode the request: {error}"))
 }

@@ -1,5 +1,5 @@
 //! Upstream wire formats: how to address each provider's API, SSE framing, and translation
-//! between the OpenAI and Anthropic formats.
+//! between the OpenAI, Anthropic and Gemini formats.
 
 pub mod sse;
 pub mod translate;
@@ -21,17 +21,26 @@ pub enum UpstreamOp {
     Embeddings,
     /// Anthropic `POST /v1/messages`.
     Messages,
-    /// `GET /v1/models` (both formats).
+    /// `GET /v1/models` (OpenAI's and Anthropic's; Gemini's `GET /v1beta/models`).
     ListModels,
+    /// Gemini `POST /v1beta/models/{model}:generateContent`.
+    GenerateContent,
+    /// Gemini `POST /v1beta/models/{model}:streamGenerateContent?alt=sse`.
+    StreamGenerateContent,
+    /// Gemini `POST /v1beta/models/{model}:batchEmbedContents`.
+    BatchEmbedContents,
 }
 
 impl UpstreamOp {
     /// Every operation, in [`UpstreamOp::index`] order.
-    pub const ALL: [UpstreamOp; 4] = [
+    pub const ALL: [UpstreamOp; 7] = [
         UpstreamOp::ChatCompletions,
         UpstreamOp::Embeddings,
         UpstreamOp::Messages,
         UpstreamOp::ListModels,
+        UpstreamOp::GenerateContent,
+        UpstreamOp::StreamGenerateContent,
+        UpstreamOp::BatchEmbedContents,
     ];
 
     /// Position in [`UpstreamOp::ALL`].
@@ -39,22 +48,40 @@ impl UpstreamOp {
         self as usize
     }
 
-    /// Path after the provider's base URL and API prefix (`/v1`).
+    /// Path after the provider's base URL and API prefix (`/v1`). Gemini's operations name
+    /// the model in the path: theirs is the collection (`/models`), to which each request adds
+    /// [`UpstreamOp::model_method`].
     pub fn path(self) -> &'static str {
         match self {
             UpstreamOp::ChatCompletions => "/chat/completions",
             UpstreamOp::Embeddings => "/embeddings",
             UpstreamOp::Messages => "/messages",
-            UpstreamOp::ListModels => "/models",
+            UpstreamOp::ListModels
+            | UpstreamOp::GenerateContent
+            | UpstreamOp::StreamGenerateContent
+            | UpstreamOp::BatchEmbedContents => "/models",
+        }
+    }
+
+    /// For an operation addressed by model (Gemini's), what follows `/{model}` in the URL.
+    pub fn model_method(self) -> Option<&'static str> {
+        match self {
+            UpstreamOp::GenerateContent => Some(":generateContent"),
+            UpstreamOp::StreamGenerateContent => Some(":streamGenerateContent?alt=sse"),
+            UpstreamOp::BatchEmbedContents => Some(":batchEmbedContents"),
+            _ => None,
         }
     }
 
     /// Bifrost's name for the request type (the key of `request_path_overrides`); Anthropic's
-    /// Messages is its chat completion.
+    /// Messages and Gemini's generateContent are its chat completion.
     pub fn request_type(self) -> &'static str {
         match self {
-            UpstreamOp::ChatCompletions | UpstreamOp::Messages => "chat_completion",
-            UpstreamOp::Embeddings => "embedding",
+            UpstreamOp::ChatCompletions
+            | UpstreamOp::Messages
+            | UpstreamOp::GenerateContent
+            | UpstreamOp::StreamGenerateContent => "chat_completion",
+            UpstreamOp::Embeddings | UpstreamOp::BatchEmbedContents => "embedding",
             UpstreamOp::ListModels => "list_models",
         }
     }
@@ -137,7 +164,8 @@ impl ForwardedHeaders {
 }
 
 /// Add the headers `kind`'s wire format needs on every request: the key's `auth` value where
-/// the format expects it (`Authorization` or `x-api-key`) and, for Anthropic, `anthropic-version`
+/// the format expects it (`Authorization`, `x-api-key` or Gemini's `x-goog-api-key`) and, for
+/// Anthropic, `anthropic-version`
 /// (the caller's or [`ANTHROPIC_VERSION`]) and the caller's `anthropic-beta`.
 pub fn with_wire_headers(
     mut request: reqwest::RequestBuilder,
@@ -162,6 +190,11 @@ pub fn with_wire_headers(
             request = request.header("anthropic-version", version);
             if let Some(beta) = &forwarded.anthropic_beta {
                 request = request.header("anthropic-beta", beta.clone());
+            }
+        }
+        ProviderKind::Gemini => {
+            if let Some(auth) = auth {
+                request = request.header("x-goog-api-key", auth.clone());
             }
         }
     }

@@ -303,10 +303,19 @@ pub fn upstream_request(
     let request = match &key.azure {
         // The deployment is in the path: built per request.
         Some(azure) => with_body(client, azure_url(azure, op, model), body),
-        // Parsed once per provider (routing table build), cloned here.
         None => {
             let urls = key.urls.as_ref().unwrap_or(&provider.urls);
-            with_body(client, urls[op.index()].clone(), body)
+            let url = &urls[op.index()];
+            match op.model_method() {
+                // Gemini: the model is in the path, after the operation's collection URL.
+                Some(method) => {
+                    let collection = url.as_str().trim_end_matches('/');
+                    let url = format!("{collection}/{}{method}", percent_encode(model));
+                    with_body(client, url, body)
+                }
+                // Parsed once per provider (routing table build), cloned here.
+                None => with_body(client, url.clone(), body),
+            }
         }
     };
     let mut request = match (&key.azure, &key.auth) {

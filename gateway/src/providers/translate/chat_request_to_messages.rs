@@ -1,5 +1,6 @@
 //! An OpenAI-format client calling an Anthropic upstream: its Chat Completions request becomes a Messages request.
 
+use super::chat_parts::{assistant_texts, content_part, tool_call, ContentPart, Image};
 use super::tools::{tool_choice_to_anthropic, tools_to_anthropic};
 use super::{copy_number, positive_integer, present, request_error, required_str, TranslateError};
 use serde_json::{json, Map, Value};
@@ -154,49 +155,16 @@ fn user_content(message: &Map<String, Value>, path: &str) -> Result<Value, Trans
 }
 
 fn content_part_to_block(part: &Value, path: &str) -> Result<Value, TranslateError> {
-    let part = part
-        .as_object()
-        .ok_or_else(|| request_error(path, "must be an object"))?;
-    match required_str(part, "type", path)? {
-        "text" => Ok(json!({"type": "text", "text": required_str(part, "text", path)?})),
-        "image_url" => {
-            let url = match present(part, "image_url") {
-                Some(Value::String(url)) => url.as_str(),
-                Some(Value::Object(image)) => {
-                    required_str(image, "url", &format!("{path}.image_url"))?
-                }
-                _ => {
-                    return Err(request_error(
-                        format!("{path}.image_url"),
-                        "must be an object with a url",
-                    ))
-                }
-            };
-            image_block(url, &format!("{path}.image_url.url"))
+    Ok(match content_part(part, path)? {
+        ContentPart::Text(text) => json!({"type": "text", "text": text}),
+        ContentPart::Image(Image::Base64 { media_type, data }) => {
+            json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}})
         }
-        other => Err(request_error(
-            path,
-            format!("unsupported content part type {other:?}"),
-        )),
-    }
-}
-
-/// `data:<media>;base64,<data>` becomes an inline base64 source; any other URL is fetched by Anthropic.
-fn image_block(url: &str, path: &str) -> Result<Value, TranslateError> {
-    let Some(data_url) = url.strip_prefix("data:") else {
-        return Ok(json!({"type": "image", "source": {"type": "url", "url": url}}));
-    };
-    let (header, data) = data_url
-        .split_once(',')
-        .ok_or_else(|| request_error(path, "data URL has no ',' before its data"))?;
-    let media_type = header
-        .strip_suffix(";base64")
-        .ok_or_else(|| request_error(path, "only base64 data URLs are supported"))?;
-    // Parameters such as `;charset=` may sit between the media type and `;base64`.
-    let media_type = media_type.split(';').next().unwrap_or_default();
-    Ok(
-        json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}),
-    )
+        // Anthropic fetches other URLs itself.
+        ContentPart::Image(Image::Url(url)) => {
+            json!({"type": "image", "source": {"type": "url", "url": url}})
+        }
+    })
 }
 
 fn assistant_content(message: &Map<String, Value>, path: &str) -> Result<Value, TranslateError> {
@@ -205,40 +173,11 @@ fn assistant_content(message: &Map<String, Value>, path: &str) -> Result<Value, 
     if let (Some(Value::String(text)), None) = (content, tool_calls) {
         return Ok(text.as_str().into());
     }
-    let mut blocks = Vec::new();
-    match content {
-        None => {}
-        // Anthropic rejects empty text blocks, which OpenAI clients send alongside tool calls.
-        Some(Value::String(text)) if text.is_empty() => {}
-        Some(Value::String(text)) => blocks.push(json!({"type": "text", "text": text})),
-        Some(Value::Array(parts)) => {
-            for (j, part) in parts.iter().enumerate() {
-                let part_path = format!("{path}.content[{j}]");
-                let part = part
-                    .as_object()
-                    .ok_or_else(|| request_error(&part_path, "must be an object"))?;
-                let text = match required_str(part, "type", &part_path)? {
-                    "text" => required_str(part, "text", &part_path)?,
-                    "refusal" => required_str(part, "refusal", &part_path)?,
-                    other => {
-                        return Err(request_error(
-                            &part_path,
-                            format!("unsupported content part type {other:?}"),
-                        ))
-                    }
-                };
-                if !text.is_empty() {
-                    blocks.push(json!({"type": "text", "text": text}));
-                }
-            }
-        }
-        Some(_) => {
-            return Err(request_error(
-                format!("{path}.content"),
-                "must be a string or an array",
-            ))
-        }
-    }
+    // Anthropic rejects empty text blocks, which OpenAI clients send alongside tool calls.
+    let mut blocks: Vec<Value> = assistant_texts(content, path)?
+        .into_iter()
+        .map(|text| json!({"type": "text", "text": text}))
+        .collect();
     match tool_calls {
         None if content.is_none() => {
             return Err(request_error(
@@ -249,7 +188,8 @@ fn assistant_content(message: &Map<String, Value>, path: &str) -> Result<Value, 
         None => {}
         Some(Value::Array(calls)) => {
             for (j, call) in calls.iter().enumerate() {
-                blocks.push(tool_use_block(call, &format!("{path}.tool_calls[{j}]"))?);
+                let call = tool_call(call, &format!("{path}.tool_calls[{j}]"), true)?;
+                blocks.push(json!({"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments}));
             }
         }
         Some(_) => {
@@ -260,43 +200,6 @@ fn assistant_content(message: &Map<String, Value>, path: &str) -> Result<Value, 
         }
     }
     Ok(Value::Array(blocks))
-}
-
-fn tool_use_block(call: &Value, path: &str) -> Result<Value, TranslateError> {
-    let call = call
-        .as_object()
-        .ok_or_else(|| request_error(path, "must be an object"))?;
-    if let Some(kind) = present(call, "type") {
-        if kind.as_str() != Some("function") {
-            return Err(request_error(
-                format!("{path}.type"),
-                format!("unsupported tool call type {kind}"),
-            ));
-        }
-    }
-    let id = required_str(call, "id", path)?;
-    let function_path = format!("{path}.function");
-    let function = present(call, "function")
-        .and_then(Value::as_object)
-        .ok_or_else(|| request_error(&function_path, "must be an object"))?;
-    let name = required_str(function, "name", &function_path)?;
-    let arguments_path = format!("{function_path}.arguments");
-    let arguments = match present(function, "arguments") {
-        None => "",
-        Some(Value::String(arguments)) => arguments.as_str(),
-        Some(_) => return Err(request_error(&arguments_path, "must be a string of JSON")),
-    };
-    let input = if arguments.trim().is_empty() {
-        json!({})
-    } else {
-        serde_json::from_str::<Value>(arguments).map_err(|error| {
-            request_error(&arguments_path, format!("is not valid JSON ({error})"))
-        })?
-    };
-    if !input.is_object() {
-        return Err(request_error(&arguments_path, "must encode a JSON object"));
-    }
-    Ok(json!({"type": "tool_use", "id": id, "name": name, "input": input}))
 }
 
 fn tool_result_block(message: &Map<String, Value>, path: &str) -> Result<Value, TranslateError> {

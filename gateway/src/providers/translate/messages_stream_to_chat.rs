@@ -1,7 +1,7 @@
 //! An OpenAI-format client streaming from an Anthropic upstream: Messages stream events become
 //! `chat.completion.chunk`s.
 
-use super::{chat_usage, finish_reason_for, now_unix_secs};
+use super::{chat_usage, finish_reason_for, write_chat_error, ChatChunks};
 use crate::providers::sse::{write_event, SseEvent, StreamTranslator};
 use serde_json::{json, Map, Value};
 
@@ -9,9 +9,7 @@ use serde_json::{json, Map, Value};
 #[derive(Debug)]
 pub struct MessagesStreamToChat {
     include_usage: bool,
-    id: String,
-    model: String,
-    created: u64,
+    chunks: ChatChunks,
     /// Anthropic content-block index of each tool_use block, in order; the position is the OpenAI tool-call index.
     tool_blocks: Vec<u64>,
     /// Anthropic usage fields merged from `message_start` and `message_delta`.
@@ -26,9 +24,7 @@ impl MessagesStreamToChat {
     pub fn new(include_usage: bool) -> Self {
         Self {
             include_usage,
-            id: String::new(),
-            model: String::new(),
-            created: now_unix_secs(),
+            chunks: ChatChunks::new(),
             tool_blocks: Vec::new(),
             usage: Map::new(),
             finish_reason: None,
@@ -38,14 +34,7 @@ impl MessagesStreamToChat {
     }
 
     fn write_chunk(&self, delta: Value, finish_reason: Option<&str>, out: &mut Vec<u8>) {
-        let chunk = json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": null}],
-        });
-        write_event(out, None, &chunk.to_string());
+        self.chunks.write(0, delta, finish_reason, out);
     }
 
     fn merge_usage(&mut self, usage: Option<&Value>) {
@@ -66,8 +55,8 @@ impl MessagesStreamToChat {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
         };
-        self.id = field("id").to_owned();
-        self.model = field("model").to_owned();
+        self.chunks.id = field("id").to_owned();
+        self.chunks.model = field("model").to_owned();
         self.merge_usage(message.and_then(|m| m.get("usage")));
         self.write_chunk(json!({"role": "assistant", "content": ""}), None, out);
     }
@@ -154,24 +143,15 @@ impl MessagesStreamToChat {
             self.write_chunk(json!({}), Some(self.finish_reason.unwrap_or("stop")), out);
         }
         if self.include_usage {
-            let chunk = json!({
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "choices": [],
-                "usage": chat_usage(Some(&Value::Object(self.usage.clone()))),
-            });
-            write_event(out, None, &chunk.to_string());
+            let usage = chat_usage(Some(&Value::Object(self.usage.clone())));
+            self.chunks.write_usage(usage, out);
         }
         write_event(out, None, "[DONE]");
         self.done = true;
     }
 
     fn fail(&mut self, message: &str, kind: &str, out: &mut Vec<u8>) {
-        let error = json!({"error": {"message": message, "type": kind, "code": null}});
-        write_event(out, None, &error.to_string());
-        write_event(out, None, "[DONE]");
+        write_chat_error(message, kind, out);
         self.done = true;
     }
 }

@@ -1,9 +1,16 @@
-//! Pure translation between the OpenAI Chat Completions and Anthropic Messages wire formats: requests,
-//! responses and SSE streams, both directions. No I/O here; the HTTP layer calls these and maps the errors.
+//! Pure translation between wire formats: OpenAI Chat Completions and Anthropic Messages both
+//! directions, and OpenAI Chat Completions and embeddings onto Gemini (Anthropic callers reach
+//! Gemini through Chat Completions). Requests, responses and SSE streams; no I/O here: the
+//! HTTP layer calls these and maps the errors.
 
+mod chat_parts;
+mod chat_request_to_gemini;
 mod chat_request_to_messages;
 mod chat_response_to_messages;
 mod chat_stream_to_messages;
+mod embeddings_to_gemini;
+mod gemini_response_to_chat;
+mod gemini_stream_to_chat;
 mod messages_request_to_chat;
 mod messages_response_to_chat;
 mod messages_stream_to_chat;
@@ -12,9 +19,13 @@ mod messages_stream_to_chat;
 mod round_trip_tests;
 mod tools;
 
+pub use chat_request_to_gemini::chat_request_to_gemini;
 pub use chat_request_to_messages::chat_request_to_messages;
 pub use chat_response_to_messages::chat_response_to_messages;
 pub use chat_stream_to_messages::ChatStreamToMessages;
+pub use embeddings_to_gemini::{embeddings_request_to_gemini, gemini_embeddings_to_openai};
+pub use gemini_response_to_chat::gemini_response_to_chat;
+pub use gemini_stream_to_chat::GeminiStreamToChat;
 pub use messages_request_to_chat::messages_request_to_chat;
 pub use messages_response_to_chat::messages_response_to_chat;
 pub use messages_stream_to_chat::MessagesStreamToChat;
@@ -33,12 +44,17 @@ pub enum TranslateError {
     /// The upstream sent something that cannot be parsed or translated (HTTP 502).
     #[error("{0}")]
     InvalidResponse(String),
+    /// The upstream refused the content (Gemini's `promptFeedback.blockReason`): the caller's
+    /// request, not the upstream, is at fault (HTTP 400, code `content_filter`).
+    #[error("{0}")]
+    Blocked(String),
 }
 
 const ERROR_MESSAGE_MAX_CHARS: usize = 500;
 
 /// Extracts a human-readable message from an upstream error body: OpenAI `{"error":{"message"}}`, Anthropic
-/// `{"type":"error","error":{"type","message"}}`, or plain text; truncated to 500 characters.
+/// `{"type":"error","error":{"type","message"}}`, Gemini `{"error":{"code","message","status"}}`, or plain text;
+/// truncated to 500 characters.
 pub fn upstream_error_message(body: &[u8]) -> String {
     let message = serde_json::from_slice::<Value>(body)
         .ok()
@@ -119,6 +135,57 @@ fn now_unix_secs() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_secs())
         .unwrap_or(0)
+}
+
+/// What every `chat.completion.chunk` of one translated stream repeats, and the writing of
+/// those chunks.
+#[derive(Debug)]
+struct ChatChunks {
+    id: String,
+    model: String,
+    created: u64,
+}
+
+impl ChatChunks {
+    fn new() -> Self {
+        Self {
+            id: String::new(),
+            model: String::new(),
+            created: now_unix_secs(),
+        }
+    }
+
+    /// A chunk for choice `index`.
+    fn write(&self, index: u64, delta: Value, finish_reason: Option<&str>, out: &mut Vec<u8>) {
+        let chunk = json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": null}],
+        });
+        crate::providers::sse::write_event(out, None, &chunk.to_string());
+    }
+
+    /// The final usage chunk (no choices), as `stream_options.include_usage` asks.
+    fn write_usage(&self, usage: Value, out: &mut Vec<u8>) {
+        let chunk = json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [],
+            "usage": usage,
+        });
+        crate::providers::sse::write_event(out, None, &chunk.to_string());
+    }
+}
+
+/// How a Chat Completions stream ends when the upstream failed: an error payload, then `[DONE]`.
+fn write_chat_error(message: &str, kind: &str, out: &mut Vec<u8>) {
+    let error = json!({"error": {"message": message, "type": kind, "code": null}});
+    crate::providers::sse::write_event(out, None, &error.to_string());
+    crate::providers::sse::write_event(out, None, "[DONE]");
 }
 
 /// Anthropic `stop_reason` → OpenAI `finish_reason`.
@@ -413,15 +480,28 @@ mod tests {
             "tool_choice",
             "parallel_tool_calls",
             "stream",
+            "n",
+            "seed",
+            "response_format",
+            "input",
+            "dimensions",
+            "encoding_format",
         ];
-        let translators: [(&str, RequestTranslator); 2] = [
+        let translators: [(&str, RequestTranslator); 4] = [
             ("chat → messages", chat_request_to_messages),
             ("messages → chat", messages_request_to_chat),
+            ("chat → gemini", chat_request_to_gemini),
+            ("embeddings → gemini", embeddings_request_to_gemini),
         ];
         for value in hostile_values() {
             for field in fields {
                 for (name, translate) in translators {
-                    match translate(&body_with(field, &value), "m") {
+                    let mut body = body_with(field, &value);
+                    // Embedding bodies hold an input (unless it is the field under test).
+                    if field != "input" {
+                        body.insert("input".into(), json!("x"));
+                    }
+                    match translate(&body, "m") {
                         Ok(_) => {}
                         Err(TranslateError::InvalidRequest(message)) => {
                             assert!(
@@ -437,6 +517,11 @@ mod tests {
             for (name, result) in [
                 ("messages → chat", messages_response_to_chat(&value)),
                 ("chat → messages", chat_response_to_messages(&value)),
+                ("gemini → chat", gemini_response_to_chat(&value, "m")),
+                (
+                    "gemini → embeddings",
+                    gemini_embeddings_to_openai(&value, "m", true),
+                ),
             ] {
                 match result {
                     Err(TranslateError::InvalidResponse(message)) => {

@@ -1,44 +1,27 @@
 //! Tool definitions and `tool_choice`, both directions: OpenAI function tools and Anthropic tools.
 
+use super::chat_parts::function_tools;
 use super::{present, request_error, required_str, TranslateError};
 use serde_json::{json, Map, Value};
 
 /// OpenAI function tools → Anthropic tool definitions.
 pub(super) fn tools_to_anthropic(tools: &Value) -> Result<Value, TranslateError> {
-    let tools = tools
-        .as_array()
-        .ok_or_else(|| request_error("tools", "must be an array"))?;
-    let mut translated = Vec::with_capacity(tools.len());
-    for (i, tool) in tools.iter().enumerate() {
-        let path = format!("tools[{i}]");
-        let tool = tool
-            .as_object()
-            .ok_or_else(|| request_error(&path, "must be an object"))?;
-        let kind = required_str(tool, "type", &path)?;
-        if kind != "function" {
-            return Err(request_error(
-                format!("{path}.type"),
-                format!("unsupported tool type {kind:?}"),
-            ));
-        }
-        let function_path = format!("{path}.function");
-        let function = present(tool, "function")
-            .and_then(Value::as_object)
-            .ok_or_else(|| request_error(&function_path, "must be an object"))?;
-        let mut anthropic_tool = Map::new();
-        anthropic_tool.insert(
-            "name".into(),
-            required_str(function, "name", &function_path)?.into(),
-        );
-        if let Some(description) = present(function, "description") {
-            anthropic_tool.insert("description".into(), description.clone());
-        }
-        let schema = present(function, "parameters")
-            .cloned()
-            .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
-        anthropic_tool.insert("input_schema".into(), schema);
-        translated.push(Value::Object(anthropic_tool));
-    }
+    let translated: Vec<Value> = function_tools(tools)?
+        .into_iter()
+        .map(|function| {
+            let mut tool = Map::new();
+            tool.insert("name".into(), function.name.into());
+            if let Some(description) = function.description {
+                tool.insert("description".into(), description.clone());
+            }
+            let schema = function
+                .parameters
+                .cloned()
+                .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
+            tool.insert("input_schema".into(), schema);
+            Value::Object(tool)
+        })
+        .collect();
     Ok(Value::Array(translated))
 }
 
