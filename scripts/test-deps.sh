@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond cargo, idempotently:
-#   - .venv with the official `openai` and `google-genai` Python SDKs (from PyPI)
+#   - .venv with the official `openai`, `google-genai` and `boto3` Python SDKs (from PyPI)
 #   - cargo-nextest, if missing (the Makefile falls back to `cargo test` without it)
 #   - etcd (Debian's etcd-server) for the etcd discovery e2e test, when missing and we are root
 #     (otherwise that test skips, or fails in CI)
@@ -22,8 +22,13 @@ if ! .venv/bin/python -c 'from google import genai' 2>/dev/null; then
   echo "test-deps: installing the google-genai Python SDK into .venv"
   .venv/bin/python -m pip install --quiet --disable-pip-version-check 'google-genai>=1.20,<2'
 fi
+if ! .venv/bin/python -c 'import boto3' 2>/dev/null; then
+  echo "test-deps: installing the boto3 Python SDK (AWS Bedrock) into .venv"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check 'boto3>=1.35,<2'
+fi
 echo "test-deps: python $(.venv/bin/python -c 'import openai; print("openai", openai.__version__)')"
 echo "test-deps: python $(.venv/bin/python -c 'from google import genai; print("google-genai", genai.__version__)')"
+echo "test-deps: python $(.venv/bin/python -c 'import boto3; print("boto3", boto3.__version__)')"
 
 if command -v etcd >/dev/null 2>&1; then
   echo "test-deps: $(etcd --version | head -n 1)"

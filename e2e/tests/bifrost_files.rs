@@ -43,12 +43,15 @@ fn dummy_env(text: &str) -> Vec<(String, String)> {
     names
         .into_iter()
         .map(|name| {
-            // Addresses must look like one (an Azure endpoint is checked to be a URL).
+            // Addresses must look like one (an Azure endpoint is checked to be a URL), and
+            // regions like one (a Bedrock key's region is its endpoint's host).
             let value = if name.ends_with("ENDPOINT") || name.ends_with("URL") {
                 format!(
                     "https://dummy-{}.example",
                     name.to_lowercase().replace('_', "-")
                 )
+            } else if name.ends_with("REGION") {
+                "us-east-1".to_string()
             } else {
                 format!("dummy-{}", name.to_lowercase())
             };

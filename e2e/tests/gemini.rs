@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use bifrost_e2e::harness::{
-    allow_all, config_for, parse_sse, run_python_check, wait_until, Deadline, Gateway, MockProvider,
+    allow_all, config_for, json_of, parse_sse, run_python_check, sse_payloads, wait_until,
+    Deadline, Gateway, MockProvider,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -23,29 +24,6 @@ fn gemini_config(mock: &MockProvider) -> Value {
     config
 }
 
-async fn post(gateway: &Gateway, path: &str, body: &Value) -> (StatusCode, String) {
-    let response = reqwest::Client::new()
-        .post(gateway.url(path))
-        .json(body)
-        .send()
-        .await
-        .expect("answered");
-    let status = response.status();
-    (status, response.text().await.unwrap_or_default())
-}
-
-fn json_of(body: &str) -> Value {
-    serde_json::from_str(body).unwrap_or_else(|error| panic!("{error}: {body}"))
-}
-
-/// The JSON payloads of an SSE body (`[DONE]` as a string).
-fn payloads(body: &str) -> Vec<Value> {
-    parse_sse(body)
-        .into_iter()
-        .map(|(_, data)| serde_json::from_str(&data).unwrap_or(Value::String(data)))
-        .collect()
-}
-
 fn chat(content: &str, stream: bool) -> Value {
     json!({"model": MODEL, "stream": stream, "stream_options": {"include_usage": stream},
            "messages": [{"role": "system", "content": "Be brief."},
@@ -57,12 +35,9 @@ async fn openai_callers_chat_and_stream_on_gemini() {
     let mock = MockProvider::start(&["--chunks", "3"]).await;
     let gateway = Gateway::start(&gemini_config(&mock)).await;
 
-    let (status, body) = post(
-        &gateway,
-        "/v1/chat/completions",
-        &chat("hello gemini", false),
-    )
-    .await;
+    let (status, body) = gateway
+        .post_json("/v1/chat/completions", &chat("hello gemini", false))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let answer = json_of(&body);
     assert_eq!(answer["object"], "chat.completion");
@@ -79,14 +54,11 @@ async fn openai_callers_chat_and_stream_on_gemini() {
         "one token per chunk: {answer}"
     );
 
-    let (status, body) = post(
-        &gateway,
-        "/v1/chat/completions",
-        &chat("streamed here", true),
-    )
-    .await;
+    let (status, body) = gateway
+        .post_json("/v1/chat/completions", &chat("streamed here", true))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let events = payloads(&body);
+    let events = sse_payloads(&body);
     let text: String = events
         .iter()
         .filter_map(|event| event["choices"][0]["delta"]["content"].as_str())
@@ -125,7 +97,7 @@ async fn tool_calls_round_trip_through_gemini() {
                        "required": ["city"], "additionalProperties": false}}}]);
     let mut body = json!({"model": MODEL, "tools": tools,
                           "messages": [{"role": "user", "content": "weather in Paris?"}]});
-    let (status, text) = post(&gateway, "/v1/chat/completions", &body).await;
+    let (status, text) = gateway.post_json("/v1/chat/completions", &body).await;
     assert_eq!(status, StatusCode::OK, "{text}");
     let answer = json_of(&text);
     let choice = &answer["choices"][0];
@@ -140,7 +112,7 @@ async fn tool_calls_round_trip_through_gemini() {
     messages.push(choice["message"].clone());
     messages
         .push(json!({"role": "tool", "tool_call_id": call["id"], "content": "{\"celsius\": 21}"}));
-    let (status, text) = post(&gateway, "/v1/chat/completions", &body).await;
+    let (status, text) = gateway.post_json("/v1/chat/completions", &body).await;
     assert_eq!(status, StatusCode::OK, "{text}");
     let answer = json_of(&text);
     assert_eq!(answer["choices"][0]["finish_reason"], "stop", "{answer}");
@@ -151,9 +123,9 @@ async fn tool_calls_round_trip_through_gemini() {
 
     body["stream"] = json!(true);
     body["messages"] = json!([{"role": "user", "content": "weather in Oslo?"}]);
-    let (status, text) = post(&gateway, "/v1/chat/completions", &body).await;
+    let (status, text) = gateway.post_json("/v1/chat/completions", &body).await;
     assert_eq!(status, StatusCode::OK, "{text}");
-    let events = payloads(&text);
+    let events = sse_payloads(&text);
     let streamed_call = events
         .iter()
         .find_map(|event| event["choices"][0]["delta"]["tool_calls"][0].as_object())
@@ -176,7 +148,9 @@ async fn anthropic_callers_reach_gemini_through_chat_completions() {
         json!({"model": MODEL, "max_tokens": 64, "stream": stream, "system": "Be brief.",
                "messages": [{"role": "user", "content": "hello from anthropic"}]})
     };
-    let (status, body) = post(&gateway, "/anthropic/v1/messages", &messages(false)).await;
+    let (status, body) = gateway
+        .post_json("/anthropic/v1/messages", &messages(false))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let answer = json_of(&body);
     assert_eq!(answer["type"], "message", "{answer}");
@@ -187,7 +161,9 @@ async fn anthropic_callers_reach_gemini_through_chat_completions() {
     assert_eq!(answer["stop_reason"], "end_turn");
     assert_eq!(answer["usage"]["output_tokens"], 4, "{answer}");
 
-    let (status, body) = post(&gateway, "/anthropic/v1/messages", &messages(true)).await;
+    let (status, body) = gateway
+        .post_json("/anthropic/v1/messages", &messages(true))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let events = parse_sse(&body);
     let names: Vec<&str> = events
@@ -214,9 +190,7 @@ async fn anthropic_callers_reach_gemini_through_chat_completions() {
 async fn embeddings_go_as_one_batch_and_come_back_as_openai_vectors() {
     let mock = MockProvider::start(&["--embedding-dims", "16"]).await;
     let gateway = Gateway::start(&gemini_config(&mock)).await;
-    let (status, body) = post(
-        &gateway,
-        "/v1/embeddings",
+    let (status, body) = gateway.post_json("/v1/embeddings",
         &json!({"model": "gemini/gemini-embedding-001", "input": ["first", "second"], "dimensions": 8}),
     )
     .await;
@@ -237,9 +211,7 @@ async fn embeddings_go_as_one_batch_and_come_back_as_openai_vectors() {
     assert_ne!(data[0]["embedding"], data[1]["embedding"]);
 
     // What the openai SDK asks for by default: base64 little-endian float32.
-    let (status, body) = post(
-        &gateway,
-        "/v1/embeddings",
+    let (status, body) = gateway.post_json("/v1/embeddings",
         &json!({"model": "gemini/gemini-embedding-001", "input": "first", "encoding_format": "base64"}),
     )
     .await;
@@ -250,12 +222,12 @@ async fn embeddings_go_as_one_batch_and_come_back_as_openai_vectors() {
         "16 floats: {encoded}"
     );
 
-    let (status, body) = post(
-        &gateway,
-        "/v1/embeddings",
-        &json!({"model": "gemini/gemini-embedding-001", "input": [[1, 2, 3]]}),
-    )
-    .await;
+    let (status, body) = gateway
+        .post_json(
+            "/v1/embeddings",
+            &json!({"model": "gemini/gemini-embedding-001", "input": [[1, 2, 3]]}),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body.contains("input[0]: must be a string"), "{body}");
     let stats = mock.stats().await;
@@ -325,12 +297,9 @@ async fn gemini_errors_and_blocks_answer_in_the_callers_format() {
     let gateway = Gateway::start(&config).await;
 
     // A prompt Gemini blocks is the caller's problem: 400 content_filter, JSON or stream.
-    let (status, body) = post(
-        &gateway,
-        "/v1/chat/completions",
-        &chat("[[block]] this", false),
-    )
-    .await;
+    let (status, body) = gateway
+        .post_json("/v1/chat/completions", &chat("[[block]] this", false))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let error = json_of(&body);
     assert_eq!(error["error"]["code"], "content_filter", "{error}");
@@ -340,21 +309,18 @@ async fn gemini_errors_and_blocks_answer_in_the_callers_format() {
             .is_some_and(|m| m.contains("blockReason SAFETY")),
         "{error}"
     );
-    let (status, body) = post(
-        &gateway,
-        "/v1/chat/completions",
-        &chat("[[block]] this", true),
-    )
-    .await;
+    let (status, body) = gateway
+        .post_json("/v1/chat/completions", &chat("[[block]] this", true))
+        .await;
     assert_eq!(status, StatusCode::OK, "the stream had started: {body}");
-    let events = payloads(&body);
+    let events = sse_payloads(&body);
     assert_eq!(events[0]["error"]["type"], "content_filter", "{body}");
     assert_eq!(events.last(), Some(&json!("[DONE]")));
 
     // Google answers a wrong key with 400 INVALID_ARGUMENT: passed on, in OpenAI's format.
     let mut wrong = chat("hi", false);
     wrong["model"] = json!("wrong/gemini-2.5-flash");
-    let (status, body) = post(&gateway, "/v1/chat/completions", &wrong).await;
+    let (status, body) = gateway.post_json("/v1/chat/completions", &wrong).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let error = json_of(&body);
     assert!(
@@ -368,9 +334,7 @@ async fn gemini_errors_and_blocks_answer_in_the_callers_format() {
     // 429, in Anthropic's format for an Anthropic caller.
     mock.configure(json!({"fail_next": 1, "fail_statuses": [429]}))
         .await;
-    let (status, body) = post(
-        &gateway,
-        "/anthropic/v1/messages",
+    let (status, body) = gateway.post_json("/anthropic/v1/messages",
         &json!({"model": MODEL, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}),
     )
     .await;

@@ -8,12 +8,14 @@ use serde_json::{Map, Value};
 use crate::cluster::transport::GossipSeal;
 use crate::config::load::Format;
 use crate::config::{parse_config, PeersFile};
+use crate::providers::eventstream::EventStreamDecoder;
 use crate::providers::sse::{write_event, SseEvent, SseParser, StreamTranslator};
 use crate::providers::translate::{
-    chat_request_to_gemini, chat_request_to_messages, chat_response_to_messages,
-    embeddings_request_to_gemini, gemini_embeddings_to_openai, gemini_response_to_chat,
-    messages_request_to_chat, messages_response_to_chat, upstream_error_message,
-    ChatStreamToMessages, GeminiStreamToChat, MessagesStreamToChat,
+    chat_request_to_converse, chat_request_to_gemini, chat_request_to_messages,
+    chat_response_to_messages, converse_response_to_chat, embeddings_request_to_gemini,
+    gemini_embeddings_to_openai, gemini_response_to_chat, messages_request_to_chat,
+    messages_response_to_chat, upstream_error_message, ChatStreamToMessages, ConverseStreamToChat,
+    GeminiStreamToChat, MessagesStreamToChat,
 };
 
 /// A fuzz target: arbitrary bytes in, a panic on a broken property.
@@ -72,6 +74,7 @@ pub fn translate_json(data: &[u8]) {
     let _ = messages_response_to_chat(&value).map(|v| chat_response_to_messages(&v));
     let _ = gemini_response_to_chat(&value, "fuzz-model").map(|v| chat_response_to_messages(&v));
     let _ = gemini_embeddings_to_openai(&value, "fuzz-model", true);
+    let _ = converse_response_to_chat(&value, "fuzz-model").map(|v| chat_response_to_messages(&v));
     let Value::Object(mut body) = value else {
         return;
     };
@@ -99,21 +102,23 @@ pub fn translate_json(data: &[u8]) {
         chat_request_to_gemini,
     );
     let _ = chat_request_to_gemini(&body, &model);
+    let _ = chat_request_to_converse(&body, &model);
     let _ = embeddings_request_to_gemini(&body, &model);
 }
 
 /// Upstream SSE bytes, split into chunks at arbitrary points, through the parser and every
-/// stream translator. The first byte picks the chunk length and `include_usage`.
+/// stream translator; and the same bytes as AWS event-stream frames. The first byte picks the chunk length and `include_usage`.
 pub fn translate_sse(data: &[u8]) {
     let Some((&control, stream)) = data.split_first() else {
         return;
     };
     let chunk_len = usize::from(control & 0x3f) + 1;
     let include_usage = control & 0x40 != 0;
-    let translators: [Box<dyn StreamTranslator>; 3] = [
+    let translators: [Box<dyn StreamTranslator>; 4] = [
         Box::new(ChatStreamToMessages::new()),
         Box::new(MessagesStreamToChat::new(include_usage)),
         Box::new(GeminiStreamToChat::new(include_usage)),
+        Box::new(ConverseStreamToChat::new(include_usage)),
     ];
     let whole = events_in(stream, stream.len().max(1));
     assert_eq!(
@@ -145,6 +150,33 @@ pub fn translate_sse(data: &[u8]) {
             "one event written, the same one read"
         );
     }
+    // The same bytes as AWS event-stream frames (Bedrock): decoding is boundary-independent,
+    // and whatever it yields goes through the Converse translator.
+    let frames = |chunk_len: usize| {
+        let mut decoder = EventStreamDecoder::default();
+        let mut events = Vec::new();
+        for chunk in stream.chunks(chunk_len) {
+            decoder.push(chunk, &mut events);
+        }
+        decoder.finish(&mut events);
+        events
+    };
+    let decoded = frames(stream.len().max(1));
+    assert_eq!(
+        frames(chunk_len),
+        decoded,
+        "chunk boundaries must not change the frames"
+    );
+    let mut translator = ConverseStreamToChat::new(include_usage);
+    let mut out = Vec::new();
+    for event in decoded {
+        translator.on_event(event, &mut out);
+    }
+    translator.finish(&mut out);
+    assert!(
+        out.ends_with(b"\n\n"),
+        "translator output must end with a complete event"
+    );
 }
 
 fn events_in(stream: &[u8], chunk_len: usize) -> Vec<SseEvent> {

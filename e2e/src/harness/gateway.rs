@@ -150,6 +150,18 @@ impl Gateway {
             .status()
     }
 
+    /// `POST {path}` with JSON `body`: the status and the body text.
+    pub async fn post_json(&self, path: &str, body: &Value) -> (reqwest::StatusCode, String) {
+        let response = reqwest::Client::new()
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("answered");
+        let status = response.status();
+        (status, response.text().await.unwrap_or_default())
+    }
+
     /// The first budget's spend this period, from `GET /api/governance/usage`.
     pub async fn first_budget_usage(&self) -> f64 {
         let usage: Value = reqwest::get(self.url("/api/governance/usage"))

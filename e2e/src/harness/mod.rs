@@ -28,7 +28,7 @@ pub use mock::MockProvider;
 pub use output::Output;
 pub use ports::{free_tcp_ports, free_udp_and_tcp_ports, free_udp_ports};
 pub use postgres::{postgres_store, stored_budget_usage};
-pub use sse::{parse_sse, sse_events};
+pub use sse::{parse_sse, sse_events, sse_payloads};
 pub use wait::{wait_until, Deadline};
 
 /// How long a process may take to announce its address.
@@ -95,6 +95,11 @@ pub fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// `text` as JSON, or a panic showing it.
+pub fn json_of(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|error| panic!("{error}: {text}"))
 }
 
 /// A config with one OpenAI-format provider `openai` and one Anthropic-format provider

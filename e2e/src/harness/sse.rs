@@ -30,3 +30,11 @@ pub fn parse_sse(body: &str) -> Vec<(Option<String>, String)> {
         })
         .collect()
 }
+
+/// The JSON payloads of SSE text, `[DONE]` (or anything else that is not JSON) as a string.
+pub fn sse_payloads(body: &str) -> Vec<serde_json::Value> {
+    parse_sse(body)
+        .into_iter()
+        .map(|(_, data)| serde_json::from_str(&data).unwrap_or(serde_json::Value::String(data)))
+        .collect()
+}

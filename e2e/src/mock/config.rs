@@ -1,5 +1,7 @@
 //! Start-up configuration of the mock provider: command-line flags, also readable from `MOCK_*`.
 
+use std::fmt;
+
 use clap::builder::TypedValueParser as _;
 use clap::Args;
 
@@ -56,6 +58,13 @@ pub struct MockConfig {
     #[arg(long = "require-key", env = "MOCK_REQUIRE_KEY", value_delimiter = ',')]
     pub require_keys: Vec<String>,
 
+    /// AWS access key whose SigV4 signatures the Bedrock routes accept, as `ACCESS_KEY_ID:SECRET`
+    /// (repeatable or comma-separated). With any of these or `--require-key`, a Bedrock request
+    /// must be signed by one of them or carry one of the keys as a bearer token.
+    #[arg(long = "aws-credentials", env = "MOCK_AWS_CREDENTIALS", value_delimiter = ',',
+          value_parser = parse_aws_credential)]
+    pub aws_credentials: Vec<AwsCredential>,
+
     /// Length of embedding vectors when the request does not set `dimensions`.
     #[arg(long, env = "MOCK_EMBEDDING_DIMS", default_value_t = DEFAULT_EMBEDDING_DIMS,
           value_parser = clap::value_parser!(u64).range(1..=MAX_EMBEDDING_DIMS as u64).map(|dims| dims as usize))]
@@ -81,9 +90,36 @@ impl Default for MockConfig {
                 .filter_map(|code| code.parse().ok())
                 .collect(),
             require_keys: Vec::new(),
+            aws_credentials: Vec::new(),
             embedding_dims: DEFAULT_EMBEDDING_DIMS,
             models: DEFAULT_MODELS.split(',').map(str::to_owned).collect(),
         }
+    }
+}
+
+/// An AWS access key pair of `--aws-credentials`; `Debug` leaves the secret out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AwsCredential {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl fmt::Debug for AwsCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AwsCredential")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `ACCESS_KEY_ID:SECRET`, split at the first `:`; both parts must be non-empty.
+fn parse_aws_credential(value: &str) -> Result<AwsCredential, String> {
+    match value.trim().split_once(':') {
+        Some((id, secret)) if !id.is_empty() && !secret.is_empty() => Ok(AwsCredential {
+            access_key_id: id.to_owned(),
+            secret_access_key: secret.to_owned(),
+        }),
+        _ => Err("expected ACCESS_KEY_ID:SECRET".to_owned()),
     }
 }
 
@@ -121,6 +157,34 @@ mod tests {
         .expect("flags parse");
         assert_eq!(cli.mock.fail_statuses, [429, 503]);
         assert_eq!(cli.mock.require_keys, ["k1", "k2", "k3"]);
+    }
+
+    #[test]
+    fn aws_credentials_split_at_the_first_colon_and_hide_the_secret() {
+        let cli = Cli::try_parse_from([
+            "mock-provider",
+            "--aws-credentials",
+            "AKID1:s3cr/et+1,AKID2:two",
+            "--aws-credentials",
+            "AKID3:a:b",
+        ])
+        .expect("flags parse");
+        let ids: Vec<&str> = cli
+            .mock
+            .aws_credentials
+            .iter()
+            .map(|credential| credential.access_key_id.as_str())
+            .collect();
+        assert_eq!(ids, ["AKID1", "AKID2", "AKID3"]);
+        assert_eq!(cli.mock.aws_credentials[0].secret_access_key, "s3cr/et+1");
+        assert_eq!(cli.mock.aws_credentials[2].secret_access_key, "a:b");
+        assert!(!format!("{:?}", cli.mock.aws_credentials).contains("s3cr"));
+        for bad in ["AKID", "AKID:", ":secret"] {
+            assert!(
+                Cli::try_parse_from(["mock-provider", "--aws-credentials", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

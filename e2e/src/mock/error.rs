@@ -2,9 +2,11 @@
 
 use std::borrow::Cow;
 
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+
+use super::sigv4;
 
 /// The provider API a route imitates; decides where the key is read and how errors look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,12 +18,17 @@ pub enum Wire {
     /// Google's Gemini API: the key in `x-goog-api-key` (the `?key=` query form is moved into
     /// that header by the Gemini routes), errors as `google.rpc.Status`.
     Gemini,
+    /// AWS Bedrock Runtime: SigV4-signed requests (the key is the access key id of the
+    /// credential) or a Bedrock API key as a bearer token; errors as `{"message"}` with the type
+    /// in `x-amzn-ErrorType`.
+    Bedrock,
 }
 
 impl Wire {
     /// The API key the request carries: `Authorization: Bearer` for OpenAI; `x-api-key` for
-    /// Anthropic, or a bearer token as newer Anthropic SDKs send; `x-goog-api-key` for Gemini.
-    /// Empty when absent or not visible ASCII.
+    /// Anthropic, or a bearer token as newer Anthropic SDKs send; `x-goog-api-key` for Gemini;
+    /// the bearer token or the SigV4 credential's access key id for Bedrock. Empty when absent
+    /// or not visible ASCII.
     pub fn api_key(self, headers: &HeaderMap) -> &str {
         let x_api_key = || {
             headers
@@ -38,6 +45,10 @@ impl Wire {
             Wire::Gemini => headers
                 .get(GEMINI_KEY_HEADER)
                 .and_then(|value| value.to_str().ok()),
+            Wire::Bedrock => bearer_token(headers).or_else(|| {
+                let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+                Some(sigv4::Authorization::parse(value).ok()?.access_key_id)
+            }),
         };
         key.unwrap_or("")
     }
@@ -54,6 +65,15 @@ const GEMINI_KEY_MISSING: &str = "Method doesn't allow unregistered callers (cal
      established identity). Please use API Key or other form of API consumer identity to call \
      this API.";
 
+/// The header AWS names an error's type in (boto3 reads the error code from it).
+pub const AWS_ERROR_TYPE_HEADER: HeaderName = HeaderName::from_static("x-amzn-errortype");
+
+/// AWS's answer to a request without any credentials (403 `MissingAuthenticationTokenException`).
+const BEDROCK_KEY_MISSING: &str = "Missing Authentication Token";
+
+/// Bedrock's answer to a bearer token that is not a valid API key (403).
+const BEDROCK_KEY_INVALID: &str = "Authentication failed: Please make sure your API Key is valid.";
+
 fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
@@ -61,20 +81,37 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// A failed request: the status and a human-readable message; the error `type` follows from the
-/// status and the wire.
+/// status and the wire, unless `kind` names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,
     pub message: Cow<'static, str>,
+    /// AWS's error type when it is not the status's (Bedrock's authentication failures are all
+    /// 403s of different types); the other wires ignore it.
+    pub kind: Option<&'static str>,
 }
 
 impl ApiError {
+    /// An error of `status` whose type follows from the status.
+    pub fn new(status: StatusCode, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            kind: None,
+        }
+    }
+
+    /// 403 of AWS's type `kind`: how AWS answers requests it cannot authenticate.
+    pub fn aws_forbidden(kind: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            kind: Some(kind),
+            ..Self::new(StatusCode::FORBIDDEN, message)
+        }
+    }
+
     /// 400: the request body is not what the API accepts.
     pub fn invalid_request(message: impl Into<Cow<'static, str>>) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            message: message.into(),
-        }
+        Self::new(StatusCode::BAD_REQUEST, message)
     }
 
     /// 400: the body is not JSON or does not have the fields the API requires.
@@ -84,42 +121,44 @@ impl ApiError {
 
     /// The key is missing or not one of `--require-key`: 401, except on Gemini, where Google
     /// answers a wrong key with 400 `INVALID_ARGUMENT` ("API key not valid") and a missing one
-    /// with 403 `PERMISSION_DENIED`.
+    /// with 403 `PERMISSION_DENIED`, and on Bedrock, where a missing one is AWS's 403
+    /// `MissingAuthenticationTokenException` and a wrong API key a 403 `AccessDeniedException`.
     pub fn unauthorized(wire: Wire, key: &str) -> Self {
         let (status, message) = match (wire, key.is_empty()) {
             (Wire::Gemini, true) => (StatusCode::FORBIDDEN, GEMINI_KEY_MISSING),
             (Wire::Gemini, false) => (StatusCode::BAD_REQUEST, GEMINI_KEY_INVALID),
+            (Wire::Bedrock, true) => {
+                return Self::aws_forbidden(
+                    "MissingAuthenticationTokenException",
+                    BEDROCK_KEY_MISSING,
+                )
+            }
+            (Wire::Bedrock, false) => (StatusCode::FORBIDDEN, BEDROCK_KEY_INVALID),
             (_, true) => (StatusCode::UNAUTHORIZED, "mock: no API key provided"),
             (_, false) => (StatusCode::UNAUTHORIZED, "mock: invalid API key"),
         };
-        Self {
-            status,
-            message: Cow::Borrowed(message),
-        }
+        Self::new(status, message)
     }
 
     /// 404 with `message`.
     pub fn not_found(message: impl Into<Cow<'static, str>>) -> Self {
-        Self {
-            status: StatusCode::NOT_FOUND,
-            message: message.into(),
-        }
+        Self::new(StatusCode::NOT_FOUND, message)
     }
 
     /// A failure injected by `--fail-percent` or `fail_next`.
     pub fn injected(status: StatusCode) -> Self {
-        Self {
+        Self::new(
             status,
-            message: Cow::Owned(format!("mock: injected failure ({})", status.as_u16())),
-        }
+            format!("mock: injected failure ({})", status.as_u16()),
+        )
     }
 
     /// 500: the mock could not encode its own response (a bug in the mock).
-    pub fn encoding(error: serde_json::Error) -> Self {
-        Self {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            message: Cow::Owned(format!("mock: failed to encode the response: {error}")),
-        }
+    pub fn encoding(error: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("mock: failed to encode the response: {error}"),
+        )
     }
 
     /// The response body and status in `wire`'s error format.
@@ -134,6 +173,11 @@ impl ApiError {
                 "error": {"type": anthropic_kind(self.status), "message": self.message},
             }),
             Wire::Gemini => self.google_status(),
+            Wire::Bedrock => {
+                let kind = self.kind.unwrap_or_else(|| bedrock_kind(self.status));
+                let body = axum::Json(json!({ "message": self.message }));
+                return (self.status, [(AWS_ERROR_TYPE_HEADER, kind)], body).into_response();
+            }
         };
         (self.status, axum::Json(body)).into_response()
     }
@@ -172,6 +216,21 @@ fn google_code(status: StatusCode) -> &'static str {
         504 => "DEADLINE_EXCEEDED",
         500.. => "INTERNAL",
         _ => "INVALID_ARGUMENT",
+    }
+}
+
+/// Bedrock Runtime's error type for a status, as its API reference lists them (424 is a model
+/// error, 408 a model timeout).
+fn bedrock_kind(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        403 => "AccessDeniedException",
+        404 => "ResourceNotFoundException",
+        408 => "ModelTimeoutException",
+        424 => "ModelErrorException",
+        429 => "ThrottlingException",
+        503 => "ServiceUnavailableException",
+        500.. => "InternalServerException",
+        _ => "ValidationException",
     }
 }
 
@@ -273,6 +332,63 @@ mod tests {
             assert_eq!(rendered["error"]["status"], name, "{status}");
             assert!(rendered["error"].get("details").is_none());
         }
+    }
+
+    #[test]
+    fn bedrock_key_is_the_bearer_token_or_the_sigv4_access_key_id() {
+        let signed = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240101/us-east-1/bedrock/\
+                      aws4_request, SignedHeaders=host;x-amz-date, Signature=abc";
+        let mut sigv4 = HeaderMap::new();
+        sigv4.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(signed).expect("ASCII"),
+        );
+        assert_eq!(Wire::Bedrock.api_key(&sigv4), "AKIDEXAMPLE");
+        assert_eq!(Wire::OpenAi.api_key(&sigv4), "");
+        assert_eq!(
+            Wire::Bedrock.api_key(&headers("authorization", "Bearer bk-1")),
+            "bk-1"
+        );
+    }
+
+    #[tokio::test]
+    async fn bedrock_errors_name_their_type_in_a_header() {
+        let rendered = |error: ApiError| {
+            let response = error.render(Wire::Bedrock);
+            let kind = response
+                .headers()
+                .get(AWS_ERROR_TYPE_HEADER)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned);
+            (response.status().as_u16(), kind)
+        };
+        for (status, kind) in [
+            (400, "ValidationException"),
+            (403, "AccessDeniedException"),
+            (404, "ResourceNotFoundException"),
+            (408, "ModelTimeoutException"),
+            (424, "ModelErrorException"),
+            (429, "ThrottlingException"),
+            (500, "InternalServerException"),
+            (503, "ServiceUnavailableException"),
+        ] {
+            let status = StatusCode::from_u16(status).expect("valid status");
+            let (code, named) = rendered(ApiError::injected(status));
+            assert_eq!((code, named.as_deref()), (status.as_u16(), Some(kind)));
+        }
+        let (code, named) = rendered(ApiError::unauthorized(Wire::Bedrock, ""));
+        assert_eq!(
+            (code, named.as_deref()),
+            (403, Some("MissingAuthenticationTokenException"))
+        );
+        let response = ApiError::unauthorized(Wire::Bedrock, "").render(Wire::Bedrock);
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body reads");
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&body).expect("JSON"),
+            json!({"message": "Missing Authentication Token"})
+        );
     }
 
     #[test]

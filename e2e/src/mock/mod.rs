@@ -1,5 +1,5 @@
-//! A mock LLM provider speaking the OpenAI, Anthropic, Azure OpenAI and Google Gemini (v1beta)
-//! wire formats, for tests and benchmarks.
+//! A mock LLM provider speaking the OpenAI, Anthropic, Azure OpenAI, Google Gemini (v1beta) and
+//! AWS Bedrock Runtime (Converse, ConverseStream, SigV4) wire formats, for tests and benchmarks.
 //!
 //! Replies are deterministic (`mock reply to: <last user text>`), latency and failures can be
 //! injected, and `/mock/*` endpoints let tests read counters and change behaviour at run time.
@@ -7,6 +7,7 @@
 
 mod anthropic;
 mod azure;
+mod bedrock;
 mod config;
 mod control;
 mod embeddings;
@@ -16,10 +17,11 @@ mod knobs;
 mod models;
 mod openai;
 mod prompt;
+mod sigv4;
 mod sse;
 mod stats;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -35,7 +37,7 @@ use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 
-pub use config::MockConfig;
+pub use config::{AwsCredential, MockConfig};
 
 use error::{ApiError, Wire};
 use knobs::{Knobs, Pace};
@@ -52,6 +54,8 @@ const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 #[derive(Debug)]
 pub struct MockState {
     require_keys: HashSet<String>,
+    /// `--aws-credentials`: secret access keys by access key id.
+    aws_credentials: HashMap<String, String>,
     embedding_dims: usize,
     models: ModelLists,
     knobs: Knobs,
@@ -64,6 +68,16 @@ impl MockState {
     pub fn new(config: &MockConfig) -> Self {
         Self {
             require_keys: config.require_keys.iter().cloned().collect(),
+            aws_credentials: config
+                .aws_credentials
+                .iter()
+                .map(|credential| {
+                    (
+                        credential.access_key_id.clone(),
+                        credential.secret_access_key.clone(),
+                    )
+                })
+                .collect(),
             embedding_dims: config.embedding_dims,
             models: ModelLists::new(&config.models),
             knobs: Knobs::new(config),
@@ -72,7 +86,8 @@ impl MockState {
         }
     }
 
-    /// A fresh number for response ids (`chatcmpl-mock-<n>`, `msg_mock_<n>`, `mock-gemini-<n>`).
+    /// A fresh number for response ids (`chatcmpl-mock-<n>`, `msg_mock_<n>`, `mock-gemini-<n>`,
+    /// `tooluse_mock_<n>`).
     fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Relaxed)
     }
@@ -97,13 +112,31 @@ impl MockState {
         respond: impl FnOnce(Pace) -> Result<Response, ApiError>,
     ) -> Response {
         let key = wire.api_key(headers);
+        let checked = self.authenticate(wire, key);
+        self.serve_checked(wire, route, key, checked, respond).await
+    }
+
+    /// [`Self::serve_inference`] for a route that checks its callers itself (Bedrock's SigV4):
+    /// count the request under `key`, then unless `checked` refused it, wait out the latency,
+    /// maybe fail it, and let `respond` answer.
+    async fn serve_checked(
+        &self,
+        wire: Wire,
+        route: Route,
+        key: &str,
+        checked: Result<(), ApiError>,
+        respond: impl FnOnce(Pace) -> Result<Response, ApiError>,
+    ) -> Response {
         self.stats.record(route, key);
-        let response = self.admit(wire, route, key).await.and_then(respond);
+        let response = match checked {
+            Ok(()) => self.admit(route).await.and_then(respond),
+            Err(error) => Err(error),
+        };
         with_key_header(response.unwrap_or_else(|error| error.render(wire)), key)
     }
 
-    async fn admit(&self, wire: Wire, route: Route, key: &str) -> Result<Pace, ApiError> {
-        self.authenticate(wire, key)?;
+    /// The knobs' part of admitting a request: the latency, then maybe an injected failure.
+    async fn admit(&self, route: Route) -> Result<Pace, ApiError> {
         let pace = self.knobs.snapshot();
         if !pace.latency.is_zero() {
             tokio::time::sleep(pace.latency).await;
@@ -137,6 +170,7 @@ fn unix_now() -> u64 {
 
 /// All routes: the provider APIs, `/health` and the `/mock/*` control endpoints. Gemini's
 /// `models/{model}:{method}` calls share one route: axum cannot split a path segment at `:`.
+/// Bedrock's `{modelId}` is one path segment: an ARN comes percent-encoded (`%3A`, `%2F`).
 pub fn router(state: Arc<MockState>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
@@ -159,6 +193,11 @@ pub fn router(state: Arc<MockState>) -> Router {
         .route(
             "/v1beta/models/{call}",
             get(gemini::get_model).post(gemini::call),
+        )
+        .route("/model/{model_id}/converse", post(bedrock::converse))
+        .route(
+            "/model/{model_id}/converse-stream",
+            post(bedrock::converse_stream),
         )
         .merge(control::router())
         .fallback(models::not_found)

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::json;
@@ -81,7 +81,7 @@ pub async fn list_models(State(state): State<Arc<MockState>>, headers: HeaderMap
     let response = match state.authenticate(wire, key) {
         Ok(()) => {
             let body = match wire {
-                Wire::OpenAi | Wire::Azure => state.models.openai.clone(),
+                Wire::OpenAi | Wire::Azure | Wire::Bedrock => state.models.openai.clone(),
                 Wire::Anthropic => state.models.anthropic.clone(),
                 Wire::Gemini => state.models.gemini(),
             };
@@ -93,16 +93,15 @@ pub async fn list_models(State(state): State<Arc<MockState>>, headers: HeaderMap
 }
 
 /// Unknown paths: 404 in the caller's provider format, as the real APIs answer; Google's for
-/// `/v1beta/...` or a request with `x-goog-api-key`.
+/// `/v1beta/...` or a request with `x-goog-api-key`, AWS's for Bedrock's `/model/...`.
 pub async fn not_found(uri: Uri, headers: HeaderMap) -> Response {
     let wire = if uri.path().starts_with("/v1beta/") || headers.contains_key(GEMINI_KEY_HEADER) {
         Wire::Gemini
+    } else if uri.path().starts_with("/model/") {
+        Wire::Bedrock
     } else {
         wire_of(&headers)
     };
-    let error = ApiError {
-        status: StatusCode::NOT_FOUND,
-        message: "mock: unknown path".into(),
-    };
+    let error = ApiError::not_found("mock: unknown path");
     with_key_header(error.render(wire), wire.api_key(&headers))
 }

@@ -68,29 +68,33 @@ impl SseStream {
     /// A `text/event-stream` response that sends each event as its own body frame, waiting
     /// `delay` before every paused one.
     pub fn into_response(self, delay: Duration) -> Response {
-        let body = if delay.is_zero() {
-            let frames = self
-                .events
-                .into_iter()
-                .map(|(event, _)| Ok::<_, Infallible>(event));
-            Body::from_stream(stream::iter(frames))
-        } else {
-            Body::from_stream(
-                stream::iter(self.events).then(move |(event, paused)| async move {
-                    if paused {
-                        tokio::time::sleep(delay).await;
-                    }
-                    Ok::<_, Infallible>(event)
-                }),
-            )
-        };
         (
             [
                 (CONTENT_TYPE, "text/event-stream"),
                 (CACHE_CONTROL, "no-cache"),
             ],
-            body,
+            paced_body(self.events, delay),
         )
             .into_response()
+    }
+}
+
+/// A body that sends each frame as its own body frame, waiting `delay` before every one marked
+/// as paused (SSE events, Bedrock's event-stream messages).
+pub fn paced_body(frames: Vec<(Bytes, bool)>, delay: Duration) -> Body {
+    if delay.is_zero() {
+        let frames = frames
+            .into_iter()
+            .map(|(frame, _)| Ok::<_, Infallible>(frame));
+        Body::from_stream(stream::iter(frames))
+    } else {
+        Body::from_stream(
+            stream::iter(frames).then(move |(frame, paused)| async move {
+                if paused {
+                    tokio::time::sleep(delay).await;
+                }
+                Ok::<_, Infallible>(frame)
+            }),
+        )
     }
 }

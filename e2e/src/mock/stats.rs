@@ -16,10 +16,12 @@ pub enum Route {
     GeminiStreamGenerateContent,
     GeminiEmbedContent,
     GeminiBatchEmbedContents,
+    BedrockConverse,
+    BedrockConverseStream,
 }
 
 impl Route {
-    const ALL: [Route; 7] = [
+    const ALL: [Route; 9] = [
         Route::ChatCompletions,
         Route::Embeddings,
         Route::Messages,
@@ -27,9 +29,12 @@ impl Route {
         Route::GeminiStreamGenerateContent,
         Route::GeminiEmbedContent,
         Route::GeminiBatchEmbedContents,
+        Route::BedrockConverse,
+        Route::BedrockConverseStream,
     ];
 
-    /// The route's URL path; Gemini's with `{model}` for the model in it.
+    /// The route's URL path; Gemini's with `{model}` for the model in it, Bedrock's with
+    /// `{modelId}`.
     pub fn path(self) -> &'static str {
         match self {
             Route::ChatCompletions => "/v1/chat/completions",
@@ -39,12 +44,14 @@ impl Route {
             Route::GeminiStreamGenerateContent => "/v1beta/models/{model}:streamGenerateContent",
             Route::GeminiEmbedContent => "/v1beta/models/{model}:embedContent",
             Route::GeminiBatchEmbedContents => "/v1beta/models/{model}:batchEmbedContents",
+            Route::BedrockConverse => "/model/{modelId}/converse",
+            Route::BedrockConverseStream => "/model/{modelId}/converse-stream",
         }
     }
 
     /// Whether `by_route` lists the route while its count is 0: the OpenAI and Anthropic routes
-    /// always are, Gemini's only once used, so the view of a test that never speaks Gemini stays
-    /// as it was.
+    /// always are, Gemini's and Bedrock's only once used, so the view of a test that never speaks
+    /// them stays as it was.
     fn listed_when_unused(self) -> bool {
         matches!(
             self,
@@ -61,6 +68,7 @@ pub struct Stats {
     by_key: Mutex<HashMap<String, u64>>,
     by_deployment: Mutex<HashMap<String, u64>>,
     by_model: Mutex<HashMap<String, u64>>,
+    by_region: Mutex<HashMap<String, u64>>,
 }
 
 /// The counters as `GET /mock/stats` reports them.
@@ -71,8 +79,10 @@ pub struct StatsView {
     pub by_key: BTreeMap<String, u64>,
     /// Azure requests by the deployment in their path.
     pub by_deployment: BTreeMap<String, u64>,
-    /// Gemini requests by the model in their path.
+    /// Gemini and Bedrock requests by the model in their path (Bedrock's percent-decoded).
     pub by_model: BTreeMap<String, u64>,
+    /// Bedrock requests by the region of their SigV4 credential scope.
+    pub by_region: BTreeMap<String, u64>,
     pub failures_injected: u64,
 }
 
@@ -97,9 +107,14 @@ impl Stats {
         count_in(&self.by_deployment, deployment);
     }
 
-    /// Counts one Gemini request for `model`.
+    /// Counts one Gemini or Bedrock request for `model`.
     pub fn record_model(&self, model: &str) {
         count_in(&self.by_model, model);
+    }
+
+    /// Counts one Bedrock request signed for `region`.
+    pub fn record_region(&self, region: &str) {
+        count_in(&self.by_region, region);
     }
 
     /// Counts one injected failure.
@@ -117,7 +132,7 @@ impl Stats {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
-        for by in [&self.by_deployment, &self.by_model] {
+        for by in [&self.by_deployment, &self.by_model, &self.by_region] {
             by.lock().unwrap_or_else(PoisonError::into_inner).clear();
         }
     }
@@ -140,6 +155,7 @@ impl Stats {
                 .collect(),
             by_deployment: sorted(&self.by_deployment),
             by_model: sorted(&self.by_model),
+            by_region: sorted(&self.by_region),
             failures_injected: self.failures_injected.load(Relaxed),
         }
     }

@@ -120,11 +120,15 @@ const PROVIDERS: &[(&str, KnownProvider)] = &[
             addressing: Addressing::Azure,
         }),
     ),
+    // No provider-wide address: each key's region names its endpoint (or base_url).
     (
         "bedrock",
-        KnownProvider::NotSpoken {
-            api: "AWS Bedrock's Converse API (SigV4-signed)",
-        },
+        KnownProvider::Speaks(Endpoint {
+            kind: ProviderKind::Bedrock,
+            base_url: "",
+            api_prefix: "",
+            addressing: Addressing::Standard,
+        }),
     ),
     (
         "bedrock_mantle",
@@ -206,7 +210,10 @@ mod tests {
         for (name, provider) in PROVIDERS {
             assert!(seen.insert(name), "{name} twice");
             if let KnownProvider::Speaks(endpoint) = provider {
-                if endpoint.addressing == Addressing::Azure {
+                // Azure's keys name their resources, Bedrock's their regions.
+                if endpoint.addressing == Addressing::Azure
+                    || endpoint.kind == ProviderKind::Bedrock
+                {
                     continue;
                 }
                 assert!(
@@ -224,7 +231,7 @@ mod tests {
     }
 
     #[test]
-    fn perplexity_has_no_version_segment_and_bedrock_is_not_spoken() {
+    fn perplexity_has_no_version_segment_and_vertex_is_not_spoken() {
         assert_eq!(endpoint("perplexity").map(|e| e.api_prefix), Some(""));
         assert_eq!(endpoint("xai").map(|e| e.api_prefix), Some("/v1"));
         assert_eq!(
@@ -232,9 +239,13 @@ mod tests {
             Some(Addressing::Azure)
         );
         assert!(matches!(
-            lookup("bedrock"),
+            lookup("vertex"),
             Some(KnownProvider::NotSpoken { .. })
         ));
+        assert_eq!(
+            endpoint("bedrock").map(|e| e.kind),
+            Some(ProviderKind::Bedrock)
+        );
         assert_eq!(lookup("my-llm"), None);
         assert!(spoken_names().contains("cerebras"));
     }

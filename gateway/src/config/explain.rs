@@ -140,9 +140,9 @@ const NOT_READ: &[(&str, &str)] = &[
         "header limits are the listener's own (server.*)",
     ),
     ("use_for_batch_api", "no batch API"),
+    ("batch_s3_config", "no batch API"),
     ("blacklisted_models", "per-key blacklists are not read"),
     ("plugins", "only the governance plugin means something here"),
-    ("bedrock_key_config", "Bedrock is not spoken yet"),
     (
         "bedrock_mantle_key_config",
         "Bedrock Mantle is not spoken yet",

@@ -37,9 +37,9 @@ pub use load::{parse_config, LoadedConfig};
 pub use peers::{PeerEndpoint, PeersFile, PEERS_FILE_NAME, PEERS_FILE_VERSION};
 pub use period::Period;
 pub use providers::{
-    AzureKeyConfig, CircuitBreakerConfig, ConcurrencyConfig, CustomProviderConfig, KeyConfig,
-    NetworkConfig, ProviderConfig, ProviderKind, ProxyConfig, ProxyType, SelfHostedKey,
-    SERVED_REQUEST_TYPES,
+    AzureKeyConfig, BedrockKeyConfig, CircuitBreakerConfig, ConcurrencyConfig,
+    CustomProviderConfig, KeyConfig, NetworkConfig, ProviderConfig, ProviderKind, ProxyConfig,
+    ProxyType, SelfHostedKey, SERVED_REQUEST_TYPES,
 };
 pub use store::{ConfigStoreConfig, StoreConnectionConfig, StoreType};
 pub use validate::parse_cidr;

@@ -109,6 +109,90 @@ pub struct KeyConfig {
     /// Bifrost's Azure OpenAI key: the resource and its deployments (required for `azure`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub azure_key_config: Option<AzureKeyConfig>,
+    /// Bifrost's AWS Bedrock key: IAM credentials and region (for `bedrock`; a key with only
+    /// `value` is a Bedrock API key, sent as a bearer token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bedrock_key_config: Option<BedrockKeyConfig>,
+}
+
+/// AWS credentials and addressing for Bedrock (Bifrost's `bedrock_key_config`); requests are
+/// SigV4-signed with them.
+#[derive(Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct BedrockKeyConfig {
+    /// Access key id (`env.AWS_ACCESS_KEY_ID`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key: Option<String>,
+    /// Secret access key (`env.AWS_SECRET_ACCESS_KEY`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key: Option<String>,
+    /// Session token of temporary credentials (`env.AWS_SESSION_TOKEN`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token: Option<String>,
+    /// AWS region (`us-east-1` when unset): the endpoint
+    /// `https://bedrock-runtime.{region}.amazonaws.com` and the signature's scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// ARN prefix of inference profiles or provisioned models: the model id sent is
+    /// `{arn}/{deployment}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    /// Model id (or inference profile) per model name; a model not listed is its own id. The
+    /// key serves these models besides its `models`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub deployments: BTreeMap<String, String>,
+    /// IAM role to assume (STS AssumeRole): not supported yet, refused by validation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    /// External id for AssumeRole (not supported yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// Session name for AssumeRole (not supported yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_name: Option<String>,
+}
+
+impl BedrockKeyConfig {
+    /// The region when none is configured (Bifrost's default too).
+    pub const DEFAULT_REGION: &'static str = "us-east-1";
+
+    /// The configured region or the default.
+    pub fn region(&self) -> &str {
+        self.region.as_deref().unwrap_or(Self::DEFAULT_REGION)
+    }
+
+    /// The Bedrock Runtime endpoint of the key's region.
+    pub fn runtime_url(&self) -> String {
+        format!("https://bedrock-runtime.{}.amazonaws.com", self.region())
+    }
+
+    /// The model id sent for `model`: its deployment (or itself), under `arn` when set.
+    pub fn model_id(&self, model: &str) -> String {
+        let deployment = self.deployments.get(model).map_or(model, String::as_str);
+        match &self.arn {
+            Some(arn) => format!("{}/{deployment}", arn.trim_end_matches('/')),
+            None => deployment.to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for BedrockKeyConfig {
+    // Secrets never reach logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BedrockKeyConfig")
+            .field("access_key", &self.access_key)
+            .field(
+                "secret_key",
+                &self.secret_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("region", &self.region)
+            .field("arn", &self.arn)
+            .field("deployments", &self.deployments)
+            .finish()
+    }
 }
 
 /// An Azure OpenAI resource (Bifrost's `azure_key_config`).
@@ -177,14 +261,19 @@ impl KeyConfig {
     }
 
     /// The models the key serves: `models`, a self-hosted server's `model_name` and an Azure
-    /// resource's deployed models.
+    /// resource's or a Bedrock key's deployed models.
     pub fn served_models(&self) -> Vec<String> {
         let mut models = self.models.clone();
         let named = self.self_hosted().and_then(|(_, s)| s.model_name.clone());
         let deployed = self
             .azure_key_config
             .iter()
-            .flat_map(|azure| azure.deployments.keys().cloned());
+            .flat_map(|azure| azure.deployments.keys().cloned())
+            .chain(
+                self.bedrock_key_config
+                    .iter()
+                    .flat_map(|bedrock| bedrock.deployments.keys().cloned()),
+            );
         for name in named.into_iter().chain(deployed) {
             if !models.contains(&name) {
                 models.push(name);
@@ -419,6 +508,8 @@ pub enum ProviderKind {
     Anthropic,
     /// Google's Gemini API (`models/{model}:generateContent`; Google AI Studio).
     Gemini,
+    /// AWS Bedrock Runtime's Converse API (`/model/{modelId}/converse`), SigV4-signed.
+    Bedrock,
 }
 
 impl ProviderKind {
@@ -428,6 +519,7 @@ impl ProviderKind {
             ProviderKind::Openai => "openai",
             ProviderKind::Anthropic => "anthropic",
             ProviderKind::Gemini => "gemini",
+            ProviderKind::Bedrock => "bedrock",
         }
     }
 }
@@ -569,7 +661,7 @@ mod tests {
             assert_eq!(config.kind("mine"), ProviderKind::Openai, "{base}");
         }
         let refused = serde_json::from_value::<ProviderConfig>(serde_json::json!({
-            "custom_provider_config": {"base_provider_type": "bedrock"}
+            "custom_provider_config": {"base_provider_type": "vertex"}
         }));
         let message = refused.expect_err("not spoken").to_string();
         assert!(

@@ -8,8 +8,8 @@ use super::store::SSL_MODES;
 use super::{
     BudgetConfig, CircuitBreakerConfig, ClientConfig, ClusterConfig, ConcurrencyConfig,
     ConfigStoreConfig, DiscoveryConfig, DiscoveryType, FieldError, GatewayConfig, GossipTuning,
-    GovernanceConfig, KeyConfig, ModelPrice, NetworkConfig, Period, ProviderConfig, ProxyConfig,
-    ProxyType, RateLimitConfig, ServerConfig, StoreType, VirtualKeyConfig,
+    GovernanceConfig, KeyConfig, ModelPrice, NetworkConfig, Period, ProviderConfig, ProviderKind,
+    ProxyConfig, ProxyType, RateLimitConfig, ServerConfig, StoreType, VirtualKeyConfig,
     VirtualKeyProviderConfig, SERVED_REQUEST_TYPES,
 };
 
@@ -307,6 +307,94 @@ fn validate_azure_keys(
     }
 }
 
+/// Bedrock keys are IAM credentials (`bedrock_key_config.access_key` and `secret_key`) or a
+/// Bedrock API key (`value`); other providers' keys must not carry a `bedrock_key_config`.
+fn validate_bedrock_keys(
+    name: &str,
+    provider: &ProviderConfig,
+    bedrock: bool,
+    problems: &mut Vec<FieldError>,
+) {
+    let at = |index: usize, field: &str| format!("providers.{name}.keys[{index}].{field}");
+    if bedrock && provider.keys.is_empty() {
+        problems.push(FieldError::new(
+            format!("providers.{name}.keys"),
+            "a Bedrock provider needs a key: bedrock_key_config with access_key, secret_key and region, or a Bedrock API key as value",
+        ));
+    }
+    for (index, key) in provider.keys.iter().enumerate() {
+        let config = key.bedrock_key_config.as_ref();
+        if !bedrock {
+            if config.is_some() {
+                problems.push(FieldError::new(
+                    at(index, "bedrock_key_config"),
+                    format!("only a Bedrock provider reads it (\"{name}\" is not one)"),
+                ));
+            }
+            continue;
+        }
+        let config = config.cloned().unwrap_or_default();
+        match (&config.access_key, &config.secret_key) {
+            (Some(_), None) => problems.push(FieldError::new(
+                at(index, "bedrock_key_config.secret_key"),
+                "required with access_key",
+            )),
+            (None, Some(_)) => problems.push(FieldError::new(
+                at(index, "bedrock_key_config.access_key"),
+                "required with secret_key",
+            )),
+            (None, None) if key.value.is_empty() => problems.push(FieldError::new(
+                at(index, "bedrock_key_config"),
+                "needs IAM credentials (access_key and secret_key) or a Bedrock API key as the key's value",
+            )),
+            _ => {}
+        }
+        if config.session_token.is_some() && config.access_key.is_none() {
+            problems.push(FieldError::new(
+                at(index, "bedrock_key_config.session_token"),
+                "belongs to temporary IAM credentials: set access_key and secret_key with it",
+            ));
+        }
+        for (field, value) in [
+            ("access_key", &config.access_key),
+            ("secret_key", &config.secret_key),
+            ("session_token", &config.session_token),
+            ("arn", &config.arn),
+        ] {
+            if value
+                .as_ref()
+                .is_some_and(|v| v.is_empty() || !v.bytes().all(|b| b.is_ascii_graphic()))
+            {
+                problems.push(FieldError::new(
+                    at(index, &format!("bedrock_key_config.{field}")),
+                    "must be non-empty printable ASCII without spaces",
+                ));
+            }
+        }
+        if let Some(region) = &config.region {
+            let valid = !region.is_empty()
+                && region
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !valid {
+                problems.push(FieldError::new(
+                    at(index, "bedrock_key_config.region"),
+                    format!("must be an AWS region such as us-east-1 (got \"{region}\")"),
+                ));
+            }
+        }
+        if config.role_arn.is_some()
+            || config.external_id.is_some()
+            || config.session_name.is_some()
+        {
+            problems.push(FieldError::new(
+                at(index, "bedrock_key_config.role_arn"),
+                "STS AssumeRole (role_arn, external_id, session_name) is not supported yet; give the role's credentials as access_key, secret_key and session_token",
+            ));
+        }
+    }
+}
+
 /// A PEM field must hold at least one certificate (the client build parses it fully).
 fn check_pem(problems: &mut Vec<FieldError>, field: String, pem: &Option<String>) {
     if let Some(pem) = pem {
@@ -466,7 +554,7 @@ fn validate_provider(name: &str, provider: &ProviderConfig, problems: &mut Vec<F
         (Some(KnownProvider::NotSpoken { api }), None) => problems.push(FieldError::new(
             format!("providers.{name}"),
             format!(
-                "Bifrost speaks {api} to \"{name}\"; the gateway does not speak it yet (it speaks OpenAI's, Anthropic's and Gemini's formats). Remove this provider, or for an OpenAI-compatible endpoint give it another name with custom_provider_config.base_provider_type \"openai\" and network_config.base_url"
+                "Bifrost speaks {api} to \"{name}\"; the gateway does not speak it yet (it speaks OpenAI's, Anthropic's, Gemini's and Bedrock's formats). Remove this provider, or for an OpenAI-compatible endpoint give it another name with custom_provider_config.base_provider_type \"openai\" and network_config.base_url"
             ),
         )),
         (Some(KnownProvider::NotServed { operations }), None) => problems.push(FieldError::new(
@@ -489,8 +577,10 @@ fn validate_provider(name: &str, provider: &ProviderConfig, problems: &mut Vec<F
         );
     let azure = provider.addressing(name) == catalog::Addressing::Azure;
     validate_azure_keys(name, provider, azure, problems);
+    let bedrock = provider.kind(name) == ProviderKind::Bedrock;
+    validate_bedrock_keys(name, provider, bedrock, problems);
     match provider.base_url(name) {
-        None if refused || azure => {}
+        None if refused || azure || bedrock => {}
         None => problems.push(FieldError::new(
             at("network_config.base_url"),
             format!("required: \"{name}\" is not a provider the gateway knows by name (those are: {}), so say where it lives (e.g. \"https://llm.internal:8000\")", catalog::spoken_names()),

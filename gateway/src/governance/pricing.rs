@@ -87,7 +87,19 @@ impl PricingTable {
 
     /// The price of `model` on `provider`, if known. An exact name beats a prefix; among
     /// prefixes the longest wins; on equal terms a config override beats the shipped table.
+    /// A Bedrock cross-region inference profile (`us.anthropic...`, `eu.`, `apac.`, `global.`)
+    /// costs what its model does.
     pub fn price(&self, provider: &str, model: &str) -> Option<Price> {
+        self.price_of(provider, model).or_else(|| {
+            let (geo, rest) = model.split_once('.')?;
+            let profile = ["us", "eu", "apac", "global", "us-gov", "jp", "au", "ca"];
+            profile
+                .contains(&geo)
+                .then(|| self.price_of(provider, rest))?
+        })
+    }
+
+    fn price_of(&self, provider: &str, model: &str) -> Option<Price> {
         let exact = self.tiers.iter().find_map(|prices| {
             [provider, "*"]
                 .iter()
@@ -204,6 +216,22 @@ mod tests {
             Some(0.5),
             "a `*` override beats a shipped exact entry"
         );
+    }
+
+    #[test]
+    fn bedrock_model_ids_and_cross_region_profiles_are_priced_by_family() {
+        let table = PricingTable::new(&[]);
+        let haiku = table
+            .price("bedrock", "anthropic.claude-3-5-haiku-20241022-v1:0")
+            .expect("priced");
+        assert_eq!(haiku.input, 0.0000008);
+        assert_eq!(
+            table.price("bedrock", "us.anthropic.claude-3-5-haiku-20241022-v1:0"),
+            Some(haiku)
+        );
+        assert!(table
+            .price("bedrock", "xx.anthropic.claude-3-5-haiku")
+            .is_none());
     }
 
     #[test]

@@ -27,9 +27,14 @@ impl TokenUsage {
 struct RawUsage {
     prompt_tokens: Option<u64>,
     completion_tokens: Option<u64>,
+    /// Anthropic's; Bedrock's as `inputTokens` (its cache reads and writes come apart too).
+    #[serde(alias = "inputTokens")]
     input_tokens: Option<u64>,
+    #[serde(alias = "outputTokens")]
     output_tokens: Option<u64>,
+    #[serde(alias = "cacheWriteInputTokens")]
     cache_creation_input_tokens: Option<u64>,
+    #[serde(alias = "cacheReadInputTokens")]
     cache_read_input_tokens: Option<u64>,
     /// Gemini's (cached tokens are part of it).
     #[serde(rename = "promptTokenCount")]
@@ -264,6 +269,28 @@ mod tests {
         let mut unreported = StreamUsage::default();
         unreported.observe(r#"{"candidates":[{"content":{"parts":[{"text":"12345678"}]}}]}"#);
         assert_eq!(unreported.finish(5).completion, 2);
+    }
+
+    #[test]
+    fn bedrock_usage_is_read_from_converse_answers_and_stream_metadata() {
+        let body = br#"{"output":{"message":{"role":"assistant","content":[{"text":"hi"}]}},"stopReason":"end_turn","usage":{"inputTokens":10,"outputTokens":4,"cacheReadInputTokens":5,"cacheWriteInputTokens":2,"totalTokens":21}}"#;
+        assert_eq!(
+            from_json(body),
+            Some(TokenUsage {
+                prompt: 17,
+                completion: 4
+            })
+        );
+        let mut stream = StreamUsage::default();
+        stream.observe(r#"{"contentBlockIndex":0,"delta":{"text":"hello"}}"#);
+        stream.observe(r#"{"usage":{"inputTokens":12,"outputTokens":3,"totalTokens":15},"metrics":{"latencyMs":40}}"#);
+        assert_eq!(
+            stream.finish(99),
+            TokenUsage {
+                prompt: 12,
+                completion: 3
+            }
+        );
     }
 
     #[test]

@@ -293,6 +293,7 @@ async fn respond<R: InferenceRoute>(
                 upstream,
                 translator,
                 tap,
+                translation.framing(),
                 route.dialect(),
                 dispatched.slot,
                 Duration::from_secs(idle),

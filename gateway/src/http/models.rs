@@ -110,8 +110,11 @@ async fn provider_models(client: &reqwest::Client, provider: &Provider) -> Vec<S
     let Some(key) = provider
         .keys
         .first()
-        // Azure lists its models, not its deployments: the configured ones are what it serves.
-        .filter(|key| provider.allows_request("list_models") && key.azure.is_none())
+        // Azure lists its models, not its deployments, and Bedrock lists them on another API
+        // (bedrock, not bedrock-runtime): the configured ones are what they serve.
+        .filter(|key| {
+            provider.allows_request("list_models") && key.azure.is_none() && key.bedrock.is_none()
+        })
     else {
         return configured();
     };
@@ -124,6 +127,9 @@ async fn provider_models(client: &reqwest::Client, provider: &Provider) -> Vec<S
         None,
         &ForwardedHeaders::default(),
     );
+    let Ok(request) = request else {
+        return configured();
+    };
     let fetched = async {
         let response = request.timeout(LIST_TIMEOUT).send().await.ok()?;
         if !response.status().is_success() {

@@ -16,8 +16,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::errors::{Dialect, ErrorBody};
+use super::translation::Framing;
 use crate::governance::usage::StreamUsage;
 use crate::governance::Charge;
+use crate::providers::eventstream::EventStreamDecoder;
 use crate::providers::sse::{write_event, SseEvent, SseParser, StreamTranslator};
 use crate::telemetry::Metrics;
 
@@ -73,7 +75,7 @@ struct StreamState {
     upstream: ByteStream,
     /// Present when events must be looked at (translation or usage); otherwise bytes pass
     /// through untouched.
-    parser: Option<SseParser>,
+    parser: Option<Decoder>,
     translator: Option<Box<dyn StreamTranslator>>,
     tap: Option<UsageTap>,
     dialect: Dialect,
@@ -188,24 +190,55 @@ fn stream_error(dialect: Dialect, message: String) -> Bytes {
     Bytes::from(out)
 }
 
-/// Turn an upstream streaming response into the client's SSE response, marked
-/// [`Streaming`].
+/// How upstream stream bytes become events: SSE, or AWS event-stream messages.
+enum Decoder {
+    Sse(SseParser),
+    AwsEventStream(EventStreamDecoder),
+}
+
+impl Decoder {
+    fn new(framing: Framing) -> Self {
+        match framing {
+            Framing::Sse => Decoder::Sse(SseParser::default()),
+            Framing::AwsEventStream => Decoder::AwsEventStream(EventStreamDecoder::default()),
+        }
+    }
+
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>) {
+        match self {
+            Decoder::Sse(parser) => parser.push(chunk, out),
+            Decoder::AwsEventStream(decoder) => decoder.push(chunk, out),
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<SseEvent>) {
+        match self {
+            Decoder::Sse(parser) => parser.finish(out),
+            Decoder::AwsEventStream(decoder) => decoder.finish(out),
+        }
+    }
+}
+
+/// Turn an upstream streaming response, framed as `framing` says, into the client's SSE
+/// response, marked [`Streaming`].
 pub fn sse_response(
     upstream: reqwest::Response,
     translator: Option<Box<dyn StreamTranslator>>,
     tap: Option<UsageTap>,
+    framing: Framing,
     dialect: Dialect,
     slot: OwnedSemaphorePermit,
     idle_timeout: Duration,
 ) -> Response {
-    let content_type = upstream
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .cloned()
-        .unwrap_or(HeaderValue::from_static("text/event-stream"));
+    // A translated stream is SSE whatever the upstream framed it as.
+    let content_type = match translator {
+        Some(_) => None,
+        None => upstream.headers().get(header::CONTENT_TYPE).cloned(),
+    }
+    .unwrap_or(HeaderValue::from_static("text/event-stream"));
     let state = StreamState {
         upstream: Box::pin(upstream.bytes_stream()),
-        parser: (translator.is_some() || tap.is_some()).then(SseParser::default),
+        parser: (translator.is_some() || tap.is_some()).then(|| Decoder::new(framing)),
         translator,
         tap,
         dialect,

@@ -14,7 +14,7 @@ use crate::config::ProviderKind;
 use crate::error::GatewayError;
 use crate::providers::sse::{SseEvent, SseParser, StreamTranslator};
 use crate::providers::translate::{
-    self, ChatStreamToMessages, GeminiStreamToChat, MessagesStreamToChat,
+    self, ChatStreamToMessages, ConverseStreamToChat, GeminiStreamToChat, MessagesStreamToChat,
 };
 use crate::providers::UpstreamOp;
 use crate::routing::{Target, UpstreamBody};
@@ -73,6 +73,17 @@ pub struct Translation {
     response: Option<ResponseTranslator>,
     /// How a stream comes back; `None`: passed through chunk by chunk.
     stream: Option<StreamTranslatorFor>,
+    /// How the provider frames a stream.
+    framing: Framing,
+}
+
+/// How a provider's stream is framed on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// Server-sent events (`text/event-stream`).
+    Sse,
+    /// AWS event-stream binary messages (Bedrock's `converse-stream`).
+    AwsEventStream,
 }
 
 /// Embeddings passed through as they are (OpenAI's format).
@@ -94,6 +105,7 @@ const OPENAI_ON_OPENAI: Translation = Translation {
     },
     response: None,
     stream: None,
+    framing: Framing::Sse,
 };
 
 /// OpenAI callers on Anthropic providers: Chat Completions carried over Messages.
@@ -104,6 +116,7 @@ const OPENAI_ON_ANTHROPIC: Translation = Translation {
     request: RequestBody::Translated(translate::chat_request_to_messages),
     response: Some(|answer, _| translate::messages_response_to_chat(answer)),
     stream: Some(messages_stream_to_chat),
+    framing: Framing::Sse,
 };
 
 /// OpenAI callers on Gemini: Chat Completions carried over generateContent, embeddings over
@@ -125,6 +138,7 @@ const OPENAI_ON_GEMINI: Translation = Translation {
     request: RequestBody::Translated(translate::chat_request_to_gemini),
     response: Some(|answer, answering| translate::gemini_response_to_chat(answer, answering.model)),
     stream: Some(gemini_stream_to_chat),
+    framing: Framing::Sse,
 };
 
 /// Anthropic callers on OpenAI-format providers: Messages carried over Chat Completions (the
@@ -136,6 +150,7 @@ const ANTHROPIC_ON_OPENAI: Translation = Translation {
     request: RequestBody::Translated(translate::messages_request_to_chat),
     response: Some(|answer, _| translate::chat_response_to_messages(answer)),
     stream: Some(chat_stream_to_messages),
+    framing: Framing::Sse,
 };
 
 /// Anthropic callers on Anthropic providers: everything passes through (Anthropic streams
@@ -149,6 +164,7 @@ const ANTHROPIC_ON_ANTHROPIC: Translation = Translation {
     },
     response: None,
     stream: None,
+    framing: Framing::Sse,
 };
 
 /// Anthropic callers on Gemini: through Chat Completions both ways (Messages → Chat →
@@ -163,6 +179,35 @@ const ANTHROPIC_ON_GEMINI: Translation = Translation {
         translate::chat_response_to_messages(&chat)
     }),
     stream: Some(gemini_stream_to_messages),
+    framing: Framing::Sse,
+};
+
+/// OpenAI callers on Bedrock: Chat Completions carried over Converse (no embeddings: Bedrock's
+/// are model-specific InvokeModel bodies).
+const OPENAI_ON_BEDROCK: Translation = Translation {
+    completions: UpstreamOp::Converse,
+    completions_stream: UpstreamOp::ConverseStream,
+    embeddings: None,
+    request: RequestBody::Translated(translate::chat_request_to_converse),
+    response: Some(|answer, answering| {
+        translate::converse_response_to_chat(answer, answering.model)
+    }),
+    stream: Some(converse_stream_to_chat),
+    framing: Framing::AwsEventStream,
+};
+
+/// Anthropic callers on Bedrock: through Chat Completions both ways, as on Gemini.
+const ANTHROPIC_ON_BEDROCK: Translation = Translation {
+    completions: UpstreamOp::Converse,
+    completions_stream: UpstreamOp::ConverseStream,
+    embeddings: None,
+    request: RequestBody::Translated(messages_request_to_converse),
+    response: Some(|answer, answering| {
+        let chat = translate::converse_response_to_chat(answer, answering.model)?;
+        translate::chat_response_to_messages(&chat)
+    }),
+    stream: Some(converse_stream_to_messages),
+    framing: Framing::AwsEventStream,
 };
 
 fn messages_stream_to_chat(include_usage: bool) -> Box<dyn StreamTranslator> {
@@ -185,12 +230,39 @@ fn gemini_stream_to_messages(_include_usage: bool) -> Box<dyn StreamTranslator> 
     ))
 }
 
+fn converse_stream_to_chat(include_usage: bool) -> Box<dyn StreamTranslator> {
+    Box::new(ConverseStreamToChat::new(include_usage))
+}
+
+fn converse_stream_to_messages(_include_usage: bool) -> Box<dyn StreamTranslator> {
+    Box::new(Piped::new(
+        ConverseStreamToChat::new(true),
+        ChatStreamToMessages::new(),
+    ))
+}
+
 fn messages_request_to_gemini(
     body: &Map<String, Value>,
     model: &str,
 ) -> Result<Value, translate::TranslateError> {
+    via_chat(body, model, translate::chat_request_to_gemini)
+}
+
+fn messages_request_to_converse(
+    body: &Map<String, Value>,
+    model: &str,
+) -> Result<Value, translate::TranslateError> {
+    via_chat(body, model, translate::chat_request_to_converse)
+}
+
+/// An Anthropic Messages body translated to Chat Completions, then by `onward`.
+fn via_chat(
+    body: &Map<String, Value>,
+    model: &str,
+    onward: RequestTranslator,
+) -> Result<Value, translate::TranslateError> {
     match translate::messages_request_to_chat(body, model)? {
-        Value::Object(chat) => translate::chat_request_to_gemini(&chat, model),
+        Value::Object(chat) => onward(&chat, model),
         _ => Err(translate::TranslateError::InvalidRequest(
             "the translated request is not a JSON object".into(),
         )),
@@ -254,6 +326,8 @@ impl Translation {
             (Dialect::Anthropic, ProviderKind::Anthropic) => &ANTHROPIC_ON_ANTHROPIC,
             (Dialect::OpenAi, ProviderKind::Gemini) => &OPENAI_ON_GEMINI,
             (Dialect::Anthropic, ProviderKind::Gemini) => &ANTHROPIC_ON_GEMINI,
+            (Dialect::OpenAi, ProviderKind::Bedrock) => &OPENAI_ON_BEDROCK,
+            (Dialect::Anthropic, ProviderKind::Bedrock) => &ANTHROPIC_ON_BEDROCK,
         }
     }
 
@@ -309,6 +383,11 @@ impl Translation {
     /// `include_usage` is the caller's `stream_options.include_usage`.
     pub fn stream_translator(&self, include_usage: bool) -> Option<Box<dyn StreamTranslator>> {
         self.stream.map(|translator| translator(include_usage))
+    }
+
+    /// How the provider frames its streams.
+    pub fn framing(&self) -> Framing {
+        self.framing
     }
 }
 
@@ -391,7 +470,11 @@ impl UpstreamBodies {
             Some(Ok((op, body))) => Ok(UpstreamBody {
                 op: *op,
                 body: match op {
-                    UpstreamOp::GenerateContent | UpstreamOp::StreamGenerateContent => {
+                    // Gemini and Bedrock name the model in the URL, not the body.
+                    UpstreamOp::GenerateContent
+                    | UpstreamOp::StreamGenerateContent
+                    | UpstreamOp::Converse
+                    | UpstreamOp::ConverseStream => {
                         encode_into(body, self.capacity).map_err(encode_error)?
                     }
                     UpstreamOp::BatchEmbedContents => {

@@ -1,6 +1,7 @@
-//! Upstream wire formats: how to address each provider's API, SSE framing, and translation
-//! between the OpenAI, Anthropic and Gemini formats.
+//! Upstream wire formats: how to address each provider's API, SSE and AWS event-stream
+//! framing, and translation between the OpenAI, Anthropic, Gemini and Bedrock formats.
 
+pub mod eventstream;
 pub mod sse;
 pub mod translate;
 
@@ -29,11 +30,15 @@ pub enum UpstreamOp {
     StreamGenerateContent,
     /// Gemini `POST /v1beta/models/{model}:batchEmbedContents`.
     BatchEmbedContents,
+    /// Bedrock `POST /model/{modelId}/converse`.
+    Converse,
+    /// Bedrock `POST /model/{modelId}/converse-stream` (AWS event-stream framing).
+    ConverseStream,
 }
 
 impl UpstreamOp {
     /// Every operation, in [`UpstreamOp::index`] order.
-    pub const ALL: [UpstreamOp; 7] = [
+    pub const ALL: [UpstreamOp; 9] = [
         UpstreamOp::ChatCompletions,
         UpstreamOp::Embeddings,
         UpstreamOp::Messages,
@@ -41,6 +46,8 @@ impl UpstreamOp {
         UpstreamOp::GenerateContent,
         UpstreamOp::StreamGenerateContent,
         UpstreamOp::BatchEmbedContents,
+        UpstreamOp::Converse,
+        UpstreamOp::ConverseStream,
     ];
 
     /// Position in [`UpstreamOp::ALL`].
@@ -48,9 +55,9 @@ impl UpstreamOp {
         self as usize
     }
 
-    /// Path after the provider's base URL and API prefix (`/v1`). Gemini's operations name
-    /// the model in the path: theirs is the collection (`/models`), to which each request adds
-    /// [`UpstreamOp::model_method`].
+    /// Path after the provider's base URL and API prefix (`/v1`). Gemini's and Bedrock's
+    /// operations name the model in the path: theirs is the collection (`/models`, `/model`),
+    /// to which each request adds the model and [`UpstreamOp::model_method`].
     pub fn path(self) -> &'static str {
         match self {
             UpstreamOp::ChatCompletions => "/chat/completions",
@@ -60,15 +67,19 @@ impl UpstreamOp {
             | UpstreamOp::GenerateContent
             | UpstreamOp::StreamGenerateContent
             | UpstreamOp::BatchEmbedContents => "/models",
+            UpstreamOp::Converse | UpstreamOp::ConverseStream => "/model",
         }
     }
 
-    /// For an operation addressed by model (Gemini's), what follows `/{model}` in the URL.
+    /// For an operation addressed by model (Gemini's, Bedrock's), what follows `/{model}` in
+    /// the URL.
     pub fn model_method(self) -> Option<&'static str> {
         match self {
             UpstreamOp::GenerateContent => Some(":generateContent"),
             UpstreamOp::StreamGenerateContent => Some(":streamGenerateContent?alt=sse"),
             UpstreamOp::BatchEmbedContents => Some(":batchEmbedContents"),
+            UpstreamOp::Converse => Some("/converse"),
+            UpstreamOp::ConverseStream => Some("/converse-stream"),
             _ => None,
         }
     }
@@ -80,7 +91,9 @@ impl UpstreamOp {
             UpstreamOp::ChatCompletions
             | UpstreamOp::Messages
             | UpstreamOp::GenerateContent
-            | UpstreamOp::StreamGenerateContent => "chat_completion",
+            | UpstreamOp::StreamGenerateContent
+            | UpstreamOp::Converse
+            | UpstreamOp::ConverseStream => "chat_completion",
             UpstreamOp::Embeddings | UpstreamOp::BatchEmbedContents => "embedding",
             UpstreamOp::ListModels => "list_models",
         }
@@ -164,7 +177,8 @@ impl ForwardedHeaders {
 }
 
 /// Add the headers `kind`'s wire format needs on every request: the key's `auth` value where
-/// the format expects it (`Authorization`, `x-api-key` or Gemini's `x-goog-api-key`) and, for
+/// the format expects it (`Authorization`, `x-api-key` or Gemini's `x-goog-api-key`; a
+/// Bedrock API key as a bearer) and, for
 /// Anthropic, `anthropic-version`
 /// (the caller's or [`ANTHROPIC_VERSION`]) and the caller's `anthropic-beta`.
 pub fn with_wire_headers(
@@ -174,7 +188,8 @@ pub fn with_wire_headers(
     forwarded: &ForwardedHeaders,
 ) -> reqwest::RequestBuilder {
     match kind {
-        ProviderKind::Openai => {
+        // Bedrock: an API key as a bearer token (IAM credentials sign the request instead).
+        ProviderKind::Openai | ProviderKind::Bedrock => {
             if let Some(auth) = auth {
                 request = request.header(header::AUTHORIZATION, auth.clone());
             }

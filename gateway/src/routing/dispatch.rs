@@ -201,7 +201,7 @@ pub async fn dispatch(
                 &target.model,
                 Some(upstream.body.clone()),
                 forwarded,
-            );
+            )?;
             let started = Instant::now();
             let attempt_result = attempt_once(request, timeout, stream, provider).await;
             upstream_wait += started.elapsed();

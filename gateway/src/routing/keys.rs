@@ -103,6 +103,7 @@ mod tests {
             weight,
             urls: None,
             azure: None,
+            bedrock: None,
             breaker: Arc::new(CircuitBreaker::new(
                 CircuitBreakerConfig {
                     failure_threshold: 1,

@@ -7,6 +7,7 @@ pub mod client;
 pub mod dispatch;
 pub mod keys;
 pub mod queue;
+pub mod sigv4;
 pub mod table;
 pub mod target;
 

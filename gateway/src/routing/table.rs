@@ -9,6 +9,7 @@ use http::{header, HeaderValue};
 
 use super::circuit::CircuitBreaker;
 use super::queue::ProviderQueue;
+use super::sigv4::AwsSigner;
 use crate::config::{ConcurrencyConfig, GatewayConfig, NetworkConfig, ProviderKind, ProxyConfig};
 use crate::error::GatewayError;
 use crate::providers::{with_wire_headers, ForwardedHeaders, UpstreamOp};
@@ -35,6 +36,16 @@ pub struct UpstreamKey {
     /// An Azure OpenAI key's resource: URLs are built per request (the deployment is in the
     /// path) and the key goes in `api-key`.
     pub azure: Option<crate::config::AzureKeyConfig>,
+    /// A Bedrock key's model ids (`deployments`, `arn`) and, with IAM credentials, its SigV4
+    /// signer.
+    pub bedrock: Option<Arc<BedrockKey>>,
+}
+
+/// What a Bedrock key adds to its requests.
+pub struct BedrockKey {
+    pub config: crate::config::BedrockKeyConfig,
+    /// `None`: the key is a Bedrock API key (a bearer token in `auth`).
+    pub signer: Option<AwsSigner>,
 }
 
 impl UpstreamKey {
@@ -44,7 +55,7 @@ impl UpstreamKey {
     pub fn direct(provider: &Provider, value: &str) -> Result<Self, GatewayError> {
         let first = provider.keys.first();
         let azure = first.and_then(|k| k.azure.clone());
-        let bearer = provider.kind == ProviderKind::Openai && azure.is_none();
+        let bearer = bearer_auth(provider.kind) && azure.is_none();
         let auth = auth_header(value, bearer).map_err(|()| {
             GatewayError::InvalidRequest(
                 "the direct provider key has characters not allowed in an HTTP header".into(),
@@ -67,6 +78,13 @@ impl UpstreamKey {
             )),
             urls: first.and_then(|k| k.urls.clone()),
             azure,
+            // A caller's own Bedrock key is an API key (a bearer), at the first key's region.
+            bedrock: first.and_then(|k| k.bedrock.as_ref()).map(|b| {
+                Arc::new(BedrockKey {
+                    config: b.config.clone(),
+                    signer: None,
+                })
+            }),
         })
     }
 
@@ -128,12 +146,18 @@ impl RoutingTable {
         let mut providers = HashMap::new();
         for (name, provider_config) in &config.providers {
             let kind = provider_config.kind(name);
-            // Azure has no provider-wide address: its keys name their resources; the first
-            // stands in where one URL is needed (the per-op URLs, unused for its keys).
-            let first_resource = provider_config
-                .keys
-                .iter()
-                .find_map(|k| k.azure_key_config.as_ref().map(|a| a.endpoint.clone()));
+            // Azure and Bedrock have no provider-wide address: their keys name their resources
+            // or regions; the first stands in where one URL is needed.
+            let first_resource = provider_config.keys.iter().find_map(|k| {
+                k.azure_key_config
+                    .as_ref()
+                    .map(|a| a.endpoint.clone())
+                    .or_else(|| k.bedrock_key_config.as_ref().map(|b| b.runtime_url()))
+            });
+            let first_resource = first_resource.or_else(|| {
+                (kind == ProviderKind::Bedrock)
+                    .then(|| crate::config::BedrockKeyConfig::default().runtime_url())
+            });
             let base_url = provider_config
                 .base_url(name)
                 .or(first_resource)
@@ -173,6 +197,7 @@ impl RoutingTable {
                     ollama_key_config: None,
                     sgl_key_config: None,
                     azure_key_config: None,
+                    bedrock_key_config: None,
                 });
             }
             let mut keys = Vec::with_capacity(key_configs.len());
@@ -180,7 +205,7 @@ impl RoutingTable {
                 let display = key.display_name(index);
                 let id = key.id.clone().unwrap_or_else(|| display.clone());
                 // Azure takes the key as it is, in `api-key`.
-                let bearer = kind == ProviderKind::Openai && key.azure_key_config.is_none();
+                let bearer = bearer_auth(kind) && key.azure_key_config.is_none();
                 let auth = auth_header(&key.value, bearer).map_err(|()| {
                     GatewayError::Config(format!(
                         "providers.{name}.keys[{index}].value: has characters not allowed in an HTTP header"
@@ -205,16 +230,34 @@ impl RoutingTable {
                             format!("{name}/{display}"),
                         ))
                     });
-                // A key that is its own server has its own URLs.
-                let urls = match key.self_hosted() {
-                    Some((field, server)) => Some(operation_urls_at(
+                // A key that is its own server has its own URLs; so has a Bedrock key in a
+                // region of its own (unless base_url puts the whole provider elsewhere).
+                let bedrock_region = key
+                    .bedrock_key_config
+                    .as_ref()
+                    .filter(|_| provider_config.network_config.base_url.is_none());
+                let urls = match (key.self_hosted(), bedrock_region) {
+                    (Some((field, server)), _) => Some(operation_urls_at(
                         name,
                         provider_config,
                         &server.url,
                         &format!("keys[{index}].{field}.url"),
                     )?),
-                    None => None,
+                    (None, Some(bedrock)) => Some(operation_urls_at(
+                        name,
+                        provider_config,
+                        &bedrock.runtime_url(),
+                        &format!("keys[{index}].bedrock_key_config.region"),
+                    )?),
+                    (None, None) => None,
                 };
+                let bedrock = (kind == ProviderKind::Bedrock).then(|| {
+                    let config = key.bedrock_key_config.clone().unwrap_or_default();
+                    Arc::new(BedrockKey {
+                        signer: AwsSigner::for_key(&config),
+                        config,
+                    })
+                });
                 keys.push(UpstreamKey {
                     id,
                     name: display,
@@ -224,6 +267,7 @@ impl RoutingTable {
                     breaker,
                     urls,
                     azure: key.azure_key_config.clone(),
+                    bedrock,
                 });
             }
             let network = &provider_config.network_config;
@@ -298,7 +342,7 @@ pub fn upstream_request(
     model: &str,
     body: Option<Bytes>,
     forwarded: &ForwardedHeaders,
-) -> reqwest::RequestBuilder {
+) -> Result<reqwest::RequestBuilder, GatewayError> {
     let client = provider.client.as_ref().unwrap_or(client);
     let request = match &key.azure {
         // The deployment is in the path: built per request.
@@ -307,10 +351,15 @@ pub fn upstream_request(
             let urls = key.urls.as_ref().unwrap_or(&provider.urls);
             let url = &urls[op.index()];
             match op.model_method() {
-                // Gemini: the model is in the path, after the operation's collection URL.
+                // Gemini and Bedrock: the model is in the path, after the operation's
+                // collection URL (for Bedrock, the key's model id: deployment, ARN).
                 Some(method) => {
                     let collection = url.as_str().trim_end_matches('/');
-                    let url = format!("{collection}/{}{method}", percent_encode(model));
+                    let model = match &key.bedrock {
+                        Some(bedrock) => percent_encode(&bedrock.config.model_id(model)),
+                        None => percent_encode(model),
+                    };
+                    let url = format!("{collection}/{model}{method}");
                     with_body(client, url, body)
                 }
                 // Parsed once per provider (routing table build), cloned here.
@@ -326,7 +375,31 @@ pub fn upstream_request(
     for (name, value) in &provider.extra_headers {
         request = request.header(name.clone(), value.clone());
     }
-    request
+    match key.bedrock.as_ref().and_then(|b| b.signer.as_ref()) {
+        Some(signer) => signed(client, request, signer, &provider.name),
+        None => Ok(request),
+    }
+}
+
+/// `request` as built, signed by `signer` (a Bedrock key with IAM credentials).
+fn signed(
+    client: &reqwest::Client,
+    request: reqwest::RequestBuilder,
+    signer: &AwsSigner,
+    provider: &str,
+) -> Result<reqwest::RequestBuilder, GatewayError> {
+    let failed =
+        |message: String| GatewayError::Config(format!("provider \"{provider}\": {message}"));
+    let mut built = request
+        .build()
+        .map_err(|e| failed(format!("cannot build the upstream request: {e}")))?;
+    signer.sign(&mut built).map_err(failed)?;
+    Ok(reqwest::RequestBuilder::from_parts(client.clone(), built))
+}
+
+/// Whether `kind`'s keys go as `Authorization: Bearer` (OpenAI's and Bedrock's API keys).
+fn bearer_auth(kind: ProviderKind) -> bool {
+    matches!(kind, ProviderKind::Openai | ProviderKind::Bedrock)
 }
 
 /// A POST of JSON `body` to `url`, or a GET without one.

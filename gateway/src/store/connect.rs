@@ -211,6 +211,11 @@ fn migrator() -> Migrator {
             "self-hosted keys",
             include_str!("../../migrations/0009_self_hosted_keys.sql"),
         ),
+        (
+            10,
+            "bedrock credentials",
+            include_str!("../../migrations/0010_bedrock_credentials.sql"),
+        ),
     ];
     Migrator::with_migrations(
         migrations

@@ -30,6 +30,7 @@ type KeyRow = (
     String,
     f64,
     Option<String>,
+    Option<String>,
 );
 
 /// A key's self-hosted server settings, as the `server` column holds them.
@@ -60,19 +61,26 @@ pub(crate) async fn load_all(
     .await
     .context(CONTEXT)?;
     let key_rows: Vec<KeyRow> = sqlx::query_as(
-        "SELECT provider, position, id, name, value_encrypted, models, weight, server \
-         FROM provider_keys ORDER BY provider, position",
+        "SELECT provider, position, id, name, value_encrypted, models, weight, server, \
+         credentials_encrypted FROM provider_keys ORDER BY provider, position",
     )
     .fetch_all(&mut *conn)
     .await
     .context(CONTEXT)?;
 
     let mut keys: HashMap<String, Vec<KeyConfig>> = HashMap::new();
-    for (provider, position, id, name, value, models, weight, server) in key_rows {
+    for (provider, position, id, name, value, models, weight, server, credentials) in key_rows {
         let at = |column: &str| format!("provider_keys ({provider}, {position}).{column}");
         let server: KeyServer = match server {
             Some(text) => from_json(&text, || at("server"))?,
             None => KeyServer::default(),
+        };
+        let bedrock_key_config = match credentials {
+            Some(sealed) => {
+                let text = secrets.reveal(&sealed, || at("credentials_encrypted"))?;
+                Some(from_json(&text, || at("credentials_encrypted"))?)
+            }
+            None => None,
         };
         keys.entry(provider.clone()).or_default().push(KeyConfig {
             id,
@@ -84,6 +92,7 @@ pub(crate) async fn load_all(
             ollama_key_config: server.ollama_key_config,
             sgl_key_config: server.sgl_key_config,
             azure_key_config: server.azure_key_config,
+            bedrock_key_config,
         });
     }
 
@@ -197,9 +206,18 @@ pub(crate) async fn write(
         let server = server
             .map(|server| to_json(&server, || what(&format!("keys[{index}] server"))))
             .transpose()?;
+        let credentials = match &key.bedrock_key_config {
+            Some(config) => {
+                let text = to_json(config, || {
+                    what(&format!("keys[{index}].bedrock_key_config"))
+                })?;
+                Some(secrets.seal(&text)?)
+            }
+            None => None,
+        };
         sqlx::query(
             "INSERT INTO provider_keys (provider, position, id, name, value_encrypted, models, \
-             weight, server) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             weight, server, credentials_encrypted) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(name)
         .bind(position(index))
@@ -211,6 +229,7 @@ pub(crate) async fn write(
         })?)
         .bind(key.weight)
         .bind(server)
+        .bind(credentials)
         .execute(&mut *conn)
         .await
         .context(CONTEXT)?;

@@ -275,6 +275,21 @@ const KEYED_SECRET_COLUMNS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The secret columns of `provider_keys` (keyed by provider and position), as (column, select,
+/// update) like [`KEYED_SECRET_COLUMNS`].
+const PROVIDER_KEY_SECRET_COLUMNS: &[(&str, &str, &str)] = &[
+    (
+        "value_encrypted",
+        "SELECT provider, position, value_encrypted FROM provider_keys WHERE value_encrypted LIKE 'plain:%'",
+        "UPDATE provider_keys SET value_encrypted = $1 WHERE provider = $2 AND position = $3 AND value_encrypted = $4",
+    ),
+    (
+        "credentials_encrypted",
+        "SELECT provider, position, credentials_encrypted FROM provider_keys WHERE credentials_encrypted LIKE 'plain:%'",
+        "UPDATE provider_keys SET credentials_encrypted = $1 WHERE provider = $2 AND position = $3 AND credentials_encrypted = $4",
+    ),
+];
+
 async fn encrypt_plaintext_rows(
     conn: &mut AnyConnection,
     secrets: &Secrets,
@@ -298,27 +313,26 @@ async fn encrypt_plaintext_rows(
             encrypted += result.rows_affected();
         }
     }
-    let keys: Vec<(String, i64, String)> = sqlx::query_as(
-        "SELECT provider, position, value_encrypted FROM provider_keys WHERE value_encrypted LIKE 'plain:%'",
-    )
-    .fetch_all(&mut *conn)
-    .await
-    .context(CONTEXT)?;
-    for (provider, position, stored) in keys {
-        let value = secrets.reveal(&stored, || {
-            format!("provider_keys ({provider}, {position})")
-        })?;
-        let result = sqlx::query(
-            "UPDATE provider_keys SET value_encrypted = $1 WHERE provider = $2 AND position = $3 AND value_encrypted = $4",
-        )
-        .bind(secrets.seal(&value)?)
-        .bind(&provider)
-        .bind(position)
-        .bind(&stored)
-        .execute(&mut *conn)
-        .await
-        .context(CONTEXT)?;
-        encrypted += result.rows_affected();
+    // Provider keys: keyed by (provider, position); the value and a Bedrock key's credentials.
+    for (column, select, update) in PROVIDER_KEY_SECRET_COLUMNS {
+        let keys: Vec<(String, i64, String)> = sqlx::query_as(*select)
+            .fetch_all(&mut *conn)
+            .await
+            .context(CONTEXT)?;
+        for (provider, position, stored) in keys {
+            let value = secrets.reveal(&stored, || {
+                format!("provider_keys ({provider}, {position}).{column}")
+            })?;
+            let result = sqlx::query(*update)
+                .bind(secrets.seal(&value)?)
+                .bind(&provider)
+                .bind(position)
+                .bind(&stored)
+                .execute(&mut *conn)
+                .await
+                .context(CONTEXT)?;
+            encrypted += result.rows_affected();
+        }
     }
     if encrypted > 0 {
         info!(

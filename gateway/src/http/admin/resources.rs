@@ -128,6 +128,14 @@ impl Resource for NamedProvider {
     fn redacted(mut self) -> Self {
         for key in &mut self.config.keys {
             key.value = mask(&key.value);
+            if let Some(bedrock) = &mut key.bedrock_key_config {
+                for secret in [&mut bedrock.secret_key, &mut bedrock.session_token]
+                    .into_iter()
+                    .flatten()
+                {
+                    *secret = mask(secret);
+                }
+            }
         }
         for value in self.config.network_config.extra_headers.values_mut() {
             *value = mask(value);
@@ -153,12 +161,17 @@ impl Resource for NamedProvider {
             let proxy = provider.config.proxy_config.as_ref();
             proxy.map(|p| (p.proxy_type, p.url.clone()))
         };
-        // Self-hosted keys are servers of their own; Azure keys name their resource.
+        // Self-hosted keys are servers of their own; Azure keys name their resource, Bedrock
+        // keys their region.
         let servers = |provider: &Self| {
             let keys = provider.config.keys.iter();
             keys.map(|k| {
                 let server = k.self_hosted().map(|(_, s)| s.url.clone());
-                let resource = k.azure_key_config.as_ref().map(|a| a.endpoint.clone());
+                let resource = k
+                    .azure_key_config
+                    .as_ref()
+                    .map(|a| a.endpoint.clone())
+                    .or_else(|| k.bedrock_key_config.as_ref().map(|b| b.runtime_url()));
                 (server, resource)
             })
             .collect::<Vec<_>>()
@@ -185,6 +198,23 @@ impl Resource for NamedProvider {
                 if key.value == mask(&stored.value) {
                     key.value = stored.value.clone();
                     kept = true;
+                }
+                let secrets = key
+                    .bedrock_key_config
+                    .as_mut()
+                    .zip(stored.bedrock_key_config.as_ref());
+                if let Some((bedrock, stored)) = secrets {
+                    for (secret, stored) in [
+                        (&mut bedrock.secret_key, &stored.secret_key),
+                        (&mut bedrock.session_token, &stored.session_token),
+                    ] {
+                        if let (Some(secret), Some(stored)) = (secret, stored) {
+                            if *secret == mask(stored) {
+                                *secret = stored.clone();
+                                kept = true;
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -545,6 +575,37 @@ mod tests {
                                       "vllm_key_config": {"url": url}}]}))
         };
         assert!(vllm("http://gpu-2:8000").moves_secrets(&vllm("http://gpu-1:8000")));
+        let bedrock = |region: &str| {
+            provider(json!({"keys": [{"name": "k", "bedrock_key_config":
+                {"access_key": "AKID", "secret_key": "s", "region": region}}]}))
+        };
+        assert!(bedrock("eu-west-1").moves_secrets(&bedrock("us-east-1")));
+        assert!(!bedrock("us-east-1").moves_secrets(&bedrock("us-east-1")));
+    }
+
+    #[test]
+    fn bedrock_secrets_are_masked_and_kept_when_sent_back_masked() {
+        let stored = NamedProvider {
+            name: "bedrock".into(),
+            config: serde_json::from_value(json!({"keys": [{"name": "k", "bedrock_key_config": {
+                "access_key": "AKIDEXAMPLE", "secret_key": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                "session_token": "FwoGZXIvYXdzEXAMPLETOKEN", "region": "us-west-2"}}]}))
+            .expect("provider"),
+        };
+        let shown = stored.clone().redacted();
+        let text = serde_json::to_string(&shown.config).expect("JSON");
+        assert!(
+            !text.contains("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
+            "{text}"
+        );
+        assert!(!text.contains("FwoGZXIvYXdzEXAMPLETOKEN"), "{text}");
+        assert!(
+            text.contains("AKIDEXAMPLE"),
+            "the key id is not secret: {text}"
+        );
+        let mut sent_back = shown;
+        assert!(sent_back.keep_secrets(&stored));
+        assert_eq!(sent_back.config, stored.config);
     }
 
     #[tokio::test]

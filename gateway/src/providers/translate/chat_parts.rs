@@ -2,7 +2,7 @@
 //! format reads the same way: content parts, images, assistant text, tool calls. Each
 //! translator decides what they become; the checks and their messages live here once.
 
-use super::{present, request_error, required_str, TranslateError};
+use super::{positive_integer, present, request_error, required_str, TranslateError};
 use serde_json::{json, Map, Value};
 
 /// One content part of a user message.
@@ -200,4 +200,156 @@ pub(super) fn function_tools(tools: &Value) -> Result<Vec<FunctionTool<'_>>, Tra
         });
     }
     Ok(functions)
+}
+
+/// The role of a Chat Completions message (`developer` is a system message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Role {
+    System,
+    User,
+    Assistant,
+    Tool,
+}
+
+/// One of the body's `messages`, checked to be an object with a known role.
+pub(super) struct ChatMessage<'a> {
+    /// `messages[i]`, for error messages.
+    pub path: String,
+    pub role: Role,
+    pub message: &'a Map<String, Value>,
+    /// The messages before it (a tool result looks up its call there).
+    pub earlier: &'a [Value],
+}
+
+/// The body's `messages`, each checked; an unknown role is refused naming the message.
+pub(super) fn chat_messages(
+    body: &Map<String, Value>,
+) -> Result<Vec<ChatMessage<'_>>, TranslateError> {
+    let Some(Value::Array(messages)) = body.get("messages") else {
+        return Err(request_error("messages", "must be an array of messages"));
+    };
+    let mut checked = Vec::with_capacity(messages.len());
+    for (i, message) in messages.iter().enumerate() {
+        let path = format!("messages[{i}]");
+        let message = message
+            .as_object()
+            .ok_or_else(|| request_error(&path, "must be an object"))?;
+        let role = match required_str(message, "role", &path)? {
+            "system" | "developer" => Role::System,
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            "tool" => Role::Tool,
+            other => {
+                return Err(request_error(
+                    format!("{path}.role"),
+                    format!("unsupported role {other:?}"),
+                ))
+            }
+        };
+        checked.push(ChatMessage {
+            path,
+            role,
+            message,
+            earlier: &messages[..i],
+        });
+    }
+    Ok(checked)
+}
+
+/// Appends a turn of `role` holding `blocks` (in its `field`), merged into the previous turn
+/// when that has the same role: formats whose turns must alternate get tool results and the
+/// user's next words as one user turn.
+pub(super) fn push_turn(turns: &mut Vec<Value>, role: &str, field: &str, blocks: Vec<Value>) {
+    let previous = turns
+        .last_mut()
+        .filter(|last| last.get("role").and_then(Value::as_str) == Some(role))
+        .and_then(|last| last.get_mut(field))
+        .and_then(Value::as_array_mut);
+    match previous {
+        Some(previous) => previous.extend(blocks),
+        None => turns.push(json!({"role": role, field: blocks})),
+    }
+}
+
+/// The texts of a string or an array of text parts (system, developer and tool messages).
+pub(super) fn texts<'a>(
+    content: Option<&'a Value>,
+    path: &str,
+) -> Result<Vec<&'a str>, TranslateError> {
+    match content {
+        Some(Value::String(text)) => Ok(vec![text.as_str()]),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .enumerate()
+            .map(|(j, part)| {
+                let part_path = format!("{path}[{j}]");
+                let part = part
+                    .as_object()
+                    .ok_or_else(|| request_error(&part_path, "must be an object"))?;
+                match required_str(part, "type", &part_path)? {
+                    "text" => required_str(part, "text", &part_path),
+                    other => Err(request_error(
+                        &part_path,
+                        format!("unsupported content part type {other:?}"),
+                    )),
+                }
+            })
+            .collect(),
+        _ => Err(request_error(
+            path,
+            "must be a string or an array of text parts",
+        )),
+    }
+}
+
+/// A tool message's result: its text, or the JSON object it holds.
+pub(super) enum ToolResult<'a> {
+    Json(Value),
+    Text(std::borrow::Cow<'a, str>),
+}
+
+/// The result a tool message at `path` carries (its text parts joined by newlines).
+pub(super) fn tool_result<'a>(
+    message: &'a Map<String, Value>,
+    path: &str,
+) -> Result<ToolResult<'a>, TranslateError> {
+    let text = match present(message, "content") {
+        None => std::borrow::Cow::Borrowed(""),
+        content => {
+            let mut parts = texts(content, &format!("{path}.content"))?;
+            match parts.len() {
+                1 => std::borrow::Cow::Borrowed(parts.remove(0)),
+                _ => std::borrow::Cow::Owned(parts.join("\n")),
+            }
+        }
+    };
+    Ok(match serde_json::from_str::<Value>(&text) {
+        Ok(object @ Value::Object(_)) => ToolResult::Json(object),
+        _ => ToolResult::Text(text),
+    })
+}
+
+/// The token cap: `max_completion_tokens`, else `max_tokens`.
+pub(super) fn max_tokens(body: &Map<String, Value>) -> Result<Option<u64>, TranslateError> {
+    match present(body, "max_completion_tokens") {
+        Some(value) => positive_integer(value, "max_completion_tokens").map(Some),
+        None => present(body, "max_tokens")
+            .map(|value| positive_integer(value, "max_tokens"))
+            .transpose(),
+    }
+}
+
+/// `stop` as a list of stop sequences.
+pub(super) fn stop_sequences(body: &Map<String, Value>) -> Result<Option<Value>, TranslateError> {
+    match present(body, "stop") {
+        None => Ok(None),
+        Some(Value::String(stop)) => Ok(Some(json!([stop]))),
+        Some(stop @ Value::Array(sequences)) if sequences.iter().all(Value::is_string) => {
+            Ok(Some(stop.clone()))
+        }
+        Some(_) => Err(request_error(
+            "stop",
+            "must be a string or an array of strings",
+        )),
+    }
 }

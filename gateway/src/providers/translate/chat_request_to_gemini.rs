@@ -3,7 +3,9 @@
 //! URL (`/models/{model}:generateContent` or `:streamGenerateContent`).
 
 use super::chat_parts::{
-    assistant_texts, content_part, function_tools, tool_call, ContentPart, Image,
+    assistant_texts, chat_messages, content_part, function_tools, max_tokens, push_turn,
+    stop_sequences, texts, tool_call, tool_result, ChatMessage, ContentPart, Image, Role,
+    ToolResult,
 };
 use super::{positive_integer, present, request_error, required_str, TranslateError};
 use serde_json::{json, Map, Value};
@@ -14,39 +16,27 @@ pub fn chat_request_to_gemini(
     body: &Map<String, Value>,
     _model: &str,
 ) -> Result<Value, TranslateError> {
-    let Some(Value::Array(chat_messages)) = body.get("messages") else {
-        return Err(request_error("messages", "must be an array of messages"));
-    };
     let mut system: Vec<Value> = Vec::new();
     let mut contents: Vec<Value> = Vec::new();
-    for (i, message) in chat_messages.iter().enumerate() {
-        let path = format!("messages[{i}]");
-        let message = message
-            .as_object()
-            .ok_or_else(|| request_error(&path, "must be an object"))?;
-        let (role, parts) = match required_str(message, "role", &path)? {
-            "system" | "developer" => {
-                system.extend(text_parts(
-                    message.get("content"),
-                    &format!("{path}.content"),
-                )?);
+    for ChatMessage {
+        path,
+        role,
+        message,
+        earlier,
+    } in chat_messages(body)?
+    {
+        let (role, parts) = match role {
+            Role::System => {
+                let content_path = format!("{path}.content");
+                system.extend(text_parts(message.get("content"), &content_path)?);
                 continue;
             }
-            "user" => ("user", user_parts(message, &path)?),
-            "assistant" => ("model", model_parts(message, &path)?),
+            Role::User => ("user", user_parts(message, &path)?),
+            Role::Assistant => ("model", model_parts(message, &path)?),
             // Gemini takes function results as parts of a user turn.
-            "tool" => (
-                "user",
-                vec![function_response(message, &chat_messages[..i], &path)?],
-            ),
-            other => {
-                return Err(request_error(
-                    format!("{path}.role"),
-                    format!("unsupported role {other:?}"),
-                ))
-            }
+            Role::Tool => ("user", vec![function_response(message, earlier, &path)?]),
         };
-        push_turn(&mut contents, role, parts);
+        push_turn(&mut contents, role, "parts", parts);
     }
 
     let mut request = Map::new();
@@ -67,46 +57,12 @@ pub fn chat_request_to_gemini(
     Ok(Value::Object(request))
 }
 
-/// Appends a turn, merging it into the previous one when the role is the same: tool results
-/// answering one assistant turn become one user turn, as Gemini expects.
-fn push_turn(contents: &mut Vec<Value>, role: &str, parts: Vec<Value>) {
-    let previous = contents
-        .last_mut()
-        .filter(|last| last.get("role").and_then(Value::as_str) == Some(role))
-        .and_then(|last| last.get_mut("parts"))
-        .and_then(Value::as_array_mut);
-    match previous {
-        Some(previous) => previous.extend(parts),
-        None => contents.push(json!({"role": role, "parts": parts})),
-    }
-}
-
-/// Text parts of a string or an array of text parts (system, developer and tool messages).
+/// Text parts of a string or an array of text parts (system and developer messages).
 fn text_parts(content: Option<&Value>, path: &str) -> Result<Vec<Value>, TranslateError> {
-    match content {
-        Some(Value::String(text)) => Ok(vec![json!({"text": text})]),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .enumerate()
-            .map(|(j, part)| {
-                let part_path = format!("{path}[{j}]");
-                let part = part
-                    .as_object()
-                    .ok_or_else(|| request_error(&part_path, "must be an object"))?;
-                match required_str(part, "type", &part_path)? {
-                    "text" => Ok(json!({"text": required_str(part, "text", &part_path)?})),
-                    other => Err(request_error(
-                        &part_path,
-                        format!("unsupported content part type {other:?}"),
-                    )),
-                }
-            })
-            .collect(),
-        _ => Err(request_error(
-            path,
-            "must be a string or an array of text parts",
-        )),
-    }
+    Ok(texts(content, path)?
+        .into_iter()
+        .map(|text| json!({"text": text}))
+        .collect())
 }
 
 fn user_parts(message: &Map<String, Value>, path: &str) -> Result<Vec<Value>, TranslateError> {
@@ -194,18 +150,10 @@ fn function_response(
                 format!("no earlier assistant tool call has the id {id:?} (Gemini needs the called function's name)"),
             )
         })?;
-    let text = match present(message, "content") {
-        None => String::new(),
-        content => text_parts(content, &format!("{path}.content"))?
-            .iter()
-            .filter_map(|part| part.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join("\n"),
-    };
     // A result that is a JSON object is the response itself; anything else is its content.
-    let response = match serde_json::from_str::<Value>(&text) {
-        Ok(object @ Value::Object(_)) => object,
-        _ => json!({"content": text}),
+    let response = match tool_result(message, path)? {
+        ToolResult::Json(object) => object,
+        ToolResult::Text(text) => json!({"content": text}),
     };
     Ok(json!({"functionResponse": {"name": name, "response": response}}))
 }
@@ -213,13 +161,7 @@ fn function_response(
 /// Sampling and output settings: OpenAI's top-level fields gathered into `generationConfig`.
 fn generation_config(body: &Map<String, Value>) -> Result<Map<String, Value>, TranslateError> {
     let mut config = Map::new();
-    let max_tokens = match present(body, "max_completion_tokens") {
-        Some(value) => Some(positive_integer(value, "max_completion_tokens")?),
-        None => present(body, "max_tokens")
-            .map(|value| positive_integer(value, "max_tokens"))
-            .transpose()?,
-    };
-    if let Some(max_tokens) = max_tokens {
+    if let Some(max_tokens) = max_tokens(body)? {
         config.insert("maxOutputTokens".into(), max_tokens.into());
     }
     for (openai, gemini) in [
@@ -244,20 +186,8 @@ fn generation_config(body: &Map<String, Value>) -> Result<Map<String, Value>, Tr
     if let Some(n) = present(body, "n") {
         config.insert("candidateCount".into(), positive_integer(n, "n")?.into());
     }
-    match present(body, "stop") {
-        None => {}
-        Some(Value::String(stop)) => {
-            config.insert("stopSequences".into(), json!([stop]));
-        }
-        Some(stop @ Value::Array(sequences)) if sequences.iter().all(Value::is_string) => {
-            config.insert("stopSequences".into(), stop.clone());
-        }
-        Some(_) => {
-            return Err(request_error(
-                "stop",
-                "must be a string or an array of strings",
-            ))
-        }
+    if let Some(stop) = stop_sequences(body)? {
+        config.insert("stopSequences".into(), stop);
     }
     if let Some(format) = present(body, "response_format") {
         response_format(format, &mut config)?;

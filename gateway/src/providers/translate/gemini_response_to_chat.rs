@@ -180,11 +180,11 @@ pub(super) fn chat_usage(usage: Option<&Value>) -> Value {
     };
     let prompt = count("promptTokenCount");
     let thoughts = count("thoughtsTokenCount");
-    let completion = count("candidatesTokenCount") + thoughts;
+    let completion = count("candidatesTokenCount").saturating_add(thoughts);
     json!({
         "prompt_tokens": prompt,
         "completion_tokens": completion,
-        "total_tokens": prompt + completion,
+        "total_tokens": prompt.saturating_add(completion),
         "prompt_tokens_details": {"cached_tokens": count("cachedContentTokenCount")},
         "completion_tokens_details": {"reasoning_tokens": thoughts},
     })

@@ -5,7 +5,7 @@ use super::gemini_response_to_chat::{
     block_reason, chat_usage, finish_reason_for, response_id, tool_call, Part,
 };
 use super::{write_chat_error, ChatChunks};
-use crate::providers::sse::{write_event, SseEvent, StreamTranslator};
+use crate::providers::sse::{SseEvent, StreamTranslator};
 use serde_json::{json, Value};
 
 /// Translates a Gemini answer stream into OpenAI Chat Completions chunks, ending with `[DONE]`.
@@ -120,14 +120,9 @@ impl GeminiStreamToChat {
             self.fail("upstream stream ended before any answer", "api_error", out);
             return;
         }
-        if self.finished.is_empty() {
-            self.write_chunk(0, json!({}), Some("stop"), out);
-        }
-        if self.include_usage {
-            self.chunks
-                .write_usage(chat_usage(self.usage.as_ref()), out);
-        }
-        write_event(out, None, "[DONE]");
+        let finish = self.finished.is_empty().then_some("stop");
+        let usage = self.include_usage.then(|| chat_usage(self.usage.as_ref()));
+        self.chunks.write_end(finish, usage, out);
         self.done = true;
     }
 

@@ -2,7 +2,7 @@
 //! `chat.completion.chunk`s.
 
 use super::{chat_usage, finish_reason_for, write_chat_error, ChatChunks};
-use crate::providers::sse::{write_event, SseEvent, StreamTranslator};
+use crate::providers::sse::{SseEvent, StreamTranslator};
 use serde_json::{json, Map, Value};
 
 /// Translates an Anthropic Messages event stream into OpenAI Chat Completions chunks, ending with `[DONE]`.
@@ -138,15 +138,12 @@ impl MessagesStreamToChat {
         if self.done {
             return;
         }
-        if !self.finish_sent {
-            self.finish_sent = true;
-            self.write_chunk(json!({}), Some(self.finish_reason.unwrap_or("stop")), out);
-        }
-        if self.include_usage {
-            let usage = chat_usage(Some(&Value::Object(self.usage.clone())));
-            self.chunks.write_usage(usage, out);
-        }
-        write_event(out, None, "[DONE]");
+        let finish = (!self.finish_sent).then(|| self.finish_reason.unwrap_or("stop"));
+        let usage = self
+            .include_usage
+            .then(|| chat_usage(Some(&Value::Object(self.usage.clone()))));
+        self.chunks.write_end(finish, usage, out);
+        self.finish_sent = true;
         self.done = true;
     }
 

@@ -1,13 +1,16 @@
 //! Pure translation between wire formats: OpenAI Chat Completions and Anthropic Messages both
-//! directions, and OpenAI Chat Completions and embeddings onto Gemini (Anthropic callers reach
-//! Gemini through Chat Completions). Requests, responses and SSE streams; no I/O here: the
+//! directions, OpenAI Chat Completions and embeddings onto Gemini, and Chat Completions onto
+//! Bedrock's Converse (Anthropic callers reach Gemini and Bedrock through Chat Completions). Requests, responses and SSE streams; no I/O here: the
 //! HTTP layer calls these and maps the errors.
 
 mod chat_parts;
+mod chat_request_to_converse;
 mod chat_request_to_gemini;
 mod chat_request_to_messages;
 mod chat_response_to_messages;
 mod chat_stream_to_messages;
+mod converse_response_to_chat;
+mod converse_stream_to_chat;
 mod embeddings_to_gemini;
 mod gemini_response_to_chat;
 mod gemini_stream_to_chat;
@@ -19,10 +22,13 @@ mod messages_stream_to_chat;
 mod round_trip_tests;
 mod tools;
 
+pub use chat_request_to_converse::chat_request_to_converse;
 pub use chat_request_to_gemini::chat_request_to_gemini;
 pub use chat_request_to_messages::chat_request_to_messages;
 pub use chat_response_to_messages::chat_response_to_messages;
 pub use chat_stream_to_messages::ChatStreamToMessages;
+pub use converse_response_to_chat::converse_response_to_chat;
+pub use converse_stream_to_chat::ConverseStreamToChat;
 pub use embeddings_to_gemini::{embeddings_request_to_gemini, gemini_embeddings_to_openai};
 pub use gemini_response_to_chat::gemini_response_to_chat;
 pub use gemini_stream_to_chat::GeminiStreamToChat;
@@ -167,6 +173,18 @@ impl ChatChunks {
         crate::providers::sse::write_event(out, None, &chunk.to_string());
     }
 
+    /// How a stream ends: the finish chunk if `finish` is one still to send, the usage chunk
+    /// if there is `usage` to report, then `[DONE]`.
+    fn write_end(&self, finish: Option<&str>, usage: Option<Value>, out: &mut Vec<u8>) {
+        if let Some(reason) = finish {
+            self.write(0, json!({}), Some(reason), out);
+        }
+        if let Some(usage) = usage {
+            self.write_usage(usage, out);
+        }
+        crate::providers::sse::write_event(out, None, "[DONE]");
+    }
+
     /// The final usage chunk (no choices), as `stream_options.include_usage` asks.
     fn write_usage(&self, usage: Value, out: &mut Vec<u8>) {
         let chunk = json!({
@@ -218,10 +236,14 @@ fn chat_usage(usage: Option<&Value>) -> Value {
             .unwrap_or(0)
     };
     let prompt = count("input_tokens")
-        + count("cache_creation_input_tokens")
-        + count("cache_read_input_tokens");
-    let completion = count("output_tokens");
-    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+        .saturating_add(count("cache_creation_input_tokens"))
+        .saturating_add(count("cache_read_input_tokens"));
+    chat_usage_of(prompt, count("output_tokens"))
+}
+
+/// OpenAI's usage object for these counts.
+fn chat_usage_of(prompt: u64, completion: u64) -> Value {
+    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt.saturating_add(completion)})
 }
 
 #[cfg(test)]
@@ -487,10 +509,11 @@ mod tests {
             "dimensions",
             "encoding_format",
         ];
-        let translators: [(&str, RequestTranslator); 4] = [
+        let translators: [(&str, RequestTranslator); 5] = [
             ("chat → messages", chat_request_to_messages),
             ("messages → chat", messages_request_to_chat),
             ("chat → gemini", chat_request_to_gemini),
+            ("chat → converse", chat_request_to_converse),
             ("embeddings → gemini", embeddings_request_to_gemini),
         ];
         for value in hostile_values() {

@@ -165,6 +165,7 @@ pub(super) fn key(id: &str, value: &str) -> KeyConfig {
         ollama_key_config: None,
         sgl_key_config: None,
         azure_key_config: None,
+        bedrock_key_config: None,
     }
 }
 
@@ -238,6 +239,18 @@ pub(super) fn sample_config() -> (BTreeMap<String, ProviderConfig>, GovernanceCo
         "anthropic".to_string(),
         provider(vec![key("an-1", "sk-ant-one")]),
     );
+    // Bedrock credentials, sealed as one column (the store does not check provider kinds).
+    if let Some(anthropic) = providers.get_mut("anthropic") {
+        anthropic.keys[0].bedrock_key_config = Some(crate::config::BedrockKeyConfig {
+            access_key: Some("AKIDSTORETEST".to_string()),
+            secret_key: Some("bedrock-secret-9".to_string()),
+            session_token: Some("bedrock-session-token-3".to_string()),
+            region: Some("eu-central-1".to_string()),
+            arn: Some("arn:aws:bedrock:eu-central-1:123456789012:inference-profile".to_string()),
+            deployments: [("claude".to_string(), "eu.anthropic.claude".to_string())].into(),
+            ..Default::default()
+        });
+    }
     let mut vk = virtual_key("vk-app", "sk-bf-app-secret");
     vk.description = Some("the app".to_string());
     vk.team_id = Some("platform".to_string());

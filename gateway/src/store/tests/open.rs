@@ -23,7 +23,7 @@ on_both_backends! {
             .fetch_one(&mut raw)
             .await
             .expect("count migrations");
-        assert_eq!(applied, 9, "0001 to 0009");
+        assert_eq!(applied, 10, "0001 to 0010");
     }
 }
 

@@ -32,6 +32,14 @@ async fn stored_secrets(db: &TestDb) -> Vec<String> {
         .await
         .expect("proxy configs"),
     );
+    values.extend(
+        sqlx::query_scalar::<_, String>(
+            "SELECT credentials_encrypted FROM provider_keys WHERE credentials_encrypted IS NOT NULL",
+        )
+        .fetch_all(&mut raw)
+        .await
+        .expect("bedrock credentials"),
+    );
     values
 }
 
@@ -42,6 +50,8 @@ const SAMPLE_SECRETS: &[&str] = &[
     "sk-bf-app-secret",
     "header-secret-42",
     "proxy-secret-7",
+    "bedrock-secret-9",
+    "bedrock-session-token-3",
 ];
 
 on_both_backends! {
@@ -50,8 +60,8 @@ on_both_backends! {
         let stored = stored_secrets(&db).await;
         assert_eq!(
             stored.len(),
-            3 + 1 + 2 + 2,
-            "keys, virtual key, two providers' headers and proxies"
+            3 + 1 + 2 + 2 + 1,
+            "keys, virtual key, two providers' headers and proxies, a Bedrock key's credentials"
         );
         for value in &stored {
             assert!(value.starts_with("v1:"), "{value}");

@@ -1,0 +1,303 @@
+//! AWS Bedrock as Bifrost configures it (`bedrock_key_config`: IAM credentials, region,
+//! deployments, ARN), against the mock's Converse API, which checks every SigV4 signature with
+//! its own implementation: OpenAI and Anthropic callers, JSON and event streams, tools, usage
+//! charged, errors in the caller's format.
+
+use std::time::Duration;
+
+use bifrost_e2e::harness::{
+    allow_all, config_for, json_of, parse_sse, sse_payloads, wait_until, Deadline, Gateway,
+    MockProvider,
+};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const AKID: &str = "AKIDGATEWAYTEST";
+const SECRET: &str = "gateway-test-secret/with+symbols";
+const MODEL: &str = "bedrock/claude-haiku";
+const MODEL_ID: &str = "anthropic.claude-3-5-haiku-20241022-v1:0";
+
+/// The mock checking SigV4 with [`AKID`] / [`SECRET`].
+async fn signing_mock(extra: &[&str]) -> MockProvider {
+    let credentials = format!("{AKID}:{SECRET}");
+    let mut args = vec!["--aws-credentials", credentials.as_str()];
+    args.extend_from_slice(extra);
+    MockProvider::start(&args).await
+}
+
+/// [`config_for`] plus a Bedrock provider `bedrock` whose key signs with [`AKID`] in
+/// `us-west-2`, `claude-haiku` deployed as [`MODEL_ID`].
+fn bedrock_config(mock: &MockProvider, secret: &str) -> Value {
+    let mut config = config_for(mock);
+    config["providers"]["bedrock"] = json!({
+        "keys": [{"name": "iam", "models": ["*"], "bedrock_key_config": {
+            "access_key": AKID, "secret_key": secret, "region": "us-west-2",
+            "deployments": {"claude-haiku": MODEL_ID}
+        }}],
+        "network_config": {"base_url": mock.base}
+    });
+    config
+}
+
+fn chat(content: &str, stream: bool) -> Value {
+    json!({"model": MODEL, "stream": stream, "stream_options": {"include_usage": stream},
+           "messages": [{"role": "system", "content": "Be brief."},
+                        {"role": "user", "content": content}]})
+}
+
+#[tokio::test]
+async fn signed_chat_and_streams_reach_the_deployed_model() {
+    let mock = signing_mock(&["--chunks", "3"]).await;
+    let gateway = Gateway::start(&bedrock_config(&mock, SECRET)).await;
+
+    let (status, body) = gateway
+        .post_json("/v1/chat/completions", &chat("hello bedrock", false))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let answer = json_of(&body);
+    assert_eq!(answer["object"], "chat.completion");
+    assert_eq!(
+        answer["choices"][0]["message"]["content"],
+        "mock reply to: hello bedrock"
+    );
+    assert_eq!(answer["choices"][0]["finish_reason"], "stop");
+    assert!(
+        answer["usage"]["prompt_tokens"].as_u64() > Some(0),
+        "{answer}"
+    );
+    assert_eq!(answer["usage"]["completion_tokens"], 3, "{answer}");
+
+    let (status, body) = gateway
+        .post_json("/v1/chat/completions", &chat("streamed here", true))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let events = sse_payloads(&body);
+    let text: String = events
+        .iter()
+        .filter_map(|event| event["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, "mock reply to: streamed here", "{body}");
+    assert_eq!(events.last(), Some(&json!("[DONE]")), "{body}");
+    assert_eq!(
+        events[events.len() - 2]["usage"]["completion_tokens"],
+        3,
+        "{body}"
+    );
+
+    let stats = mock.stats().await;
+    assert_eq!(
+        stats["by_model"][MODEL_ID], 2,
+        "the deployment's model id: {stats}"
+    );
+    assert_eq!(
+        stats["by_key"][AKID], 2,
+        "both signed with the key: {stats}"
+    );
+    assert_eq!(
+        stats["by_region"]["us-west-2"], 2,
+        "the key's region scoped the signatures: {stats}"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_secret_fails_the_signature_check_and_is_answered_in_the_callers_format() {
+    let mock = signing_mock(&[]).await;
+    let gateway = Gateway::start(&bedrock_config(&mock, "not-the-secret")).await;
+    // A refused key is a failed attempt (401/403 move on to other keys, as for every
+    // provider): with no other key, 502 naming Bedrock's 403 and its reason.
+    let (status, body) = gateway
+        .post_json("/v1/chat/completions", &chat("hi", false))
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    let error = json_of(&body);
+    assert!(
+        error["error"]["message"].as_str().is_some_and(
+            |m| m.contains("403") && m.contains("signature we calculated does not match")
+        ),
+        "{error}"
+    );
+    let (status, body) = gateway.post_json("/anthropic/v1/messages",
+        &json!({"model": MODEL, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(
+        json_of(&body)["type"],
+        "error",
+        "Anthropic's error format: {body}"
+    );
+}
+
+#[tokio::test]
+async fn an_inference_profile_arn_is_the_model_id_and_temporary_credentials_are_signed() {
+    let mock = signing_mock(&[]).await;
+    let mut config = bedrock_config(&mock, SECRET);
+    let key = &mut config["providers"]["bedrock"]["keys"][0]["bedrock_key_config"];
+    key["arn"] = json!("arn:aws:bedrock:us-west-2:123456789012:inference-profile");
+    key["deployments"] = json!({"claude-haiku": "us.anthropic.claude-3-5-haiku-20241022-v1:0"});
+    key["session_token"] = json!("FwoGZXIvYXdzEXAMPLE//token==");
+    let gateway = Gateway::start(&config).await;
+    let (status, body) = gateway
+        .post_json("/v1/chat/completions", &chat("through a profile", false))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let stats = mock.stats().await;
+    let profile = "arn:aws:bedrock:us-west-2:123456789012:inference-profile/us.anthropic.claude-3-5-haiku-20241022-v1:0";
+    assert_eq!(stats["by_model"][profile], 1, "{stats}");
+}
+
+#[tokio::test]
+async fn tool_calls_round_trip_through_converse() {
+    let mock = signing_mock(&[]).await;
+    let gateway = Gateway::start(&bedrock_config(&mock, SECRET)).await;
+    let tools = json!([{"type": "function", "function": {
+        "name": "get_weather", "parameters": {"type": "object",
+            "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]);
+    let mut body = json!({"model": MODEL, "tools": tools,
+                          "messages": [{"role": "user", "content": "weather in Paris?"}]});
+    let (status, text) = gateway.post_json("/v1/chat/completions", &body).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let answer = json_of(&text);
+    let choice = &answer["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls", "{answer}");
+    let call = &choice["message"]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "get_weather");
+    let arguments = json_of(call["function"]["arguments"].as_str().unwrap_or_default());
+    assert_eq!(arguments, json!({"city": "mock"}));
+
+    let messages = body["messages"].as_array_mut().expect("messages");
+    messages.push(choice["message"].clone());
+    messages.push(json!({"role": "tool", "tool_call_id": call["id"], "content": "21 degrees"}));
+    let (status, text) = gateway.post_json("/v1/chat/completions", &body).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the tool result went back by toolUseId: {text}"
+    );
+    assert_eq!(
+        json_of(&text)["choices"][0]["finish_reason"],
+        "stop",
+        "{text}"
+    );
+
+    body["stream"] = json!(true);
+    body["messages"] = json!([{"role": "user", "content": "weather in Oslo?"}]);
+    let (status, text) = gateway.post_json("/v1/chat/completions", &body).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let events = sse_payloads(&text);
+    let arguments: String = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str())
+        .collect();
+    assert_eq!(json_of(&arguments), json!({"city": "mock"}), "{text}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["choices"][0]["finish_reason"] == "tool_calls"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn anthropic_callers_reach_bedrock_through_chat_completions() {
+    let mock = signing_mock(&["--chunks", "4"]).await;
+    let gateway = Gateway::start(&bedrock_config(&mock, SECRET)).await;
+    let messages = |stream: bool| {
+        json!({"model": MODEL, "max_tokens": 64, "stream": stream, "system": "Be brief.",
+               "messages": [{"role": "user", "content": "hello from anthropic"}]})
+    };
+    let (status, body) = gateway
+        .post_json("/anthropic/v1/messages", &messages(false))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let answer = json_of(&body);
+    assert_eq!(
+        answer["content"][0]["text"],
+        "mock reply to: hello from anthropic"
+    );
+    assert_eq!(answer["usage"]["output_tokens"], 4, "{answer}");
+
+    let (status, body) = gateway
+        .post_json("/anthropic/v1/messages", &messages(true))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let events = parse_sse(&body);
+    let names: Vec<&str> = events
+        .iter()
+        .filter_map(|(name, _)| name.as_deref())
+        .collect();
+    assert_eq!(names.first(), Some(&"message_start"), "{body}");
+    assert_eq!(names.last(), Some(&"message_stop"), "{body}");
+    let text: String = events
+        .iter()
+        .filter_map(|(_, data)| serde_json::from_str::<Value>(data).ok())
+        .filter_map(|data| data["delta"]["text"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(text, "mock reply to: hello from anthropic", "{body}");
+}
+
+#[tokio::test]
+async fn bedrock_usage_is_charged_to_the_virtual_keys_budget() {
+    let mock = signing_mock(&["--chunks", "5"]).await;
+    let mut config = bedrock_config(&mock, SECRET);
+    config["client"]["enforce_auth_on_inference"] = json!(true);
+    config["governance"] = json!({
+        "pricing": [{"provider": "*", "model": "claude-haiku",
+                     "input_cost_per_token": 0.01, "output_cost_per_token": 0.02}],
+        "usage_flush_interval_ms": 100,
+        "budgets": [{"id": "b", "max_limit": 100.0, "reset_duration": "1d"}],
+        "virtual_keys": [{"id": "k", "value": "sk-bf-bedrock", "budget_id": "b",
+                          "provider_configs": allow_all(&["bedrock"])}]
+    });
+    let gateway = Gateway::start(&config).await;
+    let mut expected = 0.0;
+    for stream in [false, true] {
+        let mut body = chat("spend", stream);
+        body["stream_options"] = json!({"include_usage": false});
+        let response = reqwest::Client::new()
+            .post(gateway.url("/v1/chat/completions"))
+            .bearer_auth("sk-bf-bedrock")
+            .json(&body)
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(response.status(), StatusCode::OK);
+        let text = response.text().await.unwrap_or_default();
+        if !stream {
+            let usage = &json_of(&text)["usage"];
+            let prompt = usage["prompt_tokens"].as_f64().unwrap_or(0.0);
+            assert!(prompt > 0.0, "{text}");
+            expected = 2.0 * (prompt * 0.01 + 5.0 * 0.02);
+        }
+    }
+    wait_until(
+        "both answers charged",
+        Deadline::after(Duration::from_secs(10)),
+        async || gateway.first_budget_usage().await,
+        |usd| (usd - expected).abs() < 1e-9,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn bedrock_keys_are_checked_by_path() {
+    let (status, stderr) = bifrost_e2e::harness::gateway_rejects(
+        &json!({"providers": {"bedrock": {"keys": [
+            {"name": "a", "models": ["*"], "bedrock_key_config": {"access_key": "AKID"}},
+            {"name": "b", "models": ["*"], "bedrock_key_config": {"region": "US East"}},
+            {"name": "c", "models": ["*"], "bedrock_key_config": {
+                "access_key": "AKID", "secret_key": "s", "role_arn": "arn:aws:iam::1:role/x"}}
+        ]}}})
+        .to_string(),
+    )
+    .await;
+    assert!(!status.success());
+    for path in [
+        "providers.bedrock.keys[0].bedrock_key_config.secret_key: required with access_key",
+        "providers.bedrock.keys[1].bedrock_key_config: needs IAM credentials",
+        "providers.bedrock.keys[1].bedrock_key_config.region: must be an AWS region",
+        "providers.bedrock.keys[2].bedrock_key_config.role_arn: STS AssumeRole",
+    ] {
+        assert!(stderr.contains(path), "{path} missing from {stderr}");
+    }
+}
