@@ -105,13 +105,13 @@ async fn without_an_api_version_the_v1_api_is_used() {
 }
 
 #[tokio::test]
-async fn an_azure_key_needs_its_resource_and_entra_is_refused_for_now() {
+async fn an_azure_key_needs_its_resource_and_a_whole_entra_application() {
     let (status, stderr) = bifrost_e2e::harness::gateway_rejects(
         &json!({"providers": {"azure": {"keys": [
             {"name": "a", "value": "k", "models": ["*"]},
-            {"name": "b", "value": "k", "models": ["*"],
+            {"name": "b", "models": ["*"],
              "azure_key_config": {"endpoint": "https://r.openai.azure.com",
-                                  "client_id": "app", "client_secret": "s", "tenant_id": "t"}}
+                                  "client_id": "app", "client_secret": "s"}}
         ]}}})
         .to_string(),
     )
@@ -119,7 +119,7 @@ async fn an_azure_key_needs_its_resource_and_entra_is_refused_for_now() {
     assert_eq!(status.code(), Some(2), "{stderr}");
     for path in [
         "providers.azure.keys[0].azure_key_config: required for Azure OpenAI",
-        "providers.azure.keys[1].azure_key_config.client_id: Entra ID",
+        "providers.azure.keys[1].azure_key_config.tenant_id: required for Entra ID",
     ] {
         assert!(stderr.contains(path), "{path} missing from {stderr}");
     }
@@ -171,4 +171,80 @@ async fn a_direct_key_on_azure_goes_to_the_resource_as_api_key() {
         "{stats}"
     );
     assert_eq!(stats["by_deployment"]["prod-4o"], 1, "{stats}");
+}
+
+/// An Azure key as an Entra ID application, the mock playing Entra's token endpoint
+/// (`AZURE_AUTHORITY_HOST` points at it): the token is fetched once, sent as a bearer on every
+/// request, and fetched again before it expires.
+#[tokio::test]
+async fn an_entra_application_gets_a_token_reuses_it_and_renews_it_before_it_expires() {
+    let mock = MockProvider::start(&[
+        "--entra-client",
+        "tenant-1:app-1:s3cret",
+        "--entra-token-ttl-secs",
+        "2",
+    ])
+    .await;
+    let mut config = config_for(&mock);
+    config["providers"]["azure"] = json!({"keys": [{
+        "name": "entra", "models": ["gpt-4o"],
+        "azure_key_config": {"endpoint": mock.base, "api_version": "2024-10-21",
+                             "deployments": {"gpt-4o": "prod-4o"},
+                             "client_id": "app-1", "client_secret": "s3cret", "tenant_id": "tenant-1"}
+    }]});
+    let gateway = Gateway::start_with(&config, &[("AZURE_AUTHORITY_HOST", &mock.base)]).await;
+    let chat = json!({"model": "azure/gpt-4o", "messages": [{"role": "user", "content": "hi"}]});
+    for _ in 0..2 {
+        let (status, body) = post(&gateway, "/v1/chat/completions", chat.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let stats = mock.stats().await;
+    assert_eq!(stats["token_requests"], 1, "one token for both: {stats}");
+    assert_eq!(
+        stats["by_key"]["entra:app-1"], 2,
+        "sent as the bearer: {stats}"
+    );
+    // A 2 s token is renewed after 1 s; every request meanwhile is answered.
+    bifrost_e2e::harness::wait_until(
+        "the token to be renewed",
+        bifrost_e2e::harness::Deadline::after(std::time::Duration::from_secs(10))
+            .polling_every(std::time::Duration::from_millis(200)),
+        async || {
+            let (status, body) = post(&gateway, "/v1/chat/completions", chat.clone()).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            mock.stats().await["token_requests"].as_u64().unwrap_or(0)
+        },
+        |tokens| *tokens >= 2,
+    )
+    .await;
+}
+
+/// A wrong application secret: the key's attempt fails with Entra's own reason.
+#[tokio::test]
+async fn a_wrong_entra_secret_is_answered_with_entras_reason() {
+    let mock = MockProvider::start(&["--entra-client", "tenant-1:app-1:s3cret"]).await;
+    let mut config = config_for(&mock);
+    config["providers"]["azure"] = json!({"keys": [{
+        "name": "entra", "models": ["gpt-4o"],
+        "azure_key_config": {"endpoint": mock.base, "api_version": "2024-10-21",
+                             "client_id": "app-1", "client_secret": "wrong", "tenant_id": "tenant-1"}
+    }]});
+    let gateway = Gateway::start_with(&config, &[("AZURE_AUTHORITY_HOST", &mock.base)]).await;
+    let (status, body) = post(
+        &gateway,
+        "/v1/chat/completions",
+        json!({"model": "azure/gpt-4o", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(
+        body.contains("Entra ID token for client app-1") && body.contains("AADSTS7000215"),
+        "{body}"
+    );
+    let stats = mock.stats().await;
+    assert_eq!(
+        stats["by_deployment"]["gpt-4o"],
+        Value::Null,
+        "nothing reached Azure without a token: {stats}"
+    );
 }

@@ -2,7 +2,14 @@
 //! `/embeddings`, with `?api-version=` and the key in `api-key`; bodies and answers are
 //! OpenAI's. A request without `api-version` gets the 404 Azure gives it. Also Azure's
 //! version-less `/openai/v1/chat/completions`, where the body's `model` is the deployment.
+//!
+//! With `--entra-client`, a request may instead bring an Entra ID access token as
+//! `Authorization: Bearer`: one the mock's token endpoint issued for
+//! `https://cognitiveservices.azure.com/.default` and not expired. It is counted by key as
+//! `entra:<client_id>` (an unknown token as itself); a refused one gets Azure's 401
+//! `{"statusCode": 401, "message": ...}`, the reason in `x-mock-token-error`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -12,7 +19,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::error::{ApiError, Wire};
+use super::entra::Refusal;
+use super::error::{bearer_token, ApiError, Wire};
 use super::knobs::Pace;
 use super::stats::Route;
 use super::{embeddings, openai, MockState};
@@ -24,6 +32,37 @@ fn resource_not_found() -> Response {
         axum::Json(json!({"error": {"code": "404", "message": "Resource not found"}})),
     )
         .into_response()
+}
+
+/// Who an Azure request is from, for the stats, and whether it may pass. An `api-key` is checked
+/// as keys are ([`MockState::authenticate`]); else, with `--entra-client`, a bearer token must be
+/// an Entra token the mock accepts; without it, a bearer token is a key like `api-key`.
+fn caller<'h>(state: &MockState, headers: &'h HeaderMap) -> (Cow<'h, str>, Result<(), ApiError>) {
+    let has_api_key = headers.contains_key("api-key");
+    match bearer_token(headers) {
+        Some(token) if !has_api_key && state.entra.is_enabled() => {
+            let (label, checked) = state.entra.check(token);
+            let refused = |refusal: Refusal| ApiError::azure_token_refused(refusal.reason());
+            (label, checked.map_err(refused))
+        }
+        _ => {
+            let key = Wire::Azure.api_key(headers);
+            (Cow::Borrowed(key), state.authenticate(Wire::Azure, key))
+        }
+    }
+}
+
+/// An Azure request: its caller checked, then served as `route` by `respond`.
+async fn serve(
+    state: &MockState,
+    headers: &HeaderMap,
+    route: Route,
+    respond: impl FnOnce(Pace) -> Result<Response, ApiError>,
+) -> Response {
+    let (key, checked) = caller(state, headers);
+    state
+        .serve_checked(Wire::Azure, route, &key, checked, respond)
+        .await
 }
 
 /// A deployment call: `api-version` required, the deployment counted, then served as
@@ -40,9 +79,7 @@ async fn deployment_call(
         return resource_not_found();
     }
     state.stats.record_deployment(deployment);
-    state
-        .serve_inference(Wire::Azure, route, headers, respond)
-        .await
+    serve(state, headers, route, respond).await
 }
 
 /// `POST /openai/deployments/{deployment}/chat/completions?api-version=...`.
@@ -96,9 +133,8 @@ pub async fn v1_chat_completions(
         .and_then(|b| b.get("model").and_then(|m| m.as_str()).map(str::to_string))
         .unwrap_or_default();
     state.stats.record_deployment(&deployment);
-    state
-        .serve_inference(Wire::Azure, Route::ChatCompletions, &headers, |pace| {
-            openai::complete(&state, pace, &body)
-        })
-        .await
+    serve(&state, &headers, Route::ChatCompletions, |pace| {
+        openai::complete(&state, pace, &body)
+    })
+    .await
 }

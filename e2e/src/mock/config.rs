@@ -10,6 +10,12 @@ const DEFAULT_CHUNKS: u32 = 5;
 const DEFAULT_FAIL_STATUSES: &str = "500";
 const DEFAULT_EMBEDDING_DIMS: usize = 8;
 const DEFAULT_MODELS: &str = "gpt-4o-mini,gpt-4o,text-embedding-3-small,claude-3-5-haiku-20241022";
+/// Entra ID's default access token lifetime is about an hour.
+const DEFAULT_ENTRA_TOKEN_TTL_SECS: u64 = 3600;
+
+/// Longest token lifetime `--entra-token-ttl-secs` takes: a day, Entra's own upper bound for a
+/// configured access token lifetime.
+const MAX_ENTRA_TOKEN_TTL_SECS: u64 = 86_400;
 
 /// Largest embedding a request may ask for, so one request cannot make the mock allocate gigabytes.
 pub const MAX_EMBEDDING_DIMS: usize = 65_536;
@@ -65,6 +71,19 @@ pub struct MockConfig {
           value_parser = parse_aws_credential)]
     pub aws_credentials: Vec<AwsCredential>,
 
+    /// Microsoft Entra ID app registration whose client-credentials token requests
+    /// (`POST /{tenant}/oauth2/v2.0/token`) the mock grants, as `TENANT:CLIENT_ID:CLIENT_SECRET`
+    /// (repeatable or comma-separated). With any of these, a bearer token on the Azure routes
+    /// must be one the mock issued and not expired.
+    #[arg(long = "entra-client", env = "MOCK_ENTRA_CLIENT", value_delimiter = ',',
+          value_parser = parse_entra_client)]
+    pub entra_clients: Vec<EntraClient>,
+
+    /// Lifetime of the access tokens the Entra token endpoint issues, in seconds (1 to 86400).
+    #[arg(long, env = "MOCK_ENTRA_TOKEN_TTL_SECS", default_value_t = DEFAULT_ENTRA_TOKEN_TTL_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_ENTRA_TOKEN_TTL_SECS))]
+    pub entra_token_ttl_secs: u64,
+
     /// Length of embedding vectors when the request does not set `dimensions`.
     #[arg(long, env = "MOCK_EMBEDDING_DIMS", default_value_t = DEFAULT_EMBEDDING_DIMS,
           value_parser = clap::value_parser!(u64).range(1..=MAX_EMBEDDING_DIMS as u64).map(|dims| dims as usize))]
@@ -91,6 +110,8 @@ impl Default for MockConfig {
                 .collect(),
             require_keys: Vec::new(),
             aws_credentials: Vec::new(),
+            entra_clients: Vec::new(),
+            entra_token_ttl_secs: DEFAULT_ENTRA_TOKEN_TTL_SECS,
             embedding_dims: DEFAULT_EMBEDDING_DIMS,
             models: DEFAULT_MODELS.split(',').map(str::to_owned).collect(),
         }
@@ -120,6 +141,42 @@ fn parse_aws_credential(value: &str) -> Result<AwsCredential, String> {
             secret_access_key: secret.to_owned(),
         }),
         _ => Err("expected ACCESS_KEY_ID:SECRET".to_owned()),
+    }
+}
+
+/// An Entra ID app registration of `--entra-client`: the tenant it lives in, its application
+/// (client) id and a client secret; `Debug` leaves the secret out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EntraClient {
+    pub tenant: String,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+impl fmt::Debug for EntraClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EntraClient")
+            .field("tenant", &self.tenant)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `TENANT:CLIENT_ID:CLIENT_SECRET`, split at the first two `:`s (the secret may hold more);
+/// all three parts must be non-empty.
+fn parse_entra_client(value: &str) -> Result<EntraClient, String> {
+    let mut parts = value.trim().splitn(3, ':');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(tenant), Some(client_id), Some(secret))
+            if !tenant.is_empty() && !client_id.is_empty() && !secret.is_empty() =>
+        {
+            Ok(EntraClient {
+                tenant: tenant.to_owned(),
+                client_id: client_id.to_owned(),
+                client_secret: secret.to_owned(),
+            })
+        }
+        _ => Err("expected TENANT:CLIENT_ID:CLIENT_SECRET".to_owned()),
     }
 }
 
@@ -188,7 +245,48 @@ mod tests {
     }
 
     #[test]
+    fn entra_clients_split_at_the_first_two_colons_and_hide_the_secret() {
+        let cli = Cli::try_parse_from([
+            "mock-provider",
+            "--entra-client",
+            "tenant-1:app-1:s3cret~1,tenant-2:app-2:a:b",
+            "--entra-client",
+            "tenant-1:app-3:three",
+        ])
+        .expect("flags parse");
+        let clients: Vec<(&str, &str, &str)> = cli
+            .mock
+            .entra_clients
+            .iter()
+            .map(|client| {
+                (
+                    client.tenant.as_str(),
+                    client.client_id.as_str(),
+                    client.client_secret.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            clients,
+            [
+                ("tenant-1", "app-1", "s3cret~1"),
+                ("tenant-2", "app-2", "a:b"),
+                ("tenant-1", "app-3", "three"),
+            ]
+        );
+        assert!(!format!("{:?}", cli.mock.entra_clients).contains("s3cret"));
+        for bad in ["tenant", "tenant:app", "tenant:app:", ":app:s", "tenant::s"] {
+            assert!(
+                Cli::try_parse_from(["mock-provider", "--entra-client", bad]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn out_of_range_values_are_rejected() {
+        assert!(Cli::try_parse_from(["mock-provider", "--entra-token-ttl-secs", "0"]).is_err());
+        assert!(Cli::try_parse_from(["mock-provider", "--entra-token-ttl-secs", "86401"]).is_err());
         assert!(Cli::try_parse_from(["mock-provider", "--fail-percent", "101"]).is_err());
         assert!(Cli::try_parse_from(["mock-provider", "--fail-status", "200"]).is_err());
         assert!(Cli::try_parse_from(["mock-provider", "--chunks", "0"]).is_err());

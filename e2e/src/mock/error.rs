@@ -6,7 +6,7 @@ use axum::http::{header, HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::sigv4;
+use super::{sigv4, TOKEN_ERROR_HEADER};
 
 /// The provider API a route imitates; decides where the key is read and how errors look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +74,13 @@ const BEDROCK_KEY_MISSING: &str = "Missing Authentication Token";
 /// Bedrock's answer to a bearer token that is not a valid API key (403).
 const BEDROCK_KEY_INVALID: &str = "Authentication failed: Please make sure your API Key is valid.";
 
-fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+/// Azure OpenAI's answer to a bearer token it does not accept, whether unknown, for another
+/// audience or expired (401, in the body `{"statusCode": 401, "message": ...}`).
+const AZURE_TOKEN_REFUSED: &str = "Unauthorized. Access token is missing, invalid, audience \
+     is incorrect (https://cognitiveservices.azure.com), or have expired.";
+
+/// The token of an `Authorization: Bearer` header; `None` without one or when it is not text.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
@@ -87,7 +93,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub message: Cow<'static, str>,
     /// AWS's error type when it is not the status's (Bedrock's authentication failures are all
-    /// 403s of different types); the other wires ignore it.
+    /// 403s of different types); on Azure, why an Entra token was refused, which makes the error
+    /// Azure's token refusal (see [`Self::azure_token_refused`]); the other wires ignore it.
     pub kind: Option<&'static str>,
 }
 
@@ -106,6 +113,15 @@ impl ApiError {
         Self {
             kind: Some(kind),
             ..Self::new(StatusCode::FORBIDDEN, message)
+        }
+    }
+
+    /// 401 with Azure's body for a bearer token it does not accept, whatever `reason` (named only
+    /// in the mock's [`TOKEN_ERROR_HEADER`]).
+    pub fn azure_token_refused(reason: &'static str) -> Self {
+        Self {
+            kind: Some(reason),
+            ..Self::new(StatusCode::UNAUTHORIZED, AZURE_TOKEN_REFUSED)
         }
     }
 
@@ -164,6 +180,7 @@ impl ApiError {
     /// The response body and status in `wire`'s error format.
     pub fn render(&self, wire: Wire) -> Response {
         let body = match wire {
+            Wire::Azure if self.kind.is_some() => return self.azure_token_refusal(),
             Wire::OpenAi | Wire::Azure => {
                 let (kind, code) = openai_kind(self.status);
                 json!({"error": {"message": self.message, "type": kind, "param": null, "code": code}})
@@ -180,6 +197,14 @@ impl ApiError {
             }
         };
         (self.status, axum::Json(body)).into_response()
+    }
+
+    /// Azure's `{"statusCode", "message"}` for a refused token, the reason in
+    /// [`TOKEN_ERROR_HEADER`].
+    fn azure_token_refusal(&self) -> Response {
+        let body = axum::Json(json!({"statusCode": self.status.as_u16(), "message": self.message}));
+        let reason = self.kind.unwrap_or_default();
+        (self.status, [(TOKEN_ERROR_HEADER, reason)], body).into_response()
     }
 
     /// Google's `{"error": {code, message, status}}`; a wrong key also gets the `ErrorInfo`
@@ -389,6 +414,28 @@ mod tests {
             serde_json::from_slice::<serde_json::Value>(&body).expect("JSON"),
             json!({"message": "Missing Authentication Token"})
         );
+    }
+
+    #[tokio::test]
+    async fn refused_azure_tokens_get_azures_body_and_the_reason_in_a_header() {
+        let response = ApiError::azure_token_refused("expired").render(Wire::Azure);
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            response
+                .headers()
+                .get(TOKEN_ERROR_HEADER)
+                .and_then(|value| value.to_str().ok()),
+            Some("expired")
+        );
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body reads");
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&body).expect("JSON"),
+            json!({"statusCode": 401, "message": AZURE_TOKEN_REFUSED})
+        );
+        let key_refused = ApiError::unauthorized(Wire::Azure, "k").render(Wire::Azure);
+        assert!(key_refused.headers().get(TOKEN_ERROR_HEADER).is_none());
     }
 
     #[test]

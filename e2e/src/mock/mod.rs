@@ -3,7 +3,9 @@
 //!
 //! Replies are deterministic (`mock reply to: <last user text>`), latency and failures can be
 //! injected, and `/mock/*` endpoints let tests read counters and change behaviour at run time.
-//! Each wire keeps its own key header and error format (see [`error::Wire`]).
+//! Each wire keeps its own key header and error format (see [`error::Wire`]). For Azure, the mock
+//! is also Microsoft Entra ID's token endpoint (client credentials), whose tokens the Azure routes
+//! take as bearer tokens (see [`entra`]).
 
 mod anthropic;
 mod azure;
@@ -11,6 +13,7 @@ mod bedrock;
 mod config;
 mod control;
 mod embeddings;
+mod entra;
 mod error;
 mod gemini;
 mod knobs;
@@ -37,8 +40,9 @@ use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 
-pub use config::{AwsCredential, MockConfig};
+pub use config::{AwsCredential, EntraClient, MockConfig};
 
+use entra::Entra;
 use error::{ApiError, Wire};
 use knobs::{Knobs, Pace};
 use models::ModelLists;
@@ -46,6 +50,10 @@ use stats::{Route, Stats};
 
 /// Header naming the API key a request used (empty when it had none), on every provider response.
 pub const KEY_HEADER: &str = "x-mock-key";
+
+/// Header naming why an Azure route refused an Entra bearer token (`unknown`, `audience` or
+/// `expired`), which Azure's own answer does not tell apart.
+pub const TOKEN_ERROR_HEADER: &str = "x-mock-token-error";
 
 /// Request bodies up to this size are read; larger ones get 413.
 const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
@@ -56,6 +64,8 @@ pub struct MockState {
     require_keys: HashSet<String>,
     /// `--aws-credentials`: secret access keys by access key id.
     aws_credentials: HashMap<String, String>,
+    /// `--entra-client`: the token endpoint's registrations and the tokens it issued.
+    entra: Entra,
     embedding_dims: usize,
     models: ModelLists,
     knobs: Knobs,
@@ -78,6 +88,7 @@ impl MockState {
                     )
                 })
                 .collect(),
+            entra: Entra::new(config),
             embedding_dims: config.embedding_dims,
             models: ModelLists::new(&config.models),
             knobs: Knobs::new(config),
@@ -87,7 +98,7 @@ impl MockState {
     }
 
     /// A fresh number for response ids (`chatcmpl-mock-<n>`, `msg_mock_<n>`, `mock-gemini-<n>`,
-    /// `tooluse_mock_<n>`).
+    /// `tooluse_mock_<n>`) and Entra tokens (`entra-mock-<tenant>-<client_id>-<n>`).
     fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Relaxed)
     }
@@ -161,15 +172,16 @@ fn with_key_header(mut response: Response, key: &str) -> Response {
     response
 }
 
-/// Seconds since the Unix epoch, for `created` fields.
+/// Seconds since the Unix epoch, for `created` fields and Entra's timestamps.
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs())
 }
 
-/// All routes: the provider APIs, `/health` and the `/mock/*` control endpoints. Gemini's
-/// `models/{model}:{method}` calls share one route: axum cannot split a path segment at `:`.
+/// All routes: the provider APIs, Entra ID's token endpoint, `/health` and the `/mock/*` control
+/// endpoints. Gemini's `models/{model}:{method}` calls share one route: axum cannot split a path
+/// segment at `:`.
 /// Bedrock's `{modelId}` is one path segment: an ARN comes percent-encoded (`%3A`, `%2F`).
 pub fn router(state: Arc<MockState>) -> Router {
     Router::new()
@@ -189,6 +201,7 @@ pub fn router(state: Arc<MockState>) -> Router {
             "/openai/v1/chat/completions",
             post(azure::v1_chat_completions),
         )
+        .route("/{tenant}/oauth2/v2.0/token", post(entra::token))
         .route("/v1beta/models", get(gemini::list_models))
         .route(
             "/v1beta/models/{call}",

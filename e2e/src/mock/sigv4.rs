@@ -313,7 +313,7 @@ fn uri_encode(bytes: &[u8], keep_slash: bool) -> String {
 }
 
 /// `text` with its `%XX` escapes decoded; a `%` without two hex digits stays as it is.
-fn percent_decode(text: &str) -> Vec<u8> {
+pub(super) fn percent_decode(text: &str) -> Vec<u8> {
     let bytes = text.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;

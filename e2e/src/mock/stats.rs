@@ -65,6 +65,8 @@ impl Route {
 pub struct Stats {
     by_route: [AtomicU64; Route::ALL.len()],
     failures_injected: AtomicU64,
+    token_requests: AtomicU64,
+    token_failures: AtomicU64,
     by_key: Mutex<HashMap<String, u64>>,
     by_deployment: Mutex<HashMap<String, u64>>,
     by_model: Mutex<HashMap<String, u64>>,
@@ -84,6 +86,10 @@ pub struct StatsView {
     /// Bedrock requests by the region of their SigV4 credential scope.
     pub by_region: BTreeMap<String, u64>,
     pub failures_injected: u64,
+    /// Access tokens the Entra token endpoint issued.
+    pub token_requests: u64,
+    /// Token requests the Entra token endpoint refused.
+    pub token_failures: u64,
 }
 
 impl Stats {
@@ -122,12 +128,28 @@ impl Stats {
         self.failures_injected.fetch_add(1, Relaxed);
     }
 
+    /// Counts one access token issued by the Entra token endpoint.
+    pub fn record_token_issued(&self) {
+        self.token_requests.fetch_add(1, Relaxed);
+    }
+
+    /// Counts one token request the Entra token endpoint refused.
+    pub fn record_token_failure(&self) {
+        self.token_failures.fetch_add(1, Relaxed);
+    }
+
     /// Zeroes every counter.
     pub fn reset(&self) {
         for count in &self.by_route {
             count.store(0, Relaxed);
         }
-        self.failures_injected.store(0, Relaxed);
+        for count in [
+            &self.failures_injected,
+            &self.token_requests,
+            &self.token_failures,
+        ] {
+            count.store(0, Relaxed);
+        }
         self.by_key
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -157,6 +179,8 @@ impl Stats {
             by_model: sorted(&self.by_model),
             by_region: sorted(&self.by_region),
             failures_injected: self.failures_injected.load(Relaxed),
+            token_requests: self.token_requests.load(Relaxed),
+            token_failures: self.token_failures.load(Relaxed),
         }
     }
 }
@@ -212,5 +236,19 @@ mod tests {
         assert_eq!(view.requests, 1);
         stats.reset();
         assert!(stats.view().by_model.is_empty());
+    }
+
+    #[test]
+    fn token_requests_are_counted_apart_from_inference_requests() {
+        let stats = Stats::default();
+        stats.record_token_issued();
+        stats.record_token_issued();
+        stats.record_token_failure();
+        let view = stats.view();
+        assert_eq!((view.token_requests, view.token_failures), (2, 1));
+        assert_eq!(view.requests, 0);
+        stats.reset();
+        let view = stats.view();
+        assert_eq!((view.token_requests, view.token_failures), (0, 0));
     }
 }

@@ -196,7 +196,7 @@ impl fmt::Debug for BedrockKeyConfig {
 }
 
 /// An Azure OpenAI resource (Bifrost's `azure_key_config`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AzureKeyConfig {
     /// The resource's endpoint, `https://<resource>.openai.azure.com` (`env.NAME` allowed).
     pub endpoint: String,
@@ -208,18 +208,37 @@ pub struct AzureKeyConfig {
     /// `/openai/v1/` API is used, with the model (or its deployment) in the body's `model`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
-    /// Entra ID application (client credentials): not supported yet, refused by validation.
+    /// Entra ID application (OAuth2 client credentials): with `client_secret` and
+    /// `tenant_id`, requests carry its token as a bearer instead of the key in `api-key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
-    /// Entra ID application secret (not supported yet).
+    /// The Entra ID application's secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<String>,
-    /// Entra ID tenant (not supported yet).
+    /// The Entra ID tenant (directory id or domain).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_id: Option<String>,
-    /// Entra ID scopes (not supported yet).
+    /// Token scopes; default `https://cognitiveservices.azure.com/.default`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
+}
+
+impl fmt::Debug for AzureKeyConfig {
+    // The application secret never reaches logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AzureKeyConfig")
+            .field("endpoint", &self.endpoint)
+            .field("deployments", &self.deployments)
+            .field("api_version", &self.api_version)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("tenant_id", &self.tenant_id)
+            .field("scopes", &self.scopes)
+            .finish()
+    }
 }
 
 /// A key that is its own upstream server (Bifrost's `vllm_key_config`, `ollama_key_config`,

@@ -285,20 +285,38 @@ fn validate_azure_keys(
                         format!("must be the resource's https:// URL (got \"{endpoint}\")"),
                     ));
                 }
-                let entra = config.client_id.is_some()
-                    || config.client_secret.is_some()
-                    || config.tenant_id.is_some()
-                    || !config.scopes.is_empty();
-                if entra {
+                let entra = [
+                    ("client_id", &config.client_id),
+                    ("client_secret", &config.client_secret),
+                    ("tenant_id", &config.tenant_id),
+                ];
+                let named = entra.iter().any(|(_, value)| value.is_some());
+                if named {
+                    for (field, value) in entra {
+                        match value {
+                            None => problems.push(FieldError::new(
+                                at(index, &format!("azure_key_config.{field}")),
+                                "required for Entra ID: client_id, client_secret and tenant_id go together",
+                            )),
+                            Some(value) if value.is_empty() || value.contains(char::is_control) => {
+                                problems.push(FieldError::new(
+                                    at(index, &format!("azure_key_config.{field}")),
+                                    "must be non-empty, without control characters",
+                                ))
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                } else if !config.scopes.is_empty() {
                     problems.push(FieldError::new(
-                        at(index, "azure_key_config.client_id"),
-                        "Entra ID (client_id, client_secret, tenant_id, scopes) is not supported yet; use the resource's API key as value",
+                        at(index, "azure_key_config.scopes"),
+                        "only used with Entra ID (client_id, client_secret, tenant_id)",
                     ));
                 }
-                if key.value.is_empty() {
+                if !named && key.value.is_empty() {
                     problems.push(FieldError::new(
                         at(index, "value"),
-                        "required: the resource's API key (sent as api-key)",
+                        "required: the resource's API key (sent as api-key), or an Entra ID application in azure_key_config (client_id, client_secret, tenant_id)",
                     ));
                 }
             }

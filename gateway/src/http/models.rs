@@ -126,6 +126,7 @@ async fn provider_models(client: &reqwest::Client, provider: &Provider) -> Vec<S
         "",
         None,
         &ForwardedHeaders::default(),
+        None,
     );
     let Ok(request) = request else {
         return configured();

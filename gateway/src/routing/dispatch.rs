@@ -193,17 +193,29 @@ pub async fn dispatch(
                 Some(key) => key,
                 None => &provider.keys[key_index],
             };
-            let request = upstream_request(
-                client,
-                provider,
-                key,
-                upstream.op,
-                &target.model,
-                Some(upstream.body.clone()),
-                forwarded,
-            )?;
             let started = Instant::now();
-            let attempt_result = attempt_once(request, timeout, stream, provider).await;
+            // An Azure key with an Entra ID application needs its token first; failing to
+            // get one is this key's failure, like an upstream error.
+            let entra = match &key.entra {
+                Some(tokens) => Some(tokens.bearer(client).await),
+                None => None,
+            };
+            let attempt_result = match entra.transpose() {
+                Err(message) => Attempt::Retryable(Failure::Failed(message)),
+                Ok(entra) => {
+                    let request = upstream_request(
+                        client,
+                        provider,
+                        key,
+                        upstream.op,
+                        &target.model,
+                        Some(upstream.body.clone()),
+                        forwarded,
+                        entra,
+                    )?;
+                    attempt_once(request, timeout, stream, provider).await
+                }
+            };
             upstream_wait += started.elapsed();
             let (outcome, label) = match &attempt_result {
                 Attempt::Answered(_) => (Outcome::Success, "success"),

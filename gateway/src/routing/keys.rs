@@ -104,6 +104,7 @@ mod tests {
             urls: None,
             azure: None,
             bedrock: None,
+            entra: None,
             breaker: Arc::new(CircuitBreaker::new(
                 CircuitBreakerConfig {
                     failure_threshold: 1,

@@ -5,6 +5,7 @@
 pub mod circuit;
 pub mod client;
 pub mod dispatch;
+pub mod entra;
 pub mod keys;
 pub mod queue;
 pub mod sigv4;

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue};
 
 use super::circuit::CircuitBreaker;
+use super::entra::EntraTokens;
 use super::queue::ProviderQueue;
 use super::sigv4::AwsSigner;
 use crate::config::{ConcurrencyConfig, GatewayConfig, NetworkConfig, ProviderKind, ProxyConfig};
@@ -39,6 +40,8 @@ pub struct UpstreamKey {
     /// A Bedrock key's model ids (`deployments`, `arn`) and, with IAM credentials, its SigV4
     /// signer.
     pub bedrock: Option<Arc<BedrockKey>>,
+    /// An Azure key with an Entra ID application: its tokens (a bearer instead of `api-key`).
+    pub entra: Option<Arc<EntraTokens>>,
 }
 
 /// What a Bedrock key adds to its requests.
@@ -78,6 +81,8 @@ impl UpstreamKey {
             )),
             urls: first.and_then(|k| k.urls.clone()),
             azure,
+            // A caller's own key is a key, not an application.
+            entra: None,
             // A caller's own Bedrock key is an API key (a bearer), at the first key's region.
             bedrock: first.and_then(|k| k.bedrock.as_ref()).map(|b| {
                 Arc::new(BedrockKey {
@@ -144,6 +149,7 @@ impl RoutingTable {
         previous: Option<&RoutingTable>,
     ) -> Result<Self, GatewayError> {
         let mut providers = HashMap::new();
+        let authority = EntraTokens::authority_from_env();
         for (name, provider_config) in &config.providers {
             let kind = provider_config.kind(name);
             // Azure and Bedrock have no provider-wide address: their keys name their resources
@@ -268,6 +274,11 @@ impl RoutingTable {
                     urls,
                     azure: key.azure_key_config.clone(),
                     bedrock,
+                    entra: key
+                        .azure_key_config
+                        .as_ref()
+                        .and_then(|azure| EntraTokens::for_key(azure, &authority))
+                        .map(Arc::new),
                 });
             }
             let network = &provider_config.network_config;
@@ -333,7 +344,9 @@ impl RoutingTable {
 }
 
 /// Build a request to `provider` with `key`: the operation's URL, `body` (JSON) if any, the
-/// headers of the provider's wire format, then the provider's extra headers.
+/// headers of the provider's wire format (`entra`: the key's Entra ID bearer, for Azure keys
+/// with an application), then the provider's extra headers.
+#[allow(clippy::too_many_arguments)]
 pub fn upstream_request(
     client: &reqwest::Client,
     provider: &Provider,
@@ -342,6 +355,7 @@ pub fn upstream_request(
     model: &str,
     body: Option<Bytes>,
     forwarded: &ForwardedHeaders,
+    entra: Option<HeaderValue>,
 ) -> Result<reqwest::RequestBuilder, GatewayError> {
     let client = provider.client.as_ref().unwrap_or(client);
     let request = match &key.azure {
@@ -367,10 +381,11 @@ pub fn upstream_request(
             }
         }
     };
-    let mut request = match (&key.azure, &key.auth) {
-        (Some(_), Some(auth)) => request.header("api-key", auth.clone()),
-        (Some(_), None) => request,
-        (None, _) => with_wire_headers(request, provider.kind, key.auth.as_ref(), forwarded),
+    let mut request = match (&key.azure, &key.auth, entra) {
+        (Some(_), _, Some(bearer)) => request.header(header::AUTHORIZATION, bearer),
+        (Some(_), Some(auth), None) => request.header("api-key", auth.clone()),
+        (Some(_), None, None) => request,
+        (None, _, _) => with_wire_headers(request, provider.kind, key.auth.as_ref(), forwarded),
     };
     for (name, value) in &provider.extra_headers {
         request = request.header(name.clone(), value.clone());
@@ -440,7 +455,7 @@ fn azure_url(azure: &crate::config::AzureKeyConfig, op: UpstreamOp, model: &str)
 }
 
 /// Everything but RFC 3986's unreserved characters as `%XX`.
-fn percent_encode(text: &str) -> String {
+pub(super) fn percent_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {

@@ -213,8 +213,8 @@ fn migrator() -> Migrator {
         ),
         (
             10,
-            "bedrock credentials",
-            include_str!("../../migrations/0010_bedrock_credentials.sql"),
+            "key credentials",
+            include_str!("../../migrations/0010_key_credentials.sql"),
         ),
     ];
     Migrator::with_migrations(

@@ -10,7 +10,9 @@ use super::error::{EntityKind, QueryContext, StoreError};
 use super::rows::{from_json, position, to_json};
 use super::secrets::Secrets;
 use super::Store;
-use crate::config::{AzureKeyConfig, KeyConfig, NetworkConfig, ProviderConfig, SelfHostedKey};
+use crate::config::{
+    AzureKeyConfig, BedrockKeyConfig, KeyConfig, NetworkConfig, ProviderConfig, SelfHostedKey,
+};
 
 type ProviderRow = (
     String,
@@ -42,9 +44,18 @@ struct KeyServer {
     ollama_key_config: Option<SelfHostedKey>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     sgl_key_config: Option<SelfHostedKey>,
-    // No secret in it: Entra credentials are refused by validation until they are sealed.
+    // Without its client_secret, which is sealed with the key's other credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     azure_key_config: Option<AzureKeyConfig>,
+}
+
+/// A key's secrets beyond its value, as the sealed `credentials_encrypted` column holds them.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct KeyCredentials {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bedrock_key_config: Option<BedrockKeyConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    azure_client_secret: Option<String>,
 }
 
 /// Every provider with its keys, values revealed.
@@ -75,13 +86,17 @@ pub(crate) async fn load_all(
             Some(text) => from_json(&text, || at("server"))?,
             None => KeyServer::default(),
         };
-        let bedrock_key_config = match credentials {
+        let credentials: KeyCredentials = match credentials {
             Some(sealed) => {
                 let text = secrets.reveal(&sealed, || at("credentials_encrypted"))?;
-                Some(from_json(&text, || at("credentials_encrypted"))?)
+                from_json(&text, || at("credentials_encrypted"))?
             }
-            None => None,
+            None => KeyCredentials::default(),
         };
+        let mut azure_key_config = server.azure_key_config;
+        if let Some(azure) = &mut azure_key_config {
+            azure.client_secret = credentials.azure_client_secret;
+        }
         keys.entry(provider.clone()).or_default().push(KeyConfig {
             id,
             name,
@@ -91,8 +106,8 @@ pub(crate) async fn load_all(
             vllm_key_config: server.vllm_key_config,
             ollama_key_config: server.ollama_key_config,
             sgl_key_config: server.sgl_key_config,
-            azure_key_config: server.azure_key_config,
-            bedrock_key_config,
+            azure_key_config,
+            bedrock_key_config: credentials.bedrock_key_config,
         });
     }
 
@@ -201,19 +216,29 @@ pub(crate) async fn write(
             vllm_key_config: key.vllm_key_config.clone(),
             ollama_key_config: key.ollama_key_config.clone(),
             sgl_key_config: key.sgl_key_config.clone(),
-            azure_key_config: key.azure_key_config.clone(),
+            azure_key_config: key.azure_key_config.clone().map(|mut azure| {
+                azure.client_secret = None;
+                azure
+            }),
         });
         let server = server
             .map(|server| to_json(&server, || what(&format!("keys[{index}] server"))))
             .transpose()?;
-        let credentials = match &key.bedrock_key_config {
-            Some(config) => {
-                let text = to_json(config, || {
-                    what(&format!("keys[{index}].bedrock_key_config"))
-                })?;
+        let credentials = KeyCredentials {
+            bedrock_key_config: key.bedrock_key_config.clone(),
+            azure_client_secret: key
+                .azure_key_config
+                .as_ref()
+                .and_then(|azure| azure.client_secret.clone()),
+        };
+        let has_credentials =
+            credentials.bedrock_key_config.is_some() || credentials.azure_client_secret.is_some();
+        let credentials = match has_credentials {
+            true => {
+                let text = to_json(&credentials, || what(&format!("keys[{index}] credentials")))?;
                 Some(secrets.seal(&text)?)
             }
-            None => None,
+            false => None,
         };
         sqlx::query(
             "INSERT INTO provider_keys (provider, position, id, name, value_encrypted, models, \

@@ -90,6 +90,20 @@ pub fn mask(secret: &str) -> String {
     format!("{head}…{tail}")
 }
 
+/// A key's secrets besides its value, in a fixed order (`None` where the key has no such
+/// field): a Bedrock key's secret key and session token, an Azure key's Entra ID secret.
+fn key_secrets(key: &mut crate::config::KeyConfig) -> [Option<&mut String>; 3] {
+    let (secret_key, session_token) = match &mut key.bedrock_key_config {
+        Some(bedrock) => (bedrock.secret_key.as_mut(), bedrock.session_token.as_mut()),
+        None => (None, None),
+    };
+    let client_secret = key
+        .azure_key_config
+        .as_mut()
+        .and_then(|azure| azure.client_secret.as_mut());
+    [secret_key, session_token, client_secret]
+}
+
 fn upsert_by_id<T: Resource>(list: &mut Vec<T>, item: T) {
     match list.iter_mut().find(|existing| existing.id() == item.id()) {
         Some(existing) => *existing = item,
@@ -128,13 +142,8 @@ impl Resource for NamedProvider {
     fn redacted(mut self) -> Self {
         for key in &mut self.config.keys {
             key.value = mask(&key.value);
-            if let Some(bedrock) = &mut key.bedrock_key_config {
-                for secret in [&mut bedrock.secret_key, &mut bedrock.session_token]
-                    .into_iter()
-                    .flatten()
-                {
-                    *secret = mask(secret);
-                }
+            for secret in key_secrets(key).into_iter().flatten() {
+                *secret = mask(secret);
             }
         }
         for value in self.config.network_config.extra_headers.values_mut() {
@@ -199,20 +208,12 @@ impl Resource for NamedProvider {
                     key.value = stored.value.clone();
                     kept = true;
                 }
-                let secrets = key
-                    .bedrock_key_config
-                    .as_mut()
-                    .zip(stored.bedrock_key_config.as_ref());
-                if let Some((bedrock, stored)) = secrets {
-                    for (secret, stored) in [
-                        (&mut bedrock.secret_key, &stored.secret_key),
-                        (&mut bedrock.session_token, &stored.session_token),
-                    ] {
-                        if let (Some(secret), Some(stored)) = (secret, stored) {
-                            if *secret == mask(stored) {
-                                *secret = stored.clone();
-                                kept = true;
-                            }
+                let mut stored = stored.clone();
+                for (secret, stored) in key_secrets(key).into_iter().zip(key_secrets(&mut stored)) {
+                    if let (Some(secret), Some(stored)) = (secret, stored) {
+                        if *secret == mask(stored) {
+                            *secret = stored.clone();
+                            kept = true;
                         }
                     }
                 }
@@ -584,12 +585,14 @@ mod tests {
     }
 
     #[test]
-    fn bedrock_secrets_are_masked_and_kept_when_sent_back_masked() {
+    fn bedrock_and_entra_secrets_are_masked_and_kept_when_sent_back_masked() {
         let stored = NamedProvider {
             name: "bedrock".into(),
             config: serde_json::from_value(json!({"keys": [{"name": "k", "bedrock_key_config": {
                 "access_key": "AKIDEXAMPLE", "secret_key": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-                "session_token": "FwoGZXIvYXdzEXAMPLETOKEN", "region": "us-west-2"}}]}))
+                "session_token": "FwoGZXIvYXdzEXAMPLETOKEN", "region": "us-west-2"}},
+                {"name": "entra", "azure_key_config": {"endpoint": "https://r.openai.azure.com",
+                 "client_id": "app", "client_secret": "entra-application-secret", "tenant_id": "t"}}]}))
             .expect("provider"),
         };
         let shown = stored.clone().redacted();
@@ -599,6 +602,7 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("FwoGZXIvYXdzEXAMPLETOKEN"), "{text}");
+        assert!(!text.contains("entra-application-secret"), "{text}");
         assert!(
             text.contains("AKIDEXAMPLE"),
             "the key id is not secret: {text}"

@@ -239,6 +239,18 @@ pub(super) fn sample_config() -> (BTreeMap<String, ProviderConfig>, GovernanceCo
         "anthropic".to_string(),
         provider(vec![key("an-1", "sk-ant-one")]),
     );
+    // An Entra ID application: its secret is sealed, the rest of azure_key_config is not.
+    if let Some(openai) = providers.get_mut("openai") {
+        openai.keys[1].azure_key_config = Some(crate::config::AzureKeyConfig {
+            endpoint: "https://mine.openai.azure.com".to_string(),
+            deployments: Default::default(),
+            api_version: Some("2024-10-21".to_string()),
+            client_id: Some("app-1".to_string()),
+            client_secret: Some("entra-secret-5".to_string()),
+            tenant_id: Some("tenant-1".to_string()),
+            scopes: vec![],
+        });
+    }
     // Bedrock credentials, sealed as one column (the store does not check provider kinds).
     if let Some(anthropic) = providers.get_mut("anthropic") {
         anthropic.keys[0].bedrock_key_config = Some(crate::config::BedrockKeyConfig {

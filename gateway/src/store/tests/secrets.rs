@@ -52,6 +52,7 @@ const SAMPLE_SECRETS: &[&str] = &[
     "proxy-secret-7",
     "bedrock-secret-9",
     "bedrock-session-token-3",
+    "entra-secret-5",
 ];
 
 on_both_backends! {
@@ -60,8 +61,8 @@ on_both_backends! {
         let stored = stored_secrets(&db).await;
         assert_eq!(
             stored.len(),
-            3 + 1 + 2 + 2 + 1,
-            "keys, virtual key, two providers' headers and proxies, a Bedrock key's credentials"
+            3 + 1 + 2 + 2 + 2,
+            "keys, virtual key, two providers' headers and proxies, a Bedrock key's and an Entra key's credentials"
         );
         for value in &stored {
             assert!(value.starts_with("v1:"), "{value}");
