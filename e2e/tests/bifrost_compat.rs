@@ -530,8 +530,8 @@ async fn providers_known_by_name_load_without_a_url_and_native_ones_are_refused(
         "xai": {"keys": [{"name": "k", "value": "x", "models": ["*"]}]},
         "perplexity": {"keys": [{"name": "k", "value": "p", "models": ["*"]}]},
         "gemini": {"keys": [{"name": "k", "value": "a", "models": ["*"]}]},
-        "vertex": {"keys": [{"name": "k", "value": "v", "models": ["*"]}],
-                   "network_config": {"base_url": "https://us-central1-aiplatform.googleapis.com"}},
+        "replicate": {"keys": [{"name": "k", "value": "v", "models": ["*"]}],
+                   "network_config": {"base_url": "https://api.replicate.com"}},
         "elevenlabs": {"keys": [{"name": "k", "value": "e", "models": ["*"]}]}
     }});
     std::fs::write(&path, config.to_string()).expect("write config");
@@ -543,9 +543,9 @@ async fn providers_known_by_name_load_without_a_url_and_native_ones_are_refused(
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("  - ")).collect();
-    assert_eq!(errors.len(), 1, "only vertex is refused: {stderr}");
+    assert_eq!(errors.len(), 1, "only replicate is refused: {stderr}");
     assert!(
-        errors[0].contains("providers.vertex: Bifrost speaks Google Vertex AI's API"),
+        errors[0].contains("providers.replicate: Bifrost speaks Replicate's predictions API"),
         "{stderr}"
     );
     assert!(

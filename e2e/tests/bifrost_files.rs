@@ -52,6 +52,15 @@ fn dummy_env(text: &str) -> Vec<(String, String)> {
                 )
             } else if name.ends_with("REGION") {
                 "us-east-1".to_string()
+            } else if name.ends_with("LOCATION") {
+                "us-central1".to_string()
+            } else if name.ends_with("PROJECT_ID") {
+                "dummy-project".to_string()
+            } else if name.contains("CREDENTIALS") {
+                // A service account's JSON key (Vertex AI's auth_credentials): the mock's test key.
+                let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("testdata/vertex/service-account.json");
+                std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
             } else {
                 format!("dummy-{}", name.to_lowercase())
             };

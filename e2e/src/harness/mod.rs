@@ -52,12 +52,17 @@ pub fn python() -> PathBuf {
 /// Run `e2e/python/<script>` with `base` (a URL) as its argument; the JSON object it prints.
 /// A failing script fails the test with its output.
 pub async fn run_python_check(script: &str, base: &str) -> serde_json::Value {
+    run_python_check_with(script, &[base]).await
+}
+
+/// [`run_python_check`] with `args` as the script's arguments.
+pub async fn run_python_check_with(script: &str, args: &[&str]) -> serde_json::Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("python")
         .join(script);
     let output = tokio::process::Command::new(python())
         .arg(path)
-        .arg(base)
+        .args(args)
         .output()
         .await
         .expect("python runs");

@@ -1,6 +1,7 @@
 //! Start-up configuration of the mock provider: command-line flags, also readable from `MOCK_*`.
 
 use std::fmt;
+use std::path::PathBuf;
 
 use clap::builder::TypedValueParser as _;
 use clap::Args;
@@ -16,6 +17,13 @@ const DEFAULT_ENTRA_TOKEN_TTL_SECS: u64 = 3600;
 /// Longest token lifetime `--entra-token-ttl-secs` takes: a day, Entra's own upper bound for a
 /// configured access token lifetime.
 const MAX_ENTRA_TOKEN_TTL_SECS: u64 = 86_400;
+
+/// Google's OAuth2 access tokens live an hour.
+const DEFAULT_GOOGLE_TOKEN_TTL_SECS: u64 = 3600;
+
+/// Longest token lifetime `--google-token-ttl-secs` takes: 12 hours, the most an organization
+/// policy lets Google's service-account tokens live.
+const MAX_GOOGLE_TOKEN_TTL_SECS: u64 = 43_200;
 
 /// Largest embedding a request may ask for, so one request cannot make the mock allocate gigabytes.
 pub const MAX_EMBEDDING_DIMS: usize = 65_536;
@@ -84,6 +92,20 @@ pub struct MockConfig {
           value_parser = clap::value_parser!(u64).range(1..=MAX_ENTRA_TOKEN_TTL_SECS))]
     pub entra_token_ttl_secs: u64,
 
+    /// Google service account whose signed JWTs the token endpoint (`POST /token`) exchanges for
+    /// access tokens, as `EMAIL=PATH` (repeatable or comma-separated): its `client_email` and its
+    /// RSA public key, PKCS#1 DER (`openssl rsa -RSAPublicKey_out -outform DER`) or PEM
+    /// (`BEGIN RSA PUBLIC KEY`); an email given twice has two keys. With any of these, a bearer
+    /// token on the Vertex AI routes must be one the mock issued and not expired.
+    #[arg(long = "google-service-account", env = "MOCK_GOOGLE_SERVICE_ACCOUNT",
+          value_delimiter = ',', value_parser = parse_google_service_account)]
+    pub google_service_accounts: Vec<GoogleServiceAccount>,
+
+    /// Lifetime of the access tokens the Google token endpoint issues, in seconds (1 to 43200).
+    #[arg(long, env = "MOCK_GOOGLE_TOKEN_TTL_SECS", default_value_t = DEFAULT_GOOGLE_TOKEN_TTL_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_GOOGLE_TOKEN_TTL_SECS))]
+    pub google_token_ttl_secs: u64,
+
     /// Length of embedding vectors when the request does not set `dimensions`.
     #[arg(long, env = "MOCK_EMBEDDING_DIMS", default_value_t = DEFAULT_EMBEDDING_DIMS,
           value_parser = clap::value_parser!(u64).range(1..=MAX_EMBEDDING_DIMS as u64).map(|dims| dims as usize))]
@@ -112,6 +134,8 @@ impl Default for MockConfig {
             aws_credentials: Vec::new(),
             entra_clients: Vec::new(),
             entra_token_ttl_secs: DEFAULT_ENTRA_TOKEN_TTL_SECS,
+            google_service_accounts: Vec::new(),
+            google_token_ttl_secs: DEFAULT_GOOGLE_TOKEN_TTL_SECS,
             embedding_dims: DEFAULT_EMBEDDING_DIMS,
             models: DEFAULT_MODELS.split(',').map(str::to_owned).collect(),
         }
@@ -178,6 +202,69 @@ fn parse_entra_client(value: &str) -> Result<EntraClient, String> {
         }
         _ => Err("expected TENANT:CLIENT_ID:CLIENT_SECRET".to_owned()),
     }
+}
+
+/// A Google service account of `--google-service-account`: its email and the RSA public key its
+/// JWTs are checked with; `Debug` shows the file, not the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GoogleServiceAccount {
+    pub client_email: String,
+    pub public_key_path: PathBuf,
+    /// The key as PKCS#1 `RSAPublicKey` DER, what `ring` verifies with.
+    pub public_key: Vec<u8>,
+}
+
+impl fmt::Debug for GoogleServiceAccount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GoogleServiceAccount")
+            .field("client_email", &self.client_email)
+            .field("public_key_path", &self.public_key_path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `EMAIL=PATH`, split at the first `=`, with the key file read; both parts must be non-empty.
+fn parse_google_service_account(value: &str) -> Result<GoogleServiceAccount, String> {
+    let (email, path) = value
+        .trim()
+        .split_once('=')
+        .filter(|(email, path)| !email.is_empty() && !path.is_empty())
+        .ok_or("expected EMAIL=PATH_TO_PUBLIC_KEY")?;
+    let contents = std::fs::read(path).map_err(|error| format!("cannot read {path}: {error}"))?;
+    Ok(GoogleServiceAccount {
+        client_email: email.to_owned(),
+        public_key_path: PathBuf::from(path),
+        public_key: rsa_public_key_der(&contents).map_err(|error| format!("{path}: {error}"))?,
+    })
+}
+
+/// The PEM label of a PKCS#1 RSA public key.
+const RSA_PUBLIC_KEY_PEM: &str = "RSA PUBLIC KEY";
+
+/// A key file's PKCS#1 DER: the file itself, or the body of its `BEGIN RSA PUBLIC KEY` PEM.
+fn rsa_public_key_der(contents: &[u8]) -> Result<Vec<u8>, String> {
+    let Some(text) = std::str::from_utf8(contents)
+        .ok()
+        .filter(|text| text.trim_start().starts_with("-----BEGIN "))
+    else {
+        return Ok(contents.to_vec());
+    };
+    pem_body(text, RSA_PUBLIC_KEY_PEM).ok_or_else(|| {
+        "expected a PKCS#1 RSA public key, DER or PEM (BEGIN RSA PUBLIC KEY): \
+         `openssl rsa -in key.pem -RSAPublicKey_out -outform DER`"
+            .to_owned()
+    })
+}
+
+/// The decoded body of the PEM block labelled `label` in `text`, if it has one.
+pub(super) fn pem_body(text: &str, label: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let (_, rest) = text.split_once(&begin)?;
+    let (body, _) = rest.split_once(&end)?;
+    let body: String = body.split_whitespace().collect();
+    base64::engine::general_purpose::STANDARD.decode(body).ok()
 }
 
 #[cfg(test)]
@@ -284,7 +371,57 @@ mod tests {
     }
 
     #[test]
+    fn google_service_accounts_read_their_key_in_der_or_pem() {
+        use base64::Engine as _;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let der = dir.path().join("key.der");
+        let pem = dir.path().join("key.pem");
+        let spki = dir.path().join("spki.pem");
+        std::fs::write(&der, [0x30, 0x03, 0x02, 0x01, 0x05]).expect("written");
+        let body = base64::engine::general_purpose::STANDARD.encode([0x30, 0x00]);
+        let pem_text =
+            format!("-----BEGIN RSA PUBLIC KEY-----\n{body}\n-----END RSA PUBLIC KEY-----\n");
+        std::fs::write(&pem, pem_text).expect("written");
+        std::fs::write(
+            &spki,
+            "-----BEGIN PUBLIC KEY-----\nMAA=\n-----END PUBLIC KEY-----\n",
+        )
+        .expect("written");
+        let account = |email: &str, path: &std::path::Path| format!("{email}={}", path.display());
+        let cli = Cli::try_parse_from([
+            "mock-provider",
+            "--google-service-account",
+            &account("a@p.iam.gserviceaccount.com", &der),
+            "--google-service-account",
+            &account("b@p.iam.gserviceaccount.com", &pem),
+        ])
+        .expect("flags parse");
+        let accounts = &cli.mock.google_service_accounts;
+        assert_eq!(accounts[0].client_email, "a@p.iam.gserviceaccount.com");
+        assert_eq!(accounts[0].public_key, [0x30, 0x03, 0x02, 0x01, 0x05]);
+        assert_eq!(accounts[1].public_key, [0x30, 0x00]);
+        assert!(!format!("{accounts:?}").contains("public_key:"));
+        let missing = dir.path().join("missing.der");
+        for bad in [
+            "no-equals".to_owned(),
+            format!("={}", der.display()),
+            "a@p=".to_owned(),
+            account("a@p", &missing),
+            account("a@p", &spki),
+        ] {
+            assert!(
+                Cli::try_parse_from(["mock-provider", "--google-service-account", &bad]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn out_of_range_values_are_rejected() {
+        assert!(Cli::try_parse_from(["mock-provider", "--google-token-ttl-secs", "0"]).is_err());
+        assert!(
+            Cli::try_parse_from(["mock-provider", "--google-token-ttl-secs", "43201"]).is_err()
+        );
         assert!(Cli::try_parse_from(["mock-provider", "--entra-token-ttl-secs", "0"]).is_err());
         assert!(Cli::try_parse_from(["mock-provider", "--entra-token-ttl-secs", "86401"]).is_err());
         assert!(Cli::try_parse_from(["mock-provider", "--fail-percent", "101"]).is_err());

@@ -230,9 +230,9 @@ pub async fn token(
     no_store(response)
 }
 
-/// Marks a token endpoint answer as not to be cached, as OAuth2 (RFC 6749, section 5.1) and
-/// Entra do.
-fn no_store(mut response: Response) -> Response {
+/// Marks a token endpoint answer as not to be cached, as OAuth2 (RFC 6749, section 5.1), Entra
+/// and Google do.
+pub(super) fn no_store(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(
         header::CACHE_CONTROL,
@@ -255,9 +255,9 @@ fn is_default_scope(scope: &str) -> bool {
 }
 
 /// The fields of a form-encoded body (`a=1&b=2`, `+` for a space, `%XX` escapes); none unless the
-/// body is `application/x-www-form-urlencoded`, the only kind Entra reads. A field given twice
-/// keeps its first value.
-fn form_fields(headers: &HeaderMap, body: &[u8]) -> HashMap<String, String> {
+/// body is `application/x-www-form-urlencoded`, the only kind Entra and Google read. A field given
+/// twice keeps its first value.
+pub(super) fn form_fields(headers: &HeaderMap, body: &[u8]) -> HashMap<String, String> {
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())

@@ -2,10 +2,11 @@
 
 use std::borrow::Cow;
 
-use axum::http::{header, HeaderMap, HeaderName, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::google_oauth::Refusal;
 use super::{sigv4, TOKEN_ERROR_HEADER};
 
 /// The provider API a route imitates; decides where the key is read and how errors look.
@@ -16,7 +17,8 @@ pub enum Wire {
     /// Azure OpenAI: OpenAI's bodies, the key in `api-key` (or an Entra token as a bearer).
     Azure,
     /// Google's Gemini API: the key in `x-goog-api-key` (the `?key=` query form is moved into
-    /// that header by the Gemini routes), errors as `google.rpc.Status`.
+    /// that header by the Gemini routes), errors as `google.rpc.Status`. Vertex AI's routes
+    /// answer in it too; they read their OAuth2 bearer token themselves.
     Gemini,
     /// AWS Bedrock Runtime: SigV4-signed requests (the key is the access key id of the
     /// credential) or a Bedrock API key as a bearer token; errors as `{"message"}` with the type
@@ -65,6 +67,25 @@ const GEMINI_KEY_MISSING: &str = "Method doesn't allow unregistered callers (cal
      established identity). Please use API Key or other form of API consumer identity to call \
      this API.";
 
+/// Google's message for a bearer token it does not accept, unknown or expired (401
+/// `UNAUTHENTICATED`).
+const GOOGLE_CREDENTIALS_INVALID: &str = "Request had invalid authentication credentials. \
+     Expected OAuth 2 access token, login cookie or other valid authentication credential. See \
+     https://developers.google.com/identity/sign-in/web/devconsole-project.";
+
+/// Google's message for a request without credentials to an API that needs OAuth2 (401
+/// `UNAUTHENTICATED`).
+const GOOGLE_CREDENTIALS_MISSING: &str = "Request is missing required authentication credential. \
+     Expected OAuth 2 access token, login cookie or other valid authentication credential. See \
+     https://developers.google.com/identity/sign-in/web/devconsole-project.";
+
+/// Google's message for a token issued without the scope the API needs (403
+/// `PERMISSION_DENIED`).
+const GOOGLE_SCOPES_INSUFFICIENT: &str = "Request had insufficient authentication scopes.";
+
+/// What Google's 401s tell clients about the credentials they want.
+const GOOGLE_WWW_AUTHENTICATE: &str = "Bearer realm=\"https://accounts.google.com/\"";
+
 /// The header AWS names an error's type in (boto3 reads the error code from it).
 pub const AWS_ERROR_TYPE_HEADER: HeaderName = HeaderName::from_static("x-amzn-errortype");
 
@@ -93,8 +114,9 @@ pub struct ApiError {
     pub status: StatusCode,
     pub message: Cow<'static, str>,
     /// AWS's error type when it is not the status's (Bedrock's authentication failures are all
-    /// 403s of different types); on Azure, why an Entra token was refused, which makes the error
-    /// Azure's token refusal (see [`Self::azure_token_refused`]); the other wires ignore it.
+    /// 403s of different types); on Azure and Gemini (Vertex AI), why a bearer token was refused,
+    /// which makes the error that wire's token refusal (see [`Self::azure_token_refused`] and
+    /// [`Self::google_token_refused`]); the other wires ignore it.
     pub kind: Option<&'static str>,
 }
 
@@ -122,6 +144,23 @@ impl ApiError {
         Self {
             kind: Some(reason),
             ..Self::new(StatusCode::UNAUTHORIZED, AZURE_TOKEN_REFUSED)
+        }
+    }
+
+    /// Google's refusal of an OAuth2 bearer token (the reason named only in the mock's
+    /// [`TOKEN_ERROR_HEADER`]): 401 `UNAUTHENTICATED` when it is missing, unknown or expired,
+    /// 403 `PERMISSION_DENIED` when it lacks the API's scope.
+    pub fn google_token_refused(refusal: Refusal) -> Self {
+        let (status, message) = match refusal {
+            Refusal::Missing => (StatusCode::UNAUTHORIZED, GOOGLE_CREDENTIALS_MISSING),
+            Refusal::Unknown | Refusal::Expired => {
+                (StatusCode::UNAUTHORIZED, GOOGLE_CREDENTIALS_INVALID)
+            }
+            Refusal::Scope => (StatusCode::FORBIDDEN, GOOGLE_SCOPES_INSUFFICIENT),
+        };
+        Self {
+            kind: Some(refusal.reason()),
+            ..Self::new(status, message)
         }
     }
 
@@ -189,6 +228,7 @@ impl ApiError {
                 "type": "error",
                 "error": {"type": anthropic_kind(self.status), "message": self.message},
             }),
+            Wire::Gemini if self.kind.is_some() => return self.google_token_refusal(),
             Wire::Gemini => self.google_status(),
             Wire::Bedrock => {
                 let kind = self.kind.unwrap_or_else(|| bedrock_kind(self.status));
@@ -205,6 +245,21 @@ impl ApiError {
         let body = axum::Json(json!({"statusCode": self.status.as_u16(), "message": self.message}));
         let reason = self.kind.unwrap_or_default();
         (self.status, [(TOKEN_ERROR_HEADER, reason)], body).into_response()
+    }
+
+    /// Google's `google.rpc.Status` for a refused token, the reason in [`TOKEN_ERROR_HEADER`] and,
+    /// on a 401, the `WWW-Authenticate` challenge Google sends.
+    fn google_token_refusal(&self) -> Response {
+        let body = axum::Json(self.google_status());
+        let reason = self.kind.unwrap_or_default();
+        let mut response = (self.status, [(TOKEN_ERROR_HEADER, reason)], body).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(GOOGLE_WWW_AUTHENTICATE),
+            );
+        }
+        response
     }
 
     /// Google's `{"error": {code, message, status}}`; a wrong key also gets the `ErrorInfo`
@@ -286,7 +341,6 @@ fn anthropic_kind(status: StatusCode) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
 
     fn headers(name: &'static str, value: &'static str) -> HeaderMap {
         let mut headers = HeaderMap::new();
@@ -357,6 +411,30 @@ mod tests {
             assert_eq!(rendered["error"]["status"], name, "{status}");
             assert!(rendered["error"].get("details").is_none());
         }
+    }
+
+    #[tokio::test]
+    async fn google_token_refusals_name_their_reason() {
+        let rendered = ApiError::google_token_refused(Refusal::Expired).render(Wire::Gemini);
+        assert_eq!(rendered.status(), StatusCode::UNAUTHORIZED);
+        let headers = rendered.headers();
+        assert_eq!(headers[TOKEN_ERROR_HEADER], "expired");
+        assert_eq!(headers[header::WWW_AUTHENTICATE], GOOGLE_WWW_AUTHENTICATE);
+        let body = axum::body::to_bytes(rendered.into_body(), usize::MAX)
+            .await
+            .expect("body reads");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(
+            body,
+            json!({"error": {"code": 401, "message": GOOGLE_CREDENTIALS_INVALID,
+                             "status": "UNAUTHENTICATED"}})
+        );
+        let missing = ApiError::google_token_refused(Refusal::Missing);
+        assert_eq!(missing.message, GOOGLE_CREDENTIALS_MISSING);
+        let scope = ApiError::google_token_refused(Refusal::Scope).render(Wire::Gemini);
+        assert_eq!(scope.status(), StatusCode::FORBIDDEN);
+        assert!(!scope.headers().contains_key(header::WWW_AUTHENTICATE));
+        assert_eq!(scope.headers()[TOKEN_ERROR_HEADER], "scope");
     }
 
     #[test]

@@ -22,6 +22,10 @@
 //! gets a call of the first one instead, unless it answers a function call or
 //! `functionCallingConfig.mode` is `NONE`; one whose last user text holds [`BLOCK_MARKER`] gets
 //! Google's safety block: `promptFeedback.blockReason` and no candidates.
+//!
+//! Vertex AI's `generateContent` and `streamGenerateContent` (see [`super::vertex`]) are answered
+//! here too: the same bodies ([`Api::Vertex`] adds its few fields and requires every content's
+//! `role`) and the same answers.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -66,6 +70,9 @@ const REQUEST_FIELDS: &[&str] = &[
     "labels",
 ];
 
+/// The fields of a `GenerateContentRequest` that only Vertex AI has.
+const VERTEX_REQUEST_FIELDS: &[&str] = &["modelArmorConfig"];
+
 /// The fields of a `GenerationConfig`.
 const GENERATION_CONFIG_FIELDS: &[&str] = &[
     "temperature",
@@ -89,6 +96,10 @@ const GENERATION_CONFIG_FIELDS: &[&str] = &[
     "mediaResolution",
     "imageConfig",
 ];
+
+/// The fields of a `GenerationConfig` that only Vertex AI has.
+const VERTEX_GENERATION_CONFIG_FIELDS: &[&str] =
+    &["audioTimestamp", "routingConfig", "modelConfig"];
 
 /// The fields of a `Content`.
 const CONTENT_FIELDS: &[&str] = &["role", "parts"];
@@ -129,9 +140,46 @@ const EMBED_FIELDS: &[&str] = &[
     "outputDimensionality",
 ];
 
+/// Which of Google's APIs a `generateContent` call came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Api {
+    /// The Gemini API (`generativelanguage.googleapis.com`).
+    Gemini,
+    /// Vertex AI (`aiplatform.googleapis.com`): a few more fields, and every content must have
+    /// its `role`.
+    Vertex,
+}
+
+impl Api {
+    /// The fields of a `GenerateContentRequest` in this API.
+    fn request_fields(self) -> &'static [&'static [&'static str]] {
+        match self {
+            Api::Gemini => &[REQUEST_FIELDS],
+            Api::Vertex => &[REQUEST_FIELDS, VERTEX_REQUEST_FIELDS],
+        }
+    }
+
+    /// The fields of a `GenerationConfig` in this API.
+    fn generation_config_fields(self) -> &'static [&'static [&'static str]] {
+        match self {
+            Api::Gemini => &[GENERATION_CONFIG_FIELDS],
+            Api::Vertex => &[GENERATION_CONFIG_FIELDS, VERTEX_GENERATION_CONFIG_FIELDS],
+        }
+    }
+
+    /// Whether `role` is one a content may have: `user` or `model`, or none on the Gemini API.
+    fn accepts_role(self, role: Option<&str>) -> bool {
+        match role {
+            Some("user" | "model") => true,
+            None | Some("") => self == Api::Gemini,
+            Some(_) => false,
+        }
+    }
+}
+
 /// The methods of `models/{model}:{method}` the mock serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Method {
+pub(super) enum Method {
     Generate,
     Stream,
     Embed,
@@ -139,7 +187,7 @@ enum Method {
 }
 
 impl Method {
-    fn parse(name: &str) -> Option<Self> {
+    pub(super) fn parse(name: &str) -> Option<Self> {
         match name {
             "generateContent" => Some(Method::Generate),
             "streamGenerateContent" => Some(Method::Stream),
@@ -162,7 +210,7 @@ impl Method {
 
 /// The path segment `{model}:{method}` split at its last `:`; `None` without one or with an
 /// empty model.
-fn split_call(call: &str) -> Option<(&str, &str)> {
+pub(super) fn split_call(call: &str) -> Option<(&str, &str)> {
     let (model, method) = call.rsplit_once(':')?;
     (!model.is_empty()).then_some((model, method))
 }
@@ -197,11 +245,7 @@ pub async fn call(
         let error = ApiError::not_found(format!("mock: no such method: models/{call}"));
         return with_key_header(error.render(Wire::Gemini), Wire::Gemini.api_key(&headers));
     };
-    let framing = match method {
-        Method::Stream if query.get("alt").is_some_and(|alt| alt == "sse") => Framing::Sse,
-        Method::Stream => Framing::Array,
-        _ => Framing::Json,
-    };
+    let framing = Framing::of(method, &query);
     state.stats.record_model(model);
     state
         .serve_inference(
@@ -209,7 +253,9 @@ pub async fn call(
             method.route(),
             &headers,
             |pace| match method {
-                Method::Generate | Method::Stream => generate(&state, pace, model, &body, framing),
+                Method::Generate | Method::Stream => {
+                    generate(&state, Api::Gemini, pace, model, &body, framing)
+                }
                 Method::Embed => embed_content(&state, model, &body),
                 Method::BatchEmbed => batch_embed_contents(&state, model, &body),
             },
@@ -330,12 +376,10 @@ fn path(at: &str, field: &str) -> String {
     }
 }
 
-/// Rejects the first field of `object` (in name order) that is not in `known`.
-fn check_fields(object: &Map<String, Value>, known: &[&str], at: &str) -> Result<(), ApiError> {
-    match object
-        .keys()
-        .find(|name| !known.contains(&lower_camel(name).as_ref()))
-    {
+/// Rejects the first field of `object` (in name order) that is in none of the lists of `known`.
+fn check_fields(object: &Map<String, Value>, known: &[&[&str]], at: &str) -> Result<(), ApiError> {
+    let is_known = |name: &str| known.iter().any(|fields| fields.contains(&name));
+    match object.keys().find(|name| !is_known(&lower_camel(name))) {
         Some(name) => Err(unknown_name(name, at)),
         None => Ok(()),
     }
@@ -373,14 +417,14 @@ fn check_content(content: &Value, at: &str) -> Result<(), ApiError> {
     let Some(content) = content.as_object() else {
         return Ok(());
     };
-    check_fields(content, CONTENT_FIELDS, at)?;
+    check_fields(content, &[CONTENT_FIELDS], at)?;
     let parts = field(content, "parts").and_then(Value::as_array);
     for (i, part) in parts.into_iter().flatten().enumerate() {
         let Some(part) = part.as_object() else {
             continue;
         };
         let at = path(at, &format!("parts[{i}]"));
-        check_fields(part, PART_FIELDS, &at)?;
+        check_fields(part, &[PART_FIELDS], &at)?;
         let data = PART_DATA_FIELDS
             .iter()
             .filter(|&&name| field(part, name).is_some_and(|value| !value.is_null()))
@@ -395,12 +439,13 @@ fn check_content(content: &Value, at: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// A `generateContent` body: checked for unknown fields, then read into what the mock uses.
-fn parse_generate(body: &[u8]) -> Result<GenerateRequest, ApiError> {
+/// A `generateContent` body of `api`: checked for unknown fields, then read into what the mock
+/// uses.
+fn parse_generate(api: Api, body: &[u8]) -> Result<GenerateRequest, ApiError> {
     let object = parse_object(body)?;
-    check_fields(&object, REQUEST_FIELDS, "")?;
+    check_fields(&object, api.request_fields(), "")?;
     if let Some(config) = field(&object, "generationConfig").and_then(Value::as_object) {
-        check_fields(config, GENERATION_CONFIG_FIELDS, "generation_config")?;
+        check_fields(config, api.generation_config_fields(), "generation_config")?;
     }
     if let Some(system) = field(&object, "systemInstruction") {
         check_content(system, "system_instruction")?;
@@ -411,7 +456,7 @@ fn parse_generate(body: &[u8]) -> Result<GenerateRequest, ApiError> {
     }
     let request: GenerateRequest =
         serde_json::from_value(Value::Object(object)).map_err(invalid_payload)?;
-    request.validate()?;
+    request.validate(api)?;
     Ok(request)
 }
 
@@ -492,14 +537,14 @@ struct GenerationConfig {
 
 impl GenerateRequest {
     /// Google's checks of what the typed parse lets through, with its messages.
-    fn validate(&self) -> Result<(), ApiError> {
+    fn validate(&self, api: Api) -> Result<(), ApiError> {
         if self.contents.is_empty() {
             return Err(ApiError::invalid_request(
                 "* GenerateContentRequest.contents: contents is not specified\n",
             ));
         }
         for (i, content) in self.contents.iter().enumerate() {
-            if !matches!(content.role.as_deref(), None | Some("" | "user" | "model")) {
+            if !api.accepts_role(content.role.as_deref()) {
                 return Err(ApiError::invalid_request(
                     "Please use a valid role: user, model.",
                 ));
@@ -726,7 +771,7 @@ impl<'a> Header<'a> {
 
 /// How a `generateContent` answer is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
+pub(super) enum Framing {
     /// `generateContent`: one response.
     Json,
     /// `streamGenerateContent?alt=sse`: one `data:` event per chunk, paced.
@@ -735,15 +780,27 @@ enum Framing {
     Array,
 }
 
-/// `generateContent` and `streamGenerateContent` for `model`.
-fn generate(
+impl Framing {
+    /// How `method` answers a request with `query`.
+    pub(super) fn of(method: Method, query: &HashMap<String, String>) -> Self {
+        match method {
+            Method::Stream if query.get("alt").is_some_and(|alt| alt == "sse") => Framing::Sse,
+            Method::Stream => Framing::Array,
+            _ => Framing::Json,
+        }
+    }
+}
+
+/// `generateContent` and `streamGenerateContent` of `api` for `model`.
+pub(super) fn generate(
     state: &MockState,
+    api: Api,
     pace: Pace,
     model: &str,
     body: &[u8],
     framing: Framing,
 ) -> Result<Response, ApiError> {
-    let request = parse_generate(body)?;
+    let request = parse_generate(api, body)?;
     let messages: Vec<Message> = request.contents.iter().map(Content::to_message).collect();
     let system = request.system_instruction.as_ref().map(Content::to_message);
     let prompt_tokens = prompt::prompt_tokens(
@@ -862,7 +919,7 @@ struct Embedding {
 /// An embedding request at `at` (empty at the top): checked for unknown fields, then read.
 fn parse_embed(value: Value, at: &str) -> Result<EmbedRequest, ApiError> {
     let object = as_object(value)?;
-    check_fields(&object, EMBED_FIELDS, at)?;
+    check_fields(&object, &[EMBED_FIELDS], at)?;
     if let Some(content) = field(&object, "content") {
         check_content(content, &path(at, "content"))?;
     }
@@ -922,7 +979,7 @@ fn embed_content(state: &MockState, model: &str, body: &[u8]) -> Result<Response
 /// which must name the URL's model.
 fn batch_embed_contents(state: &MockState, model: &str, body: &[u8]) -> Result<Response, ApiError> {
     let mut object = parse_object(body)?;
-    check_fields(&object, &["requests"], "")?;
+    check_fields(&object, &[&["requests"]], "")?;
     let requests = match object.remove("requests") {
         Some(Value::Array(requests)) => requests,
         None | Some(Value::Null) => Vec::new(),
@@ -983,6 +1040,7 @@ mod tests {
         let state = MockState::new(&MockConfig::default());
         let response = generate(
             &state,
+            Api::Gemini,
             pace(3),
             "gemini-2.5-flash",
             body.to_string().as_bytes(),
@@ -1021,7 +1079,7 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_named_where_they_are() {
-        let parse = |body: Value| message(parse_generate(body.to_string().as_bytes()));
+        let parse = |body: Value| message(parse_generate(Api::Gemini, body.to_string().as_bytes()));
         let contents = json!([{"role": "user", "parts": [{"text": "hi"}]}]);
         assert_eq!(
             parse(json!({"contents": contents, "stream": true})),
@@ -1048,6 +1106,7 @@ mod tests {
     #[test]
     fn fields_may_come_in_either_spelling() {
         let request = parse_generate(
+            Api::Gemini,
             json!({
                 "contents": [{"role": "user", "parts": [{"text": "hi"}]}],
                 "system_instruction": {"parts": [{"text": "be brief"}]},
@@ -1064,6 +1123,26 @@ mod tests {
         );
         assert_eq!(lower_camel("response_json_schema"), "responseJsonSchema");
         assert_eq!(lower_camel("topK"), "topK");
+    }
+
+    #[test]
+    fn vertex_requires_roles_and_takes_its_own_fields() {
+        let parse = |api: Api, body: Value| parse_generate(api, body.to_string().as_bytes());
+        let no_role = json!({"contents": [{"parts": [{"text": "hi"}]}]});
+        assert!(parse(Api::Gemini, no_role.clone()).is_ok());
+        assert_eq!(
+            message(parse(Api::Vertex, no_role)),
+            "Please use a valid role: user, model."
+        );
+        let empty_role = json!({"contents": [{"role": "", "parts": [{"text": "hi"}]}]});
+        assert!(message(parse(Api::Vertex, empty_role)).contains("valid role"));
+        let vertex_only = json!({
+            "contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+            "generationConfig": {"audioTimestamp": true, "routingConfig": {}},
+            "modelArmorConfig": {},
+        });
+        assert!(parse(Api::Vertex, vertex_only.clone()).is_ok());
+        assert!(message(parse(Api::Gemini, vertex_only)).contains("Unknown name"));
     }
 
     #[tokio::test]
@@ -1128,6 +1207,7 @@ mod tests {
                           "generationConfig": {"maxOutputTokens": 2}});
         let response = generate(
             &state,
+            Api::Gemini,
             pace(4),
             "m",
             body.to_string().as_bytes(),

@@ -1,11 +1,13 @@
-//! A mock LLM provider speaking the OpenAI, Anthropic, Azure OpenAI, Google Gemini (v1beta) and
-//! AWS Bedrock Runtime (Converse, ConverseStream, SigV4) wire formats, for tests and benchmarks.
+//! A mock LLM provider speaking the OpenAI, Anthropic, Azure OpenAI, Google Gemini (v1beta),
+//! Google Vertex AI (Gemini models) and AWS Bedrock Runtime (Converse, ConverseStream, SigV4) wire
+//! formats, for tests and benchmarks.
 //!
 //! Replies are deterministic (`mock reply to: <last user text>`), latency and failures can be
 //! injected, and `/mock/*` endpoints let tests read counters and change behaviour at run time.
 //! Each wire keeps its own key header and error format (see [`error::Wire`]). For Azure, the mock
 //! is also Microsoft Entra ID's token endpoint (client credentials), whose tokens the Azure routes
-//! take as bearer tokens (see [`entra`]).
+//! take as bearer tokens (see [`entra`]); for Vertex AI, it is Google's OAuth2 token endpoint for
+//! service accounts' signed JWTs, whose tokens the Vertex AI routes take (see [`google_oauth`]).
 
 mod anthropic;
 mod azure;
@@ -16,6 +18,7 @@ mod embeddings;
 mod entra;
 mod error;
 mod gemini;
+mod google_oauth;
 mod knobs;
 mod models;
 mod openai;
@@ -23,6 +26,7 @@ mod prompt;
 mod sigv4;
 mod sse;
 mod stats;
+mod vertex;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -40,10 +44,12 @@ use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 
-pub use config::{AwsCredential, EntraClient, MockConfig};
+pub use config::{AwsCredential, EntraClient, GoogleServiceAccount, MockConfig};
+pub use google_oauth::CLOUD_PLATFORM_SCOPE;
 
 use entra::Entra;
 use error::{ApiError, Wire};
+use google_oauth::GoogleOAuth;
 use knobs::{Knobs, Pace};
 use models::ModelLists;
 use stats::{Route, Stats};
@@ -52,7 +58,8 @@ use stats::{Route, Stats};
 pub const KEY_HEADER: &str = "x-mock-key";
 
 /// Header naming why an Azure route refused an Entra bearer token (`unknown`, `audience` or
-/// `expired`), which Azure's own answer does not tell apart.
+/// `expired`), which Azure's own answer does not tell apart; and why a Vertex AI route refused a
+/// Google one (`missing`, `unknown`, `scope` or `expired`).
 pub const TOKEN_ERROR_HEADER: &str = "x-mock-token-error";
 
 /// Request bodies up to this size are read; larger ones get 413.
@@ -66,6 +73,8 @@ pub struct MockState {
     aws_credentials: HashMap<String, String>,
     /// `--entra-client`: the token endpoint's registrations and the tokens it issued.
     entra: Entra,
+    /// `--google-service-account`: the token endpoint's accounts and the tokens it issued.
+    google: GoogleOAuth,
     embedding_dims: usize,
     models: ModelLists,
     knobs: Knobs,
@@ -89,6 +98,7 @@ impl MockState {
                 })
                 .collect(),
             entra: Entra::new(config),
+            google: GoogleOAuth::new(config),
             embedding_dims: config.embedding_dims,
             models: ModelLists::new(&config.models),
             knobs: Knobs::new(config),
@@ -98,7 +108,8 @@ impl MockState {
     }
 
     /// A fresh number for response ids (`chatcmpl-mock-<n>`, `msg_mock_<n>`, `mock-gemini-<n>`,
-    /// `tooluse_mock_<n>`) and Entra tokens (`entra-mock-<tenant>-<client_id>-<n>`).
+    /// `tooluse_mock_<n>`), Entra tokens (`entra-mock-<tenant>-<client_id>-<n>`) and Google ones
+    /// (`ya29.mock-<n>`).
     fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Relaxed)
     }
@@ -172,16 +183,16 @@ fn with_key_header(mut response: Response, key: &str) -> Response {
     response
 }
 
-/// Seconds since the Unix epoch, for `created` fields and Entra's timestamps.
+/// Seconds since the Unix epoch, for `created` fields, Entra's timestamps and JWT times.
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs())
 }
 
-/// All routes: the provider APIs, Entra ID's token endpoint, `/health` and the `/mock/*` control
-/// endpoints. Gemini's `models/{model}:{method}` calls share one route: axum cannot split a path
-/// segment at `:`.
+/// All routes: the provider APIs, Entra ID's and Google's token endpoints, `/health` and the
+/// `/mock/*` control endpoints. Gemini's and Vertex AI's `models/{model}:{method}` calls share one
+/// route each: axum cannot split a path segment at `:`.
 /// Bedrock's `{modelId}` is one path segment: an ARN comes percent-encoded (`%3A`, `%2F`).
 pub fn router(state: Arc<MockState>) -> Router {
     Router::new()
@@ -202,6 +213,19 @@ pub fn router(state: Arc<MockState>) -> Router {
             post(azure::v1_chat_completions),
         )
         .route("/{tenant}/oauth2/v2.0/token", post(entra::token))
+        .route("/token", post(google_oauth::token))
+        .route(
+            "/v1/projects/{project}/locations/{location}/publishers/google/models/{call}",
+            post(vertex::call),
+        )
+        .route(
+            "/v1beta1/projects/{project}/locations/{location}/publishers/google/models/{call}",
+            post(vertex::call),
+        )
+        .route(
+            "/v1/publishers/google/models/{call}",
+            post(vertex::express_call),
+        )
         .route("/v1beta/models", get(gemini::list_models))
         .route(
             "/v1beta/models/{call}",

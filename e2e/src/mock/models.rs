@@ -93,9 +93,13 @@ pub async fn list_models(State(state): State<Arc<MockState>>, headers: HeaderMap
 }
 
 /// Unknown paths: 404 in the caller's provider format, as the real APIs answer; Google's for
-/// `/v1beta/...` or a request with `x-goog-api-key`, AWS's for Bedrock's `/model/...`.
+/// `/v1beta/...`, Vertex AI's `/v1/projects/...` and `/v1beta1/...`, or a request with
+/// `x-goog-api-key`, AWS's for Bedrock's `/model/...`.
 pub async fn not_found(uri: Uri, headers: HeaderMap) -> Response {
-    let wire = if uri.path().starts_with("/v1beta/") || headers.contains_key(GEMINI_KEY_HEADER) {
+    let google = ["/v1beta/", "/v1/projects/", "/v1beta1/"];
+    let wire = if google.iter().any(|prefix| uri.path().starts_with(prefix))
+        || headers.contains_key(GEMINI_KEY_HEADER)
+    {
         Wire::Gemini
     } else if uri.path().starts_with("/model/") {
         Wire::Bedrock

@@ -18,10 +18,12 @@ pub enum Route {
     GeminiBatchEmbedContents,
     BedrockConverse,
     BedrockConverseStream,
+    VertexGenerateContent,
+    VertexStreamGenerateContent,
 }
 
 impl Route {
-    const ALL: [Route; 9] = [
+    const ALL: [Route; 11] = [
         Route::ChatCompletions,
         Route::Embeddings,
         Route::Messages,
@@ -31,10 +33,13 @@ impl Route {
         Route::GeminiBatchEmbedContents,
         Route::BedrockConverse,
         Route::BedrockConverseStream,
+        Route::VertexGenerateContent,
+        Route::VertexStreamGenerateContent,
     ];
 
     /// The route's URL path; Gemini's with `{model}` for the model in it, Bedrock's with
-    /// `{modelId}`.
+    /// `{modelId}`, Vertex AI's with `{version}` (`v1` or `v1beta1`), `{project}`, `{location}`
+    /// and `{model}`.
     pub fn path(self) -> &'static str {
         match self {
             Route::ChatCompletions => "/v1/chat/completions",
@@ -46,12 +51,20 @@ impl Route {
             Route::GeminiBatchEmbedContents => "/v1beta/models/{model}:batchEmbedContents",
             Route::BedrockConverse => "/model/{modelId}/converse",
             Route::BedrockConverseStream => "/model/{modelId}/converse-stream",
+            Route::VertexGenerateContent => {
+                "/{version}/projects/{project}/locations/{location}/publishers/google/models/\
+                 {model}:generateContent"
+            }
+            Route::VertexStreamGenerateContent => {
+                "/{version}/projects/{project}/locations/{location}/publishers/google/models/\
+                 {model}:streamGenerateContent"
+            }
         }
     }
 
     /// Whether `by_route` lists the route while its count is 0: the OpenAI and Anthropic routes
-    /// always are, Gemini's and Bedrock's only once used, so the view of a test that never speaks
-    /// them stays as it was.
+    /// always are, Gemini's, Bedrock's and Vertex AI's only once used, so the view of a test that
+    /// never speaks them stays as it was.
     fn listed_when_unused(self) -> bool {
         matches!(
             self,
@@ -67,10 +80,14 @@ pub struct Stats {
     failures_injected: AtomicU64,
     token_requests: AtomicU64,
     token_failures: AtomicU64,
+    google_token_requests: AtomicU64,
+    google_token_failures: AtomicU64,
     by_key: Mutex<HashMap<String, u64>>,
     by_deployment: Mutex<HashMap<String, u64>>,
     by_model: Mutex<HashMap<String, u64>>,
     by_region: Mutex<HashMap<String, u64>>,
+    by_location: Mutex<HashMap<String, u64>>,
+    by_project: Mutex<HashMap<String, u64>>,
 }
 
 /// The counters as `GET /mock/stats` reports them.
@@ -81,15 +98,24 @@ pub struct StatsView {
     pub by_key: BTreeMap<String, u64>,
     /// Azure requests by the deployment in their path.
     pub by_deployment: BTreeMap<String, u64>,
-    /// Gemini and Bedrock requests by the model in their path (Bedrock's percent-decoded).
+    /// Gemini, Vertex AI and Bedrock requests by the model in their path (Bedrock's
+    /// percent-decoded).
     pub by_model: BTreeMap<String, u64>,
     /// Bedrock requests by the region of their SigV4 credential scope.
     pub by_region: BTreeMap<String, u64>,
+    /// Vertex AI requests by the location in their path (`us-central1`, `global`).
+    pub by_location: BTreeMap<String, u64>,
+    /// Vertex AI requests by the project in their path.
+    pub by_project: BTreeMap<String, u64>,
     pub failures_injected: u64,
     /// Access tokens the Entra token endpoint issued.
     pub token_requests: u64,
     /// Token requests the Entra token endpoint refused.
     pub token_failures: u64,
+    /// Access tokens the Google token endpoint issued.
+    pub google_token_requests: u64,
+    /// Token requests the Google token endpoint refused.
+    pub google_token_failures: u64,
 }
 
 impl Stats {
@@ -113,7 +139,7 @@ impl Stats {
         count_in(&self.by_deployment, deployment);
     }
 
-    /// Counts one Gemini or Bedrock request for `model`.
+    /// Counts one Gemini, Vertex AI or Bedrock request for `model`.
     pub fn record_model(&self, model: &str) {
         count_in(&self.by_model, model);
     }
@@ -121,6 +147,12 @@ impl Stats {
     /// Counts one Bedrock request signed for `region`.
     pub fn record_region(&self, region: &str) {
         count_in(&self.by_region, region);
+    }
+
+    /// Counts one Vertex AI request for `location` in `project`.
+    pub fn record_vertex_resource(&self, project: &str, location: &str) {
+        count_in(&self.by_project, project);
+        count_in(&self.by_location, location);
     }
 
     /// Counts one injected failure.
@@ -138,6 +170,16 @@ impl Stats {
         self.token_failures.fetch_add(1, Relaxed);
     }
 
+    /// Counts one access token issued by the Google token endpoint.
+    pub fn record_google_token_issued(&self) {
+        self.google_token_requests.fetch_add(1, Relaxed);
+    }
+
+    /// Counts one token request the Google token endpoint refused.
+    pub fn record_google_token_failure(&self) {
+        self.google_token_failures.fetch_add(1, Relaxed);
+    }
+
     /// Zeroes every counter.
     pub fn reset(&self) {
         for count in &self.by_route {
@@ -147,6 +189,8 @@ impl Stats {
             &self.failures_injected,
             &self.token_requests,
             &self.token_failures,
+            &self.google_token_requests,
+            &self.google_token_failures,
         ] {
             count.store(0, Relaxed);
         }
@@ -154,7 +198,13 @@ impl Stats {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
-        for by in [&self.by_deployment, &self.by_model, &self.by_region] {
+        for by in [
+            &self.by_deployment,
+            &self.by_model,
+            &self.by_region,
+            &self.by_location,
+            &self.by_project,
+        ] {
             by.lock().unwrap_or_else(PoisonError::into_inner).clear();
         }
     }
@@ -178,9 +228,13 @@ impl Stats {
             by_deployment: sorted(&self.by_deployment),
             by_model: sorted(&self.by_model),
             by_region: sorted(&self.by_region),
+            by_location: sorted(&self.by_location),
+            by_project: sorted(&self.by_project),
             failures_injected: self.failures_injected.load(Relaxed),
             token_requests: self.token_requests.load(Relaxed),
             token_failures: self.token_failures.load(Relaxed),
+            google_token_requests: self.google_token_requests.load(Relaxed),
+            google_token_failures: self.google_token_failures.load(Relaxed),
         }
     }
 }
@@ -250,5 +304,39 @@ mod tests {
         stats.reset();
         let view = stats.view();
         assert_eq!((view.token_requests, view.token_failures), (0, 0));
+    }
+
+    #[test]
+    fn google_tokens_and_vertex_resources_are_counted_and_reset() {
+        let stats = Stats::default();
+        stats.record_google_token_issued();
+        stats.record_google_token_failure();
+        stats.record_google_token_failure();
+        stats.record(
+            Route::VertexGenerateContent,
+            "sa:a@p.iam.gserviceaccount.com",
+        );
+        stats.record_vertex_resource("p", "us-central1");
+        stats.record_vertex_resource("p", "global");
+        let view = stats.view();
+        assert_eq!(
+            (view.google_token_requests, view.google_token_failures),
+            (1, 2)
+        );
+        assert_eq!((view.token_requests, view.requests), (0, 1));
+        assert_eq!(view.by_project["p"], 2);
+        assert_eq!(view.by_location["global"], 1);
+        assert!(view
+            .by_route
+            .keys()
+            .any(|path| path.ends_with("{model}:generateContent")
+                && path.starts_with("/{version}/projects/")));
+        stats.reset();
+        let view = stats.view();
+        assert_eq!(
+            (view.google_token_requests, view.google_token_failures),
+            (0, 0)
+        );
+        assert!(view.by_location.is_empty() && view.by_project.is_empty());
     }
 }

@@ -30,6 +30,10 @@ pub enum Addressing {
     /// deployment is in the path (`/openai/deployments/{deployment}/...?api-version=`), or the
     /// `/openai/v1/` API without an `api_version`; the key goes in `api-key`.
     Azure,
+    /// Vertex AI: each key names its project and region (`vertex_key_config`); Gemini models
+    /// at `{endpoint}/v1/projects/{p}/locations/{r}/publishers/google/models/{model}:...`,
+    /// with a service account's OAuth2 token.
+    Vertex,
 }
 
 /// What a provider name means to the gateway.
@@ -136,11 +140,15 @@ const PROVIDERS: &[(&str, KnownProvider)] = &[
             api: "AWS Bedrock's Mantle API (addressed by region)",
         },
     ),
+    // Gemini's format; each key names its project and region (vertex_key_config).
     (
         "vertex",
-        KnownProvider::NotSpoken {
-            api: "Google Vertex AI's API (service-account auth)",
-        },
+        KnownProvider::Speaks(Endpoint {
+            kind: ProviderKind::Gemini,
+            base_url: "",
+            api_prefix: "",
+            addressing: Addressing::Vertex,
+        }),
     ),
     (
         "replicate",
@@ -210,8 +218,8 @@ mod tests {
         for (name, provider) in PROVIDERS {
             assert!(seen.insert(name), "{name} twice");
             if let KnownProvider::Speaks(endpoint) = provider {
-                // Azure's keys name their resources, Bedrock's their regions.
-                if endpoint.addressing == Addressing::Azure
+                // Azure's keys name their resources, Bedrock's and Vertex's their regions.
+                if matches!(endpoint.addressing, Addressing::Azure | Addressing::Vertex)
                     || endpoint.kind == ProviderKind::Bedrock
                 {
                     continue;
@@ -231,7 +239,7 @@ mod tests {
     }
 
     #[test]
-    fn perplexity_has_no_version_segment_and_vertex_is_not_spoken() {
+    fn perplexity_has_no_version_segment_and_replicate_is_not_spoken() {
         assert_eq!(endpoint("perplexity").map(|e| e.api_prefix), Some(""));
         assert_eq!(endpoint("xai").map(|e| e.api_prefix), Some("/v1"));
         assert_eq!(
@@ -239,9 +247,13 @@ mod tests {
             Some(Addressing::Azure)
         );
         assert!(matches!(
-            lookup("vertex"),
+            lookup("replicate"),
             Some(KnownProvider::NotSpoken { .. })
         ));
+        assert_eq!(
+            endpoint("vertex").map(|e| e.addressing),
+            Some(Addressing::Vertex)
+        );
         assert_eq!(
             endpoint("bedrock").map(|e| e.kind),
             Some(ProviderKind::Bedrock)

@@ -147,7 +147,6 @@ const NOT_READ: &[(&str, &str)] = &[
         "bedrock_mantle_key_config",
         "Bedrock Mantle is not spoken yet",
     ),
-    ("vertex_key_config", "Vertex AI is not spoken yet"),
     ("meta_config", "not in the current Bifrost schema"),
 ];
 
@@ -377,7 +376,7 @@ mod tests {
                 "providers": {
                   "openai": {"keys": [{"name": "k", "value": "env.OPENAI_API_KEY", "models": ["*"], "weight": 1,
                                        "use_for_batch_api": true}]},
-                  "vertex": {"keys": [{"name": "a", "value": "x", "models": ["*"], "weight": 1}]}},
+                  "replicate": {"keys": [{"name": "a", "value": "x", "models": ["*"], "weight": 1}]}},
                 "logs_store": {"enabled": true}}"#,
         );
         for (path, status) in [
@@ -387,7 +386,7 @@ mod tests {
             ("client.prometheus_labels", Status::Ignored),
             ("providers.openai.keys[].use_for_batch_api", Status::Ignored),
             ("logs_store", Status::Ignored),
-            ("providers.vertex", Status::Rejected),
+            ("providers.replicate", Status::Rejected),
         ] {
             assert_eq!(
                 status_of(&explanation, path),
@@ -396,7 +395,7 @@ mod tests {
             );
         }
         assert!(
-            status_of(&explanation, "providers.vertex.keys[].value").is_none(),
+            status_of(&explanation, "providers.replicate.keys[].value").is_none(),
             "a rejected provider is one line"
         );
         let text = explanation.to_string();

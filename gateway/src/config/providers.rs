@@ -113,6 +113,130 @@ pub struct KeyConfig {
     /// `value` is a Bedrock API key, sent as a bearer token).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bedrock_key_config: Option<BedrockKeyConfig>,
+    /// Bifrost's Vertex AI key: the project, region and service account (required for
+    /// `vertex`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vertex_key_config: Option<VertexKeyConfig>,
+}
+
+/// A Google Cloud project's Vertex AI (Bifrost's `vertex_key_config`): Gemini models under
+/// `publishers/google`, with a service account's OAuth2 tokens.
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct VertexKeyConfig {
+    /// The Google Cloud project id.
+    pub project_id: String,
+    /// The location (`us-central1`, `europe-west4`, or `global`).
+    pub region: String,
+    /// The service account's JSON key (`env.VERTEX_CREDENTIALS`): its `client_email`,
+    /// `private_key` and `token_uri` sign the token requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_credentials: Option<String>,
+    /// Model name → model (or endpoint) id; a model not listed is its own id. The key serves
+    /// these models besides its `models`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub deployments: BTreeMap<String, String>,
+}
+
+impl VertexKeyConfig {
+    /// The regional endpoint (`https://{region}-aiplatform.googleapis.com`; the global one
+    /// for `global`).
+    pub fn endpoint(&self) -> String {
+        match self.region.as_str() {
+            "global" => "https://aiplatform.googleapis.com".to_owned(),
+            region => format!("https://{region}-aiplatform.googleapis.com"),
+        }
+    }
+
+    /// The path of Gemini models after the endpoint: `/v1/projects/{p}/locations/{r}/publishers/google/models`.
+    pub fn models_path(&self) -> String {
+        format!(
+            "/v1/projects/{}/locations/{}/publishers/google/models",
+            self.project_id, self.region
+        )
+    }
+
+    /// The model id sent for `model`.
+    pub fn model_id<'a>(&'a self, model: &'a str) -> &'a str {
+        self.deployments.get(model).map_or(model, String::as_str)
+    }
+}
+
+/// The fields of a Google service account's JSON key that sign token requests.
+#[derive(Clone, PartialEq, Deserialize)]
+pub struct ServiceAccountKey {
+    /// `service_account`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The account (`name@project.iam.gserviceaccount.com`): the token request's issuer.
+    pub client_email: String,
+    /// PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`).
+    pub private_key: String,
+    /// The key's id, sent as the JWT's `kid`.
+    #[serde(default)]
+    pub private_key_id: Option<String>,
+    /// Where tokens come from (`https://oauth2.googleapis.com/token`).
+    #[serde(default = "ServiceAccountKey::default_token_uri")]
+    pub token_uri: String,
+}
+
+impl ServiceAccountKey {
+    fn default_token_uri() -> String {
+        "https://oauth2.googleapis.com/token".to_owned()
+    }
+
+    /// The key in `text` (a service account's JSON key file), or what is wrong with it.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let key: Self = serde_json::from_str(text).map_err(|e| {
+            format!("not a service account's JSON key ({e}); download one with `gcloud iam service-accounts keys create`")
+        })?;
+        if key.kind != "service_account" {
+            return Err(format!(
+                "type must be \"service_account\" (got \"{}\"): only service account keys are supported",
+                key.kind
+            ));
+        }
+        if !key
+            .private_key
+            .trim_start()
+            .starts_with("-----BEGIN PRIVATE KEY-----")
+        {
+            return Err(
+                "private_key must be a PKCS#8 PEM key (-----BEGIN PRIVATE KEY-----)".into(),
+            );
+        }
+        if !key.token_uri.starts_with("https://") && !key.token_uri.starts_with("http://") {
+            return Err(format!(
+                "token_uri must be an http(s) URL (got \"{}\")",
+                key.token_uri
+            ));
+        }
+        Ok(key)
+    }
+}
+
+impl fmt::Debug for ServiceAccountKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceAccountKey")
+            .field("client_email", &self.client_email)
+            .field("private_key", &"<redacted>")
+            .field("token_uri", &self.token_uri)
+            .finish()
+    }
+}
+
+impl fmt::Debug for VertexKeyConfig {
+    // The service account's private key never reaches logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VertexKeyConfig")
+            .field("project_id", &self.project_id)
+            .field("region", &self.region)
+            .field(
+                "auth_credentials",
+                &self.auth_credentials.as_ref().map(|_| "<redacted>"),
+            )
+            .field("deployments", &self.deployments)
+            .finish()
+    }
 }
 
 /// AWS credentials and addressing for Bedrock (Bifrost's `bedrock_key_config`); requests are
@@ -292,6 +416,11 @@ impl KeyConfig {
                 self.bedrock_key_config
                     .iter()
                     .flat_map(|bedrock| bedrock.deployments.keys().cloned()),
+            )
+            .chain(
+                self.vertex_key_config
+                    .iter()
+                    .flat_map(|vertex| vertex.deployments.keys().cloned()),
             );
         for name in named.into_iter().chain(deployed) {
             if !models.contains(&name) {
@@ -680,7 +809,7 @@ mod tests {
             assert_eq!(config.kind("mine"), ProviderKind::Openai, "{base}");
         }
         let refused = serde_json::from_value::<ProviderConfig>(serde_json::json!({
-            "custom_provider_config": {"base_provider_type": "vertex"}
+            "custom_provider_config": {"base_provider_type": "replicate"}
         }));
         let message = refused.expect_err("not spoken").to_string();
         assert!(

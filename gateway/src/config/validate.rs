@@ -413,6 +413,80 @@ fn validate_bedrock_keys(
     }
 }
 
+/// Vertex AI keys name their project, region and service account (`vertex_key_config`);
+/// other providers' keys must not carry one.
+fn validate_vertex_keys(
+    name: &str,
+    provider: &ProviderConfig,
+    vertex: bool,
+    problems: &mut Vec<FieldError>,
+) {
+    let at = |index: usize, field: &str| format!("providers.{name}.keys[{index}].{field}");
+    if vertex && provider.keys.is_empty() {
+        problems.push(FieldError::new(
+            format!("providers.{name}.keys"),
+            "a Vertex AI provider needs a key with vertex_key_config (project_id, region, auth_credentials)",
+        ));
+    }
+    for (index, key) in provider.keys.iter().enumerate() {
+        let config = match (&key.vertex_key_config, vertex) {
+            (None, false) => continue,
+            (Some(_), false) => {
+                problems.push(FieldError::new(
+                    at(index, "vertex_key_config"),
+                    format!("only the vertex provider reads it (\"{name}\" is not Vertex AI)"),
+                ));
+                continue;
+            }
+            // Without a project: a Vertex API key (express mode).
+            (None, true) if !key.value.is_empty() => continue,
+            (None, true) => {
+                problems.push(FieldError::new(
+                    at(index, "vertex_key_config"),
+                    "required for Vertex AI: project_id, region and auth_credentials (the service account's JSON key), or a Vertex API key as the key's value (express mode)",
+                ));
+                continue;
+            }
+            (Some(config), true) => config,
+        };
+        let lowercase_id = |text: &str| {
+            !text.is_empty()
+                && text
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        };
+        if !lowercase_id(&config.project_id) {
+            problems.push(FieldError::new(
+                at(index, "vertex_key_config.project_id"),
+                format!("must be a Google Cloud project id (lower-case letters, digits, '-'; got \"{}\")", config.project_id),
+            ));
+        }
+        if !lowercase_id(&config.region) {
+            problems.push(FieldError::new(
+                at(index, "vertex_key_config.region"),
+                format!(
+                    "must be a Vertex AI location such as us-central1 or global (got \"{}\")",
+                    config.region
+                ),
+            ));
+        }
+        match config.auth_credentials.as_deref().map(str::trim) {
+            None | Some("") => problems.push(FieldError::new(
+                at(index, "vertex_key_config.auth_credentials"),
+                "required: the service account's JSON key (Application Default Credentials and Vertex API keys are not supported yet)",
+            )),
+            Some(text) => {
+                if let Err(problem) = super::ServiceAccountKey::parse(text) {
+                    problems.push(FieldError::new(
+                        at(index, "vertex_key_config.auth_credentials"),
+                        problem,
+                    ));
+                }
+            }
+        }
+    }
+}
+
 /// A PEM field must hold at least one certificate (the client build parses it fully).
 fn check_pem(problems: &mut Vec<FieldError>, field: String, pem: &Option<String>) {
     if let Some(pem) = pem {
@@ -597,8 +671,10 @@ fn validate_provider(name: &str, provider: &ProviderConfig, problems: &mut Vec<F
     validate_azure_keys(name, provider, azure, problems);
     let bedrock = provider.kind(name) == ProviderKind::Bedrock;
     validate_bedrock_keys(name, provider, bedrock, problems);
+    let vertex = provider.addressing(name) == catalog::Addressing::Vertex;
+    validate_vertex_keys(name, provider, vertex, problems);
     match provider.base_url(name) {
-        None if refused || azure || bedrock => {}
+        None if refused || azure || bedrock || vertex => {}
         None => problems.push(FieldError::new(
             at("network_config.base_url"),
             format!("required: \"{name}\" is not a provider the gateway knows by name (those are: {}), so say where it lives (e.g. \"https://llm.internal:8000\")", catalog::spoken_names()),
@@ -1584,7 +1660,7 @@ mod tests {
         // the speech override of a Bifrost file with a warning).
         let config: crate::config::GatewayConfig = serde_json::from_str(
             r#"{"providers": {
-                "vertex": {"network_config": {"base_url": "https://aiplatform.googleapis.com"}},
+                "replicate": {"network_config": {"base_url": "https://api.replicate.com"}},
                 "runway": {},
                 "local": {"network_config": {"base_url": "http://llm:8000"},
                   "custom_provider_config": {"base_provider_type": "openai", "request_path_overrides": {
@@ -1594,7 +1670,7 @@ mod tests {
         .expect("typed config");
         let found: Vec<String> = config.validate().iter().map(|p| p.to_string()).collect();
         for path in [
-            "providers.vertex: Bifrost speaks Google Vertex AI's API",
+            "providers.replicate: Bifrost speaks Replicate's predictions API",
             "providers.runway: \"runway\" serves video generation",
             "providers.local.custom_provider_config.request_path_overrides.chat_completion_stream: must equal chat_completion",
             "providers.local.custom_provider_config.request_path_overrides.embedding: must be a path",

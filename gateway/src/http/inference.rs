@@ -432,11 +432,8 @@ fn parse_request(
     let mut targets = Vec::with_capacity(1 + fallbacks.len());
     for reference in std::iter::once(&model).chain(fallbacks.iter()) {
         let target = routing.resolve(reference, default_provider)?;
-        if route == Route::Embeddings && target.provider.kind == ProviderKind::Anthropic {
-            return Err(GatewayError::Unsupported(format!(
-                "provider \"{}\" speaks the Anthropic API, which has no embeddings endpoint",
-                target.provider.name
-            )));
+        if route == Route::Embeddings {
+            embeddings_served_by(&target)?;
         }
         let request_type = match (route, stream) {
             (Route::Embeddings, _) => "embedding",
@@ -461,6 +458,26 @@ fn parse_request(
         include_usage,
         targets,
     })
+}
+
+/// Embeddings go only to providers whose API the gateway speaks them in.
+fn embeddings_served_by(target: &Target) -> Result<(), GatewayError> {
+    let provider = &target.provider;
+    let api = match provider.kind {
+        ProviderKind::Anthropic => Some("the Anthropic API, which has no embeddings endpoint"),
+        ProviderKind::Bedrock => {
+            Some("Bedrock's Converse API; its embeddings (InvokeModel) are not spoken yet")
+        }
+        _ if provider.vertex => Some("Vertex AI; its embeddings (predict) are not spoken yet"),
+        _ => None,
+    };
+    match api {
+        Some(api) => Err(GatewayError::Unsupported(format!(
+            "provider \"{}\" speaks {api}",
+            provider.name
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// What chat and messages bodies must hold before anything is sent upstream: a non-empty

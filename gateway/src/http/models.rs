@@ -113,7 +113,10 @@ async fn provider_models(client: &reqwest::Client, provider: &Provider) -> Vec<S
         // Azure lists its models, not its deployments, and Bedrock lists them on another API
         // (bedrock, not bedrock-runtime): the configured ones are what they serve.
         .filter(|key| {
-            provider.allows_request("list_models") && key.azure.is_none() && key.bedrock.is_none()
+            provider.allows_request("list_models")
+                && key.azure.is_none()
+                && key.bedrock.is_none()
+                && key.vertex.is_none()
         })
     else {
         return configured();

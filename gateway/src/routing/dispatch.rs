@@ -194,15 +194,15 @@ pub async fn dispatch(
                 None => &provider.keys[key_index],
             };
             let started = Instant::now();
-            // An Azure key with an Entra ID application needs its token first; failing to
-            // get one is this key's failure, like an upstream error.
-            let entra = match &key.entra {
+            // A key that is an application (Entra ID, a Google service account) needs its
+            // token first; failing to get one is this key's failure, like an upstream error.
+            let bearer = match &key.tokens {
                 Some(tokens) => Some(tokens.bearer(client).await),
                 None => None,
             };
-            let attempt_result = match entra.transpose() {
+            let attempt_result = match bearer.transpose() {
                 Err(message) => Attempt::Retryable(Failure::Failed(message)),
-                Ok(entra) => {
+                Ok(bearer) => {
                     let request = upstream_request(
                         client,
                         provider,
@@ -211,7 +211,7 @@ pub async fn dispatch(
                         &target.model,
                         Some(upstream.body.clone()),
                         forwarded,
-                        entra,
+                        bearer,
                     )?;
                     attempt_once(request, timeout, stream, provider).await
                 }

@@ -104,7 +104,8 @@ mod tests {
             urls: None,
             azure: None,
             bedrock: None,
-            entra: None,
+            tokens: None,
+            vertex: None,
             breaker: Arc::new(CircuitBreaker::new(
                 CircuitBreakerConfig {
                     failure_threshold: 1,

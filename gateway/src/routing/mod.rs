@@ -6,11 +6,13 @@ pub mod circuit;
 pub mod client;
 pub mod dispatch;
 pub mod entra;
+pub mod google;
 pub mod keys;
 pub mod queue;
 pub mod sigv4;
 pub mod table;
 pub mod target;
+pub mod tokens;
 
 pub use dispatch::{dispatch, Dispatched, Reply, UpstreamBody};
 pub use table::{upstream_request, Provider, RoutingTable, UpstreamKey};

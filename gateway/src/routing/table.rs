@@ -9,8 +9,10 @@ use http::{header, HeaderValue};
 
 use super::circuit::CircuitBreaker;
 use super::entra::EntraTokens;
+use super::google::GoogleTokens;
 use super::queue::ProviderQueue;
 use super::sigv4::AwsSigner;
+use super::tokens::TokenSource;
 use crate::config::{ConcurrencyConfig, GatewayConfig, NetworkConfig, ProviderKind, ProxyConfig};
 use crate::error::GatewayError;
 use crate::providers::{with_wire_headers, ForwardedHeaders, UpstreamOp};
@@ -40,9 +42,15 @@ pub struct UpstreamKey {
     /// A Bedrock key's model ids (`deployments`, `arn`) and, with IAM credentials, its SigV4
     /// signer.
     pub bedrock: Option<Arc<BedrockKey>>,
-    /// An Azure key with an Entra ID application: its tokens (a bearer instead of `api-key`).
-    pub entra: Option<Arc<EntraTokens>>,
+    /// A key that is an application (Azure's Entra ID, Vertex AI's service account): its
+    /// bearer tokens.
+    pub tokens: Option<Arc<TokenSource>>,
+    /// A Vertex AI key's project, region and deployments.
+    pub vertex: Option<Arc<crate::config::VertexKeyConfig>>,
 }
+
+/// Vertex AI's global endpoint (express mode, and the `global` location).
+const VERTEX_GLOBAL: &str = "https://aiplatform.googleapis.com";
 
 /// What a Bedrock key adds to its requests.
 pub struct BedrockKey {
@@ -82,7 +90,8 @@ impl UpstreamKey {
             urls: first.and_then(|k| k.urls.clone()),
             azure,
             // A caller's own key is a key, not an application.
-            entra: None,
+            tokens: None,
+            vertex: first.and_then(|k| k.vertex.clone()),
             // A caller's own Bedrock key is an API key (a bearer), at the first key's region.
             bedrock: first.and_then(|k| k.bedrock.as_ref()).map(|b| {
                 Arc::new(BedrockKey {
@@ -123,6 +132,8 @@ pub struct Provider {
     pub client: Option<reqwest::Client>,
     /// Bifrost request types this provider may be sent (`allowed_requests`); `None`: all.
     pub allowed_requests: Option<Vec<String>>,
+    /// Vertex AI (Gemini's format at Google Cloud's addresses).
+    pub vertex: bool,
 }
 
 impl Provider {
@@ -152,6 +163,8 @@ impl RoutingTable {
         let authority = EntraTokens::authority_from_env();
         for (name, provider_config) in &config.providers {
             let kind = provider_config.kind(name);
+            let vertex_express =
+                provider_config.addressing(name) == crate::config::catalog::Addressing::Vertex;
             // Azure and Bedrock have no provider-wide address: their keys name their resources
             // or regions; the first stands in where one URL is needed.
             let first_resource = provider_config.keys.iter().find_map(|k| {
@@ -159,10 +172,14 @@ impl RoutingTable {
                     .as_ref()
                     .map(|a| a.endpoint.clone())
                     .or_else(|| k.bedrock_key_config.as_ref().map(|b| b.runtime_url()))
+                    .or_else(|| k.vertex_key_config.as_ref().map(|v| v.endpoint()))
             });
-            let first_resource = first_resource.or_else(|| {
-                (kind == ProviderKind::Bedrock)
-                    .then(|| crate::config::BedrockKeyConfig::default().runtime_url())
+            let first_resource = first_resource.or_else(|| match kind {
+                ProviderKind::Bedrock => {
+                    Some(crate::config::BedrockKeyConfig::default().runtime_url())
+                }
+                _ if vertex_express => Some(VERTEX_GLOBAL.to_owned()),
+                _ => None,
             });
             let base_url = provider_config
                 .base_url(name)
@@ -204,6 +221,7 @@ impl RoutingTable {
                     sgl_key_config: None,
                     azure_key_config: None,
                     bedrock_key_config: None,
+                    vertex_key_config: None,
                 });
             }
             let mut keys = Vec::with_capacity(key_configs.len());
@@ -212,7 +230,12 @@ impl RoutingTable {
                 let id = key.id.clone().unwrap_or_else(|| display.clone());
                 // Azure takes the key as it is, in `api-key`.
                 let bearer = bearer_auth(kind) && key.azure_key_config.is_none();
-                let auth = auth_header(&key.value, bearer).map_err(|()| {
+                // A Vertex key authenticates with its service account's tokens only.
+                let value = match key.vertex_key_config {
+                    Some(_) => "",
+                    None => key.value.as_str(),
+                };
+                let auth = auth_header(value, bearer).map_err(|()| {
                     GatewayError::Config(format!(
                         "providers.{name}.keys[{index}].value: has characters not allowed in an HTTP header"
                     ))
@@ -255,7 +278,44 @@ impl RoutingTable {
                         &bedrock.runtime_url(),
                         &format!("keys[{index}].bedrock_key_config.region"),
                     )?),
-                    (None, None) => None,
+                    // Vertex: the project's Gemini models, at its region (or base_url); a
+                    // Vertex API key's are the publisher's, in express mode.
+                    (None, None) if vertex_express && key.vertex_key_config.is_none() => {
+                        let endpoint = provider_config
+                            .network_config
+                            .base_url
+                            .clone()
+                            .unwrap_or_else(|| VERTEX_GLOBAL.to_owned());
+                        let base =
+                            format!("{}/v1/publishers/google", endpoint.trim_end_matches('/'));
+                        Some(operation_urls_at(
+                            name,
+                            provider_config,
+                            &base,
+                            &format!("keys[{index}].value"),
+                        )?)
+                    }
+                    (None, None) => match &key.vertex_key_config {
+                        Some(vertex) => {
+                            let endpoint = provider_config
+                                .network_config
+                                .base_url
+                                .clone()
+                                .unwrap_or_else(|| vertex.endpoint());
+                            let base = format!(
+                                "{}{}",
+                                endpoint.trim_end_matches('/'),
+                                vertex.models_path().trim_end_matches("/models")
+                            );
+                            Some(operation_urls_at(
+                                name,
+                                provider_config,
+                                &base,
+                                &format!("keys[{index}].vertex_key_config"),
+                            )?)
+                        }
+                        None => None,
+                    },
                 };
                 let bedrock = (kind == ProviderKind::Bedrock).then(|| {
                     let config = key.bedrock_key_config.clone().unwrap_or_default();
@@ -274,11 +334,8 @@ impl RoutingTable {
                     urls,
                     azure: key.azure_key_config.clone(),
                     bedrock,
-                    entra: key
-                        .azure_key_config
-                        .as_ref()
-                        .and_then(|azure| EntraTokens::for_key(azure, &authority))
-                        .map(Arc::new),
+                    tokens: token_source(name, index, key, &authority)?.map(Arc::new),
+                    vertex: key.vertex_key_config.clone().map(Arc::new),
                 });
             }
             let network = &provider_config.network_config;
@@ -325,6 +382,7 @@ impl RoutingTable {
                         config.client.drop_excess_requests,
                     ),
                     client,
+                    vertex: vertex_express,
                     allowed_requests: provider_config
                         .custom_provider_config
                         .as_ref()
@@ -344,8 +402,8 @@ impl RoutingTable {
 }
 
 /// Build a request to `provider` with `key`: the operation's URL, `body` (JSON) if any, the
-/// headers of the provider's wire format (`entra`: the key's Entra ID bearer, for Azure keys
-/// with an application), then the provider's extra headers.
+/// headers of the provider's wire format (`bearer`: the token of a key that is an
+/// application, Entra ID or a Google service account), then the provider's extra headers.
 #[allow(clippy::too_many_arguments)]
 pub fn upstream_request(
     client: &reqwest::Client,
@@ -355,7 +413,7 @@ pub fn upstream_request(
     model: &str,
     body: Option<Bytes>,
     forwarded: &ForwardedHeaders,
-    entra: Option<HeaderValue>,
+    bearer: Option<HeaderValue>,
 ) -> Result<reqwest::RequestBuilder, GatewayError> {
     let client = provider.client.as_ref().unwrap_or(client);
     let request = match &key.azure {
@@ -369,9 +427,10 @@ pub fn upstream_request(
                 // collection URL (for Bedrock, the key's model id: deployment, ARN).
                 Some(method) => {
                     let collection = url.as_str().trim_end_matches('/');
-                    let model = match &key.bedrock {
-                        Some(bedrock) => percent_encode(&bedrock.config.model_id(model)),
-                        None => percent_encode(model),
+                    let model = match (&key.bedrock, &key.vertex) {
+                        (Some(bedrock), _) => percent_encode(&bedrock.config.model_id(model)),
+                        (None, Some(vertex)) => percent_encode(vertex.model_id(model)),
+                        (None, None) => percent_encode(model),
                     };
                     let url = format!("{collection}/{model}{method}");
                     with_body(client, url, body)
@@ -381,11 +440,11 @@ pub fn upstream_request(
             }
         }
     };
-    let mut request = match (&key.azure, &key.auth, entra) {
-        (Some(_), _, Some(bearer)) => request.header(header::AUTHORIZATION, bearer),
+    let mut request = match (&key.azure, &key.auth, bearer) {
+        (_, _, Some(bearer)) => request.header(header::AUTHORIZATION, bearer),
         (Some(_), Some(auth), None) => request.header("api-key", auth.clone()),
         (Some(_), None, None) => request,
-        (None, _, _) => with_wire_headers(request, provider.kind, key.auth.as_ref(), forwarded),
+        (None, _, None) => with_wire_headers(request, provider.kind, key.auth.as_ref(), forwarded),
     };
     for (name, value) in &provider.extra_headers {
         request = request.header(name.clone(), value.clone());
@@ -410,6 +469,37 @@ fn signed(
         .map_err(|e| failed(format!("cannot build the upstream request: {e}")))?;
     signer.sign(&mut built).map_err(failed)?;
     Ok(reqwest::RequestBuilder::from_parts(client.clone(), built))
+}
+
+/// Where the bearer tokens of `key` (the `index`th of provider `name`) come from: its Entra ID
+/// application or its Vertex service account; `None` for an API key.
+fn token_source(
+    name: &str,
+    index: usize,
+    key: &crate::config::KeyConfig,
+    authority: &str,
+) -> Result<Option<TokenSource>, GatewayError> {
+    if let Some(tokens) = key
+        .azure_key_config
+        .as_ref()
+        .and_then(|azure| EntraTokens::for_key(azure, authority))
+    {
+        return Ok(Some(TokenSource::Entra(tokens)));
+    }
+    let credentials = key
+        .vertex_key_config
+        .as_ref()
+        .and_then(|vertex| vertex.auth_credentials.as_deref());
+    match credentials {
+        Some(text) => GoogleTokens::for_key(text)
+            .map(|tokens| Some(TokenSource::Google(Box::new(tokens))))
+            .map_err(|why| {
+                GatewayError::Config(format!(
+                    "providers.{name}.keys[{index}].vertex_key_config.auth_credentials: {why}"
+                ))
+            }),
+        None => Ok(None),
+    }
 }
 
 /// Whether `kind`'s keys go as `Authorization: Bearer` (OpenAI's and Bedrock's API keys).

@@ -12,6 +12,7 @@ use super::secrets::Secrets;
 use super::Store;
 use crate::config::{
     AzureKeyConfig, BedrockKeyConfig, KeyConfig, NetworkConfig, ProviderConfig, SelfHostedKey,
+    VertexKeyConfig,
 };
 
 type ProviderRow = (
@@ -47,6 +48,9 @@ struct KeyServer {
     // Without its client_secret, which is sealed with the key's other credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     azure_key_config: Option<AzureKeyConfig>,
+    // Without its auth_credentials (sealed likewise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    vertex_key_config: Option<VertexKeyConfig>,
 }
 
 /// A key's secrets beyond its value, as the sealed `credentials_encrypted` column holds them.
@@ -56,6 +60,8 @@ struct KeyCredentials {
     bedrock_key_config: Option<BedrockKeyConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     azure_client_secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    vertex_auth_credentials: Option<String>,
 }
 
 /// Every provider with its keys, values revealed.
@@ -97,6 +103,10 @@ pub(crate) async fn load_all(
         if let Some(azure) = &mut azure_key_config {
             azure.client_secret = credentials.azure_client_secret;
         }
+        let mut vertex_key_config = server.vertex_key_config;
+        if let Some(vertex) = &mut vertex_key_config {
+            vertex.auth_credentials = credentials.vertex_auth_credentials;
+        }
         keys.entry(provider.clone()).or_default().push(KeyConfig {
             id,
             name,
@@ -108,6 +118,7 @@ pub(crate) async fn load_all(
             sgl_key_config: server.sgl_key_config,
             azure_key_config,
             bedrock_key_config: credentials.bedrock_key_config,
+            vertex_key_config,
         });
     }
 
@@ -211,7 +222,9 @@ pub(crate) async fn write(
                 reason: "must be a finite number".to_string(),
             });
         }
-        let has_server = key.self_hosted().is_some() || key.azure_key_config.is_some();
+        let has_server = key.self_hosted().is_some()
+            || key.azure_key_config.is_some()
+            || key.vertex_key_config.is_some();
         let server = has_server.then(|| KeyServer {
             vllm_key_config: key.vllm_key_config.clone(),
             ollama_key_config: key.ollama_key_config.clone(),
@@ -219,6 +232,10 @@ pub(crate) async fn write(
             azure_key_config: key.azure_key_config.clone().map(|mut azure| {
                 azure.client_secret = None;
                 azure
+            }),
+            vertex_key_config: key.vertex_key_config.clone().map(|mut vertex| {
+                vertex.auth_credentials = None;
+                vertex
             }),
         });
         let server = server
@@ -230,9 +247,14 @@ pub(crate) async fn write(
                 .azure_key_config
                 .as_ref()
                 .and_then(|azure| azure.client_secret.clone()),
+            vertex_auth_credentials: key
+                .vertex_key_config
+                .as_ref()
+                .and_then(|vertex| vertex.auth_credentials.clone()),
         };
-        let has_credentials =
-            credentials.bedrock_key_config.is_some() || credentials.azure_client_secret.is_some();
+        let has_credentials = credentials.bedrock_key_config.is_some()
+            || credentials.azure_client_secret.is_some()
+            || credentials.vertex_auth_credentials.is_some();
         let credentials = match has_credentials {
             true => {
                 let text = to_json(&credentials, || what(&format!("keys[{index}] credentials")))?;

@@ -32,8 +32,13 @@ pub(super) fn fold_providers(
         }
         true
     });
-    if let Some(Value::Object(azure)) = providers.get_mut("azure") {
-        fold_azure_meta_config(azure, notes);
+    for (name, field) in [
+        ("azure", "azure_key_config"),
+        ("vertex", "vertex_key_config"),
+    ] {
+        if let Some(Value::Object(provider)) = providers.get_mut(name) {
+            fold_meta_config(name, field, provider, notes);
+        }
     }
     for (name, provider) in providers.iter_mut() {
         let overrides = provider
@@ -81,24 +86,37 @@ pub(super) fn fold_providers(
     }
 }
 
-/// Bifrost's older Azure layout: the resource in `providers.azure.meta_config` (endpoint,
-/// deployments, api_version) for every key; read as each key's `azure_key_config`.
-fn fold_azure_meta_config(azure: &mut Map<String, Value>, notes: &mut Vec<String>) {
-    let Some(Value::Object(meta)) = azure.remove("meta_config") else {
+/// Bifrost's older layout: the resource in `providers.<name>.meta_config` (Azure's endpoint,
+/// deployments, api_version; Vertex's project_id, region, auth_credentials) for every key;
+/// read as each key's `field`. Vertex needs no key value, so a Vertex provider without keys gets
+/// one key serving every model.
+fn fold_meta_config(
+    name: &str,
+    field: &str,
+    provider: &mut Map<String, Value>,
+    notes: &mut Vec<String>,
+) {
+    let Some(Value::Object(meta)) = provider.remove("meta_config") else {
         return;
     };
-    let Some(Value::Array(keys)) = azure.get_mut("keys") else {
+    let keys = provider
+        .entry("keys")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    let Value::Array(keys) = keys else {
         return;
     };
+    if keys.is_empty() && name == "vertex" {
+        keys.push(serde_json::json!({"name": "meta_config", "models": ["*"]}));
+    }
     let mut filled = 0;
     for key in keys.iter_mut().filter_map(Value::as_object_mut) {
-        if !key.contains_key("azure_key_config") {
-            key.insert("azure_key_config".into(), Value::Object(meta.clone()));
+        if !key.contains_key(field) {
+            key.insert(field.into(), Value::Object(meta.clone()));
             filled += 1;
         }
     }
     notes.push(format!(
-        "providers.azure.meta_config (Bifrost's older layout) is read as the azure_key_config of {filled} key(s)"
+        "providers.{name}.meta_config (Bifrost's older layout) is read as the {field} of {filled} key(s)"
     ));
 }
 
@@ -148,6 +166,22 @@ mod tests {
         assert_eq!(keys[1]["azure_key_config"]["endpoint"], "https://own");
         assert!(document["providers"]["azure"].get("meta_config").is_none());
         assert!(notes[0].contains("1 key(s)"), "{notes:?}");
+    }
+
+    #[test]
+    fn vertex_meta_config_without_keys_becomes_one_key_serving_every_model() {
+        let meta = json!({"project_id": "p", "region": "us-central1", "auth_credentials": "{}"});
+        let (document, notes, _) = folded(json!({"providers": {"vertex": {
+            "meta_config": meta.clone(), "keys": []
+        }}}));
+        assert_eq!(
+            document["providers"]["vertex"]["keys"],
+            json!([{"name": "meta_config", "models": ["*"], "vertex_key_config": meta}])
+        );
+        assert!(
+            notes[0].contains("vertex_key_config of 1 key(s)"),
+            "{notes:?}"
+        );
     }
 
     #[test]

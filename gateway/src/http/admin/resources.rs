@@ -91,8 +91,9 @@ pub fn mask(secret: &str) -> String {
 }
 
 /// A key's secrets besides its value, in a fixed order (`None` where the key has no such
-/// field): a Bedrock key's secret key and session token, an Azure key's Entra ID secret.
-fn key_secrets(key: &mut crate::config::KeyConfig) -> [Option<&mut String>; 3] {
+/// field): a Bedrock key's secret key and session token, an Azure key's Entra ID secret, a
+/// Vertex key's service account key.
+fn key_secrets(key: &mut crate::config::KeyConfig) -> [Option<&mut String>; 4] {
     let (secret_key, session_token) = match &mut key.bedrock_key_config {
         Some(bedrock) => (bedrock.secret_key.as_mut(), bedrock.session_token.as_mut()),
         None => (None, None),
@@ -101,7 +102,11 @@ fn key_secrets(key: &mut crate::config::KeyConfig) -> [Option<&mut String>; 3] {
         .azure_key_config
         .as_mut()
         .and_then(|azure| azure.client_secret.as_mut());
-    [secret_key, session_token, client_secret]
+    let service_account = key
+        .vertex_key_config
+        .as_mut()
+        .and_then(|vertex| vertex.auth_credentials.as_mut());
+    [secret_key, session_token, client_secret, service_account]
 }
 
 fn upsert_by_id<T: Resource>(list: &mut Vec<T>, item: T) {

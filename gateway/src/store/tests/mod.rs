@@ -166,6 +166,7 @@ pub(super) fn key(id: &str, value: &str) -> KeyConfig {
         sgl_key_config: None,
         azure_key_config: None,
         bedrock_key_config: None,
+        vertex_key_config: None,
     }
 }
 
@@ -261,6 +262,12 @@ pub(super) fn sample_config() -> (BTreeMap<String, ProviderConfig>, GovernanceCo
             arn: Some("arn:aws:bedrock:eu-central-1:123456789012:inference-profile".to_string()),
             deployments: [("claude".to_string(), "eu.anthropic.claude".to_string())].into(),
             ..Default::default()
+        });
+        anthropic.keys[0].vertex_key_config = Some(crate::config::VertexKeyConfig {
+            project_id: "mock-project".to_string(),
+            region: "europe-west4".to_string(),
+            auth_credentials: Some("{\"private_key\": \"vertex-sa-secret-8\"}".to_string()),
+            deployments: [("flash".to_string(), "gemini-2.5-flash".to_string())].into(),
         });
     }
     let mut vk = virtual_key("vk-app", "sk-bf-app-secret");

@@ -53,6 +53,7 @@ const SAMPLE_SECRETS: &[&str] = &[
     "bedrock-secret-9",
     "bedrock-session-token-3",
     "entra-secret-5",
+    "vertex-sa-secret-8",
 ];
 
 on_both_backends! {
