@@ -99,7 +99,7 @@ async fn explain_lists_every_field_by_section_with_a_summary() {
         "providers": {
             "openai": {"keys": [{"name": "k", "value": "sk", "models": ["*"], "weight": 1,
                                  "use_for_batch_api": false}]},
-            "vertex": {"keys": [{"name": "v", "value": "x", "models": ["*"], "weight": 1}]}
+            "replicate": {"keys": [{"name": "v", "value": "x", "models": ["*"], "weight": 1}]}
         },
         "logs_store": {"enabled": true, "type": "sqlite", "config": {"path": "./logs.db"}}
     });
@@ -116,7 +116,7 @@ async fn explain_lists_every_field_by_section_with_a_summary() {
         "  ignored   client.prometheus_labels: no custom metric labels",
         "  ignored   providers.openai.keys[].use_for_batch_api: no batch API",
         "  ignored   logs_store: no request log store",
-        "  rejected  providers.vertex: Bifrost speaks Google Vertex AI",
+        "  rejected  providers.replicate: Bifrost speaks Replicate's predictions API",
         "summary: 5 honoured, 0 differ, 3 ignored, 1 rejected",
     ] {
         assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}");

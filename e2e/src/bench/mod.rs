@@ -140,6 +140,42 @@ pub enum Target {
     /// A second gateway with 10,000 virtual keys loaded; requests carry one of them, with a
     /// rate limit and a budget, so every admission step runs.
     Governed,
+    /// The plain gateway, its OpenAI-format request translated to another provider format
+    /// (the mock answers in it, and the answer is translated back).
+    Translated(Format),
+}
+
+/// The provider formats a translated run reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    Anthropic,
+    Gemini,
+    Bedrock,
+    Azure,
+    Vertex,
+}
+
+impl Format {
+    /// Every format, in table order.
+    pub const ALL: [Format; 5] = [
+        Format::Anthropic,
+        Format::Gemini,
+        Format::Bedrock,
+        Format::Azure,
+        Format::Vertex,
+    ];
+
+    /// The model a request names to reach the format.
+    fn model(self) -> &'static str {
+        match self {
+            Format::Anthropic => "anthropic/claude-3-5-haiku-20241022",
+            Format::Gemini => "gemini/gemini-2.5-flash",
+            Format::Bedrock => "bedrock/anthropic.claude-3-5-haiku-20241022-v1:0",
+            Format::Azure => "azure/gpt-4o-mini",
+            Format::Vertex => "vertex/gemini-2.5-flash",
+        }
+    }
 }
 
 impl Target {
@@ -149,6 +185,11 @@ impl Target {
             Self::Direct => "direct",
             Self::Gateway => "gateway",
             Self::Governed => "governed",
+            Self::Translated(Format::Anthropic) => "gateway→anthropic",
+            Self::Translated(Format::Gemini) => "gateway→gemini",
+            Self::Translated(Format::Bedrock) => "gateway→bedrock",
+            Self::Translated(Format::Azure) => "gateway→azure",
+            Self::Translated(Format::Vertex) => "gateway→vertex",
         }
     }
 }
@@ -222,6 +263,19 @@ async fn single_gateway(args: &BenchArgs) -> anyhow::Result<()> {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
+        // Each provider format at the fixed rate: the gateway's CPU per request when it
+        // translates, next to the pass-through "gateway" row above (Azure is OpenAI's format
+        // at another address: pass-through too).
+        for format in Format::ALL {
+            let target = Target::Translated(format);
+            eprintln!(
+                "bench: {} via {}",
+                report::scenario_label(&settings, Scenario::FixedRate, mode),
+                target.name()
+            );
+            runs.push(bench.measure(mode, Scenario::FixedRate, target).await?);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     let memory = Memory::read(gateway_pid)?;
@@ -275,7 +329,7 @@ impl Bench<'_> {
                 &self.upstream.base,
                 self.upstream.pid().context("the mock provider exited")?,
             ),
-            Target::Gateway => (&self.gateway.base, self.gateway.pid()),
+            Target::Gateway | Target::Translated(_) => (&self.gateway.base, self.gateway.pid()),
             Target::Governed => (&self.governed.base, self.governed.pid()),
         };
         let load = load(self.args, base, mode, scenario, target);
@@ -385,6 +439,7 @@ fn request_body(mode: Mode, target: Target) -> String {
     let model = match target {
         Target::Direct => "gpt-4o-mini",
         Target::Gateway | Target::Governed => "openai/gpt-4o-mini",
+        Target::Translated(format) => format.model(),
     };
     json!({
         "model": model,
@@ -395,17 +450,37 @@ fn request_body(mode: Mode, target: Target) -> String {
     .to_string()
 }
 
-/// The gateway's config: one OpenAI-format provider at the mock, request logging off so that
-/// per-request log lines do not count as gateway CPU.
+/// The gateway's config: an OpenAI-format provider at the mock and one of every other format
+/// the translated runs reach (Bedrock with an API key, Vertex in express mode: no signing or
+/// token exchange in the measured path), request logging off so that per-request log lines do
+/// not count as gateway CPU.
 fn gateway_config(upstream_base: &str) -> serde_json::Value {
+    let at_mock = |name: &str, key: serde_json::Value| {
+        let mut key = key;
+        key["name"] = json!("primary");
+        key["models"] = json!(["*"]);
+        (
+            name.to_owned(),
+            json!({"keys": [key], "network_config": {"base_url": upstream_base}}),
+        )
+    };
+    let mut providers: serde_json::Map<String, serde_json::Value> = [
+        at_mock("openai", json!({"value": "sk-openai"})),
+        at_mock("anthropic", json!({"value": "sk-anthropic"})),
+        at_mock("gemini", json!({"value": "gm-bench"})),
+        at_mock("bedrock", json!({"value": "bedrock-api-key"})),
+        at_mock("vertex", json!({"value": "vx-bench"})),
+    ]
+    .into_iter()
+    .collect();
+    providers.insert(
+        "azure".into(),
+        json!({"keys": [{"name": "primary", "value": "sk-azure", "models": ["*"],
+                         "azure_key_config": {"endpoint": upstream_base, "api_version": "2024-10-21"}}]}),
+    );
     json!({
         "client": {"enable_logging": false},
-        "providers": {
-            "openai": {
-                "keys": [{"name": "primary", "value": "sk-openai", "models": ["*"]}],
-                "network_config": {"base_url": upstream_base}
-            }
-        },
+        "providers": providers,
         "config_store": {"enabled": false}
     })
 }

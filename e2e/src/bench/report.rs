@@ -166,19 +166,53 @@ pub fn scenario_label(settings: &Settings, scenario: Scenario, mode: Mode) -> St
     }
 }
 
+/// `translated CPU per request (json, fixed rate): anthropic 31.0 us, gemini ... (pass-through
+/// 22.0 us)`, when the runs have translated rows for `mode`.
+fn translated_cpu(results: &Results, mode: Mode) -> Option<String> {
+    let fixed = |target: Target| {
+        results
+            .runs
+            .iter()
+            .find(|run| {
+                run.mode == mode && run.scenario == Scenario::FixedRate && run.target == target
+            })
+            .map(|run| run.server_cpu.us_per_request)
+    };
+    let rows: Vec<String> = super::Format::ALL
+        .into_iter()
+        .filter_map(|format| {
+            let cpu = fixed(Target::Translated(format))?;
+            let name = Target::Translated(format)
+                .name()
+                .trim_start_matches("gateway→");
+            Some(format!("{name} {cpu:.1} us"))
+        })
+        .collect();
+    if rows.is_empty() {
+        return None;
+    }
+    let pass_through =
+        fixed(Target::Gateway).map_or("n/a".to_owned(), |cpu| format!("{cpu:.1} us"));
+    Some(format!(
+        "gateway CPU per request by provider format ({}, fixed rate): {} (pass-through openai {pass_through})\n",
+        mode.name(),
+        rows.join(", ")
+    ))
+}
+
 /// The results as a text table followed by the summary lines, each next to its target.
 pub fn table(results: &Results) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\n{:<22}{:<9}{:>9}{:>9}{:>10}{:>9}{:>8}{:>12}",
+        "\n{:<22}{:<19}{:>9}{:>9}{:>10}{:>9}{:>8}{:>12}",
         "scenario", "target", "p50_us", "p99_us", "rps", "ok", "errors", "cpu_us/req"
     );
     for run in &results.runs {
         let m = &run.measured;
         let _ = writeln!(
             out,
-            "{:<22}{:<9}{:>9.0}{:>9.0}{:>10.0}{:>9}{:>8}{:>12.1}",
+            "{:<22}{:<19}{:>9.0}{:>9.0}{:>10.0}{:>9}{:>8}{:>12.1}",
             scenario_label(&results.settings, run.scenario, run.mode),
             run.target.name(),
             m.p50_us,
@@ -212,6 +246,11 @@ pub fn table(results: &Results) -> String {
                 false
             ),
         );
+    }
+    for mode in [Mode::Json, Mode::Stream] {
+        if let Some(line) = translated_cpu(results, mode) {
+            out.push_str(&line);
+        }
     }
     for summary in &results.summary {
         if summary.governance_cpu_us_per_request.is_some() {
