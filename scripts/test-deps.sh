@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond cargo, idempotently:
-#   - .venv with the official `openai`, `google-genai` and `boto3` Python SDKs (from PyPI)
+#   - .venv with the official `openai`, `anthropic`, `google-genai` and `boto3` Python SDKs (from PyPI)
 #   - cargo-nextest, if missing (the Makefile falls back to `cargo test` without it)
 #   - etcd (Debian's etcd-server) for the etcd discovery e2e test, when missing and we are root
 #     (otherwise that test skips, or fails in CI)
@@ -18,6 +18,10 @@ if ! .venv/bin/python -c 'import openai' 2>/dev/null; then
   echo "test-deps: installing the openai Python SDK into .venv"
   .venv/bin/python -m pip install --quiet --disable-pip-version-check 'openai>=1.40,<3'
 fi
+if ! .venv/bin/python -c 'import anthropic' 2>/dev/null; then
+  echo "test-deps: installing the anthropic Python SDK into .venv"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check 'anthropic>=0.40,<1'
+fi
 if ! .venv/bin/python -c 'from google import genai' 2>/dev/null; then
   echo "test-deps: installing the google-genai Python SDK into .venv"
   .venv/bin/python -m pip install --quiet --disable-pip-version-check 'google-genai>=1.20,<2'
@@ -27,6 +31,7 @@ if ! .venv/bin/python -c 'import boto3' 2>/dev/null; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check 'boto3>=1.35,<2'
 fi
 echo "test-deps: python $(.venv/bin/python -c 'import openai; print("openai", openai.__version__)')"
+echo "test-deps: python $(.venv/bin/python -c 'import anthropic; print("anthropic", anthropic.__version__)')"
 echo "test-deps: python $(.venv/bin/python -c 'from google import genai; print("google-genai", genai.__version__)')"
 echo "test-deps: python $(.venv/bin/python -c 'import boto3; print("boto3", boto3.__version__)')"
 

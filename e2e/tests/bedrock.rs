@@ -301,3 +301,29 @@ async fn bedrock_keys_are_checked_by_path() {
         assert!(stderr.contains(path), "{path} missing from {stderr}");
     }
 }
+
+/// The official `anthropic` package on the gateway's Anthropic endpoint, its model on Bedrock
+/// (every request SigV4-signed and checked by the mock): a message, a stream and a tool use.
+#[tokio::test]
+async fn the_anthropic_sdk_talks_to_bedrock_through_the_gateway() {
+    let mock = signing_mock(&["--chunks", "3"]).await;
+    let gateway = Gateway::start(&bedrock_config(&mock, SECRET)).await;
+    let result = bifrost_e2e::harness::run_python_check_with(
+        "anthropic_sdk_check.py",
+        &[&gateway.base, MODEL],
+    )
+    .await;
+    assert_eq!(
+        result["content"],
+        "mock reply to: hello from the anthropic sdk"
+    );
+    assert_eq!(
+        result["streamed"],
+        "mock reply to: streamed through the anthropic sdk"
+    );
+    assert_eq!(result["stream_output_tokens"], 3, "{result}");
+    assert_eq!(result["stop_reason"], "tool_use");
+    assert_eq!(result["tool"], "get_weather");
+    assert_eq!(result["input"], json!({"city": "mock"}));
+    assert_eq!(mock.stats().await["by_key"][AKID], 3, "all three signed");
+}

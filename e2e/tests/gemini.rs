@@ -397,3 +397,29 @@ async fn the_openai_sdk_talks_to_gemini_through_the_gateway() {
         "{result}"
     );
 }
+
+/// The official `anthropic` package (installed by `make test-deps`) on the gateway's Anthropic
+/// endpoint, its model on Gemini: a message, a stream and a tool use, as the SDK parses them.
+#[tokio::test]
+async fn the_anthropic_sdk_talks_to_gemini_through_the_gateway() {
+    let mock = MockProvider::start(&["--chunks", "3"]).await;
+    let gateway = Gateway::start(&gemini_config(&mock)).await;
+    let result = bifrost_e2e::harness::run_python_check_with(
+        "anthropic_sdk_check.py",
+        &[&gateway.base, MODEL],
+    )
+    .await;
+    assert_eq!(
+        result["content"],
+        "mock reply to: hello from the anthropic sdk"
+    );
+    assert!(result["input_tokens"].as_u64() > Some(0), "{result}");
+    assert_eq!(
+        result["streamed"],
+        "mock reply to: streamed through the anthropic sdk"
+    );
+    assert_eq!(result["stream_output_tokens"], 3, "{result}");
+    assert_eq!(result["stop_reason"], "tool_use");
+    assert_eq!(result["tool"], "get_weather");
+    assert_eq!(result["input"], json!({"city": "mock"}));
+}
