@@ -327,3 +327,20 @@ async fn the_anthropic_sdk_talks_to_bedrock_through_the_gateway() {
     assert_eq!(result["input"], json!({"city": "mock"}));
     assert_eq!(mock.stats().await["by_key"][AKID], 3, "all three signed");
 }
+
+/// Bedrock's format has no embeddings operation in the translation table: refused before
+/// anything is sent (it used to reach "no upstream body was prepared", a 500).
+#[tokio::test]
+async fn embeddings_on_bedrock_are_refused_before_anything_is_sent() {
+    let mock = signing_mock(&[]).await;
+    let gateway = Gateway::start(&bedrock_config(&mock, SECRET)).await;
+    let (status, body) = gateway
+        .post_json("/v1/embeddings", &json!({"model": MODEL, "input": "hi"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body.contains("provider \\\"bedrock\\\" (bedrock) has no embeddings endpoint"),
+        "{body}"
+    );
+    assert_eq!(mock.requests().await, 0, "nothing was sent");
+}

@@ -118,7 +118,11 @@ async fn embeddings_are_refused_naming_vertex() {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert!(body.contains("Vertex AI"), "{body}");
+    assert!(
+        body.contains("provider \\\"vertex\\\" (Vertex AI) has no embeddings endpoint"),
+        "{body}"
+    );
+    assert_eq!(mock.requests().await, 0, "nothing was sent: {body}");
 }
 
 #[tokio::test]

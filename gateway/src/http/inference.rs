@@ -17,7 +17,6 @@ use super::errors::{rate_limit_headers, ApiError, Dialect};
 use super::observe::Served;
 use super::stream::{sse_response, UsageTap};
 use super::translation::{Answering, Translation, UpstreamBodies};
-use crate::config::ProviderKind;
 use crate::error::GatewayError;
 use crate::governance::index::VirtualKey;
 use crate::governance::strict::StrictLimits;
@@ -460,23 +459,23 @@ fn parse_request(
     })
 }
 
-/// Embeddings go only to providers whose API the gateway speaks them in.
+/// Embeddings go only where the translation table has an embeddings operation for the
+/// provider's format (none for Anthropic's and Bedrock's), and not to Vertex AI, whose Gemini
+/// format has no `batchEmbedContents` there.
 fn embeddings_served_by(target: &Target) -> Result<(), GatewayError> {
     let provider = &target.provider;
-    let api = match provider.kind {
-        ProviderKind::Anthropic => Some("the Anthropic API, which has no embeddings endpoint"),
-        ProviderKind::Bedrock => {
-            Some("Bedrock's Converse API; its embeddings (InvokeModel) are not spoken yet")
-        }
-        _ if provider.vertex => Some("Vertex AI; its embeddings (predict) are not spoken yet"),
-        _ => None,
+    let format = match provider.vertex {
+        true => "Vertex AI",
+        false => provider.kind.as_str(),
     };
-    match api {
-        Some(api) => Err(GatewayError::Unsupported(format!(
-            "provider \"{}\" speaks {api}",
+    let served = !provider.vertex
+        && Translation::between(Dialect::OpenAi, provider.kind).serves_embeddings();
+    match served {
+        true => Ok(()),
+        false => Err(GatewayError::Unsupported(format!(
+            "provider \"{}\" ({format}) has no embeddings endpoint the gateway speaks",
             provider.name
         ))),
-        None => Ok(()),
     }
 }
 

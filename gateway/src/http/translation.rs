@@ -385,6 +385,11 @@ impl Translation {
         self.stream.map(|translator| translator(include_usage))
     }
 
+    /// Whether the format has an embeddings operation.
+    pub fn serves_embeddings(&self) -> bool {
+        self.embeddings.is_some()
+    }
+
     /// How the provider frames its streams.
     pub fn framing(&self) -> Framing {
         self.framing

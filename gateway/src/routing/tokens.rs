@@ -3,6 +3,7 @@
 //! fetches a new one before it expires, one fetch at a time.
 
 use std::future::Future;
+use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use http::HeaderValue;
@@ -41,10 +42,12 @@ pub(super) struct Token {
     pub expires_in: u64,
 }
 
-/// One key's cached token.
+/// One key's cached token. Requests read it under a short read lock; only a due token makes
+/// them wait, for the one fetch.
 #[derive(Default)]
 pub(super) struct TokenCache {
-    cached: Mutex<Option<Cached>>,
+    fresh: RwLock<Option<Cached>>,
+    fetching: Mutex<()>,
 }
 
 struct Cached {
@@ -60,9 +63,13 @@ impl TokenCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Token, String>>,
     {
-        let mut cached = self.cached.lock().await;
-        if let Some(token) = cached.as_ref().filter(|t| Instant::now() < t.refresh_at) {
-            return Ok(token.header.clone());
+        if let Some(header) = self.fresh_header() {
+            return Ok(header);
+        }
+        let _fetching = self.fetching.lock().await;
+        // Another request may have fetched it while this one waited.
+        if let Some(header) = self.fresh_header() {
+            return Ok(header);
         }
         let token = fetch().await?;
         let mut header = HeaderValue::try_from(format!("Bearer {}", token.access_token))
@@ -70,11 +77,21 @@ impl TokenCache {
         header.set_sensitive(true);
         let lifetime = Duration::from_secs(token.expires_in);
         let margin = REFRESH_MARGIN.min(lifetime / 2);
-        *cached = Some(Cached {
+        let cached = Cached {
             header: header.clone(),
             refresh_at: Instant::now() + (lifetime - margin),
-        });
+        };
+        *self.fresh.write().unwrap_or_else(PoisonError::into_inner) = Some(cached);
         Ok(header)
+    }
+
+    /// The cached token's header while it is not due.
+    fn fresh_header(&self) -> Option<HeaderValue> {
+        let fresh = self.fresh.read().unwrap_or_else(PoisonError::into_inner);
+        fresh
+            .as_ref()
+            .filter(|token| Instant::now() < token.refresh_at)
+            .map(|token| token.header.clone())
     }
 }
 
