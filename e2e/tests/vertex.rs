@@ -1,15 +1,25 @@
 //! Vertex AI as Bifrost configures it (`vertex_key_config`: project, region, the service
 //! account's JSON key), against the mock: the gateway signs its own service-account assertion,
 //! the mock's Google token endpoint checks it (RS256, against the account's public key) and
-//! issues the token the Vertex routes require; Gemini's format both ways.
+//! issues the token the Vertex routes require; Gemini's format both ways for Google's models,
+//! Anthropic's at `:rawPredict` for Claude.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use bifrost_e2e::harness::{config_for, json_of, sse_payloads, Gateway, MockProvider};
+use bifrost_e2e::harness::{
+    allow_all, config_for, json_of, run_python_check_with, sse_payloads, wait_until, Deadline,
+    Gateway, MockProvider,
+};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 const ACCOUNT: &str = "gateway@mock-project.iam.gserviceaccount.com";
+/// Claude's model id on Vertex AI (`name@version`).
+const CLAUDE: &str = "claude-sonnet-4@20250514";
+/// The mock's Claude routes, as its stats name them.
+const RAW_PREDICT: &str =
+    "/v1/projects/{project}/locations/{location}/publishers/anthropic/models/{model}:rawPredict";
 
 fn testdata(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -34,14 +44,14 @@ fn service_account(mock: &MockProvider) -> String {
 }
 
 /// [`config_for`] plus a Vertex provider whose key is the test service account in
-/// `us-central1`, `flash` deployed as `gemini-2.5-flash`.
+/// `us-central1`, `flash` deployed as `gemini-2.5-flash`, `sonnet` as [`CLAUDE`].
 fn vertex_config(mock: &MockProvider) -> Value {
     let mut config = config_for(mock);
     config["providers"]["vertex"] = json!({
         "keys": [{"name": "sa", "models": ["*"], "vertex_key_config": {
             "project_id": "mock-project", "region": "us-central1",
             "auth_credentials": service_account(mock),
-            "deployments": {"flash": "gemini-2.5-flash"}
+            "deployments": {"flash": "gemini-2.5-flash", "sonnet": CLAUDE}
         }}],
         "network_config": {"base_url": mock.base}
     });
@@ -190,4 +200,162 @@ async fn a_vertex_api_key_reaches_the_publishers_models_in_express_mode() {
     let stats = mock.stats().await;
     assert_eq!(stats["by_key"]["vx-express-key"], 1, "{stats}");
     assert_eq!(stats["by_model"]["gemini-2.5-flash"], 1, "{stats}");
+}
+
+/// Claude on Vertex AI: an OpenAI caller's chat, stream and tool call go to the project's
+/// `publishers/anthropic` model as Anthropic's Messages (the mock refuses a body with `model`
+/// or without Vertex's `anthropic_version`), with the service account's token, and come back
+/// in OpenAI's format.
+#[tokio::test]
+async fn claude_models_on_vertex_are_spoken_to_in_anthropics_format() {
+    let mock = google_mock(&["--chunks", "3"]).await;
+    let gateway = Gateway::start(&vertex_config(&mock)).await;
+    let mut body = chat("hello claude", false);
+    body["model"] = json!("vertex/sonnet");
+    let (status, text) = gateway.post_json("/v1/chat/completions", &body).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let answer = json_of(&text);
+    assert_eq!(
+        answer["choices"][0]["message"]["content"],
+        "mock reply to: hello claude"
+    );
+    assert_eq!(answer["usage"]["completion_tokens"], 3, "{answer}");
+
+    let mut body = chat("streamed claude", true);
+    body["model"] = json!("vertex/sonnet");
+    let (status, text) = gateway.post_json("/v1/chat/completions", &body).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let events = sse_payloads(&text);
+    let streamed: String = events
+        .iter()
+        .filter_map(|event| event["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(streamed, "mock reply to: streamed claude", "{text}");
+    let usage = events.iter().find(|event| event["usage"].is_object());
+    assert_eq!(
+        usage.map(|event| event["usage"]["completion_tokens"].clone()),
+        Some(json!(3)),
+        "{text}"
+    );
+
+    // A model named by its id finds Claude too, without a deployment.
+    let (status, text) = gateway
+        .post_json(
+            "/v1/chat/completions",
+            &json!({"model": format!("vertex/{CLAUDE}"),
+                    "messages": [{"role": "user", "content": "weather?"}],
+                    "tools": [{"type": "function", "function": {"name": "get_weather",
+                        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                       "required": ["city"]}}}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let called = json_of(&text);
+    assert_eq!(
+        called["choices"][0]["finish_reason"], "tool_calls",
+        "{text}"
+    );
+    let call = &called["choices"][0]["message"]["tool_calls"][0]["function"];
+    assert_eq!(call["name"], "get_weather", "{text}");
+    assert_eq!(
+        call["arguments"],
+        json!({"city": "mock"}).to_string(),
+        "{text}"
+    );
+
+    let stats = mock.stats().await;
+    assert_eq!(stats["by_route"][RAW_PREDICT], 2, "{stats}");
+    assert_eq!(
+        stats["by_route"][RAW_PREDICT.replace(":rawPredict", ":streamRawPredict")],
+        1,
+        "{stats}"
+    );
+    assert_eq!(stats["by_model"][CLAUDE], 3, "{stats}");
+    assert_eq!(stats["by_key"][format!("sa:{ACCOUNT}")], 3, "{stats}");
+    assert_eq!(stats["google_token_requests"], 1, "{stats}");
+}
+
+/// The official SDKs as callers of Claude on Vertex AI: `anthropic`'s messages pass through in
+/// Anthropic's format (message, stream, tool use), `openai`'s are translated (chat, stream with
+/// usage, tool call).
+#[tokio::test]
+async fn both_sdks_reach_claude_on_vertex_through_the_gateway() {
+    let mock = google_mock(&["--chunks", "3"]).await;
+    let gateway = Gateway::start(&vertex_config(&mock)).await;
+    let result =
+        run_python_check_with("anthropic_sdk_check.py", &[&gateway.base, "vertex/sonnet"]).await;
+    assert_eq!(
+        result["content"], "mock reply to: hello from the anthropic sdk",
+        "{result}"
+    );
+    assert!(result["input_tokens"].as_u64() > Some(0), "{result}");
+    assert_eq!(
+        result["streamed"],
+        "mock reply to: streamed through the anthropic sdk"
+    );
+    assert_eq!(result["stream_output_tokens"], 3, "{result}");
+    assert_eq!(result["stop_reason"], "tool_use", "{result}");
+    assert_eq!(result["tool"], "get_weather");
+    assert_eq!(result["input"], json!({"city": "mock"}));
+
+    let result = run_python_check_with(
+        "openai_on_gemini_check.py",
+        &[&gateway.base, "vertex/sonnet"],
+    )
+    .await;
+    assert_eq!(
+        result["content"], "mock reply to: hello from the openai sdk",
+        "{result}"
+    );
+    assert_eq!(result["streamed"], "mock reply to: streamed to gemini");
+    assert_eq!(result["stream_completion_tokens"], 3, "{result}");
+    assert_eq!(result["tool"], "get_weather");
+    assert_eq!(result["arguments"], json!({"city": "mock"}));
+    assert_eq!(result["finish_reason"], "tool_calls");
+    let stats = mock.stats().await;
+    assert_eq!(stats["by_model"][CLAUDE], 6, "all six on Claude: {stats}");
+}
+
+/// Claude on Vertex AI is charged at Anthropic's list price (the shipped table's
+/// `claude-sonnet-4`), JSON and stream.
+#[tokio::test]
+async fn claude_on_vertex_is_charged_at_anthropics_list_price() {
+    let mock = google_mock(&["--chunks", "4"]).await;
+    let mut config = vertex_config(&mock);
+    config["client"]["enforce_auth_on_inference"] = json!(true);
+    config["governance"] = json!({
+        "usage_flush_interval_ms": 100,
+        "budgets": [{"id": "v", "max_limit": 100.0, "reset_duration": "1d"}],
+        "virtual_keys": [{"id": "k", "value": "sk-bf-vertex", "budget_id": "v",
+                          "provider_configs": allow_all(&["vertex"])}]
+    });
+    let gateway = Gateway::start(&config).await;
+    let mut prompt_tokens = 0.0;
+    for stream in [false, true] {
+        let mut body = chat("spend on claude", stream);
+        body["model"] = json!("vertex/sonnet");
+        let response = reqwest::Client::new()
+            .post(gateway.url("/v1/chat/completions"))
+            .bearer_auth("sk-bf-vertex")
+            .json(&body)
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(response.status(), StatusCode::OK);
+        let text = response.text().await.unwrap_or_default();
+        if !stream {
+            let usage = &json_of(&text)["usage"];
+            prompt_tokens = usage["prompt_tokens"].as_f64().unwrap_or(0.0);
+            assert_eq!(usage["completion_tokens"], 4, "{text}");
+        }
+    }
+    assert!(prompt_tokens > 0.0);
+    let expected = 2.0 * (prompt_tokens * 0.000003 + 4.0 * 0.000015);
+    wait_until(
+        "both answers charged at claude-sonnet-4's price",
+        Deadline::after(Duration::from_secs(10)),
+        async || gateway.first_budget_usage().await,
+        |usd| (usd - expected).abs() < 1e-12,
+    )
+    .await;
 }

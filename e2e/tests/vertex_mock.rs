@@ -398,3 +398,77 @@ async fn vertex_requires_a_role_on_every_content_and_serves_v1beta1_and_global()
     assert_eq!(stats["by_project"]["p-2"], 1, "{stats}");
     assert_eq!(stats["by_model"]["gemini-2.5-pro"], 1, "{stats}");
 }
+
+/// Claude on Vertex AI: the official `anthropic` SDK's `AnthropicVertex` client (the model in
+/// the URL, `anthropic_version` in the body) gets its message, stream and tool call from the
+/// mock's `publishers/anthropic` routes with a token the mock issued.
+#[tokio::test]
+async fn the_anthropic_vertex_sdk_gets_claude_answers_from_the_mock() {
+    let mock = start(&["--chunks", "3"]).await;
+    let token = token(&mock).await;
+    let result = run_python_check_with("anthropic_vertex_check.py", &[&mock.base, &token]).await;
+    assert_eq!(
+        result["content"], "mock reply to: hello from vertex",
+        "{result}"
+    );
+    assert_eq!(result["input_tokens"], 3, "{result}");
+    assert_eq!(
+        result["streamed"], "mock reply to: streamed through vertex",
+        "{result}"
+    );
+    assert_eq!(result["stream_stop_reason"], "end_turn", "{result}");
+    assert_eq!(result["stream_output_tokens"], 3, "{result}");
+    assert_eq!(result["tool_stop_reason"], "tool_use", "{result}");
+    assert_eq!(result["tool_name"], "get_weather", "{result}");
+    assert_eq!(result["tool_input"], json!({"city": "mock"}), "{result}");
+
+    let stats = mock.stats().await;
+    let prefix = "/v1/projects/{project}/locations/{location}/publishers/anthropic/models/{model}";
+    let by_route = &stats["by_route"];
+    assert_eq!(by_route[format!("{prefix}:rawPredict")], 2, "{stats}");
+    assert_eq!(by_route[format!("{prefix}:streamRawPredict")], 1, "{stats}");
+    assert_eq!(stats["by_model"]["claude-sonnet-4@20250514"], 3, "{stats}");
+    assert_eq!(stats["by_location"]["us-east5"], 3, "{stats}");
+    assert_eq!(stats["by_key"][format!("sa:{EMAIL}")], 3, "{stats}");
+}
+
+/// Claude's routes refuse what Vertex AI refuses: a body naming the model or lacking Vertex's
+/// `anthropic_version` (Anthropic's 400), a missing token (Google's 401).
+#[tokio::test]
+async fn claude_on_the_mock_refuses_bodies_vertex_refuses() {
+    let mock = start(&[]).await;
+    let token = token(&mock).await;
+    let path = "/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-x:rawPredict";
+    let message = json!([{"role": "user", "content": "hi"}]);
+    let good =
+        json!({"anthropic_version": "vertex-2023-10-16", "max_tokens": 8, "messages": message});
+    let answered = post(&mock, path, Some(&token), &good).await;
+    assert_eq!(answered.status, StatusCode::OK, "{}", answered.body);
+    assert_eq!(answered.json()["model"], "claude-x", "{}", answered.body);
+
+    let with_model = json!({"anthropic_version": "vertex-2023-10-16", "model": "claude-x",
+                            "max_tokens": 8, "messages": message});
+    let refused = post(&mock, path, Some(&token), &with_model).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    assert_eq!(refused.json()["error"]["type"], "invalid_request_error");
+    let unversioned = json!({"max_tokens": 8, "messages": message});
+    let refused = post(&mock, path, Some(&token), &unversioned).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    assert!(
+        refused.body.contains("anthropic_version"),
+        "{}",
+        refused.body
+    );
+    let stream_path = path.replace(":rawPredict", ":streamRawPredict");
+    let refused = post(&mock, &stream_path, Some(&token), &good).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+
+    let anonymous = post(&mock, path, None, &good).await;
+    assert_eq!(
+        anonymous.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        anonymous.body
+    );
+    assert_eq!(anonymous.json()["error"]["status"], "UNAUTHENTICATED");
+}

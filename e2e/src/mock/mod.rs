@@ -223,6 +223,10 @@ pub fn router(state: Arc<MockState>) -> Router {
             post(vertex::call),
         )
         .route(
+            "/v1/projects/{project}/locations/{location}/publishers/anthropic/models/{call}",
+            post(vertex::anthropic_call),
+        )
+        .route(
             "/v1/publishers/google/models/{call}",
             post(vertex::express_call),
         )

@@ -20,10 +20,12 @@ pub enum Route {
     BedrockConverseStream,
     VertexGenerateContent,
     VertexStreamGenerateContent,
+    VertexRawPredict,
+    VertexStreamRawPredict,
 }
 
 impl Route {
-    const ALL: [Route; 11] = [
+    const ALL: [Route; 13] = [
         Route::ChatCompletions,
         Route::Embeddings,
         Route::Messages,
@@ -35,6 +37,8 @@ impl Route {
         Route::BedrockConverseStream,
         Route::VertexGenerateContent,
         Route::VertexStreamGenerateContent,
+        Route::VertexRawPredict,
+        Route::VertexStreamRawPredict,
     ];
 
     /// The route's URL path; Gemini's with `{model}` for the model in it, Bedrock's with
@@ -58,6 +62,14 @@ impl Route {
             Route::VertexStreamGenerateContent => {
                 "/{version}/projects/{project}/locations/{location}/publishers/google/models/\
                  {model}:streamGenerateContent"
+            }
+            Route::VertexRawPredict => {
+                "/v1/projects/{project}/locations/{location}/publishers/anthropic/models/\
+                 {model}:rawPredict"
+            }
+            Route::VertexStreamRawPredict => {
+                "/v1/projects/{project}/locations/{location}/publishers/anthropic/models/\
+                 {model}:streamRawPredict"
             }
         }
     }

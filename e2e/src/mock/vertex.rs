@@ -27,6 +27,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 
+use super::anthropic;
 use super::error::{bearer_token, ApiError, Wire};
 use super::gemini::{self, Api, Framing, Method};
 use super::google_oauth::Refusal;
@@ -119,6 +120,46 @@ pub async fn express_call(
     state
         .serve_checked(Wire::Gemini, counted, &key, checked, |pace| {
             gemini::generate(&state, Api::Vertex, pace, model, &body, framing)
+        })
+        .await
+}
+
+/// `POST /{version}/projects/{project}/locations/{location}/publishers/anthropic/models/
+/// {model}:rawPredict` and `:streamRawPredict`: Claude on Vertex AI, Anthropic's Messages API
+/// with the model in the URL and `anthropic_version` in the body (see [`anthropic::Surface`]).
+/// The caller is checked as on Google's models (refusals in Google's format); the request
+/// itself is answered, and refused, as Anthropic's API does.
+///
+/// [`anthropic::Surface`]: super::anthropic::Surface
+pub async fn anthropic_call(
+    State(state): State<Arc<MockState>>,
+    Path((project, location, call)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (key, checked) = caller(&state, &headers);
+    let method = gemini::split_call(&call).and_then(|(model, method)| match method {
+        "rawPredict" => Some((model, false, Route::VertexRawPredict)),
+        "streamRawPredict" => Some((model, true, Route::VertexStreamRawPredict)),
+        _ => None,
+    });
+    let Some((model, stream, counted)) = method else {
+        let error = ApiError::not_found(format!(
+            "mock: no such method: projects/{project}/locations/{location}/publishers/\
+             anthropic/models/{call}"
+        ));
+        return with_key_header(error.render(Wire::Gemini), &key);
+    };
+    state.stats.record_model(model);
+    state.stats.record_vertex_resource(&project, &location);
+    if let Err(refused) = checked {
+        state.stats.record(counted, &key);
+        return with_key_header(refused.render(Wire::Gemini), &key);
+    }
+    let surface = anthropic::Surface::Vertex { model, stream };
+    state
+        .serve_checked(Wire::Anthropic, counted, &key, Ok(()), |pace| {
+            anthropic::reply(&state, pace, &body, surface)
         })
         .await
 }

@@ -147,10 +147,12 @@ impl VertexKeyConfig {
         }
     }
 
-    /// The path of Gemini models after the endpoint: `/v1/projects/{p}/locations/{r}/publishers/google/models`.
-    pub fn models_path(&self) -> String {
+    /// The path of the model publishers after the endpoint:
+    /// `/v1/projects/{p}/locations/{r}/publishers` (Google's models under `/google/models`,
+    /// Anthropic's under `/anthropic/models`).
+    pub fn publishers_path(&self) -> String {
         format!(
-            "/v1/projects/{}/locations/{}/publishers/google/models",
+            "/v1/projects/{}/locations/{}/publishers",
             self.project_id, self.region
         )
     }

@@ -132,6 +132,21 @@ impl Charge {
         })
     }
 
+    /// The model name `model` is priced by on `provider`: the name itself when it has a price
+    /// (an override for an alias wins), else the key's `deployment` of it when given (the
+    /// alias `sonnet` of `claude-sonnet-4@20250514` costs what Claude costs).
+    pub fn priced_model<'a>(
+        &self,
+        provider: &str,
+        model: &'a str,
+        deployment: Option<&'a str>,
+    ) -> &'a str {
+        match deployment {
+            Some(deployed) if self.pricing.price(provider, model).is_none() => deployed,
+            _ => model,
+        }
+    }
+
     /// Charge what the request used on `provider`/`model` (the target that answered).
     pub fn settle(self, provider: &str, model: &str, usage: TokenUsage) {
         let cost = self

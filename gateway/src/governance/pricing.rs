@@ -50,6 +50,16 @@ pub fn usd(amount: f64) -> f64 {
     }
 }
 
+/// The providers whose list prices a cloud provider's models have: Azure OpenAI's are
+/// OpenAI's, Vertex AI's Google's (Gemini) and Anthropic's (Claude, `name@version`).
+fn list_priced_as(provider: &str) -> &'static [&'static str] {
+    match provider {
+        "azure" => &["openai"],
+        "vertex" => &["gemini", "anthropic"],
+        _ => &[],
+    }
+}
+
 /// provider (or `*`) → model → price; nested so lookups need no allocation.
 type Prices = HashMap<String, HashMap<String, Price>>;
 
@@ -89,8 +99,16 @@ impl PricingTable {
     /// prefixes the longest wins; on equal terms a config override beats the shipped table.
     /// A Bedrock cross-region inference profile (`us.anthropic...`, `eu.`, `apac.`, `global.`)
     /// costs what its model does.
+    /// Azure OpenAI and Vertex AI list the models of OpenAI, Google and Anthropic at their
+    /// makers' list prices: a model without a price of its own there costs what it costs at
+    /// the maker's (see [`list_priced_as`]).
     pub fn price(&self, provider: &str, model: &str) -> Option<Price> {
-        self.price_of(provider, model).or_else(|| {
+        let own = self.price_of(provider, model).or_else(|| {
+            list_priced_as(provider)
+                .iter()
+                .find_map(|maker| self.price_of(maker, model))
+        });
+        own.or_else(|| {
             let (geo, rest) = model.split_once('.')?;
             let profile = ["us", "eu", "apac", "global", "us-gov", "jp", "au", "ca"];
             profile
@@ -232,6 +250,34 @@ mod tests {
         assert!(table
             .price("bedrock", "xx.anthropic.claude-3-5-haiku")
             .is_none());
+    }
+
+    #[test]
+    fn azure_and_vertex_models_cost_their_makers_list_prices() {
+        let table = PricingTable::new(&[ModelPrice {
+            provider: "vertex".into(),
+            model: "gemini-2.5-pro".into(),
+            input_cost_per_token: 1.0,
+            output_cost_per_token: 1.0,
+        }]);
+        assert_eq!(
+            table.price("azure", "gpt-4o-mini"),
+            table.price("openai", "gpt-4o-mini")
+        );
+        let claude = table
+            .price("vertex", "claude-sonnet-4@20250514")
+            .expect("Anthropic's price");
+        assert_eq!((claude.input, claude.output), (0.000003, 0.000015));
+        assert_eq!(
+            table.price("vertex", "gemini-2.5-flash"),
+            table.price("gemini", "gemini-2.5-flash")
+        );
+        assert_eq!(
+            table.price("vertex", "gemini-2.5-pro").map(|p| p.input),
+            Some(1.0),
+            "a price of the provider's own wins"
+        );
+        assert!(table.price("mistral", "gpt-4o").is_none());
     }
 
     #[test]

@@ -253,7 +253,7 @@ async fn respond<R: InferenceRoute>(
     let target = &request.targets[dispatched.target_index];
     served.provider = target.provider.name.clone();
     served.model = target.model.clone();
-    let translation = Translation::between(route.dialect(), target.provider.kind);
+    let translation = Translation::between(route.dialect(), target.kind);
     let mut limit_headers = HeaderMap::new();
     if let Some(charge) = &charge {
         limit_headers_of(charge, &mut limit_headers);
@@ -265,7 +265,11 @@ async fn respond<R: InferenceRoute>(
                     prompt: charge.prompt_estimate,
                     completion: 0,
                 });
-                charge.settle(&target.provider.name, &target.model, usage);
+                let provider = &target.provider.name;
+                let deployment = dispatched.deployment.as_deref();
+                let model = charge.priced_model(provider, &target.model, deployment);
+                let model = model.to_owned();
+                charge.settle(provider, &model, usage);
             }
             let answering = Answering {
                 model: &target.model,
@@ -283,9 +287,15 @@ async fn respond<R: InferenceRoute>(
             let tap = charge.map(|charge| UsageTap {
                 usage: StreamUsage::default(),
                 strip_usage_chunks: force_usage && translator.is_none(),
-                charge,
                 provider: target.provider.name.clone(),
-                model: target.model.clone(),
+                model: charge
+                    .priced_model(
+                        &target.provider.name,
+                        &target.model,
+                        dispatched.deployment.as_deref(),
+                    )
+                    .to_owned(),
+                charge,
             });
             let idle = target.provider.network.stream_idle_timeout_in_seconds;
             sse_response(

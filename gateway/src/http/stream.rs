@@ -67,7 +67,7 @@ pub struct UsageTap {
     pub charge: Charge,
     /// Provider that serves the stream.
     pub provider: String,
-    /// Model as sent upstream.
+    /// Model the usage is priced by (see `Charge::priced_model`).
     pub model: String,
 }
 

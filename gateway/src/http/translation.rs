@@ -426,8 +426,8 @@ impl UpstreamBodies {
         let dialect = route.dialect();
         let mut kinds: Vec<ProviderKind> = Vec::new();
         for target in targets {
-            if !kinds.contains(&target.provider.kind) {
-                kinds.push(target.provider.kind);
+            if !kinds.contains(&target.kind) {
+                kinds.push(target.kind);
             }
         }
         let mut prepared = Vec::with_capacity(kinds.len());
@@ -469,9 +469,26 @@ impl UpstreamBodies {
         let prepared = self
             .prepared
             .iter()
-            .find(|(kind, _)| *kind == target.provider.kind)
+            .find(|(kind, _)| *kind == target.kind)
             .map(|(_, prepared)| prepared);
         match prepared {
+            // Claude on Vertex AI: Anthropic's body at the model's `:rawPredict`, the API
+            // version in the body instead of the model.
+            Some(Ok((UpstreamOp::Messages, body))) if target.provider.vertex => {
+                let op = match body.get("stream") {
+                    Some(Value::Bool(true)) => UpstreamOp::StreamRawPredict,
+                    _ => UpstreamOp::RawPredict,
+                };
+                let versioned = OnVertex {
+                    anthropic_version: (!body.contains_key("anthropic_version"))
+                        .then_some(VERTEX_ANTHROPIC_VERSION),
+                    rest: body,
+                };
+                Ok(UpstreamBody {
+                    op,
+                    body: encode_into(&versioned, self.capacity).map_err(encode_error)?,
+                })
+            }
             Some(Ok((op, body))) => Ok(UpstreamBody {
                 op: *op,
                 body: match op {
@@ -540,6 +557,19 @@ fn translate_error(error: translate::TranslateError) -> GatewayError {
 #[derive(Serialize)]
 struct WithModel<'a> {
     model: &'a str,
+    #[serde(flatten)]
+    rest: &'a Map<String, Value>,
+}
+
+/// The `anthropic_version` Vertex AI's Anthropic models take in the body.
+pub const VERTEX_ANTHROPIC_VERSION: &str = "vertex-2023-10-16";
+
+/// An Anthropic body for Vertex AI: the caller's, without `model` (it is in the URL), with
+/// [`VERTEX_ANTHROPIC_VERSION`] unless the caller gave one.
+#[derive(Serialize)]
+struct OnVertex<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    anthropic_version: Option<&'a str>,
     #[serde(flatten)]
     rest: &'a Map<String, Value>,
 }

@@ -34,11 +34,17 @@ pub enum UpstreamOp {
     Converse,
     /// Bedrock `POST /model/{modelId}/converse-stream` (AWS event-stream framing).
     ConverseStream,
+    /// Vertex AI `POST .../publishers/anthropic/models/{model}:rawPredict`: Anthropic's
+    /// Messages API, the model in the path.
+    RawPredict,
+    /// Vertex AI `POST .../publishers/anthropic/models/{model}:streamRawPredict` (Anthropic's
+    /// SSE).
+    StreamRawPredict,
 }
 
 impl UpstreamOp {
     /// Every operation, in [`UpstreamOp::index`] order.
-    pub const ALL: [UpstreamOp; 9] = [
+    pub const ALL: [UpstreamOp; 11] = [
         UpstreamOp::ChatCompletions,
         UpstreamOp::Embeddings,
         UpstreamOp::Messages,
@@ -48,6 +54,8 @@ impl UpstreamOp {
         UpstreamOp::BatchEmbedContents,
         UpstreamOp::Converse,
         UpstreamOp::ConverseStream,
+        UpstreamOp::RawPredict,
+        UpstreamOp::StreamRawPredict,
     ];
 
     /// Position in [`UpstreamOp::ALL`].
@@ -55,8 +63,9 @@ impl UpstreamOp {
         self as usize
     }
 
-    /// Path after the provider's base URL and API prefix (`/v1`). Gemini's and Bedrock's
-    /// operations name the model in the path: theirs is the collection (`/models`, `/model`),
+    /// Path after the provider's base URL and API prefix (`/v1`). Gemini's, Bedrock's and
+    /// Vertex AI's operations name the model in the path: theirs is the collection (`/models`,
+    /// `/model`),
     /// to which each request adds the model and [`UpstreamOp::model_method`].
     pub fn path(self) -> &'static str {
         match self {
@@ -66,7 +75,9 @@ impl UpstreamOp {
             UpstreamOp::ListModels
             | UpstreamOp::GenerateContent
             | UpstreamOp::StreamGenerateContent
-            | UpstreamOp::BatchEmbedContents => "/models",
+            | UpstreamOp::BatchEmbedContents
+            | UpstreamOp::RawPredict
+            | UpstreamOp::StreamRawPredict => "/models",
             UpstreamOp::Converse | UpstreamOp::ConverseStream => "/model",
         }
     }
@@ -80,8 +91,15 @@ impl UpstreamOp {
             UpstreamOp::BatchEmbedContents => Some(":batchEmbedContents"),
             UpstreamOp::Converse => Some("/converse"),
             UpstreamOp::ConverseStream => Some("/converse-stream"),
+            UpstreamOp::RawPredict => Some(":rawPredict"),
+            UpstreamOp::StreamRawPredict => Some(":streamRawPredict"),
             _ => None,
         }
+    }
+
+    /// Vertex AI's `:rawPredict` operations (Claude in Anthropic's format).
+    pub fn is_raw_predict(self) -> bool {
+        matches!(self, UpstreamOp::RawPredict | UpstreamOp::StreamRawPredict)
     }
 
     /// Bifrost's name for the request type (the key of `request_path_overrides`); Anthropic's
@@ -93,7 +111,9 @@ impl UpstreamOp {
             | UpstreamOp::GenerateContent
             | UpstreamOp::StreamGenerateContent
             | UpstreamOp::Converse
-            | UpstreamOp::ConverseStream => "chat_completion",
+            | UpstreamOp::ConverseStream
+            | UpstreamOp::RawPredict
+            | UpstreamOp::StreamRawPredict => "chat_completion",
             UpstreamOp::Embeddings | UpstreamOp::BatchEmbedContents => "embedding",
             UpstreamOp::ListModels => "list_models",
         }

@@ -44,6 +44,9 @@ pub struct Dispatched {
     pub slot: OwnedSemaphorePermit,
     /// Time spent waiting on upstreams and backoff, for overhead accounting.
     pub upstream_wait: Duration,
+    /// The model id the answering key deployed the model as (a Vertex AI or Bedrock
+    /// `deployments` entry), which prices it before the name the caller used.
+    pub deployment: Option<String>,
 }
 
 /// A failed attempt, as far as fallbacks and the final error are concerned.
@@ -238,6 +241,7 @@ pub async fn dispatch(
                         reply,
                         slot,
                         upstream_wait,
+                        deployment: key.deployment(&target.model).map(str::to_owned),
                     })
                 }
                 Attempt::Rejected(error) => return Err(error),

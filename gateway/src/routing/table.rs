@@ -102,6 +102,17 @@ impl UpstreamKey {
         })
     }
 
+    /// The model id this key deploys `model` as, when its `deployments` name one (Vertex
+    /// AI's and Bedrock's ids are model ids; Azure's deployment names are not).
+    pub fn deployment(&self, model: &str) -> Option<&str> {
+        let vertex = self.vertex.as_ref().and_then(|v| v.deployments.get(model));
+        let bedrock = self
+            .bedrock
+            .as_ref()
+            .and_then(|b| b.config.deployments.get(model));
+        vertex.or(bedrock).map(String::as_str)
+    }
+
     /// Whether the key may serve `model`.
     pub fn allows_model(&self, model: &str) -> bool {
         self.models.iter().any(|m| m == "*" || m == model)
@@ -137,6 +148,25 @@ pub struct Provider {
 }
 
 impl Provider {
+    /// The wire format `model` is spoken to in. Vertex AI serves Google's models in Gemini's
+    /// format and Anthropic's (a model whose name, or deployment on any key, contains
+    /// `claude`, as Bifrost decides it) in Anthropic's Messages format at `:rawPredict`.
+    pub fn wire_kind(&self, model: &str) -> ProviderKind {
+        let claude = |id: &str| id.contains("claude");
+        let on_vertex_claude = self.vertex
+            && (claude(model)
+                || self
+                    .keys
+                    .iter()
+                    .filter_map(|key| key.vertex.as_ref())
+                    .any(|vertex| claude(vertex.model_id(model))));
+        if on_vertex_claude {
+            ProviderKind::Anthropic
+        } else {
+            self.kind
+        }
+    }
+
     /// Whether Bifrost request type `request` may be sent here.
     pub fn allows_request(&self, request: &str) -> bool {
         self.allowed_requests
@@ -286,12 +316,12 @@ impl RoutingTable {
                             .base_url
                             .clone()
                             .unwrap_or_else(|| VERTEX_GLOBAL.to_owned());
-                        let base =
-                            format!("{}/v1/publishers/google", endpoint.trim_end_matches('/'));
-                        Some(operation_urls_at(
+                        let publishers =
+                            format!("{}/v1/publishers", endpoint.trim_end_matches('/'));
+                        Some(vertex_urls(
                             name,
                             provider_config,
-                            &base,
+                            &publishers,
                             &format!("keys[{index}].value"),
                         )?)
                     }
@@ -302,15 +332,15 @@ impl RoutingTable {
                                 .base_url
                                 .clone()
                                 .unwrap_or_else(|| vertex.endpoint());
-                            let base = format!(
+                            let publishers = format!(
                                 "{}{}",
                                 endpoint.trim_end_matches('/'),
-                                vertex.models_path().trim_end_matches("/models")
+                                vertex.publishers_path()
                             );
-                            Some(operation_urls_at(
+                            Some(vertex_urls(
                                 name,
                                 provider_config,
-                                &base,
+                                &publishers,
                                 &format!("keys[{index}].vertex_key_config"),
                             )?)
                         }
@@ -429,7 +459,10 @@ pub fn upstream_request(
                     let collection = url.as_str().trim_end_matches('/');
                     let model = match (&key.bedrock, &key.vertex) {
                         (Some(bedrock), _) => percent_encode(&bedrock.config.model_id(model)),
-                        (None, Some(vertex)) => percent_encode(vertex.model_id(model)),
+                        // Vertex's model versions are `name@version`, `@` as it is.
+                        (None, Some(vertex)) => {
+                            percent_encode(vertex.model_id(model)).replace("%40", "@")
+                        }
                         (None, None) => percent_encode(model),
                     };
                     let url = format!("{collection}/{model}{method}");
@@ -441,6 +474,14 @@ pub fn upstream_request(
         }
     };
     let mut request = match (&key.azure, &key.auth, bearer) {
+        // Claude on Vertex AI takes Anthropic's beta flags as headers, as Anthropic does.
+        (_, _, Some(bearer)) if op.is_raw_predict() => {
+            let request = request.header(header::AUTHORIZATION, bearer);
+            match &forwarded.anthropic_beta {
+                Some(beta) => request.header("anthropic-beta", beta.clone()),
+                None => request,
+            }
+        }
         (_, _, Some(bearer)) => request.header(header::AUTHORIZATION, bearer),
         (Some(_), Some(auth), None) => request.header("api-key", auth.clone()),
         (Some(_), None, None) => request,
@@ -576,6 +617,26 @@ fn operation_urls_at(
             })
         })
         .collect()
+}
+
+/// A Vertex AI key's operation URLs under `publishers` (`.../publishers`): Google's models
+/// for Gemini's operations, Anthropic's for `:rawPredict`.
+fn vertex_urls(
+    name: &str,
+    config: &crate::config::ProviderConfig,
+    publishers: &str,
+    field: &str,
+) -> Result<Vec<reqwest::Url>, GatewayError> {
+    let google = operation_urls_at(name, config, &format!("{publishers}/google"), field)?;
+    let anthropic = operation_urls_at(name, config, &format!("{publishers}/anthropic"), field)?;
+    Ok(UpstreamOp::ALL
+        .iter()
+        .zip(google.into_iter().zip(anthropic))
+        .map(|(op, (google, anthropic))| match op {
+            UpstreamOp::RawPredict | UpstreamOp::StreamRawPredict => anthropic,
+            _ => google,
+        })
+        .collect())
 }
 
 /// The key as a sensitive header value: `Bearer <key>` (OpenAI's `Authorization`) or the key

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::table::{Provider, RoutingTable};
+use crate::config::ProviderKind;
 use crate::error::GatewayError;
 
 /// One place a request may go: a provider and the model name it knows.
@@ -12,6 +13,9 @@ pub struct Target {
     pub provider: Arc<Provider>,
     /// Model name as the provider knows it (without the `provider/` prefix).
     pub model: String,
+    /// The wire format the model is spoken to in: the provider's, except on Vertex AI, where
+    /// Claude models speak Anthropic's (see [`Provider::wire_kind`]).
+    pub kind: ProviderKind,
     /// Provider key ids this request may use (a virtual key's `key_ids`); `None`: any.
     pub allowed_keys: Option<Arc<[String]>>,
 }
@@ -62,6 +66,7 @@ impl RoutingTable {
             )));
         }
         Ok(Target {
+            kind: provider.wire_kind(model),
             provider: provider.clone(),
             model: model.to_string(),
             allowed_keys: None,
