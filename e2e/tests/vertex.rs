@@ -159,7 +159,8 @@ async fn vertex_keys_are_checked_by_path() {
     let (status, stderr) = bifrost_e2e::harness::gateway_rejects(
         &json!({"providers": {"vertex": {"keys": [
             {"name": "a", "value": "k", "models": ["*"]},
-            {"name": "b", "models": ["*"], "vertex_key_config": {"project_id": "My Project", "region": "us-central1"}},
+            {"name": "b", "models": ["*"], "vertex_key_config": {"project_id": "My Project", "region": "us-central1",
+                                                                "auth_credentials": "/nonexistent/key.json"}},
             {"name": "c", "models": ["*"], "vertex_key_config": {"project_id": "p", "region": "us-central1",
                                                                 "auth_credentials": "{\"type\": \"authorized_user\"}"}},
             {"name": "d", "models": ["*"]}
@@ -171,7 +172,7 @@ async fn vertex_keys_are_checked_by_path() {
     for path in [
         "providers.vertex.keys[3].vertex_key_config: required for Vertex AI",
         "providers.vertex.keys[1].vertex_key_config.project_id: must be a Google Cloud project id",
-        "providers.vertex.keys[1].vertex_key_config.auth_credentials: required",
+        "providers.vertex.keys[1].vertex_key_config.auth_credentials: cannot read the service account key file /nonexistent/key.json (auth_credentials)",
         "providers.vertex.keys[2].vertex_key_config.auth_credentials: not a service account's JSON key",
     ] {
         assert!(stderr.contains(path), "{path} missing from {stderr}");
@@ -358,4 +359,92 @@ async fn claude_on_vertex_is_charged_at_anthropics_list_price() {
         |usd| (usd - expected).abs() < 1e-12,
     )
     .await;
+}
+
+/// Application Default Credentials and key files: `auth_credentials` may be the path of the
+/// key file; without it, the file `GOOGLE_APPLICATION_CREDENTIALS` names; without that, the
+/// metadata server (`GCE_METADATA_HOST`, the mock here). Each reaches the same models with its
+/// own kind of token.
+#[tokio::test]
+async fn key_files_and_application_default_credentials_get_tokens() {
+    let mock = google_mock(&["--chunks", "2"]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key_file = dir.path().join("service-account.json");
+    std::fs::write(&key_file, service_account(&mock)).expect("key file");
+    let key_file = key_file.to_str().expect("a UTF-8 path").to_owned();
+    let with_credentials = |credentials: Option<&str>| {
+        let mut config = vertex_config(&mock);
+        let vertex = &mut config["providers"]["vertex"]["keys"][0]["vertex_key_config"];
+        match credentials {
+            Some(text) => vertex["auth_credentials"] = json!(text),
+            None => {
+                if let Some(fields) = vertex.as_object_mut() {
+                    fields.remove("auth_credentials");
+                }
+            }
+        }
+        config
+    };
+    let ask = async |gateway: &Gateway, text: &str| {
+        let (status, body) = gateway
+            .post_json("/v1/chat/completions", &chat(text, false))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            json_of(&body)["choices"][0]["message"]["content"],
+            format!("mock reply to: {text}")
+        );
+    };
+
+    // The key file's path in auth_credentials: the service account's own assertion.
+    let gateway = Gateway::start(&with_credentials(Some(&key_file))).await;
+    ask(&gateway, "from a key file").await;
+    let stats = mock.stats().await;
+    assert_eq!(stats["google_token_requests"], 1, "{stats}");
+    drop(gateway);
+
+    // No auth_credentials: GOOGLE_APPLICATION_CREDENTIALS names the file.
+    let config = with_credentials(None);
+    let gateway =
+        Gateway::start_with(&config, &[("GOOGLE_APPLICATION_CREDENTIALS", &key_file)]).await;
+    ask(&gateway, "from adc").await;
+    let stats = mock.stats().await;
+    assert_eq!(stats["google_token_requests"], 2, "{stats}");
+    assert_eq!(stats["metadata_token_requests"], 0, "{stats}");
+    drop(gateway);
+
+    // Neither: the metadata server's token for the machine's account.
+    let host = mock.base.trim_start_matches("http://").to_owned();
+    let gateway = Gateway::start_with(&config, &[("GCE_METADATA_HOST", &host)]).await;
+    ask(&gateway, "on google cloud").await;
+    ask(&gateway, "again").await;
+    let stats = mock.stats().await;
+    assert_eq!(stats["metadata_token_requests"], 1, "cached: {stats}");
+    assert_eq!(stats["google_token_requests"], 2, "{stats}");
+    assert_eq!(stats["by_key"][format!("sa:{ACCOUNT}")], 4, "{stats}");
+}
+
+/// Off Google Cloud, a key without credentials fails its requests with a 502 that says where
+/// the gateway looked and what to configure.
+#[tokio::test]
+async fn without_any_google_credentials_the_answer_says_what_to_configure() {
+    let mock = google_mock(&[]).await;
+    let mut config = vertex_config(&mock);
+    if let Some(fields) =
+        config["providers"]["vertex"]["keys"][0]["vertex_key_config"].as_object_mut()
+    {
+        fields.remove("auth_credentials");
+    }
+    // A metadata server address where nothing listens.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let host = closed.local_addr().expect("address").to_string();
+    drop(closed);
+    let gateway = Gateway::start_with(&config, &[("GCE_METADATA_HOST", &host)]).await;
+    let (status, body) = gateway
+        .post_json("/v1/chat/completions", &chat("hi", false))
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(body.contains("metadata server"), "{body}");
+    assert!(body.contains("GOOGLE_APPLICATION_CREDENTIALS"), "{body}");
+    assert_eq!(mock.requests().await, 0, "nothing reached Vertex: {body}");
 }

@@ -472,3 +472,44 @@ async fn claude_on_the_mock_refuses_bodies_vertex_refuses() {
     );
     assert_eq!(anonymous.json()["error"]["status"], "UNAUTHENTICATED");
 }
+
+/// The mock as a Google Cloud machine's metadata server: `google-auth`'s compute-engine
+/// credentials (Application Default Credentials there) get the account and a token from it,
+/// and the Vertex routes take that token; without `Metadata-Flavor: Google` it refuses, as
+/// Google's does.
+#[tokio::test]
+async fn google_auth_gets_adc_tokens_from_the_mock_metadata_server() {
+    let mock = start(&["--chunks", "2"]).await;
+    let result = run_python_check_with("vertex_adc_check.py", &[&mock.base]).await;
+    assert_eq!(
+        result["content"], "mock reply to: hello from adc",
+        "{result}"
+    );
+    assert_eq!(result["email"], EMAIL, "{result}");
+    assert!(
+        result["token"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("ya29.mock-"),
+        "{result}"
+    );
+    let stats = mock.stats().await;
+    assert_eq!(stats["metadata_token_requests"], 1, "{stats}");
+    assert_eq!(stats["google_token_requests"], 0, "no assertion: {stats}");
+    assert_eq!(stats["by_key"][format!("sa:{EMAIL}")], 1, "{stats}");
+
+    let path = "/computeMetadata/v1/instance/service-accounts/default/token";
+    let bare = answer(reqwest::Client::new().get(format!("{}{path}", mock.base))).await;
+    assert_eq!(bare.status, StatusCode::FORBIDDEN, "{}", bare.body);
+    assert_eq!(bare.header("metadata-flavor"), "Google");
+    let other = answer(
+        reqwest::Client::new()
+            .get(format!(
+                "{}/computeMetadata/v1/instance/service-accounts/x@y/token",
+                mock.base
+            ))
+            .header("Metadata-Flavor", "Google"),
+    )
+    .await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND, "{}", other.body);
+}

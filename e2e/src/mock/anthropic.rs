@@ -229,9 +229,11 @@ pub fn reply(
             }
             model.to_owned()
         }
-        (Surface::Vertex { .. }, None, version) => return Err(ApiError::invalid_request(format!(
+        (Surface::Vertex { .. }, None, version) => {
+            return Err(ApiError::invalid_request(format!(
             "mock: anthropic_version: must be \"{VERTEX_VERSION}\" on Vertex AI, got {version:?}"
-        ))),
+        )))
+        }
     };
     let tool = match request.tool_choice.as_ref().map(|c| c.kind.as_str()) {
         Some("none") => None,

@@ -16,6 +16,9 @@
 //! `aud`, and `scope` (`invalid_scope` when absent or not Google's). A token for other scopes
 //! than [`CLOUD_PLATFORM_SCOPE`] is issued, as Google does, and refused by Vertex AI.
 //!
+//! The metadata server of a Google Cloud machine ([`metadata_token`]) issues tokens for the
+//! first account the same way, without an assertion.
+//!
 //! Issued tokens are opaque, `ya29.mock-<n>`, and remembered with their account, scopes and
 //! expiry for as long as the mock runs (`/mock/reset` does not forget them).
 
@@ -25,7 +28,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -234,10 +237,15 @@ impl GoogleOAuth {
 
     /// A new token for `grant`, numbered `number`, remembered until the mock stops.
     fn issue(&self, grant: Grant, number: u64) -> TokenResponse {
+        self.issue_to(grant.account.client_email.clone(), grant.scope, number)
+    }
+
+    /// A new token for `client_email` with `scope`, numbered `number`.
+    fn issue_to(&self, client_email: String, scope: String, number: u64) -> TokenResponse {
         let token = format!("ya29.mock-{number}");
         let issued = Issued {
-            client_email: grant.account.client_email.clone(),
-            scope: grant.scope,
+            client_email,
+            scope,
             expires_at: Instant::now() + self.ttl,
         };
         self.issued
@@ -349,6 +357,83 @@ pub async fn token(
         }
     };
     no_store(response)
+}
+
+/// The machine's service account on the mock's metadata server: the first
+/// `--google-service-account`, named `default` or by its email. `Err` is the metadata server's
+/// refusal: 403 without `Metadata-Flavor: Google` (as Google's answers), 404 for another
+/// account or when the mock has none.
+fn metadata_account<'s>(
+    state: &'s MockState,
+    account: &str,
+    headers: &HeaderMap,
+) -> Result<&'s GoogleServiceAccount, (StatusCode, &'static str)> {
+    let flavored = headers
+        .get("metadata-flavor")
+        .and_then(|value| value.to_str().ok())
+        == Some("Google");
+    if !flavored {
+        let refusal = "Missing required header: \"Metadata-Flavor: Google\"\n";
+        return Err((StatusCode::FORBIDDEN, refusal));
+    }
+    state
+        .google
+        .accounts
+        .first()
+        .filter(|first| account == "default" || account == first.client_email)
+        .ok_or((StatusCode::NOT_FOUND, "no such service account\n"))
+}
+
+/// An answer of the metadata server, which always says `Metadata-Flavor: Google`.
+fn from_metadata(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        "metadata-flavor",
+        header::HeaderValue::from_static("Google"),
+    );
+    response
+}
+
+/// `GET /computeMetadata/v1/instance/service-accounts/{account}/token`: the metadata server of
+/// a Google Cloud machine (see [`metadata_account`]): a token for the `?scopes=` asked
+/// (comma-separated; `cloud-platform` when absent), in the token endpoint's JSON.
+pub async fn metadata_token(
+    State(state): State<Arc<MockState>>,
+    Path(account): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let account = match metadata_account(&state, &account, &headers) {
+        Ok(account) => account,
+        Err(refusal) => return from_metadata(refusal.into_response()),
+    };
+    let scope = query
+        .get("scopes")
+        .map(|scopes| scopes.split(',').collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| CLOUD_PLATFORM_SCOPE.to_owned());
+    let email = account.client_email.clone();
+    let granted = state.google.issue_to(email, scope, state.next_id());
+    state.stats.record_metadata_token_issued();
+    from_metadata(no_store(axum::Json(granted).into_response()))
+}
+
+/// `GET /computeMetadata/v1/instance/service-accounts/{account}/?recursive=true`: the account's
+/// email, aliases and scopes, as `google-auth` asks before its first token.
+pub async fn metadata_account_info(
+    State(state): State<Arc<MockState>>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match metadata_account(&state, &account, &headers) {
+        Ok(account) => from_metadata(
+            axum::Json(json!({
+                "aliases": ["default"],
+                "email": account.client_email,
+                "scopes": [CLOUD_PLATFORM_SCOPE],
+            }))
+            .into_response(),
+        ),
+        Err(refusal) => from_metadata(refusal.into_response()),
+    }
 }
 
 /// A refused token request: OAuth2's `error` and Google's description of it (always a 400).

@@ -215,6 +215,14 @@ pub fn router(state: Arc<MockState>) -> Router {
         .route("/{tenant}/oauth2/v2.0/token", post(entra::token))
         .route("/token", post(google_oauth::token))
         .route(
+            "/computeMetadata/v1/instance/service-accounts/{account}/token",
+            get(google_oauth::metadata_token),
+        )
+        .route(
+            "/computeMetadata/v1/instance/service-accounts/{account}/",
+            get(google_oauth::metadata_account_info),
+        )
+        .route(
             "/v1/projects/{project}/locations/{location}/publishers/google/models/{call}",
             post(vertex::call),
         )

@@ -94,6 +94,7 @@ pub struct Stats {
     token_failures: AtomicU64,
     google_token_requests: AtomicU64,
     google_token_failures: AtomicU64,
+    metadata_token_requests: AtomicU64,
     by_key: Mutex<HashMap<String, u64>>,
     by_deployment: Mutex<HashMap<String, u64>>,
     by_model: Mutex<HashMap<String, u64>>,
@@ -128,6 +129,8 @@ pub struct StatsView {
     pub google_token_requests: u64,
     /// Token requests the Google token endpoint refused.
     pub google_token_failures: u64,
+    /// Access tokens the metadata server issued.
+    pub metadata_token_requests: u64,
 }
 
 impl Stats {
@@ -192,6 +195,11 @@ impl Stats {
         self.google_token_failures.fetch_add(1, Relaxed);
     }
 
+    /// Counts one access token issued by the metadata server.
+    pub fn record_metadata_token_issued(&self) {
+        self.metadata_token_requests.fetch_add(1, Relaxed);
+    }
+
     /// Zeroes every counter.
     pub fn reset(&self) {
         for count in &self.by_route {
@@ -203,6 +211,7 @@ impl Stats {
             &self.token_failures,
             &self.google_token_requests,
             &self.google_token_failures,
+            &self.metadata_token_requests,
         ] {
             count.store(0, Relaxed);
         }
@@ -247,6 +256,7 @@ impl Stats {
             token_failures: self.token_failures.load(Relaxed),
             google_token_requests: self.google_token_requests.load(Relaxed),
             google_token_failures: self.google_token_failures.load(Relaxed),
+            metadata_token_requests: self.metadata_token_requests.load(Relaxed),
         }
     }
 }

@@ -39,7 +39,8 @@ pub use period::Period;
 pub use providers::{
     AzureKeyConfig, BedrockKeyConfig, CircuitBreakerConfig, ConcurrencyConfig,
     CustomProviderConfig, KeyConfig, NetworkConfig, ProviderConfig, ProviderKind, ProxyConfig,
-    ProxyType, SelfHostedKey, ServiceAccountKey, VertexKeyConfig, SERVED_REQUEST_TYPES,
+    ProxyType, SelfHostedKey, ServiceAccountKey, VertexCredentials, VertexKeyConfig,
+    GOOGLE_APPLICATION_CREDENTIALS, SERVED_REQUEST_TYPES,
 };
 pub use store::{ConfigStoreConfig, StoreConnectionConfig, StoreType};
 pub use validate::parse_cidr;

@@ -127,8 +127,10 @@ pub struct VertexKeyConfig {
     pub project_id: String,
     /// The location (`us-central1`, `europe-west4`, or `global`).
     pub region: String,
-    /// The service account's JSON key (`env.VERTEX_CREDENTIALS`): its `client_email`,
-    /// `private_key` and `token_uri` sign the token requests.
+    /// The service account's JSON key (`env.VERTEX_CREDENTIALS`), or the path of its file:
+    /// its `client_email`, `private_key` and `token_uri` sign the token requests. Empty:
+    /// Application Default Credentials (the key file `GOOGLE_APPLICATION_CREDENTIALS` names,
+    /// else the metadata server's service account).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_credentials: Option<String>,
     /// Model name → model (or endpoint) id; a model not listed is its own id. The key serves
@@ -147,6 +149,32 @@ impl VertexKeyConfig {
         }
     }
 
+    /// Where the key's tokens come from: the service account key given (as JSON, or as the
+    /// path of its file), else Application Default Credentials: the key file named by
+    /// `GOOGLE_APPLICATION_CREDENTIALS`, else the metadata server. A file that cannot be read
+    /// is an error naming it.
+    pub fn credentials(&self) -> Result<VertexCredentials, String> {
+        let read = |path: &str, named_by: &str| {
+            std::fs::read_to_string(path)
+                .map(VertexCredentials::ServiceAccount)
+                .map_err(|e| {
+                    format!("cannot read the service account key file {path} ({named_by}): {e}")
+                })
+        };
+        match self.auth_credentials.as_deref().map(str::trim) {
+            Some(json) if json.starts_with('{') => {
+                Ok(VertexCredentials::ServiceAccount(json.to_owned()))
+            }
+            Some(path) if !path.is_empty() => read(path, "auth_credentials"),
+            _ => match std::env::var(GOOGLE_APPLICATION_CREDENTIALS) {
+                Ok(path) if !path.trim().is_empty() => {
+                    read(path.trim(), GOOGLE_APPLICATION_CREDENTIALS)
+                }
+                _ => Ok(VertexCredentials::MetadataServer),
+            },
+        }
+    }
+
     /// The path of the model publishers after the endpoint:
     /// `/v1/projects/{p}/locations/{r}/publishers` (Google's models under `/google/models`,
     /// Anthropic's under `/anthropic/models`).
@@ -161,6 +189,18 @@ impl VertexKeyConfig {
     pub fn model_id<'a>(&'a self, model: &'a str) -> &'a str {
         self.deployments.get(model).map_or(model, String::as_str)
     }
+}
+
+/// The environment variable naming Application Default Credentials' key file.
+pub const GOOGLE_APPLICATION_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
+
+/// Where a Vertex AI key's tokens come from (see [`VertexKeyConfig::credentials`]).
+#[derive(Clone, PartialEq)]
+pub enum VertexCredentials {
+    /// A service account's JSON key, as text.
+    ServiceAccount(String),
+    /// The metadata server of the machine (GCE, GKE with Workload Identity, Cloud Run).
+    MetadataServer,
 }
 
 /// The fields of a Google service account's JSON key that sign token requests.

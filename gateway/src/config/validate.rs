@@ -470,19 +470,18 @@ fn validate_vertex_keys(
                 ),
             ));
         }
-        match config.auth_credentials.as_deref().map(str::trim) {
-            None | Some("") => problems.push(FieldError::new(
-                at(index, "vertex_key_config.auth_credentials"),
-                "required: the service account's JSON key (Application Default Credentials and Vertex API keys are not supported yet)",
-            )),
-            Some(text) => {
-                if let Err(problem) = super::ServiceAccountKey::parse(text) {
-                    problems.push(FieldError::new(
-                        at(index, "vertex_key_config.auth_credentials"),
-                        problem,
-                    ));
-                }
+        let key = match config.credentials() {
+            Ok(super::VertexCredentials::ServiceAccount(text)) => {
+                super::ServiceAccountKey::parse(&text).map(drop)
             }
+            Ok(super::VertexCredentials::MetadataServer) => Ok(()),
+            Err(problem) => Err(problem),
+        };
+        if let Err(problem) = key {
+            problems.push(FieldError::new(
+                at(index, "vertex_key_config.auth_credentials"),
+                problem,
+            ));
         }
     }
 }

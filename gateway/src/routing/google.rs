@@ -1,6 +1,8 @@
 //! Google OAuth2 tokens for Vertex AI keys: the service account's JSON key signs a JWT
 //! (RS256, by `ring`) that its `token_uri` exchanges for an access token (the JWT-bearer
-//! grant, RFC 7523), scoped to `cloud-platform`.
+//! grant, RFC 7523), scoped to `cloud-platform`; without a key (Application Default
+//! Credentials on Google Cloud), the metadata server's token for the machine's service
+//! account.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -98,6 +100,72 @@ impl GoogleTokens {
         Ok(format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature)))
     }
 }
+
+/// The environment variable Google's libraries read for the metadata server's address
+/// (`host[:port]`).
+pub const METADATA_HOST_VARIABLE: &str = "GCE_METADATA_HOST";
+
+/// The metadata server's address on Google Cloud.
+const METADATA_HOST: &str = "metadata.google.internal";
+
+/// The machine's service account's tokens, from the metadata server (GCE, GKE Workload
+/// Identity, Cloud Run).
+pub struct MetadataTokens {
+    url: String,
+    pub(super) cache: TokenCache,
+}
+
+impl MetadataTokens {
+    /// The metadata server at `GCE_METADATA_HOST`, else Google Cloud's.
+    pub fn from_env() -> Self {
+        let host = std::env::var(METADATA_HOST_VARIABLE)
+            .ok()
+            .map(|host| host.trim().trim_end_matches('/').to_owned())
+            .filter(|host| !host.is_empty())
+            .unwrap_or_else(|| METADATA_HOST.to_owned());
+        let host = host
+            .strip_prefix("http://")
+            .map(str::to_owned)
+            .unwrap_or(host);
+        Self {
+            url: format!(
+                "http://{host}/computeMetadata/v1/instance/service-accounts/default/token?scopes={SCOPE}"
+            ),
+            cache: TokenCache::default(),
+        }
+    }
+
+    pub(super) async fn fetch(&self, client: &reqwest::Client) -> Result<Token, String> {
+        let failed =
+            |why: String| format!("Google token from the metadata server {}: {why}", self.url);
+        let response = client
+            .get(&self.url)
+            .header("Metadata-Flavor", "Google")
+            .timeout(METADATA_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| failed(format!("request failed: {e} (not on Google Cloud? give the key's auth_credentials or GOOGLE_APPLICATION_CREDENTIALS)")))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| failed(format!("reading the answer: {e}")))?;
+        if !status.is_success() {
+            let text: String = String::from_utf8_lossy(&body).chars().take(300).collect();
+            return Err(failed(format!("{status}: {text}")));
+        }
+        let token: Token = serde_json::from_slice(&body)
+            .map_err(|e| failed(format!("the answer is not a token: {e}")))?;
+        tracing::debug!(
+            expires_in = token.expires_in,
+            "fetched a Google token from the metadata server"
+        );
+        Ok(token)
+    }
+}
+
+/// The metadata server answers at once or not at all.
+const METADATA_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The bytes of a PEM block's base64 body.
 fn pem_body(pem: &str) -> Option<Vec<u8>> {

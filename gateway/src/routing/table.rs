@@ -9,11 +9,13 @@ use http::{header, HeaderValue};
 
 use super::circuit::CircuitBreaker;
 use super::entra::EntraTokens;
-use super::google::GoogleTokens;
+use super::google::{GoogleTokens, MetadataTokens};
 use super::queue::ProviderQueue;
 use super::sigv4::AwsSigner;
 use super::tokens::TokenSource;
-use crate::config::{ConcurrencyConfig, GatewayConfig, NetworkConfig, ProviderKind, ProxyConfig};
+use crate::config::{
+    ConcurrencyConfig, GatewayConfig, NetworkConfig, ProviderKind, ProxyConfig, VertexCredentials,
+};
 use crate::error::GatewayError;
 use crate::providers::{with_wire_headers, ForwardedHeaders, UpstreamOp};
 use crate::telemetry::metrics::{KeyLabels, Metrics};
@@ -527,19 +529,21 @@ fn token_source(
     {
         return Ok(Some(TokenSource::Entra(tokens)));
     }
-    let credentials = key
-        .vertex_key_config
-        .as_ref()
-        .and_then(|vertex| vertex.auth_credentials.as_deref());
-    match credentials {
-        Some(text) => GoogleTokens::for_key(text)
+    let Some(vertex) = &key.vertex_key_config else {
+        return Ok(None);
+    };
+    let failed = |why: String| {
+        GatewayError::Config(format!(
+            "providers.{name}.keys[{index}].vertex_key_config.auth_credentials: {why}"
+        ))
+    };
+    match vertex.credentials().map_err(failed)? {
+        VertexCredentials::ServiceAccount(text) => GoogleTokens::for_key(&text)
             .map(|tokens| Some(TokenSource::Google(Box::new(tokens))))
-            .map_err(|why| {
-                GatewayError::Config(format!(
-                    "providers.{name}.keys[{index}].vertex_key_config.auth_credentials: {why}"
-                ))
-            }),
-        None => Ok(None),
+            .map_err(failed),
+        VertexCredentials::MetadataServer => Ok(Some(TokenSource::GoogleMetadata(
+            MetadataTokens::from_env(),
+        ))),
     }
 }
 

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use super::entra::EntraTokens;
-use super::google::GoogleTokens;
+use super::google::{GoogleTokens, MetadataTokens};
 
 /// The longest a token fetch may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -23,6 +23,8 @@ const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 pub enum TokenSource {
     Entra(EntraTokens),
     Google(Box<GoogleTokens>),
+    /// Application Default Credentials on Google Cloud: the metadata server's.
+    GoogleMetadata(MetadataTokens),
 }
 
 impl TokenSource {
@@ -31,6 +33,7 @@ impl TokenSource {
         match self {
             TokenSource::Entra(tokens) => tokens.cache.get(|| tokens.fetch(client)).await,
             TokenSource::Google(tokens) => tokens.cache.get(|| tokens.fetch(client)).await,
+            TokenSource::GoogleMetadata(tokens) => tokens.cache.get(|| tokens.fetch(client)).await,
         }
     }
 }
