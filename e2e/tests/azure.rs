@@ -104,6 +104,49 @@ async fn without_an_api_version_the_v1_api_is_used() {
     assert_eq!(stats["by_key"]["sk-azure-v1"], 1, "{stats}");
 }
 
+/// Azure's v1 API with `deployments`: the deployment goes in the body's `model` (chat, stream
+/// and embeddings), the caller's own text untouched.
+#[tokio::test]
+async fn on_the_v1_api_the_deployment_is_the_bodys_model() {
+    let mock = MockProvider::start(&["--chunks", "2"]).await;
+    let mut config = config_for(&mock);
+    config["providers"]["azure"] = json!({"keys": [{
+        "name": "v1", "value": "sk-azure-v1",
+        "azure_key_config": {"endpoint": mock.base,
+                             "deployments": {"gpt-4o": "prod-4o", "text-embedding-3-small": "emb"}},
+        "models": []
+    }]});
+    let gateway = Gateway::start(&config).await;
+    for stream in [false, true] {
+        let (status, body) = post(
+            &gateway,
+            "/v1/chat/completions",
+            json!({"model": "azure/gpt-4o", "stream": stream,
+                   "messages": [{"role": "user", "content": "gpt-4o hi"}]}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if !stream {
+            let answer: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+            assert_eq!(
+                answer["choices"][0]["message"]["content"],
+                "mock reply to: gpt-4o hi"
+            );
+        }
+    }
+    let (status, body) = post(
+        &gateway,
+        "/v1/embeddings",
+        json!({"model": "azure/text-embedding-3-small", "input": "x"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let stats = mock.stats().await;
+    assert_eq!(stats["by_deployment"]["prod-4o"], 2, "{stats}");
+    assert_eq!(stats["by_deployment"]["emb"], 1, "{stats}");
+    assert!(stats["by_deployment"].get("gpt-4o").is_none(), "{stats}");
+}
+
 #[tokio::test]
 async fn an_azure_key_needs_its_resource_and_a_whole_entra_application() {
     let (status, stderr) = bifrost_e2e::harness::gateway_rejects(

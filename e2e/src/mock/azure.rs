@@ -1,7 +1,8 @@
 //! Azure OpenAI's deployment API: `POST /openai/deployments/{deployment}/chat/completions` and
 //! `/embeddings`, with `?api-version=` and the key in `api-key`; bodies and answers are
 //! OpenAI's. A request without `api-version` gets the 404 Azure gives it. Also Azure's
-//! version-less `/openai/v1/chat/completions`, where the body's `model` is the deployment.
+//! version-less `/openai/v1/chat/completions` and `/embeddings`, where the body's `model` is
+//! the deployment.
 //!
 //! With `--entra-client`, a request may instead bring an Entra ID access token as
 //! `Authorization: Bearer`: one the mock's token endpoint issued for
@@ -122,19 +123,36 @@ pub async fn embeddings(
     .await
 }
 
+/// The deployment a v1 call names: its body's `model`.
+fn body_deployment(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|b| b.get("model").and_then(|m| m.as_str()).map(str::to_string))
+        .unwrap_or_default()
+}
+
 /// `POST /openai/v1/chat/completions`: the deployment is the body's `model`.
 pub async fn v1_chat_completions(
     State(state): State<Arc<MockState>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let deployment = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|b| b.get("model").and_then(|m| m.as_str()).map(str::to_string))
-        .unwrap_or_default();
-    state.stats.record_deployment(&deployment);
+    state.stats.record_deployment(&body_deployment(&body));
     serve(&state, &headers, Route::ChatCompletions, |pace| {
         openai::complete(&state, pace, &body)
+    })
+    .await
+}
+
+/// `POST /openai/v1/embeddings`: the deployment is the body's `model`.
+pub async fn v1_embeddings(
+    State(state): State<Arc<MockState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    state.stats.record_deployment(&body_deployment(&body));
+    serve(&state, &headers, Route::Embeddings, |_| {
+        embeddings::embed_request(&state, &body)
     })
     .await
 }

@@ -212,6 +212,7 @@ pub fn router(state: Arc<MockState>) -> Router {
             "/openai/v1/chat/completions",
             post(azure::v1_chat_completions),
         )
+        .route("/openai/v1/embeddings", post(azure::v1_embeddings))
         .route("/{tenant}/oauth2/v2.0/token", post(entra::token))
         .route("/token", post(google_oauth::token))
         .route(

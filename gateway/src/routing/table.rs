@@ -449,8 +449,15 @@ pub fn upstream_request(
 ) -> Result<reqwest::RequestBuilder, GatewayError> {
     let client = provider.client.as_ref().unwrap_or(client);
     let request = match &key.azure {
-        // The deployment is in the path: built per request.
-        Some(azure) => with_body(client, azure_url(azure, op, model), body),
+        // The deployment is in the path (or, on the v1 API, the body's `model`): built per
+        // request.
+        Some(azure) => {
+            let body = match (&azure.api_version, azure.deployments.get(model), body) {
+                (None, Some(deployment), Some(body)) => Some(naming_model(body, model, deployment)),
+                (_, _, body) => body,
+            };
+            with_body(client, azure_url(azure, op, model), body)
+        }
         None => {
             let urls = key.urls.as_ref().unwrap_or(&provider.urls);
             let url = &urls[op.index()];
@@ -570,6 +577,34 @@ fn with_body(
     }
 }
 
+/// `body`, a JSON object whose `model` is `model`, with `deployment` as its `model` instead
+/// (Azure's v1 API names the deployment in the body). The request path writes `model` first
+/// (`UpstreamBodies`), so the name is spliced in without parsing the body; any other body is
+/// parsed and encoded again.
+fn naming_model(body: Bytes, model: &str, deployment: &str) -> Bytes {
+    let field = |name: &str| {
+        let mut start = String::from("{\"model\":");
+        start.push_str(&serde_json::Value::from(name).to_string());
+        start
+    };
+    let (old, new) = (field(model), field(deployment));
+    if let Some(rest) = body.strip_prefix(old.as_bytes()) {
+        if rest.first().is_some_and(|b| matches!(b, b',' | b'}')) {
+            let mut spliced = Vec::with_capacity(body.len() + new.len());
+            spliced.extend_from_slice(new.as_bytes());
+            spliced.extend_from_slice(rest);
+            return Bytes::from(spliced);
+        }
+    }
+    match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(serde_json::Value::Object(mut object)) => {
+            object.insert("model".into(), deployment.into());
+            serde_json::to_vec(&object).map_or(body, Bytes::from)
+        }
+        _ => body,
+    }
+}
+
 /// An Azure OpenAI URL: `{endpoint}/openai/deployments/{deployment}{op}?api-version=...` with
 /// an `api_version`, else `{endpoint}/openai/v1{op}`. The deployment is percent-encoded, so a
 /// model name cannot change the path.
@@ -657,4 +692,38 @@ fn auth_header(value: &str, bearer: bool) -> Result<Option<HeaderValue>, ()> {
     let mut header = HeaderValue::try_from(text).map_err(|_| ())?;
     header.set_sensitive(true);
     Ok(Some(header))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deployment_replaces_the_model_in_a_v1_body() {
+        let spliced = naming_model(
+            Bytes::from_static(
+                br#"{"model":"gpt-4o","messages":[{"role":"user","content":"gpt-4o"}]}"#,
+            ),
+            "gpt-4o",
+            "prod-4o",
+        );
+        assert_eq!(
+            spliced,
+            Bytes::from_static(
+                br#"{"model":"prod-4o","messages":[{"role":"user","content":"gpt-4o"}]}"#
+            )
+        );
+        // A model that only starts the same is not replaced by splicing.
+        let other = naming_model(
+            Bytes::from_static(br#"{"model":"gpt-4o-mini"}"#),
+            "gpt-4o",
+            "d",
+        );
+        assert_eq!(other, Bytes::from_static(br#"{"model":"d"}"#));
+        // Bodies laid out otherwise are parsed.
+        let later = naming_model(Bytes::from_static(br#"{"n":1,"model":"m"}"#), "m", "d\"x");
+        let parsed: serde_json::Value = serde_json::from_slice(&later).expect("JSON");
+        assert_eq!(parsed["model"], "d\"x");
+        assert_eq!(parsed["n"], 1);
+    }
 }
