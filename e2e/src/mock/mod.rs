@@ -20,6 +20,7 @@ mod error;
 mod gemini;
 mod google_oauth;
 mod knobs;
+mod mantle;
 mod models;
 mod openai;
 mod prompt;

@@ -1,9 +1,10 @@
-//! `POST /v1/chat/completions` in OpenAI's format, as JSON or as an SSE stream.
+//! `POST /v1/chat/completions` in OpenAI's format, as JSON or as an SSE stream; requests signed
+//! for Bedrock Mantle are checked as [`mantle`] says.
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
@@ -14,7 +15,7 @@ use super::knobs::Pace;
 use super::prompt::{self, Message};
 use super::sse::SseStream;
 use super::stats::Route;
-use super::{unix_now, MockState};
+use super::{mantle, sigv4, unix_now, with_key_header, MockState};
 
 #[derive(Debug, Deserialize)]
 struct ChatRequest {
@@ -116,9 +117,32 @@ struct Delta<'a> {
 /// `POST /v1/chat/completions`.
 pub async fn chat_completions(
     State(state): State<Arc<MockState>>,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let request = sigv4::Request {
+        method: &method,
+        uri: &uri,
+        headers: &headers,
+        body: &body,
+    };
+    // Bedrock Mantle's IAM callers sign; refusals are AWS's.
+    if let Some((key, region, checked)) = mantle::signed_caller(&state, &request) {
+        if !region.is_empty() {
+            state.stats.record_region(&region);
+        }
+        if let Err(refused) = checked {
+            state.stats.record(Route::ChatCompletions, &key);
+            return with_key_header(refused.render(Wire::Bedrock), &key);
+        }
+        return state
+            .serve_checked(Wire::OpenAi, Route::ChatCompletions, &key, Ok(()), |pace| {
+                complete(&state, pace, &body)
+            })
+            .await;
+    }
     state
         .serve_inference(Wire::OpenAi, Route::ChatCompletions, &headers, |pace| {
             complete(&state, pace, &body)

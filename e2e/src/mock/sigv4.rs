@@ -26,6 +26,9 @@ pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 /// Bedrock Runtime's signing name: its endpoint is `bedrock-runtime`, its scope `bedrock`.
 pub const SERVICE: &str = "bedrock";
 
+/// Bedrock Mantle's (OpenAI-compatible API) signing name.
+pub const MANTLE_SERVICE: &str = "bedrock-mantle";
+
 /// The last part of every credential scope.
 const TERMINATOR: &str = "aws4_request";
 
@@ -134,9 +137,19 @@ impl<'a> Authorization<'a> {
 /// signature that does not match is logged with the canonical request the mock computed, to
 /// compare with the signer's.
 pub fn verify(request: &Request, auth: &Authorization, secret: &str) -> Result<(), ApiError> {
-    if auth.service != SERVICE {
+    verify_for(SERVICE, request, auth, secret)
+}
+
+/// [`verify`] for the signing name `service` (Bedrock Mantle's is [`MANTLE_SERVICE`]).
+pub fn verify_for(
+    service: &str,
+    request: &Request,
+    auth: &Authorization,
+    secret: &str,
+) -> Result<(), ApiError> {
+    if auth.service != service {
         return Err(invalid_signature(format!(
-            "Credential should be scoped to correct service: '{SERVICE}'. "
+            "Credential should be scoped to correct service: '{service}'. "
         )));
     }
     let signing = sign(request, auth, secret)?;

@@ -30,6 +30,10 @@ pub enum Addressing {
     /// deployment is in the path (`/openai/deployments/{deployment}/...?api-version=`), or the
     /// `/openai/v1/` API without an `api_version`; the key goes in `api-key`.
     Azure,
+    /// Bedrock Mantle, AWS Bedrock's OpenAI-compatible API: each key's region names its
+    /// endpoint (`https://bedrock-mantle.{region}.api.aws/v1/...`); IAM credentials sign with
+    /// SigV4 (service `bedrock-mantle`), a Bedrock API key goes as a bearer token.
+    Mantle,
     /// Vertex AI: each key names its project and region (`vertex_key_config`); Gemini models
     /// at `{endpoint}/v1/projects/{p}/locations/{r}/publishers/google/models/{model}:...`,
     /// with a service account's OAuth2 token.
@@ -134,11 +138,15 @@ const PROVIDERS: &[(&str, KnownProvider)] = &[
             addressing: Addressing::Standard,
         }),
     ),
+    // OpenAI's format at each key's region (bedrock_mantle_key_config).
     (
         "bedrock_mantle",
-        KnownProvider::NotSpoken {
-            api: "AWS Bedrock's Mantle API (addressed by region)",
-        },
+        KnownProvider::Speaks(Endpoint {
+            kind: ProviderKind::Openai,
+            base_url: "",
+            api_prefix: DEFAULT_API_PREFIX,
+            addressing: Addressing::Mantle,
+        }),
     ),
     // Gemini's format; each key names its project and region (vertex_key_config).
     (
@@ -219,8 +227,10 @@ mod tests {
             assert!(seen.insert(name), "{name} twice");
             if let KnownProvider::Speaks(endpoint) = provider {
                 // Azure's keys name their resources, Bedrock's and Vertex's their regions.
-                if matches!(endpoint.addressing, Addressing::Azure | Addressing::Vertex)
-                    || endpoint.kind == ProviderKind::Bedrock
+                if matches!(
+                    endpoint.addressing,
+                    Addressing::Azure | Addressing::Vertex | Addressing::Mantle
+                ) || endpoint.kind == ProviderKind::Bedrock
                 {
                     continue;
                 }

@@ -143,10 +143,6 @@ const NOT_READ: &[(&str, &str)] = &[
     ("batch_s3_config", "no batch API"),
     ("blacklisted_models", "per-key blacklists are not read"),
     ("plugins", "only the governance plugin means something here"),
-    (
-        "bedrock_mantle_key_config",
-        "Bedrock Mantle is not spoken yet",
-    ),
     ("meta_config", "not in the current Bifrost schema"),
 ];
 

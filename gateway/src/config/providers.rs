@@ -110,8 +110,13 @@ pub struct KeyConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub azure_key_config: Option<AzureKeyConfig>,
     /// Bifrost's AWS Bedrock key: IAM credentials and region (for `bedrock`; a key with only
-    /// `value` is a Bedrock API key, sent as a bearer token).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `value` is a Bedrock API key, sent as a bearer token). Bifrost's
+    /// `bedrock_mantle_key_config` (for `bedrock_mantle`) is read as this field.
+    #[serde(
+        default,
+        alias = "bedrock_mantle_key_config",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub bedrock_key_config: Option<BedrockKeyConfig>,
     /// Bifrost's Vertex AI key: the project, region and service account (required for
     /// `vertex`).
@@ -329,6 +334,11 @@ impl BedrockKeyConfig {
     /// The Bedrock Runtime endpoint of the key's region.
     pub fn runtime_url(&self) -> String {
         format!("https://bedrock-runtime.{}.amazonaws.com", self.region())
+    }
+
+    /// The Bedrock Mantle (OpenAI-compatible) endpoint of the key's region.
+    pub fn mantle_url(&self) -> String {
+        format!("https://bedrock-mantle.{}.api.aws", self.region())
     }
 
     /// The model id sent for `model`: its deployment (or itself), under `arn` when set.

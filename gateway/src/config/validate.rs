@@ -327,13 +327,32 @@ fn validate_azure_keys(
 
 /// Bedrock keys are IAM credentials (`bedrock_key_config.access_key` and `secret_key`) or a
 /// Bedrock API key (`value`); other providers' keys must not carry a `bedrock_key_config`.
+/// Bedrock Mantle's (`mantle`) are the same, named `bedrock_mantle_key_config` as Bifrost
+/// names them, without `arn` (Mantle names models in the body).
 fn validate_bedrock_keys(
     name: &str,
     provider: &ProviderConfig,
     bedrock: bool,
+    mantle: bool,
     problems: &mut Vec<FieldError>,
 ) {
-    let at = |index: usize, field: &str| format!("providers.{name}.keys[{index}].{field}");
+    let at = |index: usize, field: &str| {
+        let field = match mantle {
+            true => field.replacen("bedrock_key_config", "bedrock_mantle_key_config", 1),
+            false => field.to_owned(),
+        };
+        format!("providers.{name}.keys[{index}].{field}")
+    };
+    let bedrock = bedrock || mantle;
+    for (index, key) in provider.keys.iter().enumerate() {
+        let arn = key.bedrock_key_config.as_ref().and_then(|c| c.arn.as_ref());
+        if mantle && arn.is_some() {
+            problems.push(FieldError::new(
+                at(index, "bedrock_key_config.arn"),
+                "not read by Bedrock Mantle (its OpenAI-compatible API names models in the body; map names with deployments)",
+            ));
+        }
+    }
     if bedrock && provider.keys.is_empty() {
         problems.push(FieldError::new(
             format!("providers.{name}.keys"),
@@ -669,11 +688,12 @@ fn validate_provider(name: &str, provider: &ProviderConfig, problems: &mut Vec<F
     let azure = provider.addressing(name) == catalog::Addressing::Azure;
     validate_azure_keys(name, provider, azure, problems);
     let bedrock = provider.kind(name) == ProviderKind::Bedrock;
-    validate_bedrock_keys(name, provider, bedrock, problems);
+    let mantle = provider.addressing(name) == catalog::Addressing::Mantle;
+    validate_bedrock_keys(name, provider, bedrock, mantle, problems);
     let vertex = provider.addressing(name) == catalog::Addressing::Vertex;
     validate_vertex_keys(name, provider, vertex, problems);
     match provider.base_url(name) {
-        None if refused || azure || bedrock || vertex => {}
+        None if refused || azure || bedrock || mantle || vertex => {}
         None => problems.push(FieldError::new(
             at("network_config.base_url"),
             format!("required: \"{name}\" is not a provider the gateway knows by name (those are: {}), so say where it lives (e.g. \"https://llm.internal:8000\")", catalog::spoken_names()),

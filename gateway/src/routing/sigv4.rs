@@ -13,12 +13,17 @@ use http::{HeaderName, HeaderValue};
 use crate::config::BedrockKeyConfig;
 
 /// The service name Bedrock Runtime's signatures are scoped to.
-const SERVICE: &str = "bedrock";
+pub const BEDROCK_SERVICE: &str = "bedrock";
+
+/// The service name Bedrock Mantle's (OpenAI-compatible API) signatures are scoped to.
+pub const MANTLE_SERVICE: &str = "bedrock-mantle";
 
 /// One key's IAM credentials and region.
 pub struct AwsSigner {
     identity: Identity,
     region: String,
+    /// The service the signatures are scoped to.
+    service: &'static str,
     /// The access key id, for logs (never the secret).
     access_key: String,
 }
@@ -26,7 +31,7 @@ pub struct AwsSigner {
 impl AwsSigner {
     /// The signer for `config`'s IAM credentials; `None` when it has none (an API key is
     /// used instead).
-    pub fn for_key(config: &BedrockKeyConfig) -> Option<Self> {
+    pub fn for_key(config: &BedrockKeyConfig, service: &'static str) -> Option<Self> {
         let (access_key, secret_key) = (config.access_key.as_ref()?, config.secret_key.as_ref()?);
         let credentials = Credentials::new(
             access_key,
@@ -38,6 +43,7 @@ impl AwsSigner {
         Some(Self {
             identity: credentials.into(),
             region: config.region().to_owned(),
+            service,
             access_key: access_key.clone(),
         })
     }
@@ -64,7 +70,7 @@ impl AwsSigner {
         let params = v4::SigningParams::builder()
             .identity(&self.identity)
             .region(&self.region)
-            .name(SERVICE)
+            .name(self.service)
             .time(SystemTime::now())
             .settings(SigningSettings::default())
             .build()

@@ -11,7 +11,7 @@ use super::circuit::CircuitBreaker;
 use super::entra::EntraTokens;
 use super::google::{GoogleTokens, MetadataTokens};
 use super::queue::ProviderQueue;
-use super::sigv4::AwsSigner;
+use super::sigv4::{AwsSigner, BEDROCK_SERVICE, MANTLE_SERVICE};
 use super::tokens::TokenSource;
 use crate::config::{
     ConcurrencyConfig, GatewayConfig, NetworkConfig, ProviderKind, ProxyConfig, VertexCredentials,
@@ -195,20 +195,29 @@ impl RoutingTable {
         let authority = EntraTokens::authority_from_env();
         for (name, provider_config) in &config.providers {
             let kind = provider_config.kind(name);
-            let vertex_express =
-                provider_config.addressing(name) == crate::config::catalog::Addressing::Vertex;
+            let addressing = provider_config.addressing(name);
+            let vertex_express = addressing == crate::config::catalog::Addressing::Vertex;
+            // Bedrock Mantle: OpenAI's format at each key's region, Bedrock's credentials.
+            let mantle = addressing == crate::config::catalog::Addressing::Mantle;
+            let aws_endpoint = |config: &crate::config::BedrockKeyConfig| {
+                if mantle {
+                    config.mantle_url()
+                } else {
+                    config.runtime_url()
+                }
+            };
             // Azure and Bedrock have no provider-wide address: their keys name their resources
             // or regions; the first stands in where one URL is needed.
             let first_resource = provider_config.keys.iter().find_map(|k| {
                 k.azure_key_config
                     .as_ref()
                     .map(|a| a.endpoint.clone())
-                    .or_else(|| k.bedrock_key_config.as_ref().map(|b| b.runtime_url()))
+                    .or_else(|| k.bedrock_key_config.as_ref().map(aws_endpoint))
                     .or_else(|| k.vertex_key_config.as_ref().map(|v| v.endpoint()))
             });
             let first_resource = first_resource.or_else(|| match kind {
-                ProviderKind::Bedrock => {
-                    Some(crate::config::BedrockKeyConfig::default().runtime_url())
+                _ if kind == ProviderKind::Bedrock || mantle => {
+                    Some(aws_endpoint(&crate::config::BedrockKeyConfig::default()))
                 }
                 _ if vertex_express => Some(VERTEX_GLOBAL.to_owned()),
                 _ => None,
@@ -307,7 +316,7 @@ impl RoutingTable {
                     (None, Some(bedrock)) => Some(operation_urls_at(
                         name,
                         provider_config,
-                        &bedrock.runtime_url(),
+                        &aws_endpoint(bedrock),
                         &format!("keys[{index}].bedrock_key_config.region"),
                     )?),
                     // Vertex: the project's Gemini models, at its region (or base_url); a
@@ -349,10 +358,15 @@ impl RoutingTable {
                         None => None,
                     },
                 };
-                let bedrock = (kind == ProviderKind::Bedrock).then(|| {
+                let service = if mantle {
+                    MANTLE_SERVICE
+                } else {
+                    BEDROCK_SERVICE
+                };
+                let bedrock = (kind == ProviderKind::Bedrock || mantle).then(|| {
                     let config = key.bedrock_key_config.clone().unwrap_or_default();
                     Arc::new(BedrockKey {
-                        signer: AwsSigner::for_key(&config),
+                        signer: AwsSigner::for_key(&config, service),
                         config,
                     })
                 });
@@ -477,6 +491,20 @@ pub fn upstream_request(
                     let url = format!("{collection}/{model}{method}");
                     with_body(client, url, body)
                 }
+                // Bedrock Mantle names the model's deployment in the body.
+                None if provider.kind == ProviderKind::Openai => {
+                    let deployment = key
+                        .bedrock
+                        .as_ref()
+                        .and_then(|b| b.config.deployments.get(model));
+                    let body = match (deployment, body) {
+                        (Some(deployment), Some(body)) => {
+                            Some(naming_model(body, model, deployment))
+                        }
+                        (_, body) => body,
+                    };
+                    with_body(client, url.clone(), body)
+                }
                 // Parsed once per provider (routing table build), cloned here.
                 None => with_body(client, url.clone(), body),
             }
@@ -578,7 +606,7 @@ fn with_body(
 }
 
 /// `body`, a JSON object whose `model` is `model`, with `deployment` as its `model` instead
-/// (Azure's v1 API names the deployment in the body). The request path writes `model` first
+/// (Azure's v1 API and Bedrock Mantle name the deployment in the body). The request path writes `model` first
 /// (`UpstreamBodies`), so the name is spliced in without parsing the body; any other body is
 /// parsed and encoded again.
 fn naming_model(body: Bytes, model: &str, deployment: &str) -> Bytes {
