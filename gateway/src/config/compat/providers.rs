@@ -40,6 +40,9 @@ pub(super) fn fold_providers(
             fold_meta_config(name, field, provider, notes);
         }
     }
+    if let Some(Value::Object(azure)) = providers.get_mut("azure") {
+        fold_azure_base_url(azure, notes);
+    }
     for (name, provider) in providers.iter_mut() {
         let overrides = provider
             .get_mut("custom_provider_config")
@@ -120,6 +123,37 @@ fn fold_meta_config(
     ));
 }
 
+/// Azure keys without `azure_key_config` in a provider with `network_config.base_url` (as
+/// Bifrost's load-test files have them): the base URL is read as each such key's resource
+/// `endpoint`, served on Azure's v1 API (no `api_version`, each model its own deployment).
+fn fold_azure_base_url(provider: &mut Map<String, Value>, notes: &mut Vec<String>) {
+    let base_url = provider
+        .get("network_config")
+        .and_then(|n| n.get("base_url"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let Some(base_url) = base_url else {
+        return;
+    };
+    let Some(Value::Array(keys)) = provider.get_mut("keys") else {
+        return;
+    };
+    for (index, key) in keys.iter_mut().enumerate() {
+        let Some(key) = key.as_object_mut() else {
+            continue;
+        };
+        if !key.contains_key("azure_key_config") {
+            key.insert(
+                "azure_key_config".into(),
+                serde_json::json!({"endpoint": base_url}),
+            );
+            notes.push(format!(
+                "providers.azure.keys[{index}] has no azure_key_config: network_config.base_url is read as its endpoint (Azure's v1 API, each model its own deployment)"
+            ));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::folded;
@@ -151,6 +185,24 @@ mod tests {
         );
         assert_eq!(notes.len(), 3, "{notes:?}");
         assert!(notes[0].contains("speech and transcription"), "{notes:?}");
+    }
+
+    #[test]
+    fn an_azure_key_without_its_config_is_at_the_providers_base_url() {
+        let (document, notes, problems) = folded(json!({"providers": {"azure": {
+            "network_config": {"base_url": "http://localhost:8000"},
+            "keys": [{"value": "a", "models": ["*"]},
+                     {"value": "b", "models": ["*"], "azure_key_config": {"endpoint": "https://own"}}]
+        }}}));
+        assert!(problems.is_empty(), "{problems:?}");
+        let keys = &document["providers"]["azure"]["keys"];
+        assert_eq!(
+            keys[0]["azure_key_config"],
+            json!({"endpoint": "http://localhost:8000"})
+        );
+        assert_eq!(keys[1]["azure_key_config"]["endpoint"], "https://own");
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains("keys[0]"), "{notes:?}");
     }
 
     #[test]
