@@ -154,16 +154,18 @@ pub enum Format {
     Bedrock,
     Azure,
     Vertex,
+    Mantle,
 }
 
 impl Format {
     /// Every format, in table order.
-    pub const ALL: [Format; 5] = [
+    pub const ALL: [Format; 6] = [
         Format::Anthropic,
         Format::Gemini,
         Format::Bedrock,
         Format::Azure,
         Format::Vertex,
+        Format::Mantle,
     ];
 
     /// The model a request names to reach the format.
@@ -174,6 +176,7 @@ impl Format {
             Format::Bedrock => "bedrock/anthropic.claude-3-5-haiku-20241022-v1:0",
             Format::Azure => "azure/gpt-4o-mini",
             Format::Vertex => "vertex/gemini-2.5-flash",
+            Format::Mantle => "bedrock_mantle/openai.gpt-oss-120b-1:0",
         }
     }
 }
@@ -190,6 +193,7 @@ impl Target {
             Self::Translated(Format::Bedrock) => "gateway→bedrock",
             Self::Translated(Format::Azure) => "gateway→azure",
             Self::Translated(Format::Vertex) => "gateway→vertex",
+            Self::Translated(Format::Mantle) => "gateway→mantle (SigV4)",
         }
     }
 }
@@ -451,8 +455,9 @@ fn request_body(mode: Mode, target: Target) -> String {
 }
 
 /// The gateway's config: an OpenAI-format provider at the mock and one of every other format
-/// the translated runs reach (Bedrock with an API key, Vertex in express mode: no signing or
-/// token exchange in the measured path), request logging off so that per-request log lines do
+/// the translated runs reach (Bedrock with an API key, Vertex in express mode: no token
+/// exchange in the measured path; Bedrock Mantle with IAM credentials, so its row is the cost of
+/// SigV4 signing on a pass-through), request logging off so that per-request log lines do
 /// not count as gateway CPU.
 fn gateway_config(upstream_base: &str) -> serde_json::Value {
     let at_mock = |name: &str, key: serde_json::Value| {
@@ -473,6 +478,15 @@ fn gateway_config(upstream_base: &str) -> serde_json::Value {
     ]
     .into_iter()
     .collect();
+    // Bedrock Mantle with IAM credentials: OpenAI's format passed through, every request
+    // signed (the mock takes any signature).
+    providers.insert(
+        "bedrock_mantle".into(),
+        json!({"keys": [{"name": "primary", "models": ["*"],
+                         "bedrock_mantle_key_config": {"access_key": "AKIDBENCH",
+                                                       "secret_key": "bench-secret"}}],
+               "network_config": {"base_url": upstream_base}}),
+    );
     providers.insert(
         "azure".into(),
         json!({"keys": [{"name": "primary", "value": "sk-azure", "models": ["*"],

@@ -1,6 +1,7 @@
 //! Bedrock Mantle, AWS Bedrock's OpenAI-compatible API (`bedrock-mantle.{region}.api.aws`): the
 //! OpenAI routes also take requests signed with SigV4 for the signing name `bedrock-mantle`,
-//! checked against `--aws-credentials` as the Bedrock routes check theirs (see [`sigv4`]); a
+//! checked against `--aws-credentials` as the Bedrock routes check theirs (see [`sigv4`]; without
+//! that flag any signature passes); a
 //! request with a bearer key is an OpenAI (or Mantle API key) request as before.
 //!
 //! [`sigv4`]: super::sigv4
@@ -34,6 +35,8 @@ pub fn signed_caller<'r>(
     };
     let (key, region) = (auth.access_key_id.to_owned(), auth.region.to_owned());
     let checked = match state.aws_credentials.get(auth.access_key_id) {
+        // Without `--aws-credentials`, every signature passes, as on the Bedrock routes.
+        _ if state.aws_credentials.is_empty() => Ok(()),
         Some(secret) => sigv4::verify_for(MANTLE_SERVICE, request, &auth, secret),
         None => Err(ApiError::aws_forbidden(
             "UnrecognizedClientException",
