@@ -448,3 +448,44 @@ async fn without_any_google_credentials_the_answer_says_what_to_configure() {
     assert!(body.contains("GOOGLE_APPLICATION_CREDENTIALS"), "{body}");
     assert_eq!(mock.requests().await, 0, "nothing reached Vertex: {body}");
 }
+
+/// Claude's errors on Vertex AI reach the caller in its own format: an upstream 400 as a 400
+/// (not retried), a 429 as the upstream failure it is (502 after the attempt, naming it), in
+/// OpenAI's and Anthropic's shapes.
+#[tokio::test]
+async fn claudes_errors_on_vertex_answer_in_the_callers_format() {
+    let mock = google_mock(&[]).await;
+    let gateway = Gateway::start(&vertex_config(&mock)).await;
+    mock.configure(json!({"fail_next": 1, "fail_statuses": [400]}))
+        .await;
+    let (status, body) = gateway
+        .post_json(
+            "/v1/chat/completions",
+            &json!({"model": "vertex/sonnet",
+                    "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(json_of(&body)["error"]["message"].is_string(), "{body}");
+
+    mock.configure(json!({"fail_next": 1, "fail_statuses": [429]}))
+        .await;
+    let (status, body) = gateway
+        .post_json(
+            "/anthropic/v1/messages",
+            &json!({"model": "vertex/sonnet", "max_tokens": 10,
+                    "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    let error = json_of(&body);
+    assert_eq!(error["type"], "error", "{body}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("vertex returned 429")),
+        "{error}"
+    );
+    let stats = mock.stats().await;
+    assert_eq!(stats["by_route"][RAW_PREDICT], 2, "{stats}");
+}
