@@ -5,8 +5,11 @@
 //! botocore; then the gateway's own signed requests, JSON and stream, both caller dialects,
 //! deployments, a wrong secret, and API keys as bearer tokens.
 
+use std::time::Duration;
+
 use bifrost_e2e::harness::{
-    config_for, json_of, run_python_check_with, sse_payloads, Gateway, MockProvider,
+    allow_all, config_for, json_of, run_python_check_with, sse_payloads, wait_until, Deadline,
+    Gateway, MockProvider,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -165,4 +168,49 @@ async fn mantle_keys_are_checked_by_path() {
     ] {
         assert!(stderr.contains(path), "{path} missing from {stderr}");
     }
+}
+
+/// Mantle's spend: the alias `gpt-oss` is priced as its deployment (the shipped
+/// `openai.gpt-oss-120b` price), JSON and a stream whose usage the caller did not ask for.
+#[tokio::test]
+async fn mantle_usage_is_charged_at_the_shipped_price() {
+    let mock = signing_mock(&["--chunks", "4"]).await;
+    let mut config = mantle_config(&mock, SECRET);
+    config["client"]["enforce_auth_on_inference"] = json!(true);
+    config["governance"] = json!({
+        "usage_flush_interval_ms": 100,
+        "budgets": [{"id": "m", "max_limit": 100.0, "reset_duration": "1d"}],
+        "virtual_keys": [{"id": "k", "value": "sk-bf-mantle", "budget_id": "m",
+                          "provider_configs": allow_all(&["bedrock_mantle"])}]
+    });
+    let gateway = Gateway::start(&config).await;
+    let mut prompt_tokens = 0.0;
+    for stream in [false, true] {
+        let response = reqwest::Client::new()
+            .post(gateway.url("/v1/chat/completions"))
+            .bearer_auth("sk-bf-mantle")
+            .json(&json!({"model": "bedrock_mantle/gpt-oss", "stream": stream,
+                          "messages": [{"role": "user", "content": "spend on mantle"}]}))
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(response.status(), StatusCode::OK);
+        let text = response.text().await.unwrap_or_default();
+        if stream {
+            assert!(!text.contains("\"usage\":{"), "not asked for: {text}");
+        } else {
+            let usage = &json_of(&text)["usage"];
+            prompt_tokens = usage["prompt_tokens"].as_f64().unwrap_or(0.0);
+            assert_eq!(usage["completion_tokens"], 4, "{text}");
+        }
+    }
+    assert!(prompt_tokens > 0.0);
+    let expected = 2.0 * (prompt_tokens * 1.5e-7 + 4.0 * 6e-7);
+    wait_until(
+        "both answers charged at openai.gpt-oss-120b's price",
+        Deadline::after(Duration::from_secs(10)),
+        async || gateway.first_budget_usage().await,
+        |usd| (usd - expected).abs() < 1e-12,
+    )
+    .await;
 }
