@@ -286,7 +286,9 @@ async fn bedrock_keys_are_checked_by_path() {
             {"name": "a", "models": ["*"], "bedrock_key_config": {"access_key": "AKID"}},
             {"name": "b", "models": ["*"], "bedrock_key_config": {"region": "US East"}},
             {"name": "c", "models": ["*"], "bedrock_key_config": {
-                "access_key": "AKID", "secret_key": "s", "role_arn": "arn:aws:iam::1:role/x"}}
+                "access_key": "AKID", "secret_key": "s", "role_arn": "arn:aws:iam::1:role/x"}},
+            {"name": "d", "models": ["*"], "value": "bedrock-api-key", "bedrock_key_config": {
+                "role_arn": ROLE_ARN}}
         ]}}})
         .to_string(),
     )
@@ -296,10 +298,104 @@ async fn bedrock_keys_are_checked_by_path() {
         "providers.bedrock.keys[0].bedrock_key_config.secret_key: required with access_key",
         "providers.bedrock.keys[1].bedrock_key_config: needs IAM credentials",
         "providers.bedrock.keys[1].bedrock_key_config.region: must be an AWS region",
-        "providers.bedrock.keys[2].bedrock_key_config.role_arn: STS AssumeRole",
+        "providers.bedrock.keys[2].bedrock_key_config.role_arn: must be an IAM role's ARN",
+        "providers.bedrock.keys[3].bedrock_key_config.role_arn: needs the key's own IAM credentials",
     ] {
         assert!(stderr.contains(path), "{path} missing from {stderr}");
     }
+}
+
+const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/bedrock-caller";
+const ROLE_AKID: &str = "ASIAROLETEMPORARY";
+const ROLE_SECRET: &str = "role-temporary-secret/+";
+
+/// The mock as STS too: [`AKID`] may assume [`ROLE_ARN`] (external id `ext-42`), whose
+/// credentials live `ttl` seconds.
+async fn sts_mock(ttl: &str) -> MockProvider {
+    let role = format!("{ROLE_ARN}={ROLE_AKID}:{ROLE_SECRET}:ext-42");
+    signing_mock(&["--sts-role", &role, "--sts-ttl-secs", ttl]).await
+}
+
+/// [`bedrock_config`] whose key assumes [`ROLE_ARN`] with `external_id`, and a gateway that
+/// asks the mock for it (`AWS_ENDPOINT_URL_STS`).
+async fn role_gateway(mock: &MockProvider, external_id: &str) -> Gateway {
+    let mut config = bedrock_config(mock, SECRET);
+    let key = &mut config["providers"]["bedrock"]["keys"][0]["bedrock_key_config"];
+    key["role_arn"] = json!(ROLE_ARN);
+    key["external_id"] = json!(external_id);
+    key["session_name"] = json!("e2e-session");
+    Gateway::start_with(&config, &[("AWS_ENDPOINT_URL_STS", &mock.base)]).await
+}
+
+/// A key with `role_arn`: its own credentials assume the role once, the role's temporary
+/// credentials (with their session token) sign every Bedrock request, and they are assumed
+/// again before they expire, while every request meanwhile is answered.
+#[tokio::test]
+async fn a_role_arn_key_signs_with_the_roles_credentials_and_renews_them() {
+    let mock = sts_mock("4").await;
+    let gateway = role_gateway(&mock, "ext-42").await;
+    for content in ["one", "two", "three"] {
+        let (status, body) = gateway
+            .post_json("/v1/chat/completions", &chat(content, false))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            json_of(&body)["choices"][0]["message"]["content"],
+            format!("mock reply to: {content}")
+        );
+    }
+    let stats = mock.stats().await;
+    assert_eq!(stats["sts_requests"], 1, "one AssumeRole for all: {stats}");
+    assert_eq!(
+        stats["by_key"][ROLE_AKID], 3,
+        "the role's key signed: {stats}"
+    );
+    assert!(stats["by_key"].get(AKID).is_none(), "{stats}");
+    // 4 s credentials are renewed after about 2 s.
+    wait_until(
+        "the role to be assumed again",
+        Deadline::after(Duration::from_secs(15)).polling_every(Duration::from_millis(250)),
+        async || {
+            let (status, body) = gateway
+                .post_json("/v1/chat/completions", &chat("again", false))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            mock.stats().await["sts_requests"].as_u64().unwrap_or(0)
+        },
+        |calls| *calls >= 2,
+    )
+    .await;
+    let stats = mock.stats().await;
+    assert_eq!(stats["sts_failures"], 0, "{stats}");
+    let (status, body) = gateway
+        .post_json("/v1/chat/completions", &chat("streamed", true))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// A role whose trust policy wants another external id: STS refuses, which is the key's failed
+/// attempt, answered 502 naming the role and STS's error; nothing reaches Bedrock.
+#[tokio::test]
+async fn a_wrong_external_id_is_a_502_naming_stss_refusal() {
+    let mock = sts_mock("3600").await;
+    let gateway = role_gateway(&mock, "not-ext-42").await;
+    let (status, body) = gateway
+        .post_json("/v1/chat/completions", &chat("hi", false))
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    let message = json_of(&body)["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        message.contains(&format!("STS AssumeRole of {ROLE_ARN}"))
+            && message.contains("403 Forbidden: AccessDenied: User: ")
+            && message.contains("is not authorized to perform: sts:AssumeRole"),
+        "{message}"
+    );
+    let stats = mock.stats().await;
+    assert!(stats["sts_failures"].as_u64() >= Some(1), "{stats}");
+    assert_eq!(stats["requests"], 0, "nothing reached Bedrock: {stats}");
 }
 
 /// The official `anthropic` package on the gateway's Anthropic endpoint, its model on Bedrock

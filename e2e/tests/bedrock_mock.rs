@@ -280,3 +280,70 @@ async fn a_stream_is_event_stream_messages_in_converse_order() {
     );
     assert!(events[7].1["metrics"]["latencyMs"].is_u64());
 }
+
+/// The mock's STS is what `boto3`'s STS client speaks: `assume_role` (SigV4 for `sts`, the
+/// Query API, XML answers) grants the role's temporary credentials, which sign a Converse call
+/// with their session token, and a wrong external id is STS's 403 `AccessDenied`.
+#[tokio::test]
+async fn the_mock_sts_grants_what_boto3_assumes() {
+    let mock = MockProvider::start(&[
+        "--aws-credentials",
+        "AKIDMOCKEXAMPLE:mock-secret",
+        "--sts-role",
+        "arn:aws:iam::123456789012:role/bedrock-caller=ASIAMOCKROLE:role-secret:ext-42",
+    ])
+    .await;
+    let result = run_python_check("sts_sdk_check.py", &mock.base).await;
+    assert_eq!(result["access_key_id"], "ASIAMOCKROLE", "{result}");
+    assert_eq!(result["has_session_token"], true, "{result}");
+    let lifetime = result["lifetime_secs"].as_i64().unwrap_or_default();
+    assert!(
+        (890..=900).contains(&lifetime),
+        "DurationSeconds=900: {result}"
+    );
+    assert_eq!(
+        result["assumed_arn"],
+        "arn:aws:sts::123456789012:assumed-role/bedrock-caller/boto3-check"
+    );
+    assert_eq!(result["content"], "mock reply to: as the role", "{result}");
+    assert_eq!(
+        result["wrong_external_id"]["code"], "AccessDenied",
+        "{result}"
+    );
+    assert_eq!(result["wrong_external_id"]["status"], 403, "{result}");
+    let stats = mock.stats().await;
+    assert_eq!(stats["sts_requests"], 2, "{stats}");
+    assert_eq!(stats["sts_failures"], 1, "{stats}");
+    assert_eq!(stats["by_key"]["ASIAMOCKROLE"], 1, "{stats}");
+}
+
+/// Temporary credentials need the session token STS issued with them: without one, or with one
+/// the mock did not issue, AWS's 403.
+#[tokio::test]
+async fn the_roles_key_without_its_session_token_is_refused() {
+    let mock = MockProvider::start(&[
+        "--aws-credentials",
+        "AKIDMOCKEXAMPLE:mock-secret",
+        "--sts-role",
+        "arn:aws:iam::123456789012:role/r=ASIAMOCKROLE:role-secret",
+    ])
+    .await;
+    let forged = "AWS4-HMAC-SHA256 Credential=ASIAMOCKROLE/20250101/us-east-1/bedrock/\
+                  aws4_request, SignedHeaders=host;x-amz-date, Signature=00";
+    let refused = post(&mock, "converse", Some(forged), &user_says("hi")).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(refused.error_type(), "UnrecognizedClientException");
+
+    let unsigned = reqwest::Client::new()
+        .post(format!("{}/", mock.base))
+        .form(&[("Action", "AssumeRole"), ("Version", "2011-06-15")])
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(unsigned.status(), StatusCode::FORBIDDEN);
+    let body = unsigned.text().await.unwrap_or_default();
+    assert!(
+        body.contains("<Code>MissingAuthenticationToken</Code>") && body.contains("<RequestId>"),
+        "STS's XML error: {body}"
+    );
+}

@@ -4,8 +4,9 @@
 //! (`anthropic.claude-3-5-haiku-20241022-v1:0`) or a percent-encoded ARN; it is counted decoded.
 //!
 //! Callers are checked once the mock was told whom to accept: with `--aws-credentials`, a
-//! request must be SigV4-signed ([`sigv4`]) by one of them for the `bedrock` service, in any
-//! region (counted by region); with `--require-key`, a bearer token (a Bedrock API key) must be
+//! request must be SigV4-signed ([`sigv4`]) by one of them, or by a role's temporary
+//! credentials from the mock's STS ([`super::sts`], `--sts-role`) with their session token,
+//! for the `bedrock` service, in any region (counted by region); with `--require-key`, a bearer token (a Bedrock API key) must be
 //! one of the keys. Without either, any caller is accepted. Refusals are AWS's 403s:
 //! `MissingAuthenticationTokenException` without credentials, `UnrecognizedClientException` for an
 //! unknown access key id, `InvalidSignatureException` for a wrong signature,
@@ -253,13 +254,23 @@ fn authenticate(state: &MockState, request: &sigv4::Request) -> Result<(), ApiEr
     }
     let auth = Authorization::parse(value)
         .map_err(|message| ApiError::aws_forbidden("IncompleteSignatureException", message))?;
-    let Some(secret) = state.aws_credentials.get(auth.access_key_id) else {
-        return Err(ApiError::aws_forbidden(
-            "UnrecognizedClientException",
-            UNKNOWN_ACCESS_KEY,
-        ));
+    // The key's own credentials, or a role's temporary ones from the mock's STS.
+    let secret = match state.aws_credentials.get(auth.access_key_id) {
+        Some(secret) => secret.clone(),
+        None => match state
+            .sts
+            .temporary_secret(auth.access_key_id, request.headers)
+        {
+            Some(secret) => secret?,
+            None => {
+                return Err(ApiError::aws_forbidden(
+                    "UnrecognizedClientException",
+                    UNKNOWN_ACCESS_KEY,
+                ))
+            }
+        },
     };
-    sigv4::verify(request, &auth, secret)
+    sigv4::verify(request, &auth, &secret, sigv4::SERVICE)
 }
 
 // ---- Reading request bodies as strictly as AWS does.

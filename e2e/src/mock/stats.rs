@@ -82,6 +82,8 @@ pub struct Stats {
     token_failures: AtomicU64,
     google_token_requests: AtomicU64,
     google_token_failures: AtomicU64,
+    sts_requests: AtomicU64,
+    sts_failures: AtomicU64,
     by_key: Mutex<HashMap<String, u64>>,
     by_deployment: Mutex<HashMap<String, u64>>,
     by_model: Mutex<HashMap<String, u64>>,
@@ -116,6 +118,10 @@ pub struct StatsView {
     pub google_token_requests: u64,
     /// Token requests the Google token endpoint refused.
     pub google_token_failures: u64,
+    /// STS `AssumeRole` calls, granted or refused.
+    pub sts_requests: u64,
+    /// STS calls refused.
+    pub sts_failures: u64,
 }
 
 impl Stats {
@@ -180,6 +186,14 @@ impl Stats {
         self.google_token_failures.fetch_add(1, Relaxed);
     }
 
+    /// Counts one STS call, and whether it was refused.
+    pub fn record_sts_call(&self, granted: bool) {
+        self.sts_requests.fetch_add(1, Relaxed);
+        if !granted {
+            self.sts_failures.fetch_add(1, Relaxed);
+        }
+    }
+
     /// Zeroes every counter.
     pub fn reset(&self) {
         for count in &self.by_route {
@@ -191,6 +205,8 @@ impl Stats {
             &self.token_failures,
             &self.google_token_requests,
             &self.google_token_failures,
+            &self.sts_requests,
+            &self.sts_failures,
         ] {
             count.store(0, Relaxed);
         }
@@ -235,6 +251,8 @@ impl Stats {
             token_failures: self.token_failures.load(Relaxed),
             google_token_requests: self.google_token_requests.load(Relaxed),
             google_token_failures: self.google_token_failures.load(Relaxed),
+            sts_requests: self.sts_requests.load(Relaxed),
+            sts_failures: self.sts_failures.load(Relaxed),
         }
     }
 }

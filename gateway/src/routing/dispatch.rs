@@ -10,7 +10,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::circuit::Outcome;
 use super::keys::{pick_key, NoKey};
-use super::table::{upstream_request, Provider, UpstreamKey};
+use super::table::{upstream_request, AttemptAuth, Provider, UpstreamKey};
 use super::target::Target;
 use crate::config::NetworkConfig;
 use crate::error::GatewayError;
@@ -195,14 +195,12 @@ pub async fn dispatch(
             };
             let started = Instant::now();
             // A key that is an application (Entra ID, a Google service account) needs its
-            // token first; failing to get one is this key's failure, like an upstream error.
-            let bearer = match &key.tokens {
-                Some(tokens) => Some(tokens.bearer(client).await),
-                None => None,
-            };
-            let attempt_result = match bearer.transpose() {
+            // token first, a Bedrock key its AWS credentials (a role's come from STS); failing
+            // to get them is this key's failure, like an upstream error.
+            let auth = attempt_auth(client, key).await;
+            let attempt_result = match auth {
                 Err(message) => Attempt::Retryable(Failure::Failed(message)),
-                Ok(bearer) => {
+                Ok(auth) => {
                     let request = upstream_request(
                         client,
                         provider,
@@ -211,7 +209,7 @@ pub async fn dispatch(
                         &target.model,
                         Some(upstream.body.clone()),
                         forwarded,
-                        bearer,
+                        auth,
                     )?;
                     attempt_once(request, timeout, stream, provider).await
                 }
@@ -260,6 +258,27 @@ pub async fn dispatch(
         .unwrap_or_else(|| GatewayError::UpstreamsFailed {
             last: "no target to try".into(),
         }))
+}
+
+/// What `key` authenticates this attempt with besides its own header: an application's
+/// bearer token, or a Bedrock key's AWS credentials (its own, or its role's from STS).
+async fn attempt_auth(
+    client: &reqwest::Client,
+    key: &UpstreamKey,
+) -> Result<Option<AttemptAuth>, String> {
+    if let Some(tokens) = &key.tokens {
+        return tokens
+            .bearer(client)
+            .await
+            .map(|b| Some(AttemptAuth::Bearer(b)));
+    }
+    match key.bedrock.as_ref().and_then(|b| b.signer.as_ref()) {
+        Some(signer) => signer
+            .credentials(client)
+            .await
+            .map(|identity| Some(AttemptAuth::Aws(identity))),
+        None => Ok(None),
+    }
 }
 
 async fn attempt_once(

@@ -1,6 +1,7 @@
-//! OAuth2 bearer tokens for keys that are applications rather than API keys: Entra ID
-//! (Azure OpenAI) and Google service accounts (Vertex AI). Each key caches its token and
-//! fetches a new one before it expires, one fetch at a time.
+//! Short-lived credentials of keys that are applications rather than API keys: OAuth2 bearer
+//! tokens of Entra ID (Azure OpenAI) and Google service accounts (Vertex AI), and the
+//! temporary AWS credentials of an assumed IAM role (Bedrock, `routing/sts.rs`). Each key
+//! caches its credential and fetches a new one before it expires, one fetch at a time.
 
 use std::future::Future;
 use std::sync::{PoisonError, RwLock};
@@ -14,9 +15,9 @@ use super::entra::EntraTokens;
 use super::google::GoogleTokens;
 
 /// The longest a token fetch may take.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A token is fetched again this long before it expires (at most half its lifetime).
+/// A credential is fetched again this long before it expires (at most half its lifetime).
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 
 /// Where a key's bearer tokens come from.
@@ -29,8 +30,14 @@ impl TokenSource {
     /// `Bearer <token>` for a request: the cached token, or a new one when it is due.
     pub async fn bearer(&self, client: &reqwest::Client) -> Result<HeaderValue, String> {
         match self {
-            TokenSource::Entra(tokens) => tokens.cache.get(|| tokens.fetch(client)).await,
-            TokenSource::Google(tokens) => tokens.cache.get(|| tokens.fetch(client)).await,
+            TokenSource::Entra(tokens) => {
+                let fetch = || async { tokens.fetch(client).await?.bearer() };
+                tokens.cache.get(fetch).await
+            }
+            TokenSource::Google(tokens) => {
+                let fetch = || async { tokens.fetch(client).await?.bearer() };
+                tokens.cache.get(fetch).await
+            }
         }
     }
 }
@@ -42,56 +49,80 @@ pub(super) struct Token {
     pub expires_in: u64,
 }
 
-/// One key's cached token. Requests read it under a short read lock; only a due token makes
-/// them wait, for the one fetch.
-#[derive(Default)]
-pub(super) struct TokenCache {
-    fresh: RwLock<Option<Cached>>,
+impl Token {
+    /// `Bearer <token>` as a sensitive header, valid for `expires_in`.
+    pub(super) fn bearer(self) -> Result<Fetched<HeaderValue>, String> {
+        let mut header = HeaderValue::try_from(format!("Bearer {}", self.access_token))
+            .map_err(|_| "the token has characters not allowed in a header".to_owned())?;
+        header.set_sensitive(true);
+        Ok(Fetched {
+            value: header,
+            lifetime: Duration::from_secs(self.expires_in),
+        })
+    }
+}
+
+/// A credential as fetched: the value and how long it is valid from now.
+pub(super) struct Fetched<T> {
+    pub value: T,
+    pub lifetime: Duration,
+}
+
+/// One key's cached credential (a bearer header by default). Requests read it under a short
+/// read lock; only a due credential makes them wait, for the one fetch.
+pub(super) struct TokenCache<T = HeaderValue> {
+    fresh: RwLock<Option<Cached<T>>>,
     fetching: Mutex<()>,
 }
 
-struct Cached {
-    header: HeaderValue,
+impl<T> Default for TokenCache<T> {
+    fn default() -> Self {
+        Self {
+            fresh: RwLock::new(None),
+            fetching: Mutex::new(()),
+        }
+    }
+}
+
+struct Cached<T> {
+    value: T,
     refresh_at: Instant,
 }
 
-impl TokenCache {
-    /// The cached token while it is fresh, else the one `fetch` gets (concurrent callers wait
-    /// for that one fetch).
-    pub async fn get<F, Fut>(&self, fetch: F) -> Result<HeaderValue, String>
+impl<T: Clone> TokenCache<T> {
+    /// The cached credential while it is fresh, else the one `fetch` gets (concurrent callers
+    /// wait for that one fetch). It is fetched again [`REFRESH_MARGIN`] (at most half its
+    /// lifetime) before it expires.
+    pub async fn get<F, Fut>(&self, fetch: F) -> Result<T, String>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Token, String>>,
+        Fut: Future<Output = Result<Fetched<T>, String>>,
     {
-        if let Some(header) = self.fresh_header() {
-            return Ok(header);
+        if let Some(value) = self.fresh_value() {
+            return Ok(value);
         }
         let _fetching = self.fetching.lock().await;
         // Another request may have fetched it while this one waited.
-        if let Some(header) = self.fresh_header() {
-            return Ok(header);
+        if let Some(value) = self.fresh_value() {
+            return Ok(value);
         }
-        let token = fetch().await?;
-        let mut header = HeaderValue::try_from(format!("Bearer {}", token.access_token))
-            .map_err(|_| "the token has characters not allowed in a header".to_owned())?;
-        header.set_sensitive(true);
-        let lifetime = Duration::from_secs(token.expires_in);
-        let margin = REFRESH_MARGIN.min(lifetime / 2);
+        let fetched = fetch().await?;
+        let margin = REFRESH_MARGIN.min(fetched.lifetime / 2);
         let cached = Cached {
-            header: header.clone(),
-            refresh_at: Instant::now() + (lifetime - margin),
+            value: fetched.value.clone(),
+            refresh_at: Instant::now() + (fetched.lifetime - margin),
         };
         *self.fresh.write().unwrap_or_else(PoisonError::into_inner) = Some(cached);
-        Ok(header)
+        Ok(fetched.value)
     }
 
-    /// The cached token's header while it is not due.
-    fn fresh_header(&self) -> Option<HeaderValue> {
+    /// The cached credential while it is not due.
+    fn fresh_value(&self) -> Option<T> {
         let fresh = self.fresh.read().unwrap_or_else(PoisonError::into_inner);
         fresh
             .as_ref()
-            .filter(|token| Instant::now() < token.refresh_at)
-            .map(|token| token.header.clone())
+            .filter(|cached| Instant::now() < cached.refresh_at)
+            .map(|cached| cached.value.clone())
     }
 }
 
