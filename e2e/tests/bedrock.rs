@@ -424,19 +424,181 @@ async fn the_anthropic_sdk_talks_to_bedrock_through_the_gateway() {
     assert_eq!(mock.stats().await["by_key"][AKID], 3, "all three signed");
 }
 
-/// Bedrock's format has no embeddings operation in the translation table: refused before
-/// anything is sent (it used to reach "no upstream body was prepared", a 500).
+/// [`bedrock_config`] with embedding models deployed: `titan-v2`, `titan-v1` and `cohere-en`.
+fn embeddings_config(mock: &MockProvider) -> Value {
+    let mut config = bedrock_config(mock, SECRET);
+    config["providers"]["bedrock"]["keys"][0]["bedrock_key_config"]["deployments"] = json!({
+        "claude-haiku": MODEL_ID,
+        "titan-v2": "amazon.titan-embed-text-v2:0",
+        "titan-v1": "amazon.titan-embed-text-v1",
+        "cohere-en": "cohere.embed-english-v3",
+    });
+    config
+}
+
+/// The L2 norm of a JSON vector.
+fn norm(vector: &Value) -> f64 {
+    let values = vector.as_array().cloned().unwrap_or_default();
+    values
+        .iter()
+        .filter_map(Value::as_f64)
+        .map(|x| x * x)
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// OpenAI embeddings on Bedrock: a Titan model gets one InvokeModel call with Titan's body, a
+/// Cohere model one with Cohere's (several texts at once), both answered in OpenAI's format
+/// with the tokens Bedrock counted, base64 when asked.
 #[tokio::test]
-async fn embeddings_on_bedrock_are_refused_before_anything_is_sent() {
+async fn titan_and_cohere_embeddings_come_back_in_openais_format() {
     let mock = signing_mock(&[]).await;
-    let gateway = Gateway::start(&bedrock_config(&mock, SECRET)).await;
+    let gateway = Gateway::start(&embeddings_config(&mock)).await;
+
     let (status, body) = gateway
-        .post_json("/v1/embeddings", &json!({"model": MODEL, "input": "hi"}))
+        .post_json(
+            "/v1/embeddings",
+            &json!({"model": "bedrock/titan-v2", "input": "hello titan", "dimensions": 256}),
+        )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert!(
-        body.contains("provider \\\"bedrock\\\" (bedrock) has no embeddings endpoint"),
-        "{body}"
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let titan = json_of(&body);
+    assert_eq!(titan["object"], "list", "{titan}");
+    assert_eq!(titan["model"], "titan-v2");
+    assert_eq!(titan["data"][0]["index"], 0);
+    assert_eq!(titan["data"][0]["object"], "embedding");
+    let vector = &titan["data"][0]["embedding"];
+    assert_eq!(vector.as_array().map(Vec::len), Some(256), "{titan}");
+    assert!((norm(vector) - 1.0).abs() < 1e-4, "a unit vector: {titan}");
+    assert_eq!(titan["usage"]["prompt_tokens"], 2, "{titan}");
+
+    let (status, body) = gateway
+        .post_json(
+            "/v1/embeddings",
+            &json!({"model": "bedrock/cohere-en", "input": ["one two", "three"],
+                    "encoding_format": "base64"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let cohere = json_of(&body);
+    let data = cohere["data"].as_array().cloned().unwrap_or_default();
+    assert_eq!(data.len(), 2, "{cohere}");
+    assert_eq!(data[1]["index"], 1);
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data[1]["embedding"].as_str().unwrap_or_default())
+        .expect("base64 floats");
+    assert_eq!(bytes.len(), 1024 * 4, "Cohere's 1024 float32s");
+    assert_eq!(
+        cohere["usage"]["prompt_tokens"], 3,
+        "from x-amzn-bedrock-input-token-count: {cohere}"
     );
+
+    let stats = mock.stats().await;
+    assert_eq!(stats["by_route"]["/model/{modelId}/invoke"], 2, "{stats}");
+    assert_eq!(
+        stats["by_model"]["amazon.titan-embed-text-v2:0"], 1,
+        "{stats}"
+    );
+    assert_eq!(stats["by_model"]["cohere.embed-english-v3"], 1, "{stats}");
+    assert_eq!(stats["by_key"][AKID], 2, "signed: {stats}");
+}
+
+/// What Bedrock's embedding models cannot take is refused with 400 in OpenAI's format, naming
+/// the limit, before anything is sent: several texts for Titan, dimensions for Titan V1, a
+/// model that is no Titan or Cohere embedding model.
+#[tokio::test]
+async fn embeddings_bedrock_cannot_serve_are_refused_before_anything_is_sent() {
+    let mock = signing_mock(&[]).await;
+    let gateway = Gateway::start(&embeddings_config(&mock)).await;
+    for (body, expected) in [
+        (
+            json!({"model": "bedrock/titan-v2", "input": ["a", "b"]}),
+            "input: Amazon Titan (amazon.titan-embed-text-v2:0) embeds one text per request (this one has 2)",
+        ),
+        (
+            json!({"model": "bedrock/titan-v1", "input": "a", "dimensions": 256}),
+            "dimensions: amazon.titan-embed-text-v1 has a fixed size (1536)",
+        ),
+        (
+            json!({"model": MODEL, "input": "hi"}),
+            "is not an embedding model the gateway speaks on Bedrock",
+        ),
+    ] {
+        let (status, text) = gateway.post_json("/v1/embeddings", &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {text}");
+        let error = json_of(&text);
+        assert_eq!(error["error"]["code"], "invalid_request", "{error}");
+        let message = error["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(expected), "{expected} not in {message}");
+    }
     assert_eq!(mock.requests().await, 0, "nothing was sent");
+}
+
+/// Embedding usage is charged: Cohere's tokens come from Bedrock's header, Titan's from its
+/// body.
+#[tokio::test]
+async fn bedrock_embeddings_are_charged_by_the_tokens_bedrock_counted() {
+    let mock = signing_mock(&[]).await;
+    let mut config = embeddings_config(&mock);
+    config["client"]["enforce_auth_on_inference"] = json!(true);
+    config["governance"] = json!({
+        "pricing": [{"provider": "*", "model": "cohere-en",
+                     "input_cost_per_token": 0.01, "output_cost_per_token": 0.0},
+                    {"provider": "*", "model": "titan-v2",
+                     "input_cost_per_token": 0.1, "output_cost_per_token": 0.0}],
+        "usage_flush_interval_ms": 100,
+        "budgets": [{"id": "b", "max_limit": 100.0, "reset_duration": "1d"}],
+        "virtual_keys": [{"id": "k", "value": "sk-bf-embed", "budget_id": "b",
+                          "provider_configs": allow_all(&["bedrock"])}]
+    });
+    let gateway = Gateway::start(&config).await;
+    for body in [
+        json!({"model": "bedrock/cohere-en", "input": ["one two three", "four"]}),
+        json!({"model": "bedrock/titan-v2", "input": "five six"}),
+    ] {
+        let response = reqwest::Client::new()
+            .post(gateway.url("/v1/embeddings"))
+            .bearer_auth("sk-bf-embed")
+            .json(&body)
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    wait_until(
+        "both embeddings charged",
+        Deadline::after(Duration::from_secs(10)),
+        async || gateway.first_budget_usage().await,
+        |usd| (usd - (4.0 * 0.01 + 2.0 * 0.1)).abs() < 1e-9,
+    )
+    .await;
+}
+
+/// The official `openai` package's `embeddings.create` (which asks for base64 and decodes it)
+/// on Bedrock's Titan and Cohere models through the gateway.
+#[tokio::test]
+async fn the_openai_sdk_gets_bedrock_embeddings_through_the_gateway() {
+    let mock = signing_mock(&[]).await;
+    let gateway = Gateway::start(&embeddings_config(&mock)).await;
+    let result = bifrost_e2e::harness::run_python_check(
+        "openai_on_bedrock_embeddings_check.py",
+        &gateway.base,
+    )
+    .await;
+    assert_eq!(result["titan_dims"], 512, "{result}");
+    assert_eq!(result["titan_tokens"], 3, "{result}");
+    assert_eq!(result["cohere_count"], 3, "{result}");
+    assert_eq!(result["cohere_dims"], 1024, "{result}");
+    assert!(
+        (result["cohere_norm"].as_f64().unwrap_or_default() - 1.0).abs() < 1e-4,
+        "{result}"
+    );
+    assert_eq!(result["titan_many"]["status"], 400, "{result}");
+    assert!(
+        result["titan_many"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("embeds one text per request")),
+        "{result}"
+    );
 }

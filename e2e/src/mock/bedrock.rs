@@ -209,7 +209,7 @@ async fn serve(
 }
 
 /// The decoded model id of the path; AWS's 400 for an empty one.
-fn model_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+pub(super) fn model_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     match path {
         Ok(Path(model)) if !model.is_empty() => Ok(model),
         Ok(_) => Err(ApiError::invalid_request(
@@ -223,7 +223,7 @@ fn model_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiErro
 }
 
 /// The request's SigV4 `Authorization`, when it has a complete one.
-fn sigv4_authorization(headers: &HeaderMap) -> Option<Authorization<'_>> {
+pub(super) fn sigv4_authorization(headers: &HeaderMap) -> Option<Authorization<'_>> {
     let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
     Authorization::parse(value).ok()
 }
@@ -237,7 +237,7 @@ fn bearer_token(value: &str) -> Option<&str> {
 /// Bedrock's check of the caller when the mock was told whom to accept (else everyone passes):
 /// a bearer token must be one of `--require-key`, a SigV4 signature must be one of
 /// `--aws-credentials`' and match; anything else is refused as AWS refuses it.
-fn authenticate(state: &MockState, request: &sigv4::Request) -> Result<(), ApiError> {
+pub(super) fn authenticate(state: &MockState, request: &sigv4::Request) -> Result<(), ApiError> {
     if state.aws_credentials.is_empty() && state.require_keys.is_empty() {
         return Ok(());
     }
@@ -277,14 +277,18 @@ fn authenticate(state: &MockState, request: &sigv4::Request) -> Result<(), ApiEr
 
 /// AWS's 400 for a body that does not fit the request type; `at` is a JSON pointer (`#` for the
 /// top).
-fn malformed(at: &str, problem: impl std::fmt::Display) -> ApiError {
+pub(super) fn malformed(at: &str, problem: impl std::fmt::Display) -> ApiError {
     ApiError::invalid_request(format!(
         "Malformed input request: #{at}: {problem}, please reformat your input and try again."
     ))
 }
 
 /// Rejects the first field of `object` (in name order) that is not in `known`.
-fn check_fields(object: &Map<String, Value>, known: &[&str], at: &str) -> Result<(), ApiError> {
+pub(super) fn check_fields(
+    object: &Map<String, Value>,
+    known: &[&str],
+    at: &str,
+) -> Result<(), ApiError> {
     match object.keys().find(|name| !known.contains(&name.as_str())) {
         Some(name) => Err(malformed(
             at,

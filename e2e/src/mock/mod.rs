@@ -1,5 +1,6 @@
 //! A mock LLM provider speaking the OpenAI, Anthropic, Azure OpenAI, Google Gemini (v1beta),
-//! Google Vertex AI (Gemini models) and AWS Bedrock Runtime (Converse, ConverseStream, SigV4) wire
+//! Google Vertex AI (Gemini models) and AWS Bedrock Runtime (Converse, ConverseStream, InvokeModel
+//! for embeddings, SigV4) wire
 //! formats, for tests and benchmarks.
 //!
 //! Replies are deterministic (`mock reply to: <last user text>`), latency and failures can be
@@ -14,6 +15,7 @@
 mod anthropic;
 mod azure;
 mod bedrock;
+mod bedrock_invoke;
 mod config;
 mod control;
 mod embeddings;
@@ -245,6 +247,7 @@ pub fn router(state: Arc<MockState>) -> Router {
             "/model/{model_id}/converse-stream",
             post(bedrock::converse_stream),
         )
+        .route("/model/{model_id}/invoke", post(bedrock_invoke::invoke))
         .merge(control::router())
         .fallback(models::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

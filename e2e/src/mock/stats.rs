@@ -18,12 +18,13 @@ pub enum Route {
     GeminiBatchEmbedContents,
     BedrockConverse,
     BedrockConverseStream,
+    BedrockInvokeModel,
     VertexGenerateContent,
     VertexStreamGenerateContent,
 }
 
 impl Route {
-    const ALL: [Route; 11] = [
+    const ALL: [Route; 12] = [
         Route::ChatCompletions,
         Route::Embeddings,
         Route::Messages,
@@ -33,6 +34,7 @@ impl Route {
         Route::GeminiBatchEmbedContents,
         Route::BedrockConverse,
         Route::BedrockConverseStream,
+        Route::BedrockInvokeModel,
         Route::VertexGenerateContent,
         Route::VertexStreamGenerateContent,
     ];
@@ -51,6 +53,7 @@ impl Route {
             Route::GeminiBatchEmbedContents => "/v1beta/models/{model}:batchEmbedContents",
             Route::BedrockConverse => "/model/{modelId}/converse",
             Route::BedrockConverseStream => "/model/{modelId}/converse-stream",
+            Route::BedrockInvokeModel => "/model/{modelId}/invoke",
             Route::VertexGenerateContent => {
                 "/{version}/projects/{project}/locations/{location}/publishers/google/models/\
                  {model}:generateContent"

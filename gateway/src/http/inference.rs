@@ -261,7 +261,11 @@ async fn respond<R: InferenceRoute>(
     let mut response = match dispatched.reply {
         Reply::Full(bytes) => {
             if let Some(charge) = charge {
-                let usage = usage::from_json(&bytes).unwrap_or(TokenUsage {
+                let reported = dispatched.input_tokens.map(|prompt| TokenUsage {
+                    prompt,
+                    completion: 0,
+                });
+                let usage = usage::from_json(&bytes).or(reported).unwrap_or(TokenUsage {
                     prompt: charge.prompt_estimate,
                     completion: 0,
                 });
@@ -270,6 +274,7 @@ async fn respond<R: InferenceRoute>(
             let answering = Answering {
                 model: &target.model,
                 base64_embeddings,
+                input_tokens: dispatched.input_tokens,
             };
             json_response(translation.response_body(
                 route,
@@ -460,8 +465,9 @@ fn parse_request(
 }
 
 /// Embeddings go only where the translation table has an embeddings operation for the
-/// provider's format (none for Anthropic's and Bedrock's), and not to Vertex AI, whose Gemini
-/// format has no `batchEmbedContents` there.
+/// provider's format (none for Anthropic's), and not to Vertex AI, whose Gemini format has no
+/// `batchEmbedContents` there. (A Bedrock model that is not a Titan or Cohere embedding model
+/// is refused once its body is built.)
 fn embeddings_served_by(target: &Target) -> Result<(), GatewayError> {
     let provider = &target.provider;
     let format = match provider.vertex {

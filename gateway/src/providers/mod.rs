@@ -34,11 +34,14 @@ pub enum UpstreamOp {
     Converse,
     /// Bedrock `POST /model/{modelId}/converse-stream` (AWS event-stream framing).
     ConverseStream,
+    /// Bedrock `POST /model/{modelId}/invoke`: the model's own body (embeddings: Titan's,
+    /// Cohere's).
+    InvokeModel,
 }
 
 impl UpstreamOp {
     /// Every operation, in [`UpstreamOp::index`] order.
-    pub const ALL: [UpstreamOp; 9] = [
+    pub const ALL: [UpstreamOp; 10] = [
         UpstreamOp::ChatCompletions,
         UpstreamOp::Embeddings,
         UpstreamOp::Messages,
@@ -48,6 +51,7 @@ impl UpstreamOp {
         UpstreamOp::BatchEmbedContents,
         UpstreamOp::Converse,
         UpstreamOp::ConverseStream,
+        UpstreamOp::InvokeModel,
     ];
 
     /// Position in [`UpstreamOp::ALL`].
@@ -67,7 +71,7 @@ impl UpstreamOp {
             | UpstreamOp::GenerateContent
             | UpstreamOp::StreamGenerateContent
             | UpstreamOp::BatchEmbedContents => "/models",
-            UpstreamOp::Converse | UpstreamOp::ConverseStream => "/model",
+            UpstreamOp::Converse | UpstreamOp::ConverseStream | UpstreamOp::InvokeModel => "/model",
         }
     }
 
@@ -80,6 +84,7 @@ impl UpstreamOp {
             UpstreamOp::BatchEmbedContents => Some(":batchEmbedContents"),
             UpstreamOp::Converse => Some("/converse"),
             UpstreamOp::ConverseStream => Some("/converse-stream"),
+            UpstreamOp::InvokeModel => Some("/invoke"),
             _ => None,
         }
     }
@@ -94,7 +99,9 @@ impl UpstreamOp {
             | UpstreamOp::StreamGenerateContent
             | UpstreamOp::Converse
             | UpstreamOp::ConverseStream => "chat_completion",
-            UpstreamOp::Embeddings | UpstreamOp::BatchEmbedContents => "embedding",
+            UpstreamOp::Embeddings | UpstreamOp::BatchEmbedContents | UpstreamOp::InvokeModel => {
+                "embedding"
+            }
             UpstreamOp::ListModels => "list_models",
         }
     }

@@ -44,7 +44,13 @@ pub struct Dispatched {
     pub slot: OwnedSemaphorePermit,
     /// Time spent waiting on upstreams and backoff, for overhead accounting.
     pub upstream_wait: Duration,
+    /// The prompt tokens a complete answer's headers report (Bedrock InvokeModel's
+    /// `x-amzn-bedrock-input-token-count`), for answers whose body has no usage.
+    pub input_tokens: Option<u64>,
 }
+
+/// The header in which Bedrock's InvokeModel reports the prompt's tokens.
+const BEDROCK_INPUT_TOKENS: &str = "x-amzn-bedrock-input-token-count";
 
 /// A failed attempt, as far as fallbacks and the final error are concerned.
 #[derive(Clone)]
@@ -84,7 +90,8 @@ impl From<Failure> for GatewayError {
 
 /// How one attempt ended.
 enum Attempt {
-    Answered(Reply),
+    /// An answer, with the prompt tokens its headers report, if any.
+    Answered(Reply, Option<u64>),
     /// The upstream refused the request itself: retrying elsewhere would not help.
     Rejected(GatewayError),
     Retryable(Failure),
@@ -216,7 +223,7 @@ pub async fn dispatch(
             };
             upstream_wait += started.elapsed();
             let (outcome, label) = match &attempt_result {
-                Attempt::Answered(_) => (Outcome::Success, "success"),
+                Attempt::Answered(..) => (Outcome::Success, "success"),
                 Attempt::Rejected(_) => (Outcome::Success, "client_error"),
                 Attempt::Retryable(Failure::Timeout { .. }) => (Outcome::Failure, "timeout"),
                 Attempt::Retryable(_) => (Outcome::Failure, "retryable_error"),
@@ -230,12 +237,13 @@ pub async fn dispatch(
                 })
                 .inc();
             match attempt_result {
-                Attempt::Answered(reply) => {
+                Attempt::Answered(reply, input_tokens) => {
                     return Ok(Dispatched {
                         target_index,
                         reply,
                         slot,
                         upstream_wait,
+                        input_tokens,
                     })
                 }
                 Attempt::Rejected(error) => return Err(error),
@@ -308,8 +316,13 @@ async fn attempt_once(
     };
     let status = response.status();
     if status.is_success() && stream {
-        return Attempt::Answered(Reply::Stream(response));
+        return Attempt::Answered(Reply::Stream(response), None);
     }
+    let input_tokens = response
+        .headers()
+        .get(BEDROCK_INPUT_TOKENS)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse().ok());
     let body = match tokio::time::timeout_at(deadline, response.bytes()).await {
         Err(_) => return timed_out(),
         Ok(Err(error)) => {
@@ -321,7 +334,7 @@ async fn attempt_once(
         Ok(Ok(body)) => body,
     };
     if status.is_success() {
-        return Attempt::Answered(Reply::Full(body));
+        return Attempt::Answered(Reply::Full(body), input_tokens);
     }
     let message = upstream_error_message(&body);
     if is_retryable(status) {
