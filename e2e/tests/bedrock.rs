@@ -602,3 +602,107 @@ async fn the_openai_sdk_gets_bedrock_embeddings_through_the_gateway() {
         "{result}"
     );
 }
+
+/// Bedrock throttling a stream after it started (a `throttlingException` message after some
+/// text): the caller has the text so far, then an error event in its own format naming the
+/// throttling, a rate limit in both.
+#[tokio::test]
+async fn a_throttled_stream_ends_with_a_rate_limit_error_in_the_callers_format() {
+    let mock = signing_mock(&["--chunks", "4"]).await;
+    let gateway = Gateway::start(&bedrock_config(&mock, SECRET)).await;
+
+    let (status, body) = gateway
+        .post_json(
+            "/v1/chat/completions",
+            &chat("slow [[throttle]] down now", true),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "the stream had started: {body}");
+    let events = sse_payloads(&body);
+    let text: String = events
+        .iter()
+        .filter_map(|event| event["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert!(
+        !text.is_empty() && "mock reply to: slow [[throttle]] down now".starts_with(&text),
+        "the first chunks: {body}"
+    );
+    let error = &events[events.len() - 2];
+    assert_eq!(error["error"]["type"], "rate_limit_error", "{body}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("throttlingException: Too many requests")),
+        "{body}"
+    );
+    assert_eq!(events.last(), Some(&json!("[DONE]")), "{body}");
+
+    let (status, body) = gateway
+        .post_json(
+            "/anthropic/v1/messages",
+            &json!({"model": MODEL, "max_tokens": 64, "stream": true,
+                    "messages": [{"role": "user", "content": "slow [[throttle]] down now"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let events = parse_sse(&body);
+    let names: Vec<&str> = events
+        .iter()
+        .filter_map(|(name, _)| name.as_deref())
+        .collect();
+    assert_eq!(names.first(), Some(&"message_start"), "{body}");
+    assert!(names.contains(&"content_block_delta"), "{body}");
+    assert_eq!(names.last(), Some(&"error"), "{body}");
+    let (_, data) = events.last().expect("an error event");
+    let error = json_of(data);
+    assert_eq!(error["type"], "error", "{error}");
+    assert_eq!(error["error"]["type"], "rate_limit_error", "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("throttlingException")),
+        "{error}"
+    );
+}
+
+/// Bedrock's 429 `ThrottlingException` before a stream starts is a retryable failure: the
+/// retry goes to the other key, and the caller gets the whole stream.
+#[tokio::test]
+async fn a_429_throttling_before_the_stream_moves_on_to_another_key() {
+    let mock = MockProvider::start(&[
+        "--aws-credentials",
+        &format!("{AKID}:{SECRET},AKIDSECONDKEY:second-secret"),
+        "--chunks",
+        "2",
+    ])
+    .await;
+    let mut config = bedrock_config(&mock, SECRET);
+    let provider = &mut config["providers"]["bedrock"];
+    let mut second = provider["keys"][0].clone();
+    second["name"] = json!("second");
+    second["bedrock_key_config"]["access_key"] = json!("AKIDSECONDKEY");
+    second["bedrock_key_config"]["secret_key"] = json!("second-secret");
+    provider["keys"].as_array_mut().expect("keys").push(second);
+    provider["network_config"]["max_retries"] = json!(1);
+    provider["network_config"]["retry_backoff_initial_ms"] = json!(10);
+    provider["network_config"]["retry_backoff_max_ms"] = json!(10);
+    let gateway = Gateway::start(&config).await;
+    mock.configure(json!({"fail_next": 1, "fail_statuses": [429]}))
+        .await;
+    let (status, body) = gateway
+        .post_json("/v1/chat/completions", &chat("after a throttle", true))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let text: String = sse_payloads(&body)
+        .iter()
+        .filter_map(|event| event["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, "mock reply to: after a throttle", "{body}");
+    let stats = mock.stats().await;
+    assert_eq!(stats["failures_injected"], 1, "{stats}");
+    assert_eq!(stats["by_key"][AKID], 1, "{stats}");
+    assert_eq!(
+        stats["by_key"]["AKIDSECONDKEY"], 1,
+        "one attempt per key: {stats}"
+    );
+}

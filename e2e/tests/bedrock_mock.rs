@@ -347,3 +347,95 @@ async fn the_roles_key_without_its_session_token_is_refused() {
         "STS's XML error: {body}"
     );
 }
+
+/// The mock's InvokeModel embeddings and mid-stream throttling are what `boto3` reads:
+/// `invoke_model` on Titan and Cohere gets each family's answer (with Bedrock's token-count
+/// header), and a stream throttled after its first text raises boto3's `EventStreamError` with
+/// code `throttlingException`.
+#[tokio::test]
+async fn boto3_reads_the_mocks_embeddings_and_mid_stream_throttling() {
+    let mock = MockProvider::start(&[
+        "--aws-credentials",
+        "AKIDMOCKEXAMPLE:mock-secret",
+        "--chunks",
+        "4",
+    ])
+    .await;
+    let result = run_python_check("bedrock_invoke_check.py", &mock.base).await;
+    assert_eq!(result["titan_dims"], 512, "{result}");
+    assert_eq!(result["titan_tokens"], 2, "{result}");
+    assert_eq!(result["titan_header_tokens"], "2", "{result}");
+    assert_eq!(result["cohere_count"], 2, "{result}");
+    assert_eq!(result["cohere_dims"], 1024, "{result}");
+    assert!(
+        (result["cohere_norm"].as_f64().unwrap_or_default() - 1.0).abs() < 1e-4,
+        "{result}"
+    );
+    assert_eq!(result["cohere_response_type"], "embeddings_floats");
+    assert_eq!(result["cohere_texts"], json!(["one", "two words"]));
+    assert_eq!(result["cohere_header_tokens"], "3", "{result}");
+    let streamed = result["streamed_before_throttle"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        !streamed.is_empty() && "mock reply to: slow [[throttle]] down now".starts_with(streamed),
+        "{result}"
+    );
+    assert_eq!(
+        result["throttled"]["code"], "throttlingException",
+        "{result}"
+    );
+    assert_eq!(
+        result["throttled"]["message"],
+        "Too many requests, please wait before trying again."
+    );
+    let stats = mock.stats().await;
+    assert_eq!(stats["by_route"]["/model/{modelId}/invoke"], 2, "{stats}");
+    assert_eq!(stats["by_key"]["AKIDMOCKEXAMPLE"], 3, "{stats}");
+}
+
+/// InvokeModel bodies are checked as Bedrock checks them: each family's fields only.
+#[tokio::test]
+async fn invoke_model_bodies_are_checked_as_bedrock_checks_them() {
+    let mock = MockProvider::start(&[]).await;
+    let invoke = async |model: &str, body: Value| {
+        let response = reqwest::Client::new()
+            .post(format!("{}/model/{model}/invoke", mock.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("answered");
+        let kind = response
+            .headers()
+            .get("x-amzn-errortype")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or_default();
+        (
+            status,
+            kind,
+            body["message"].as_str().unwrap_or_default().to_owned(),
+        )
+    };
+    let (status, kind, message) = invoke(
+        "amazon.titan-embed-text-v2:0",
+        json!({"inputText": "a", "input_type": "search_query"}),
+    )
+    .await;
+    assert_eq!(
+        (status, kind.as_str()),
+        (StatusCode::BAD_REQUEST, "ValidationException")
+    );
+    assert!(message.contains("extraneous key [input_type]"), "{message}");
+    let (status, _, message) = invoke("cohere.embed-english-v3", json!({"texts": ["a"]})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        message.contains("required key [input_type] not found"),
+        "{message}"
+    );
+    let (status, _, message) = invoke("anthropic.claude-v2", json!({"prompt": "x"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(message, "The provided model identifier is invalid.");
+}

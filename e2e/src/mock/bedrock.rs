@@ -26,6 +26,12 @@
 //! with a `toolResult`; one whose last user text holds [`BLOCK_MARKER`] gets the default answer
 //! of a Bedrock guardrail, with `stopReason` `guardrail_intervened`.
 //!
+//! A request whose last user text holds [`THROTTLE_MARKER`] is throttled: Converse answers 429
+//! `ThrottlingException`; ConverseStream starts answering (status 200, `messageStart` and the
+//! first half of the text's chunks) and then sends a `throttlingException` exception message
+//! (`:message-type: exception`, `:exception-type: throttlingException`), as Bedrock does when
+//! throttling hits mid-stream.
+//!
 //! A stream is `messageStart`, then for text one `contentBlockDelta` per chunk (the chunk delay
 //! between them) or for a tool `contentBlockStart` and one `contentBlockDelta` with the input as
 //! JSON text, then `contentBlockStop`, `messageStop` and `metadata` (usage and metrics), each an
@@ -39,7 +45,7 @@ use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
-use axum::http::{HeaderMap, Method, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
@@ -61,6 +67,13 @@ const EVENT_STREAM_CONTENT_TYPE: &str = "application/vnd.amazon.eventstream";
 
 /// What a Bedrock guardrail answers a blocked prompt with by default.
 const GUARDRAIL_MESSAGE: &str = "Sorry, the model cannot answer this question.";
+
+/// Text in the last user message that makes the mock throttle the request (mid-stream for
+/// ConverseStream).
+pub const THROTTLE_MARKER: &str = "[[throttle]]";
+
+/// Bedrock's message when it throttles a request.
+const THROTTLED: &str = "Too many requests, please wait before trying again.";
 
 /// AWS's message for an access key id it does not know (403 `UnrecognizedClientException`).
 const UNKNOWN_ACCESS_KEY: &str = "The security token included in the request is invalid.";
@@ -740,6 +753,7 @@ fn answer(
             .filter_map(|message| message.content.as_ref()),
     );
     let text = prompt::reply_to(&messages);
+    let throttled = text.contains(THROTTLE_MARKER);
     let reply = reply(state, pace, &request, &text);
     let output_tokens = reply.output_tokens();
     let usage = Usage {
@@ -751,7 +765,11 @@ fn answer(
         latency_ms: u64::try_from(pace.latency.as_millis()).unwrap_or(u64::MAX),
     };
     match operation {
+        Operation::Converse if throttled => {
+            Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, THROTTLED))
+        }
         Operation::Converse => Ok(Json(converse_response(&reply, usage, metrics)).into_response()),
+        Operation::ConverseStream if throttled => throttled_stream(&reply, pace),
         Operation::ConverseStream => stream(&reply, usage, metrics, pace),
     }
 }
@@ -843,6 +861,27 @@ fn stream(reply: &Reply, usage: Usage, metrics: Metrics, pace: Pace) -> Result<R
     Ok(events.into_response(pace.chunk_delay))
 }
 
+/// A ConverseStream cut short by throttling: `messageStart`, the first half of the text's
+/// chunks (at least one), then a `throttlingException` exception message.
+fn throttled_stream(reply: &Reply, pace: Pace) -> Result<Response, ApiError> {
+    let mut events = EventStream::default();
+    events.event("messageStart", &json!({"role": "assistant"}))?;
+    if let Reply::Text { chunks, .. } = reply {
+        for (i, piece) in chunks.iter().take(chunks.len().div_ceil(2)).enumerate() {
+            if i > 0 {
+                events.pause();
+            }
+            events.event(
+                "contentBlockDelta",
+                &json!({"contentBlockIndex": 0, "delta": {"text": piece}}),
+            )?;
+        }
+    }
+    events.pause();
+    events.exception("throttlingException", &json!({ "message": THROTTLED }))?;
+    Ok(events.into_response(pace.chunk_delay))
+}
+
 /// An event stream under construction: encoded messages, and which wait for the chunk delay.
 #[derive(Debug, Default)]
 struct EventStream {
@@ -863,8 +902,24 @@ impl EventStream {
             .add_header(Header::new(":event-type", text(event_type)))
             .add_header(Header::new(":content-type", text("application/json")))
             .add_header(Header::new(":message-type", text("event")));
+        self.push(&message)
+    }
+
+    /// Adds an exception message of `exception_type` (`throttlingException`, ...) with
+    /// `payload` (`{"message"}`) as its JSON, as Bedrock ends a failing stream.
+    fn exception(&mut self, exception_type: &'static str, payload: &Value) -> Result<(), ApiError> {
+        let text = |value: &'static str| HeaderValue::String(value.into());
+        let message = Message::new(Bytes::from(payload.to_string()))
+            .add_header(Header::new(":exception-type", text(exception_type)))
+            .add_header(Header::new(":content-type", text("application/json")))
+            .add_header(Header::new(":message-type", text("exception")));
+        self.push(&message)
+    }
+
+    /// Encodes `message` as the next frame.
+    fn push(&mut self, message: &Message) -> Result<(), ApiError> {
         let mut frame = Vec::with_capacity(256);
-        write_message_to(&message, &mut frame).map_err(ApiError::encoding)?;
+        write_message_to(message, &mut frame).map_err(ApiError::encoding)?;
         self.frames.push((Bytes::from(frame), self.pause_next));
         self.pause_next = false;
         Ok(())
@@ -1128,6 +1183,48 @@ mod tests {
         assert_eq!(events[1].1["start"]["toolUse"]["name"], "f");
         assert_eq!(events[2].1["delta"]["toolUse"]["input"], r#"{"q":"mock"}"#);
         assert_eq!(events[4].1, json!({"stopReason": "tool_use"}));
+    }
+
+    #[tokio::test]
+    async fn a_throttled_stream_sends_half_its_text_then_a_throttling_exception() {
+        let state = MockState::new(&MockConfig::default());
+        let body = json!({"messages": [user("slow [[throttle]] down now")]}).to_string();
+        let response =
+            answer(&state, pace(4), Operation::ConverseStream, body.as_bytes()).expect("answered");
+        let mut bytes = body_of(response).await;
+        let mut decoder = MessageFrameDecoder::new();
+        let mut kinds = Vec::new();
+        while let DecodedFrame::Complete(message) =
+            decoder.decode_frame(&mut bytes).expect("valid frame")
+        {
+            let header = |name: &str| {
+                message
+                    .headers()
+                    .iter()
+                    .find(|header| header.name().as_str() == name)
+                    .and_then(|header| header.value().as_string().ok())
+                    .map(|value| value.as_str().to_owned())
+                    .unwrap_or_default()
+            };
+            kinds.push(format!(
+                "{}:{}{}",
+                header(":message-type"),
+                header(":event-type"),
+                header(":exception-type")
+            ));
+        }
+        assert_eq!(
+            kinds,
+            [
+                "event:messageStart",
+                "event:contentBlockDelta",
+                "event:contentBlockDelta",
+                "exception:throttlingException"
+            ]
+        );
+        let refused =
+            answer(&state, pace(4), Operation::Converse, body.as_bytes()).expect_err("throttled");
+        assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
     }
 
     #[test]
