@@ -817,6 +817,52 @@ mod tests {
     }
 
     #[test]
+    fn bedrock_embeddings_take_the_body_of_the_model_family_the_keys_send() {
+        let config: GatewayConfig = serde_json::from_value(json!({
+            "providers": {"bedrock": {"keys": [{"name": "k", "models": ["*"],
+                "bedrock_key_config": {"access_key": "AKID", "secret_key": "s",
+                    "deployments": {"titan": "amazon.titan-embed-text-v2:0",
+                                    "cohere": "cohere.embed-multilingual-v3"}}}]}}
+        }))
+        .expect("config parses");
+        let routing = RoutingTable::build(&config, &Metrics::new(), None).expect("routing builds");
+        let sent = |model: &str, input: Value| {
+            let body = json!({"model": model, "input": input});
+            let bytes = serde_json::to_vec(&body).expect("encodes");
+            let limits = ElementLimits::from_config(&crate::config::ClientConfig::default());
+            let mut request = parse_request(&routing, Route::Embeddings, &bytes, &limits, None)
+                .expect("accepted");
+            let bodies = UpstreamBodies::prepare(
+                Route::Embeddings,
+                std::mem::take(&mut request.body),
+                bytes.len(),
+                &request.targets,
+                false,
+                false,
+            );
+            bodies.for_target(&request.targets[0]).map(|upstream| {
+                let sent: Value = serde_json::from_slice(&upstream.body).expect("JSON");
+                (upstream.op, sent)
+            })
+        };
+        let (op, titan) = sent("bedrock/titan", json!("hi")).expect("titan body");
+        assert_eq!(op, UpstreamOp::InvokeModel);
+        assert_eq!(titan, json!({"inputText": "hi"}));
+        let (_, cohere) = sent("bedrock/cohere", json!(["a", "b"])).expect("cohere body");
+        assert_eq!(
+            cohere,
+            json!({"texts": ["a", "b"], "input_type": "search_document"})
+        );
+        match sent("bedrock/claude", json!("hi")) {
+            Err(GatewayError::InvalidRequest(message)) => assert!(
+                message.contains("is not an embedding model the gateway speaks on Bedrock"),
+                "{message}"
+            ),
+            other => panic!("expected a refusal, got {:?}", other.map(|(_, body)| body)),
+        }
+    }
+
+    #[test]
     fn an_anthropic_body_goes_as_it_is_to_anthropic_and_translated_to_openai() {
         let mut body = anthropic(vec![user("hi")]);
         body["model"] = json!("claude-3-5-haiku");

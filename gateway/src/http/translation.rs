@@ -608,7 +608,16 @@ fn invoke_model_body(
         .filter_map(|key| key.bedrock.as_ref())
         .map(|bedrock| bedrock.config.model_id(model))
         .collect();
-    let model_id = model_ids.first().cloned().unwrap_or_else(|| model.clone());
+    // No configured key lists the model (a caller's own key): the first key's mapping, as a
+    // direct key uses it.
+    let model_id = model_ids.first().cloned().unwrap_or_else(|| {
+        let first = target
+            .provider
+            .keys
+            .first()
+            .and_then(|key| key.bedrock.as_ref());
+        first.map_or_else(|| model.clone(), |bedrock| bedrock.config.model_id(model))
+    });
     let Some(family) = translate::EmbeddingFamily::of(&model_id) else {
         return Err(GatewayError::InvalidRequest(format!(
             "model: \"{model}\" (Bedrock model id \"{model_id}\") is not an embedding model the gateway speaks on Bedrock: Amazon Titan (amazon.titan-embed-text-...) or Cohere (cohere.embed-...)"

@@ -165,3 +165,58 @@ fn endpoint_error(body: &[u8]) -> String {
         .or_else(|| field("error"))
         .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(500).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// A fetch that counts itself, takes a moment, and answers `n` valid for `lifetime`.
+    async fn counted(fetches: &AtomicU32, lifetime: Duration) -> Result<Fetched<u32>, String> {
+        let n = fetches.fetch_add(1, Ordering::SeqCst) + 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        Ok(Fetched { value: n, lifetime })
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_wait_for_one_fetch_and_share_its_value() {
+        let cache = Arc::new(TokenCache::<u32>::default());
+        let fetches = Arc::new(AtomicU32::new(0));
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (cache, fetches) = (cache.clone(), fetches.clone());
+                tokio::spawn(async move {
+                    cache
+                        .get(|| counted(&fetches, Duration::from_secs(3600)))
+                        .await
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.expect("joined"), Ok(1));
+        }
+        assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_credential_is_fetched_again_after_half_a_short_lifetime_and_failures_are_not_kept() {
+        let cache = TokenCache::<u32>::default();
+        let fetches = AtomicU32::new(0);
+        let lifetime = Duration::from_millis(200);
+        assert_eq!(cache.get(|| counted(&fetches, lifetime)).await, Ok(1));
+        assert_eq!(cache.get(|| counted(&fetches, lifetime)).await, Ok(1));
+        tokio::time::sleep(Duration::from_millis(110)).await;
+        assert_eq!(
+            cache.get(|| counted(&fetches, lifetime)).await,
+            Ok(2),
+            "due at half"
+        );
+
+        let failing = TokenCache::<u32>::default();
+        let refused = || async { Err::<Fetched<u32>, _>("refused".to_owned()) };
+        assert_eq!(failing.get(refused).await, Err("refused".to_owned()));
+        assert_eq!(failing.get(|| counted(&fetches, lifetime)).await, Ok(3));
+    }
+}
