@@ -280,3 +280,162 @@ async fn a_stream_is_event_stream_messages_in_converse_order() {
     );
     assert!(events[7].1["metrics"]["latencyMs"].is_u64());
 }
+
+/// The mock's STS is what `boto3`'s STS client speaks: `assume_role` (SigV4 for `sts`, the
+/// Query API, XML answers) grants the role's temporary credentials, which sign a Converse call
+/// with their session token, and a wrong external id is STS's 403 `AccessDenied`.
+#[tokio::test]
+async fn the_mock_sts_grants_what_boto3_assumes() {
+    let mock = MockProvider::start(&[
+        "--aws-credentials",
+        "AKIDMOCKEXAMPLE:mock-secret",
+        "--sts-role",
+        "arn:aws:iam::123456789012:role/bedrock-caller=ASIAMOCKROLE:role-secret:ext-42",
+    ])
+    .await;
+    let result = run_python_check("sts_sdk_check.py", &mock.base).await;
+    assert_eq!(result["access_key_id"], "ASIAMOCKROLE", "{result}");
+    assert_eq!(result["has_session_token"], true, "{result}");
+    let lifetime = result["lifetime_secs"].as_i64().unwrap_or_default();
+    assert!(
+        (890..=900).contains(&lifetime),
+        "DurationSeconds=900: {result}"
+    );
+    assert_eq!(
+        result["assumed_arn"],
+        "arn:aws:sts::123456789012:assumed-role/bedrock-caller/boto3-check"
+    );
+    assert_eq!(result["content"], "mock reply to: as the role", "{result}");
+    assert_eq!(
+        result["wrong_external_id"]["code"], "AccessDenied",
+        "{result}"
+    );
+    assert_eq!(result["wrong_external_id"]["status"], 403, "{result}");
+    let stats = mock.stats().await;
+    assert_eq!(stats["sts_requests"], 2, "{stats}");
+    assert_eq!(stats["sts_failures"], 1, "{stats}");
+    assert_eq!(stats["by_key"]["ASIAMOCKROLE"], 1, "{stats}");
+}
+
+/// Temporary credentials need the session token STS issued with them: without one, or with one
+/// the mock did not issue, AWS's 403.
+#[tokio::test]
+async fn the_roles_key_without_its_session_token_is_refused() {
+    let mock = MockProvider::start(&[
+        "--aws-credentials",
+        "AKIDMOCKEXAMPLE:mock-secret",
+        "--sts-role",
+        "arn:aws:iam::123456789012:role/r=ASIAMOCKROLE:role-secret",
+    ])
+    .await;
+    let forged = "AWS4-HMAC-SHA256 Credential=ASIAMOCKROLE/20250101/us-east-1/bedrock/\
+                  aws4_request, SignedHeaders=host;x-amz-date, Signature=00";
+    let refused = post(&mock, "converse", Some(forged), &user_says("hi")).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(refused.error_type(), "UnrecognizedClientException");
+
+    let unsigned = reqwest::Client::new()
+        .post(format!("{}/", mock.base))
+        .form(&[("Action", "AssumeRole"), ("Version", "2011-06-15")])
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(unsigned.status(), StatusCode::FORBIDDEN);
+    let body = unsigned.text().await.unwrap_or_default();
+    assert!(
+        body.contains("<Code>MissingAuthenticationToken</Code>") && body.contains("<RequestId>"),
+        "STS's XML error: {body}"
+    );
+}
+
+/// The mock's InvokeModel embeddings and mid-stream throttling are what `boto3` reads:
+/// `invoke_model` on Titan and Cohere gets each family's answer (with Bedrock's token-count
+/// header), and a stream throttled after its first text raises boto3's `EventStreamError` with
+/// code `throttlingException`.
+#[tokio::test]
+async fn boto3_reads_the_mocks_embeddings_and_mid_stream_throttling() {
+    let mock = MockProvider::start(&[
+        "--aws-credentials",
+        "AKIDMOCKEXAMPLE:mock-secret",
+        "--chunks",
+        "4",
+    ])
+    .await;
+    let result = run_python_check("bedrock_invoke_check.py", &mock.base).await;
+    assert_eq!(result["titan_dims"], 512, "{result}");
+    assert_eq!(result["titan_tokens"], 2, "{result}");
+    assert_eq!(result["titan_header_tokens"], "2", "{result}");
+    assert_eq!(result["cohere_count"], 2, "{result}");
+    assert_eq!(result["cohere_dims"], 1024, "{result}");
+    assert!(
+        (result["cohere_norm"].as_f64().unwrap_or_default() - 1.0).abs() < 1e-4,
+        "{result}"
+    );
+    assert_eq!(result["cohere_response_type"], "embeddings_floats");
+    assert_eq!(result["cohere_texts"], json!(["one", "two words"]));
+    assert_eq!(result["cohere_header_tokens"], "3", "{result}");
+    let streamed = result["streamed_before_throttle"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        !streamed.is_empty() && "mock reply to: slow [[throttle]] down now".starts_with(streamed),
+        "{result}"
+    );
+    assert_eq!(
+        result["throttled"]["code"], "throttlingException",
+        "{result}"
+    );
+    assert_eq!(
+        result["throttled"]["message"],
+        "Too many requests, please wait before trying again."
+    );
+    let stats = mock.stats().await;
+    assert_eq!(stats["by_route"]["/model/{modelId}/invoke"], 2, "{stats}");
+    assert_eq!(stats["by_key"]["AKIDMOCKEXAMPLE"], 3, "{stats}");
+}
+
+/// InvokeModel bodies are checked as Bedrock checks them: each family's fields only.
+#[tokio::test]
+async fn invoke_model_bodies_are_checked_as_bedrock_checks_them() {
+    let mock = MockProvider::start(&[]).await;
+    let invoke = async |model: &str, body: Value| {
+        let response = reqwest::Client::new()
+            .post(format!("{}/model/{model}/invoke", mock.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("answered");
+        let kind = response
+            .headers()
+            .get("x-amzn-errortype")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or_default();
+        (
+            status,
+            kind,
+            body["message"].as_str().unwrap_or_default().to_owned(),
+        )
+    };
+    let (status, kind, message) = invoke(
+        "amazon.titan-embed-text-v2:0",
+        json!({"inputText": "a", "input_type": "search_query"}),
+    )
+    .await;
+    assert_eq!(
+        (status, kind.as_str()),
+        (StatusCode::BAD_REQUEST, "ValidationException")
+    );
+    assert!(message.contains("extraneous key [input_type]"), "{message}");
+    let (status, _, message) = invoke("cohere.embed-english-v3", json!({"texts": ["a"]})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        message.contains("required key [input_type] not found"),
+        "{message}"
+    );
+    let (status, _, message) = invoke("anthropic.claude-v2", json!({"prompt": "x"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(message, "The provided model identifier is invalid.");
+}

@@ -4,8 +4,9 @@
 //! (`anthropic.claude-3-5-haiku-20241022-v1:0`) or a percent-encoded ARN; it is counted decoded.
 //!
 //! Callers are checked once the mock was told whom to accept: with `--aws-credentials`, a
-//! request must be SigV4-signed ([`sigv4`]) by one of them for the `bedrock` service, in any
-//! region (counted by region); with `--require-key`, a bearer token (a Bedrock API key) must be
+//! request must be SigV4-signed ([`sigv4`]) by one of them, or by a role's temporary
+//! credentials from the mock's STS ([`super::sts`], `--sts-role`) with their session token,
+//! for the `bedrock` service, in any region (counted by region); with `--require-key`, a bearer token (a Bedrock API key) must be
 //! one of the keys. Without either, any caller is accepted. Refusals are AWS's 403s:
 //! `MissingAuthenticationTokenException` without credentials, `UnrecognizedClientException` for an
 //! unknown access key id, `InvalidSignatureException` for a wrong signature,
@@ -25,6 +26,12 @@
 //! with a `toolResult`; one whose last user text holds [`BLOCK_MARKER`] gets the default answer
 //! of a Bedrock guardrail, with `stopReason` `guardrail_intervened`.
 //!
+//! A request whose last user text holds [`THROTTLE_MARKER`] is throttled: Converse answers 429
+//! `ThrottlingException`; ConverseStream starts answering (status 200, `messageStart` and the
+//! first half of the text's chunks) and then sends a `throttlingException` exception message
+//! (`:message-type: exception`, `:exception-type: throttlingException`), as Bedrock does when
+//! throttling hits mid-stream.
+//!
 //! A stream is `messageStart`, then for text one `contentBlockDelta` per chunk (the chunk delay
 //! between them) or for a tool `contentBlockStart` and one `contentBlockDelta` with the input as
 //! JSON text, then `contentBlockStop`, `messageStop` and `metadata` (usage and metrics), each an
@@ -38,7 +45,7 @@ use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
-use axum::http::{HeaderMap, Method, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
@@ -60,6 +67,13 @@ const EVENT_STREAM_CONTENT_TYPE: &str = "application/vnd.amazon.eventstream";
 
 /// What a Bedrock guardrail answers a blocked prompt with by default.
 const GUARDRAIL_MESSAGE: &str = "Sorry, the model cannot answer this question.";
+
+/// Text in the last user message that makes the mock throttle the request (mid-stream for
+/// ConverseStream).
+pub const THROTTLE_MARKER: &str = "[[throttle]]";
+
+/// Bedrock's message when it throttles a request.
+const THROTTLED: &str = "Too many requests, please wait before trying again.";
 
 /// AWS's message for an access key id it does not know (403 `UnrecognizedClientException`).
 const UNKNOWN_ACCESS_KEY: &str = "The security token included in the request is invalid.";
@@ -208,7 +222,7 @@ async fn serve(
 }
 
 /// The decoded model id of the path; AWS's 400 for an empty one.
-fn model_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+pub(super) fn model_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     match path {
         Ok(Path(model)) if !model.is_empty() => Ok(model),
         Ok(_) => Err(ApiError::invalid_request(
@@ -222,7 +236,7 @@ fn model_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiErro
 }
 
 /// The request's SigV4 `Authorization`, when it has a complete one.
-fn sigv4_authorization(headers: &HeaderMap) -> Option<Authorization<'_>> {
+pub(super) fn sigv4_authorization(headers: &HeaderMap) -> Option<Authorization<'_>> {
     let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
     Authorization::parse(value).ok()
 }
@@ -236,7 +250,7 @@ fn bearer_token(value: &str) -> Option<&str> {
 /// Bedrock's check of the caller when the mock was told whom to accept (else everyone passes):
 /// a bearer token must be one of `--require-key`, a SigV4 signature must be one of
 /// `--aws-credentials`' and match; anything else is refused as AWS refuses it.
-fn authenticate(state: &MockState, request: &sigv4::Request) -> Result<(), ApiError> {
+pub(super) fn authenticate(state: &MockState, request: &sigv4::Request) -> Result<(), ApiError> {
     if state.aws_credentials.is_empty() && state.require_keys.is_empty() {
         return Ok(());
     }
@@ -253,27 +267,41 @@ fn authenticate(state: &MockState, request: &sigv4::Request) -> Result<(), ApiEr
     }
     let auth = Authorization::parse(value)
         .map_err(|message| ApiError::aws_forbidden("IncompleteSignatureException", message))?;
-    let Some(secret) = state.aws_credentials.get(auth.access_key_id) else {
-        return Err(ApiError::aws_forbidden(
-            "UnrecognizedClientException",
-            UNKNOWN_ACCESS_KEY,
-        ));
+    // The key's own credentials, or a role's temporary ones from the mock's STS.
+    let secret = match state.aws_credentials.get(auth.access_key_id) {
+        Some(secret) => secret.clone(),
+        None => match state
+            .sts
+            .temporary_secret(auth.access_key_id, request.headers)
+        {
+            Some(secret) => secret?,
+            None => {
+                return Err(ApiError::aws_forbidden(
+                    "UnrecognizedClientException",
+                    UNKNOWN_ACCESS_KEY,
+                ))
+            }
+        },
     };
-    sigv4::verify(request, &auth, secret)
+    sigv4::verify(request, &auth, &secret, sigv4::SERVICE)
 }
 
 // ---- Reading request bodies as strictly as AWS does.
 
 /// AWS's 400 for a body that does not fit the request type; `at` is a JSON pointer (`#` for the
 /// top).
-fn malformed(at: &str, problem: impl std::fmt::Display) -> ApiError {
+pub(super) fn malformed(at: &str, problem: impl std::fmt::Display) -> ApiError {
     ApiError::invalid_request(format!(
         "Malformed input request: #{at}: {problem}, please reformat your input and try again."
     ))
 }
 
 /// Rejects the first field of `object` (in name order) that is not in `known`.
-fn check_fields(object: &Map<String, Value>, known: &[&str], at: &str) -> Result<(), ApiError> {
+pub(super) fn check_fields(
+    object: &Map<String, Value>,
+    known: &[&str],
+    at: &str,
+) -> Result<(), ApiError> {
     match object.keys().find(|name| !known.contains(&name.as_str())) {
         Some(name) => Err(malformed(
             at,
@@ -725,6 +753,7 @@ fn answer(
             .filter_map(|message| message.content.as_ref()),
     );
     let text = prompt::reply_to(&messages);
+    let throttled = text.contains(THROTTLE_MARKER);
     let reply = reply(state, pace, &request, &text);
     let output_tokens = reply.output_tokens();
     let usage = Usage {
@@ -736,7 +765,11 @@ fn answer(
         latency_ms: u64::try_from(pace.latency.as_millis()).unwrap_or(u64::MAX),
     };
     match operation {
+        Operation::Converse if throttled => {
+            Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, THROTTLED))
+        }
         Operation::Converse => Ok(Json(converse_response(&reply, usage, metrics)).into_response()),
+        Operation::ConverseStream if throttled => throttled_stream(&reply, pace),
         Operation::ConverseStream => stream(&reply, usage, metrics, pace),
     }
 }
@@ -828,6 +861,27 @@ fn stream(reply: &Reply, usage: Usage, metrics: Metrics, pace: Pace) -> Result<R
     Ok(events.into_response(pace.chunk_delay))
 }
 
+/// A ConverseStream cut short by throttling: `messageStart`, the first half of the text's
+/// chunks (at least one), then a `throttlingException` exception message.
+fn throttled_stream(reply: &Reply, pace: Pace) -> Result<Response, ApiError> {
+    let mut events = EventStream::default();
+    events.event("messageStart", &json!({"role": "assistant"}))?;
+    if let Reply::Text { chunks, .. } = reply {
+        for (i, piece) in chunks.iter().take(chunks.len().div_ceil(2)).enumerate() {
+            if i > 0 {
+                events.pause();
+            }
+            events.event(
+                "contentBlockDelta",
+                &json!({"contentBlockIndex": 0, "delta": {"text": piece}}),
+            )?;
+        }
+    }
+    events.pause();
+    events.exception("throttlingException", &json!({ "message": THROTTLED }))?;
+    Ok(events.into_response(pace.chunk_delay))
+}
+
 /// An event stream under construction: encoded messages, and which wait for the chunk delay.
 #[derive(Debug, Default)]
 struct EventStream {
@@ -848,8 +902,24 @@ impl EventStream {
             .add_header(Header::new(":event-type", text(event_type)))
             .add_header(Header::new(":content-type", text("application/json")))
             .add_header(Header::new(":message-type", text("event")));
+        self.push(&message)
+    }
+
+    /// Adds an exception message of `exception_type` (`throttlingException`, ...) with
+    /// `payload` (`{"message"}`) as its JSON, as Bedrock ends a failing stream.
+    fn exception(&mut self, exception_type: &'static str, payload: &Value) -> Result<(), ApiError> {
+        let text = |value: &'static str| HeaderValue::String(value.into());
+        let message = Message::new(Bytes::from(payload.to_string()))
+            .add_header(Header::new(":exception-type", text(exception_type)))
+            .add_header(Header::new(":content-type", text("application/json")))
+            .add_header(Header::new(":message-type", text("exception")));
+        self.push(&message)
+    }
+
+    /// Encodes `message` as the next frame.
+    fn push(&mut self, message: &Message) -> Result<(), ApiError> {
         let mut frame = Vec::with_capacity(256);
-        write_message_to(&message, &mut frame).map_err(ApiError::encoding)?;
+        write_message_to(message, &mut frame).map_err(ApiError::encoding)?;
         self.frames.push((Bytes::from(frame), self.pause_next));
         self.pause_next = false;
         Ok(())
@@ -1113,6 +1183,48 @@ mod tests {
         assert_eq!(events[1].1["start"]["toolUse"]["name"], "f");
         assert_eq!(events[2].1["delta"]["toolUse"]["input"], r#"{"q":"mock"}"#);
         assert_eq!(events[4].1, json!({"stopReason": "tool_use"}));
+    }
+
+    #[tokio::test]
+    async fn a_throttled_stream_sends_half_its_text_then_a_throttling_exception() {
+        let state = MockState::new(&MockConfig::default());
+        let body = json!({"messages": [user("slow [[throttle]] down now")]}).to_string();
+        let response =
+            answer(&state, pace(4), Operation::ConverseStream, body.as_bytes()).expect("answered");
+        let mut bytes = body_of(response).await;
+        let mut decoder = MessageFrameDecoder::new();
+        let mut kinds = Vec::new();
+        while let DecodedFrame::Complete(message) =
+            decoder.decode_frame(&mut bytes).expect("valid frame")
+        {
+            let header = |name: &str| {
+                message
+                    .headers()
+                    .iter()
+                    .find(|header| header.name().as_str() == name)
+                    .and_then(|header| header.value().as_string().ok())
+                    .map(|value| value.as_str().to_owned())
+                    .unwrap_or_default()
+            };
+            kinds.push(format!(
+                "{}:{}{}",
+                header(":message-type"),
+                header(":event-type"),
+                header(":exception-type")
+            ));
+        }
+        assert_eq!(
+            kinds,
+            [
+                "event:messageStart",
+                "event:contentBlockDelta",
+                "event:contentBlockDelta",
+                "exception:throttlingException"
+            ]
+        );
+        let refused =
+            answer(&state, pace(4), Operation::Converse, body.as_bytes()).expect_err("throttled");
+        assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
     }
 
     #[test]

@@ -25,6 +25,12 @@ const DEFAULT_GOOGLE_TOKEN_TTL_SECS: u64 = 3600;
 /// policy lets Google's service-account tokens live.
 const MAX_GOOGLE_TOKEN_TTL_SECS: u64 = 43_200;
 
+/// STS's default role session lifetime: an hour.
+const DEFAULT_STS_TTL_SECS: u64 = 3600;
+
+/// Longest lifetime `--sts-ttl-secs` takes: 12 hours, STS's own maximum for a role session.
+const MAX_STS_TTL_SECS: u64 = 43_200;
+
 /// Largest embedding a request may ask for, so one request cannot make the mock allocate gigabytes.
 pub const MAX_EMBEDDING_DIMS: usize = 65_536;
 
@@ -106,6 +112,19 @@ pub struct MockConfig {
           value_parser = clap::value_parser!(u64).range(1..=MAX_GOOGLE_TOKEN_TTL_SECS))]
     pub google_token_ttl_secs: u64,
 
+    /// IAM role the STS endpoint (`POST /`, `AssumeRole`) lets `--aws-credentials` callers
+    /// assume, as `ROLE_ARN=ACCESS_KEY_ID:SECRET[:EXTERNAL_ID]` (repeatable): the temporary
+    /// credentials it grants (with a fresh session token each time) and, when given, the external
+    /// id the role's trust policy requires. The Bedrock routes accept signatures by them.
+    #[arg(long = "sts-role", env = "MOCK_STS_ROLE", value_parser = parse_sts_role)]
+    pub sts_roles: Vec<StsRole>,
+
+    /// Longest lifetime of the credentials STS grants, in seconds (1 to 43200); a shorter
+    /// `DurationSeconds` wins.
+    #[arg(long, env = "MOCK_STS_TTL_SECS", default_value_t = DEFAULT_STS_TTL_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_STS_TTL_SECS))]
+    pub sts_ttl_secs: u64,
+
     /// Length of embedding vectors when the request does not set `dimensions`.
     #[arg(long, env = "MOCK_EMBEDDING_DIMS", default_value_t = DEFAULT_EMBEDDING_DIMS,
           value_parser = clap::value_parser!(u64).range(1..=MAX_EMBEDDING_DIMS as u64).map(|dims| dims as usize))]
@@ -136,6 +155,8 @@ impl Default for MockConfig {
             entra_token_ttl_secs: DEFAULT_ENTRA_TOKEN_TTL_SECS,
             google_service_accounts: Vec::new(),
             google_token_ttl_secs: DEFAULT_GOOGLE_TOKEN_TTL_SECS,
+            sts_roles: Vec::new(),
+            sts_ttl_secs: DEFAULT_STS_TTL_SECS,
             embedding_dims: DEFAULT_EMBEDDING_DIMS,
             models: DEFAULT_MODELS.split(',').map(str::to_owned).collect(),
         }
@@ -165,6 +186,47 @@ fn parse_aws_credential(value: &str) -> Result<AwsCredential, String> {
             secret_access_key: secret.to_owned(),
         }),
         _ => Err("expected ACCESS_KEY_ID:SECRET".to_owned()),
+    }
+}
+
+/// An IAM role of `--sts-role`: its ARN, the temporary access key STS grants for it and the
+/// external id it requires, if any; `Debug` leaves the secret out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StsRole {
+    pub arn: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub external_id: Option<String>,
+}
+
+impl fmt::Debug for StsRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StsRole")
+            .field("arn", &self.arn)
+            .field("access_key_id", &self.access_key_id)
+            .field("external_id", &self.external_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `ROLE_ARN=ACCESS_KEY_ID:SECRET[:EXTERNAL_ID]`: split at the first `=`, then at the first two
+/// `:`s (the external id may hold more); the ARN, key id and secret must be non-empty.
+fn parse_sts_role(value: &str) -> Result<StsRole, String> {
+    let expected = "expected ROLE_ARN=ACCESS_KEY_ID:SECRET[:EXTERNAL_ID]";
+    let (arn, credentials) = value.trim().split_once('=').ok_or(expected)?;
+    let mut parts = credentials.splitn(3, ':');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(id), Some(secret), external_id)
+            if !arn.is_empty() && !id.is_empty() && !secret.is_empty() =>
+        {
+            Ok(StsRole {
+                arn: arn.to_owned(),
+                access_key_id: id.to_owned(),
+                secret_access_key: secret.to_owned(),
+                external_id: external_id.filter(|id| !id.is_empty()).map(str::to_owned),
+            })
+        }
+        _ => Err(expected.to_owned()),
     }
 }
 
@@ -414,6 +476,31 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn sts_roles_split_at_the_equals_sign_and_the_colons() {
+        let cli = Cli::try_parse_from([
+            "mock-provider",
+            "--sts-role",
+            "arn:aws:iam::123456789012:role/a=ASIAA:sec/ret",
+            "--sts-role",
+            "arn:aws:iam::123456789012:role/b=ASIAB:two:ext:with:colons",
+        ])
+        .expect("flags parse");
+        let roles = &cli.mock.sts_roles;
+        assert_eq!(roles[0].arn, "arn:aws:iam::123456789012:role/a");
+        assert_eq!(roles[0].secret_access_key, "sec/ret");
+        assert_eq!(roles[0].external_id, None);
+        assert_eq!(roles[1].external_id.as_deref(), Some("ext:with:colons"));
+        assert!(!format!("{roles:?}").contains("sec/ret"));
+        for bad in ["arn", "arn=ASIA", "=ASIA:s", "arn=:s", "arn=ASIA:"] {
+            assert!(
+                Cli::try_parse_from(["mock-provider", "--sts-role", bad]).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(Cli::try_parse_from(["mock-provider", "--sts-ttl-secs", "0"]).is_err());
     }
 
     #[test]

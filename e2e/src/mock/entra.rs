@@ -425,7 +425,7 @@ impl EntraError {
 }
 
 /// A random GUID in its textual form, for trace and correlation ids.
-fn guid() -> String {
+pub(super) fn guid() -> String {
     let hex = format!("{:032x}", fastrand::u128(..));
     format!(
         "{}-{}-{}-{}-{}",
@@ -451,7 +451,7 @@ fn entra_timestamp(unix: u64) -> String {
 
 /// The Gregorian year, month and day `days` days after 1970-01-01 (Howard Hinnant's
 /// `civil_from_days`, for dates from 1970 on).
-fn civil_date(days: u64) -> (u64, u64, u64) {
+pub(super) fn civil_date(days: u64) -> (u64, u64, u64) {
     let z = days + 719_468;
     let era = z / 146_097;
     let day_of_era = z % 146_097;

@@ -37,7 +37,7 @@ pub fn signed_caller<'r>(
     let checked = match state.aws_credentials.get(auth.access_key_id) {
         // Without `--aws-credentials`, every signature passes, as on the Bedrock routes.
         _ if state.aws_credentials.is_empty() => Ok(()),
-        Some(secret) => sigv4::verify_for(MANTLE_SERVICE, request, &auth, secret),
+        Some(secret) => sigv4::verify(request, &auth, secret, MANTLE_SERVICE),
         None => Err(ApiError::aws_forbidden(
             "UnrecognizedClientException",
             UNKNOWN_ACCESS_KEY,

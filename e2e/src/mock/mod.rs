@@ -1,5 +1,6 @@
 //! A mock LLM provider speaking the OpenAI, Anthropic, Azure OpenAI, Google Gemini (v1beta),
-//! Google Vertex AI (Gemini models) and AWS Bedrock Runtime (Converse, ConverseStream, SigV4) wire
+//! Google Vertex AI (Gemini models) and AWS Bedrock Runtime (Converse, ConverseStream, InvokeModel
+//! for embeddings, SigV4) wire
 //! formats, for tests and benchmarks.
 //!
 //! Replies are deterministic (`mock reply to: <last user text>`), latency and failures can be
@@ -7,11 +8,14 @@
 //! Each wire keeps its own key header and error format (see [`error::Wire`]). For Azure, the mock
 //! is also Microsoft Entra ID's token endpoint (client credentials), whose tokens the Azure routes
 //! take as bearer tokens (see [`entra`]); for Vertex AI, it is Google's OAuth2 token endpoint for
-//! service accounts' signed JWTs, whose tokens the Vertex AI routes take (see [`google_oauth`]).
+//! service accounts' signed JWTs, whose tokens the Vertex AI routes take (see [`google_oauth`]);
+//! for Bedrock, it is AWS STS's `AssumeRole`, whose temporary credentials the Bedrock routes take
+//! (see [`sts`]).
 
 mod anthropic;
 mod azure;
 mod bedrock;
+mod bedrock_invoke;
 mod config;
 mod control;
 mod embeddings;
@@ -27,6 +31,7 @@ mod prompt;
 mod sigv4;
 mod sse;
 mod stats;
+mod sts;
 mod vertex;
 
 use std::collections::{HashMap, HashSet};
@@ -45,7 +50,7 @@ use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 
-pub use config::{AwsCredential, EntraClient, GoogleServiceAccount, MockConfig};
+pub use config::{AwsCredential, EntraClient, GoogleServiceAccount, MockConfig, StsRole};
 pub use google_oauth::CLOUD_PLATFORM_SCOPE;
 
 use entra::Entra;
@@ -54,6 +59,7 @@ use google_oauth::GoogleOAuth;
 use knobs::{Knobs, Pace};
 use models::ModelLists;
 use stats::{Route, Stats};
+use sts::Sts;
 
 /// Header naming the API key a request used (empty when it had none), on every provider response.
 pub const KEY_HEADER: &str = "x-mock-key";
@@ -76,6 +82,8 @@ pub struct MockState {
     entra: Entra,
     /// `--google-service-account`: the token endpoint's accounts and the tokens it issued.
     google: GoogleOAuth,
+    /// `--sts-role`: the roles STS lets callers assume and the session tokens it issued.
+    sts: Sts,
     embedding_dims: usize,
     models: ModelLists,
     knobs: Knobs,
@@ -100,6 +108,7 @@ impl MockState {
                 .collect(),
             entra: Entra::new(config),
             google: GoogleOAuth::new(config),
+            sts: Sts::new(config),
             embedding_dims: config.embedding_dims,
             models: ModelLists::new(&config.models),
             knobs: Knobs::new(config),
@@ -191,7 +200,8 @@ fn unix_now() -> u64 {
         .map_or(0, |elapsed| elapsed.as_secs())
 }
 
-/// All routes: the provider APIs, Entra ID's and Google's token endpoints, `/health` and the
+/// All routes: the provider APIs, Entra ID's and Google's token endpoints, STS (`POST /`),
+/// `/health` and the
 /// `/mock/*` control endpoints. Gemini's and Vertex AI's `models/{model}:{method}` calls share one
 /// route each: axum cannot split a path segment at `:`.
 /// Bedrock's `{modelId}` is one path segment: an ARN comes percent-encoded (`%3A`, `%2F`).
@@ -216,6 +226,7 @@ pub fn router(state: Arc<MockState>) -> Router {
         .route("/openai/v1/embeddings", post(azure::v1_embeddings))
         .route("/{tenant}/oauth2/v2.0/token", post(entra::token))
         .route("/token", post(google_oauth::token))
+        .route("/", post(sts::query))
         .route(
             "/computeMetadata/v1/instance/service-accounts/{account}/token",
             get(google_oauth::metadata_token),
@@ -250,6 +261,7 @@ pub fn router(state: Arc<MockState>) -> Router {
             "/model/{model_id}/converse-stream",
             post(bedrock::converse_stream),
         )
+        .route("/model/{model_id}/invoke", post(bedrock_invoke::invoke))
         .merge(control::router())
         .fallback(models::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

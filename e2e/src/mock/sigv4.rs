@@ -1,4 +1,4 @@
-//! AWS Signature Version 4 as AWS's services check it, for the Bedrock routes. The mock has its
+//! AWS Signature Version 4 as AWS's services check it, for the Bedrock routes and STS. The mock has its
 //! own implementation on purpose: the gateway signs with the `aws-sigv4` crate, so checking it
 //! with the same crate would prove nothing; `boto3` proves this one.
 //!
@@ -133,19 +133,14 @@ impl<'a> Authorization<'a> {
     }
 }
 
-/// Checks that `auth` signs `request` with `secret` for Bedrock; AWS's 403 otherwise. A
-/// signature that does not match is logged with the canonical request the mock computed, to
-/// compare with the signer's.
-pub fn verify(request: &Request, auth: &Authorization, secret: &str) -> Result<(), ApiError> {
-    verify_for(SERVICE, request, auth, secret)
-}
-
-/// [`verify`] for the signing name `service` (Bedrock Mantle's is [`MANTLE_SERVICE`]).
-pub fn verify_for(
-    service: &str,
+/// Checks that `auth` signs `request` with `secret` for `service` (`bedrock`, `sts`); AWS's
+/// 403 otherwise. A signature that does not match is logged with the canonical request the
+/// mock computed, to compare with the signer's.
+pub fn verify(
     request: &Request,
     auth: &Authorization,
     secret: &str,
+    service: &str,
 ) -> Result<(), ApiError> {
     if auth.service != service {
         return Err(invalid_signature(format!(
@@ -423,7 +418,7 @@ mod tests {
         );
         assert_eq!(signing.signature, auth.signature);
         assert!(
-            verify(&request, &auth, EXAMPLE_SECRET).is_err(),
+            verify(&request, &auth, EXAMPLE_SECRET, SERVICE).is_err(),
             "scoped to iam, not bedrock"
         );
     }

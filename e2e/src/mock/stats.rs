@@ -18,6 +18,7 @@ pub enum Route {
     GeminiBatchEmbedContents,
     BedrockConverse,
     BedrockConverseStream,
+    BedrockInvokeModel,
     VertexGenerateContent,
     VertexStreamGenerateContent,
     VertexRawPredict,
@@ -25,7 +26,7 @@ pub enum Route {
 }
 
 impl Route {
-    const ALL: [Route; 13] = [
+    const ALL: [Route; 14] = [
         Route::ChatCompletions,
         Route::Embeddings,
         Route::Messages,
@@ -35,6 +36,7 @@ impl Route {
         Route::GeminiBatchEmbedContents,
         Route::BedrockConverse,
         Route::BedrockConverseStream,
+        Route::BedrockInvokeModel,
         Route::VertexGenerateContent,
         Route::VertexStreamGenerateContent,
         Route::VertexRawPredict,
@@ -55,6 +57,7 @@ impl Route {
             Route::GeminiBatchEmbedContents => "/v1beta/models/{model}:batchEmbedContents",
             Route::BedrockConverse => "/model/{modelId}/converse",
             Route::BedrockConverseStream => "/model/{modelId}/converse-stream",
+            Route::BedrockInvokeModel => "/model/{modelId}/invoke",
             Route::VertexGenerateContent => {
                 "/{version}/projects/{project}/locations/{location}/publishers/google/models/\
                  {model}:generateContent"
@@ -95,6 +98,8 @@ pub struct Stats {
     google_token_requests: AtomicU64,
     google_token_failures: AtomicU64,
     metadata_token_requests: AtomicU64,
+    sts_requests: AtomicU64,
+    sts_failures: AtomicU64,
     by_key: Mutex<HashMap<String, u64>>,
     by_deployment: Mutex<HashMap<String, u64>>,
     by_model: Mutex<HashMap<String, u64>>,
@@ -131,6 +136,10 @@ pub struct StatsView {
     pub google_token_failures: u64,
     /// Access tokens the metadata server issued.
     pub metadata_token_requests: u64,
+    /// STS `AssumeRole` calls, granted or refused.
+    pub sts_requests: u64,
+    /// STS calls refused.
+    pub sts_failures: u64,
 }
 
 impl Stats {
@@ -200,6 +209,14 @@ impl Stats {
         self.metadata_token_requests.fetch_add(1, Relaxed);
     }
 
+    /// Counts one STS call, and whether it was refused.
+    pub fn record_sts_call(&self, granted: bool) {
+        self.sts_requests.fetch_add(1, Relaxed);
+        if !granted {
+            self.sts_failures.fetch_add(1, Relaxed);
+        }
+    }
+
     /// Zeroes every counter.
     pub fn reset(&self) {
         for count in &self.by_route {
@@ -212,6 +229,8 @@ impl Stats {
             &self.google_token_requests,
             &self.google_token_failures,
             &self.metadata_token_requests,
+            &self.sts_requests,
+            &self.sts_failures,
         ] {
             count.store(0, Relaxed);
         }
@@ -257,6 +276,8 @@ impl Stats {
             google_token_requests: self.google_token_requests.load(Relaxed),
             google_token_failures: self.google_token_failures.load(Relaxed),
             metadata_token_requests: self.metadata_token_requests.load(Relaxed),
+            sts_requests: self.sts_requests.load(Relaxed),
+            sts_failures: self.sts_failures.load(Relaxed),
         }
     }
 }

@@ -311,13 +311,15 @@ pub struct BedrockKeyConfig {
     /// key serves these models besides its `models`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub deployments: BTreeMap<String, String>,
-    /// IAM role to assume (STS AssumeRole): not supported yet, refused by validation.
+    /// IAM role to assume (`arn:aws:iam::<account>:role/<name>`): the key's own credentials
+    /// call STS AssumeRole and requests are signed with the role's temporary credentials,
+    /// renewed before they expire.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
-    /// External id for AssumeRole (not supported yet).
+    /// External id the role's trust policy requires (`ExternalId` of AssumeRole).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
-    /// Session name for AssumeRole (not supported yet).
+    /// Role session name (`RoleSessionName`; default `bifrost-gateway`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_name: Option<String>,
 }
@@ -367,6 +369,9 @@ impl fmt::Debug for BedrockKeyConfig {
             .field("region", &self.region)
             .field("arn", &self.arn)
             .field("deployments", &self.deployments)
+            .field("role_arn", &self.role_arn)
+            .field("external_id", &self.external_id)
+            .field("session_name", &self.session_name)
             .finish()
     }
 }

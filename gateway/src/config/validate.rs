@@ -6,11 +6,11 @@ use std::net::IpAddr;
 use super::catalog::{self, KnownProvider};
 use super::store::SSL_MODES;
 use super::{
-    BudgetConfig, CircuitBreakerConfig, ClientConfig, ClusterConfig, ConcurrencyConfig,
-    ConfigStoreConfig, DiscoveryConfig, DiscoveryType, FieldError, GatewayConfig, GossipTuning,
-    GovernanceConfig, KeyConfig, ModelPrice, NetworkConfig, Period, ProviderConfig, ProviderKind,
-    ProxyConfig, ProxyType, RateLimitConfig, ServerConfig, StoreType, VirtualKeyConfig,
-    VirtualKeyProviderConfig, SERVED_REQUEST_TYPES,
+    BedrockKeyConfig, BudgetConfig, CircuitBreakerConfig, ClientConfig, ClusterConfig,
+    ConcurrencyConfig, ConfigStoreConfig, DiscoveryConfig, DiscoveryType, FieldError,
+    GatewayConfig, GossipTuning, GovernanceConfig, KeyConfig, ModelPrice, NetworkConfig, Period,
+    ProviderConfig, ProviderKind, ProxyConfig, ProxyType, RateLimitConfig, ServerConfig, StoreType,
+    VirtualKeyConfig, VirtualKeyProviderConfig, SERVED_REQUEST_TYPES,
 };
 
 impl GatewayConfig {
@@ -420,16 +420,90 @@ fn validate_bedrock_keys(
                 ));
             }
         }
-        if config.role_arn.is_some()
-            || config.external_id.is_some()
-            || config.session_name.is_some()
-        {
+        validate_assume_role(&config, &|field| at(index, field), problems);
+    }
+}
+
+/// A Bedrock key's `role_arn` (STS AssumeRole, signed with the key's own credentials) and the
+/// `external_id` and `session_name` that only go with it; `at` names a field of the key.
+fn validate_assume_role(
+    config: &BedrockKeyConfig,
+    at: &dyn Fn(&str) -> String,
+    problems: &mut Vec<FieldError>,
+) {
+    let Some(role_arn) = &config.role_arn else {
+        for (field, value) in [
+            ("external_id", &config.external_id),
+            ("session_name", &config.session_name),
+        ] {
+            if value.is_some() {
+                problems.push(FieldError::new(
+                    at(&format!("bedrock_key_config.{field}")),
+                    "is only used to assume role_arn: set role_arn too, or remove it",
+                ));
+            }
+        }
+        return;
+    };
+    if !is_role_arn(role_arn) {
+        problems.push(FieldError::new(
+            at("bedrock_key_config.role_arn"),
+            format!(
+                "must be an IAM role's ARN such as arn:aws:iam::123456789012:role/bedrock-caller (got \"{role_arn}\")"
+            ),
+        ));
+    }
+    if config.access_key.is_none() || config.secret_key.is_none() {
+        problems.push(FieldError::new(
+            at("bedrock_key_config.role_arn"),
+            "needs the key's own IAM credentials (access_key and secret_key) to call STS AssumeRole with; the AWS default credential chain is not read",
+        ));
+    }
+    if let Some(external_id) = &config.external_id {
+        let valid = (2..=1224).contains(&external_id.len())
+            && external_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@:/-".contains(&b));
+        if !valid {
             problems.push(FieldError::new(
-                at(index, "bedrock_key_config.role_arn"),
-                "STS AssumeRole (role_arn, external_id, session_name) is not supported yet; give the role's credentials as access_key, secret_key and session_token",
+                at("bedrock_key_config.external_id"),
+                "must be 2 to 1224 characters of letters, digits and _+=,.@:/- (STS's rule)",
             ));
         }
     }
+    if let Some(session_name) = &config.session_name {
+        let valid = (2..=64).contains(&session_name.len())
+            && session_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b));
+        if !valid {
+            problems.push(FieldError::new(
+                at("bedrock_key_config.session_name"),
+                "must be 2 to 64 characters of letters, digits and _+=,.@- (STS's rule)",
+            ));
+        }
+    }
+}
+
+/// `arn:<partition>:iam::<12-digit account>:role/<path/name>`, the partition `aws` or one
+/// of its `aws-...` siblings (`aws-cn`, `aws-us-gov`).
+fn is_role_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let [prefix, partition, service, region, account, resource] = parts[..] else {
+        return false;
+    };
+    let name = resource.strip_prefix("role/").unwrap_or_default();
+    prefix == "arn"
+        && (partition == "aws" || partition.starts_with("aws-"))
+        && service == "iam"
+        && region.is_empty()
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && !name.is_empty()
+        && !name.ends_with('/')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@/-".contains(&b))
 }
 
 /// Vertex AI keys name their project, region and service account (`vertex_key_config`);
@@ -1466,6 +1540,61 @@ mod tests {
 
     fn has(found: &[String], prefix: &str) -> bool {
         found.iter().any(|p| p.starts_with(prefix))
+    }
+
+    #[test]
+    fn assume_role_needs_a_role_arn_and_the_keys_own_credentials() {
+        let found = problems(
+            r#"{"providers": {"bedrock": {"keys": [
+                {"models": ["*"], "bedrock_key_config": {"access_key": "AKID", "secret_key": "s",
+                    "role_arn": "arn:aws:iam::1:role/x"}},
+                {"models": ["*"], "value": "bedrock-api-key", "bedrock_key_config": {
+                    "role_arn": "arn:aws:iam::123456789012:role/ok"}},
+                {"models": ["*"], "bedrock_key_config": {"access_key": "AKID", "secret_key": "s",
+                    "external_id": "x y", "session_name": "s"}},
+                {"models": ["*"], "bedrock_key_config": {"access_key": "AKID", "secret_key": "s",
+                    "role_arn": "arn:aws-cn:iam::123456789012:role/path/ok",
+                    "external_id": "tenant-7", "session_name": "my-session"}}
+            ]}}}"#,
+        );
+        let at = |index: usize, rest: &str| format!("providers.bedrock.keys[{index}].{rest}");
+        assert!(
+            has(
+                &found,
+                &at(0, "bedrock_key_config.role_arn: must be an IAM role's ARN")
+            ),
+            "{found:?}"
+        );
+        assert!(
+            has(
+                &found,
+                &at(
+                    1,
+                    "bedrock_key_config.role_arn: needs the key's own IAM credentials"
+                )
+            ),
+            "{found:?}"
+        );
+        for field in ["external_id", "session_name"] {
+            let prefix = at(
+                2,
+                &format!("bedrock_key_config.{field}: is only used to assume"),
+            );
+            assert!(has(&found, &prefix), "{prefix} not in {found:?}");
+        }
+        assert!(!found.iter().any(|p| p.contains("keys[3]")), "{found:?}");
+        assert!(super::is_role_arn(
+            "arn:aws-us-gov:iam::123456789012:role/r"
+        ));
+        for bad in [
+            "arn:aws:iam::123456789012:user/u",
+            "arn:aws:sts::123456789012:role/r",
+            "arn:aws:iam:us-east-1:123456789012:role/r",
+            "arn:aws:iam::123456789012:role/",
+            "arn:azure:iam::123456789012:role/r",
+        ] {
+            assert!(!super::is_role_arn(bad), "{bad}");
+        }
     }
 
     #[test]

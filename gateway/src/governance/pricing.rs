@@ -205,6 +205,16 @@ mod tests {
     }
 
     #[test]
+    fn bedrock_embedding_models_have_shipped_prices() {
+        let table = PricingTable::new(&[]);
+        let input = |model: &str| table.price("bedrock", model).map(|price| price.input);
+        assert_eq!(input("amazon.titan-embed-text-v2:0"), Some(2e-8));
+        assert_eq!(input("amazon.titan-embed-text-v1"), Some(1e-7));
+        assert_eq!(input("cohere.embed-english-v3"), Some(1e-7));
+        assert_eq!(input("cohere.embed-multilingual-v3"), Some(1e-7));
+    }
+
+    #[test]
     fn dated_snapshots_find_their_family_and_overrides_win() {
         let table = PricingTable::new(&[ModelPrice {
             provider: "openai".into(),

@@ -73,6 +73,9 @@ impl RawUsage {
 struct WithUsage {
     #[serde(alias = "usageMetadata")]
     usage: Option<RawUsage>,
+    /// Amazon Titan's embedding answers (Bedrock InvokeModel) count the input at the top.
+    #[serde(rename = "inputTextTokenCount")]
+    input_text_token_count: Option<u64>,
 }
 
 /// Usage from a complete JSON response of either provider. Both put `usage` at the top level,
@@ -93,7 +96,15 @@ pub fn from_json(body: &[u8]) -> Option<TokenUsage> {
                 .next()?
                 .ok()
         })
-        .or_else(|| serde_json::from_slice::<WithUsage>(body).ok()?.usage)?;
+        .or_else(|| {
+            let whole = serde_json::from_slice::<WithUsage>(body).ok()?;
+            whole
+                .usage
+                .or(whole.input_text_token_count.map(|input| RawUsage {
+                    input_tokens: Some(input),
+                    ..RawUsage::default()
+                }))
+        })?;
     Some(TokenUsage {
         prompt: usage.prompt().unwrap_or(0),
         completion: usage.completion().unwrap_or(0),

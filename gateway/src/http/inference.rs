@@ -261,7 +261,11 @@ async fn respond<R: InferenceRoute>(
     let mut response = match dispatched.reply {
         Reply::Full(bytes) => {
             if let Some(charge) = charge {
-                let usage = usage::from_json(&bytes).unwrap_or(TokenUsage {
+                let reported = dispatched.input_tokens.map(|prompt| TokenUsage {
+                    prompt,
+                    completion: 0,
+                });
+                let usage = usage::from_json(&bytes).or(reported).unwrap_or(TokenUsage {
                     prompt: charge.prompt_estimate,
                     completion: 0,
                 });
@@ -274,6 +278,7 @@ async fn respond<R: InferenceRoute>(
             let answering = Answering {
                 model: &target.model,
                 base64_embeddings,
+                input_tokens: dispatched.input_tokens,
             };
             json_response(translation.response_body(
                 route,
@@ -470,8 +475,9 @@ fn parse_request(
 }
 
 /// Embeddings go only where the translation table has an embeddings operation for the
-/// provider's format (none for Anthropic's and Bedrock's), and not to Vertex AI, whose Gemini
-/// format has no `batchEmbedContents` there.
+/// provider's format (none for Anthropic's), and not to Vertex AI, whose Gemini format has no
+/// `batchEmbedContents` there. (A Bedrock model that is not a Titan or Cohere embedding model
+/// is refused once its body is built.)
 fn embeddings_served_by(target: &Target) -> Result<(), GatewayError> {
     let provider = &target.provider;
     let format = match provider.vertex {
@@ -817,6 +823,52 @@ mod tests {
             assert_eq!(*op, UpstreamOp::Messages);
             assert_eq!(anthropic["model"], "claude-3-5-haiku");
             assert!(anthropic.get("stream_options").is_none(), "{anthropic}");
+        }
+    }
+
+    #[test]
+    fn bedrock_embeddings_take_the_body_of_the_model_family_the_keys_send() {
+        let config: GatewayConfig = serde_json::from_value(json!({
+            "providers": {"bedrock": {"keys": [{"name": "k", "models": ["*"],
+                "bedrock_key_config": {"access_key": "AKID", "secret_key": "s",
+                    "deployments": {"titan": "amazon.titan-embed-text-v2:0",
+                                    "cohere": "cohere.embed-multilingual-v3"}}}]}}
+        }))
+        .expect("config parses");
+        let routing = RoutingTable::build(&config, &Metrics::new(), None).expect("routing builds");
+        let sent = |model: &str, input: Value| {
+            let body = json!({"model": model, "input": input});
+            let bytes = serde_json::to_vec(&body).expect("encodes");
+            let limits = ElementLimits::from_config(&crate::config::ClientConfig::default());
+            let mut request = parse_request(&routing, Route::Embeddings, &bytes, &limits, None)
+                .expect("accepted");
+            let bodies = UpstreamBodies::prepare(
+                Route::Embeddings,
+                std::mem::take(&mut request.body),
+                bytes.len(),
+                &request.targets,
+                false,
+                false,
+            );
+            bodies.for_target(&request.targets[0]).map(|upstream| {
+                let sent: Value = serde_json::from_slice(&upstream.body).expect("JSON");
+                (upstream.op, sent)
+            })
+        };
+        let (op, titan) = sent("bedrock/titan", json!("hi")).expect("titan body");
+        assert_eq!(op, UpstreamOp::InvokeModel);
+        assert_eq!(titan, json!({"inputText": "hi"}));
+        let (_, cohere) = sent("bedrock/cohere", json!(["a", "b"])).expect("cohere body");
+        assert_eq!(
+            cohere,
+            json!({"texts": ["a", "b"], "input_type": "search_document"})
+        );
+        match sent("bedrock/claude", json!("hi")) {
+            Err(GatewayError::InvalidRequest(message)) => assert!(
+                message.contains("is not an embedding model the gateway speaks on Bedrock"),
+                "{message}"
+            ),
+            other => panic!("expected a refusal, got {:?}", other.map(|(_, body)| body)),
         }
     }
 

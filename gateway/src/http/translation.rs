@@ -29,6 +29,9 @@ pub struct Answering<'a> {
     pub model: &'a str,
     /// The caller asked for `encoding_format: "base64"` embeddings.
     pub base64_embeddings: bool,
+    /// The prompt tokens the upstream counted outside the body (Bedrock InvokeModel's
+    /// `x-amzn-bedrock-input-token-count`).
+    pub input_tokens: Option<u64>,
 }
 
 /// A provider's complete answer in the caller's format.
@@ -182,12 +185,23 @@ const ANTHROPIC_ON_GEMINI: Translation = Translation {
     framing: Framing::Sse,
 };
 
-/// OpenAI callers on Bedrock: Chat Completions carried over Converse (no embeddings: Bedrock's
-/// are model-specific InvokeModel bodies).
+/// OpenAI callers on Bedrock: Chat Completions carried over Converse, embeddings over
+/// InvokeModel in the model family's body (Titan's or Cohere's, chosen per target).
 const OPENAI_ON_BEDROCK: Translation = Translation {
     completions: UpstreamOp::Converse,
     completions_stream: UpstreamOp::ConverseStream,
-    embeddings: None,
+    embeddings: Some(Embeddings {
+        op: UpstreamOp::InvokeModel,
+        request: RequestBody::Translated(translate::embeddings_request_to_bedrock),
+        response: Some(|answer, answering| {
+            translate::bedrock_embeddings_to_openai(
+                answer,
+                answering.model,
+                answering.base64_embeddings,
+                answering.input_tokens,
+            )
+        }),
+    }),
     request: RequestBody::Translated(translate::chat_request_to_converse),
     response: Some(|answer, answering| {
         translate::converse_response_to_chat(answer, answering.model)
@@ -502,6 +516,7 @@ impl UpstreamBodies {
                     UpstreamOp::BatchEmbedContents => {
                         batch_embed_body(body, &target.model, self.capacity)?
                     }
+                    UpstreamOp::InvokeModel => invoke_model_body(body, target, self.capacity)?,
                     _ => with_model(body, &target.model, self.capacity)?,
                 },
             }),
@@ -603,6 +618,52 @@ fn batch_embed_body(
             request.insert("model".into(), name.clone());
         }
     }
+    encode_into(&body, capacity).map_err(encode_error)
+}
+
+/// A Bedrock InvokeModel embeddings body for `target`, in the family of the model id its keys
+/// send for the model (after `deployments` and `arn`): Titan's or Cohere's. Keys that map the
+/// model to different families are refused, as one body cannot serve both.
+fn invoke_model_body(
+    reduced: &Map<String, Value>,
+    target: &Target,
+    capacity: usize,
+) -> Result<Bytes, GatewayError> {
+    let model = &target.model;
+    let model_ids: Vec<String> = target
+        .provider
+        .keys
+        .iter()
+        .filter(|key| key.allows_model(model))
+        .filter_map(|key| key.bedrock.as_ref())
+        .map(|bedrock| bedrock.config.model_id(model))
+        .collect();
+    // No configured key lists the model (a caller's own key): the first key's mapping, as a
+    // direct key uses it.
+    let model_id = model_ids.first().cloned().unwrap_or_else(|| {
+        let first = target
+            .provider
+            .keys
+            .first()
+            .and_then(|key| key.bedrock.as_ref());
+        first.map_or_else(|| model.clone(), |bedrock| bedrock.config.model_id(model))
+    });
+    let Some(family) = translate::EmbeddingFamily::of(&model_id) else {
+        return Err(GatewayError::InvalidRequest(format!(
+            "model: \"{model}\" (Bedrock model id \"{model_id}\") is not an embedding model the gateway speaks on Bedrock: Amazon Titan (amazon.titan-embed-text-...) or Cohere (cohere.embed-...)"
+        )));
+    };
+    if let Some(other) = model_ids
+        .iter()
+        .find(|id| translate::EmbeddingFamily::of(id) != Some(family))
+    {
+        return Err(GatewayError::InvalidRequest(format!(
+            "model: the keys of provider \"{}\" send \"{model}\" as model ids of different families (\"{model_id}\", \"{other}\"): give them the same deployment",
+            target.provider.name
+        )));
+    }
+    let body =
+        translate::bedrock_embeddings_body(reduced, family, &model_id).map_err(translate_error)?;
     encode_into(&body, capacity).map_err(encode_error)
 }
 

@@ -40,11 +40,14 @@ pub enum UpstreamOp {
     /// Vertex AI `POST .../publishers/anthropic/models/{model}:streamRawPredict` (Anthropic's
     /// SSE).
     StreamRawPredict,
+    /// Bedrock `POST /model/{modelId}/invoke`: the model's own body (embeddings: Titan's,
+    /// Cohere's).
+    InvokeModel,
 }
 
 impl UpstreamOp {
     /// Every operation, in [`UpstreamOp::index`] order.
-    pub const ALL: [UpstreamOp; 11] = [
+    pub const ALL: [UpstreamOp; 12] = [
         UpstreamOp::ChatCompletions,
         UpstreamOp::Embeddings,
         UpstreamOp::Messages,
@@ -56,6 +59,7 @@ impl UpstreamOp {
         UpstreamOp::ConverseStream,
         UpstreamOp::RawPredict,
         UpstreamOp::StreamRawPredict,
+        UpstreamOp::InvokeModel,
     ];
 
     /// Position in [`UpstreamOp::ALL`].
@@ -78,7 +82,7 @@ impl UpstreamOp {
             | UpstreamOp::BatchEmbedContents
             | UpstreamOp::RawPredict
             | UpstreamOp::StreamRawPredict => "/models",
-            UpstreamOp::Converse | UpstreamOp::ConverseStream => "/model",
+            UpstreamOp::Converse | UpstreamOp::ConverseStream | UpstreamOp::InvokeModel => "/model",
         }
     }
 
@@ -93,6 +97,7 @@ impl UpstreamOp {
             UpstreamOp::ConverseStream => Some("/converse-stream"),
             UpstreamOp::RawPredict => Some(":rawPredict"),
             UpstreamOp::StreamRawPredict => Some(":streamRawPredict"),
+            UpstreamOp::InvokeModel => Some("/invoke"),
             _ => None,
         }
     }
@@ -114,7 +119,9 @@ impl UpstreamOp {
             | UpstreamOp::ConverseStream
             | UpstreamOp::RawPredict
             | UpstreamOp::StreamRawPredict => "chat_completion",
-            UpstreamOp::Embeddings | UpstreamOp::BatchEmbedContents => "embedding",
+            UpstreamOp::Embeddings | UpstreamOp::BatchEmbedContents | UpstreamOp::InvokeModel => {
+                "embedding"
+            }
             UpstreamOp::ListModels => "list_models",
         }
     }

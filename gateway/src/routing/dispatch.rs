@@ -10,7 +10,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::circuit::Outcome;
 use super::keys::{pick_key, NoKey};
-use super::table::{upstream_request, Provider, UpstreamKey};
+use super::table::{upstream_request, AttemptAuth, Provider, UpstreamKey};
 use super::target::Target;
 use crate::config::NetworkConfig;
 use crate::error::GatewayError;
@@ -47,7 +47,13 @@ pub struct Dispatched {
     /// The model id the answering key deployed the model as (a Vertex AI or Bedrock
     /// `deployments` entry), which prices it before the name the caller used.
     pub deployment: Option<String>,
+    /// The prompt tokens a complete answer's headers report (Bedrock InvokeModel's
+    /// `x-amzn-bedrock-input-token-count`), for answers whose body has no usage.
+    pub input_tokens: Option<u64>,
 }
+
+/// The header in which Bedrock's InvokeModel reports the prompt's tokens.
+const BEDROCK_INPUT_TOKENS: &str = "x-amzn-bedrock-input-token-count";
 
 /// A failed attempt, as far as fallbacks and the final error are concerned.
 #[derive(Clone)]
@@ -87,7 +93,8 @@ impl From<Failure> for GatewayError {
 
 /// How one attempt ended.
 enum Attempt {
-    Answered(Reply),
+    /// An answer, with the prompt tokens its headers report, if any.
+    Answered(Reply, Option<u64>),
     /// The upstream refused the request itself: retrying elsewhere would not help.
     Rejected(GatewayError),
     Retryable(Failure),
@@ -198,14 +205,12 @@ pub async fn dispatch(
             };
             let started = Instant::now();
             // A key that is an application (Entra ID, a Google service account) needs its
-            // token first; failing to get one is this key's failure, like an upstream error.
-            let bearer = match &key.tokens {
-                Some(tokens) => Some(tokens.bearer(client).await),
-                None => None,
-            };
-            let attempt_result = match bearer.transpose() {
+            // token first, a Bedrock key its AWS credentials (a role's come from STS); failing
+            // to get them is this key's failure, like an upstream error.
+            let auth = attempt_auth(client, key).await;
+            let attempt_result = match auth {
                 Err(message) => Attempt::Retryable(Failure::Failed(message)),
-                Ok(bearer) => {
+                Ok(auth) => {
                     let request = upstream_request(
                         client,
                         provider,
@@ -214,14 +219,14 @@ pub async fn dispatch(
                         &target.model,
                         Some(upstream.body.clone()),
                         forwarded,
-                        bearer,
+                        auth,
                     )?;
                     attempt_once(request, timeout, stream, provider).await
                 }
             };
             upstream_wait += started.elapsed();
             let (outcome, label) = match &attempt_result {
-                Attempt::Answered(_) => (Outcome::Success, "success"),
+                Attempt::Answered(..) => (Outcome::Success, "success"),
                 Attempt::Rejected(_) => (Outcome::Success, "client_error"),
                 Attempt::Retryable(Failure::Timeout { .. }) => (Outcome::Failure, "timeout"),
                 Attempt::Retryable(_) => (Outcome::Failure, "retryable_error"),
@@ -235,13 +240,14 @@ pub async fn dispatch(
                 })
                 .inc();
             match attempt_result {
-                Attempt::Answered(reply) => {
+                Attempt::Answered(reply, input_tokens) => {
                     return Ok(Dispatched {
                         target_index,
                         reply,
                         slot,
                         upstream_wait,
                         deployment: key.deployment(&target.model).map(str::to_owned),
+                        input_tokens,
                     })
                 }
                 Attempt::Rejected(error) => return Err(error),
@@ -264,6 +270,27 @@ pub async fn dispatch(
         .unwrap_or_else(|| GatewayError::UpstreamsFailed {
             last: "no target to try".into(),
         }))
+}
+
+/// What `key` authenticates this attempt with besides its own header: an application's
+/// bearer token, or a Bedrock key's AWS credentials (its own, or its role's from STS).
+async fn attempt_auth(
+    client: &reqwest::Client,
+    key: &UpstreamKey,
+) -> Result<Option<AttemptAuth>, String> {
+    if let Some(tokens) = &key.tokens {
+        return tokens
+            .bearer(client)
+            .await
+            .map(|b| Some(AttemptAuth::Bearer(b)));
+    }
+    match key.bedrock.as_ref().and_then(|b| b.signer.as_ref()) {
+        Some(signer) => signer
+            .credentials(client)
+            .await
+            .map(|identity| Some(AttemptAuth::Aws(identity))),
+        None => Ok(None),
+    }
 }
 
 async fn attempt_once(
@@ -293,8 +320,13 @@ async fn attempt_once(
     };
     let status = response.status();
     if status.is_success() && stream {
-        return Attempt::Answered(Reply::Stream(response));
+        return Attempt::Answered(Reply::Stream(response), None);
     }
+    let input_tokens = response
+        .headers()
+        .get(BEDROCK_INPUT_TOKENS)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse().ok());
     let body = match tokio::time::timeout_at(deadline, response.bytes()).await {
         Err(_) => return timed_out(),
         Ok(Err(error)) => {
@@ -306,7 +338,7 @@ async fn attempt_once(
         Ok(Ok(body)) => body,
     };
     if status.is_success() {
-        return Attempt::Answered(Reply::Full(body));
+        return Attempt::Answered(Reply::Full(body), input_tokens);
     }
     let message = upstream_error_message(&body);
     if is_retryable(status) {

@@ -10,10 +10,11 @@ pub mod google;
 pub mod keys;
 pub mod queue;
 pub mod sigv4;
+pub mod sts;
 pub mod table;
 pub mod target;
 pub mod tokens;
 
 pub use dispatch::{dispatch, Dispatched, Reply, UpstreamBody};
-pub use table::{upstream_request, Provider, RoutingTable, UpstreamKey};
+pub use table::{upstream_request, AttemptAuth, Provider, RoutingTable, UpstreamKey};
 pub use target::Target;

@@ -12,6 +12,7 @@ use super::entra::EntraTokens;
 use super::google::{GoogleTokens, MetadataTokens};
 use super::queue::ProviderQueue;
 use super::sigv4::{AwsSigner, BEDROCK_SERVICE, MANTLE_SERVICE};
+use super::sts::AssumedRole;
 use super::tokens::TokenSource;
 use crate::config::{
     ConcurrencyConfig, GatewayConfig, NetworkConfig, ProviderKind, ProxyConfig, VertexCredentials,
@@ -59,6 +60,15 @@ pub struct BedrockKey {
     pub config: crate::config::BedrockKeyConfig,
     /// `None`: the key is a Bedrock API key (a bearer token in `auth`).
     pub signer: Option<AwsSigner>,
+}
+
+/// What one attempt authenticates with beyond the key's own header, got (and cached) before
+/// the request is built.
+pub enum AttemptAuth {
+    /// The token of a key that is an application (Entra ID, a Google service account).
+    Bearer(HeaderValue),
+    /// The AWS credentials a Bedrock key signs with: its own, or its role's.
+    Aws(aws_smithy_runtime_api::client::identity::Identity),
 }
 
 impl UpstreamKey {
@@ -193,6 +203,7 @@ impl RoutingTable {
     ) -> Result<Self, GatewayError> {
         let mut providers = HashMap::new();
         let authority = EntraTokens::authority_from_env();
+        let sts_endpoint = AssumedRole::endpoint_from_env();
         for (name, provider_config) in &config.providers {
             let kind = provider_config.kind(name);
             let addressing = provider_config.addressing(name);
@@ -366,7 +377,7 @@ impl RoutingTable {
                 let bedrock = (kind == ProviderKind::Bedrock || mantle).then(|| {
                     let config = key.bedrock_key_config.clone().unwrap_or_default();
                     Arc::new(BedrockKey {
-                        signer: AwsSigner::for_key(&config, service),
+                        signer: AwsSigner::for_key(&config, service, sts_endpoint.as_deref()),
                         config,
                     })
                 });
@@ -448,8 +459,9 @@ impl RoutingTable {
 }
 
 /// Build a request to `provider` with `key`: the operation's URL, `body` (JSON) if any, the
-/// headers of the provider's wire format (`bearer`: the token of a key that is an
-/// application, Entra ID or a Google service account), then the provider's extra headers.
+/// headers of the provider's wire format (`auth`: the token of a key that is an application,
+/// Entra ID or a Google service account; the credentials a Bedrock key signs with), then the
+/// provider's extra headers.
 #[allow(clippy::too_many_arguments)]
 pub fn upstream_request(
     client: &reqwest::Client,
@@ -459,7 +471,7 @@ pub fn upstream_request(
     model: &str,
     body: Option<Bytes>,
     forwarded: &ForwardedHeaders,
-    bearer: Option<HeaderValue>,
+    auth: Option<AttemptAuth>,
 ) -> Result<reqwest::RequestBuilder, GatewayError> {
     let client = provider.client.as_ref().unwrap_or(client);
     let request = match &key.azure {
@@ -510,6 +522,11 @@ pub fn upstream_request(
             }
         }
     };
+    let (bearer, aws) = match auth {
+        Some(AttemptAuth::Bearer(bearer)) => (Some(bearer), None),
+        Some(AttemptAuth::Aws(identity)) => (None, Some(identity)),
+        None => (None, None),
+    };
     let mut request = match (&key.azure, &key.auth, bearer) {
         // Claude on Vertex AI takes Anthropic's beta flags as headers, as Anthropic does.
         (_, _, Some(bearer)) if op.is_raw_predict() => {
@@ -528,24 +545,29 @@ pub fn upstream_request(
         request = request.header(name.clone(), value.clone());
     }
     match key.bedrock.as_ref().and_then(|b| b.signer.as_ref()) {
-        Some(signer) => signed(client, request, signer, &provider.name),
+        Some(signer) => signed(client, request, signer, aws.as_ref(), &provider.name),
         None => Ok(request),
     }
 }
 
-/// `request` as built, signed by `signer` (a Bedrock key with IAM credentials).
+/// `request` as built, signed by `signer` (a Bedrock key with IAM credentials) with
+/// `identity`, the credentials the attempt got from [`AwsSigner::credentials`].
 fn signed(
     client: &reqwest::Client,
     request: reqwest::RequestBuilder,
     signer: &AwsSigner,
+    identity: Option<&aws_smithy_runtime_api::client::identity::Identity>,
     provider: &str,
 ) -> Result<reqwest::RequestBuilder, GatewayError> {
     let failed =
         |message: String| GatewayError::Config(format!("provider \"{provider}\": {message}"));
+    let identity = identity.ok_or_else(|| {
+        failed("a Bedrock request was built without the key's AWS credentials".into())
+    })?;
     let mut built = request
         .build()
         .map_err(|e| failed(format!("cannot build the upstream request: {e}")))?;
-    signer.sign(&mut built).map_err(failed)?;
+    signer.sign(&mut built, identity).map_err(failed)?;
     Ok(reqwest::RequestBuilder::from_parts(client.clone(), built))
 }
 

@@ -211,13 +211,31 @@ impl ChatStreamToMessages {
         self.finished = true;
     }
 
-    /// An Anthropic stream ends at its error event.
-    fn fail(&mut self, message: &str, out: &mut Vec<u8>) {
+    /// An Anthropic stream ends at its error event, of Anthropic's error `kind`.
+    fn fail(&mut self, message: &str, kind: &str, out: &mut Vec<u8>) {
         Self::emit(
             out,
-            json!({"type": "error", "error": {"type": "api_error", "message": message}}),
+            json!({"type": "error", "error": {"type": kind, "message": message}}),
         );
         self.finished = true;
+    }
+}
+
+/// Anthropic's error type for a Chat Completions stream error's `type`: the ones both APIs
+/// share (a rate limit, an overloaded upstream, a bad request) keep their meaning, so that
+/// clients back off or retry as they would on Anthropic; anything else is `api_error`.
+fn anthropic_error_type(openai_type: Option<&str>) -> &'static str {
+    match openai_type {
+        Some("rate_limit_error" | "rate_limit_exceeded" | "requests" | "tokens") => {
+            "rate_limit_error"
+        }
+        Some("overloaded_error") => "overloaded_error",
+        Some("invalid_request_error") => "invalid_request_error",
+        Some("authentication_error") => "authentication_error",
+        Some("permission_error") => "permission_error",
+        Some("not_found_error") => "not_found_error",
+        Some("request_too_large") => "request_too_large",
+        _ => "api_error",
     }
 }
 
@@ -232,7 +250,11 @@ impl StreamTranslator for ChatStreamToMessages {
             return;
         }
         let Ok(chunk) = serde_json::from_str::<Value>(data) else {
-            self.fail("upstream sent a stream chunk that is not JSON", out);
+            self.fail(
+                "upstream sent a stream chunk that is not JSON",
+                "api_error",
+                out,
+            );
             return;
         };
         if let Some(error) = chunk.get("error").filter(|error| !error.is_null()) {
@@ -243,7 +265,8 @@ impl StreamTranslator for ChatStreamToMessages {
                     None => error.to_string(),
                 },
             };
-            self.fail(&message, out);
+            let kind = anthropic_error_type(error.get("type").and_then(Value::as_str));
+            self.fail(&message, kind, out);
             return;
         }
         self.on_chunk(&chunk, out);
@@ -494,6 +517,23 @@ mod tests {
             events[3].1,
             json!({"type": "error", "error": {"type": "api_error", "message": "The server had an error"}})
         );
+    }
+
+    #[test]
+    fn a_rate_limit_or_overload_keeps_its_anthropic_type() {
+        for (openai, anthropic) in [
+            ("rate_limit_error", "rate_limit_error"),
+            ("overloaded_error", "overloaded_error"),
+            ("invalid_request_error", "invalid_request_error"),
+            ("server_error", "api_error"),
+        ] {
+            let input = openai_sse(&[
+                chunk(json!({"content": "Hi"}), None),
+                json!({"error": {"message": "slow down", "type": openai, "code": null}}),
+            ]);
+            let events = translate(&input, 64);
+            assert_eq!(events[3].1["error"]["type"], anthropic, "{openai}");
+        }
     }
 
     #[test]

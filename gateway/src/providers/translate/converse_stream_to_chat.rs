@@ -134,8 +134,11 @@ impl StreamTranslator for ConverseStreamToChat {
                 .get("message")
                 .and_then(Value::as_str)
                 .unwrap_or("upstream stream error");
+            // Bedrock's throttling is a rate limit, its unavailability an overload (Anthropic
+            // callers get `rate_limit_error` and `overloaded_error`, and back off or retry).
             let kind = match exception {
-                "throttlingException" | "serviceUnavailableException" => "rate_limit_error",
+                "throttlingException" => "rate_limit_error",
+                "serviceUnavailableException" => "overloaded_error",
                 "validationException" => "invalid_request_error",
                 _ => "api_error",
             };
@@ -280,6 +283,10 @@ mod tests {
         );
         let error = &payloads[payloads.len() - 2];
         assert_eq!(error["error"]["type"], "rate_limit_error");
+        assert!(
+            payloads[0]["choices"].is_array(),
+            "the answer had started: {payloads:?}"
+        );
         assert!(error["error"]["message"]
             .as_str()
             .is_some_and(|m| m.starts_with("throttlingException: Too many")));

@@ -72,24 +72,8 @@ pub fn gemini_embeddings_to_openai(
     for (i, embedding) in embeddings.iter().enumerate() {
         let values = embedding
             .get("values")
-            .and_then(Value::as_array)
             .ok_or_else(|| response_error(format!("embeddings[{i}].values"), "must be an array"))?;
-        let floats = values
-            .iter()
-            .map(Value::as_f64)
-            .collect::<Option<Vec<f64>>>()
-            .ok_or_else(|| {
-                response_error(format!("embeddings[{i}].values"), "must hold numbers only")
-            })?;
-        let vector = if base64 {
-            let bytes: Vec<u8> = floats
-                .iter()
-                .flat_map(|&value| (value as f32).to_le_bytes())
-                .collect();
-            Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
-        } else {
-            json!(floats)
-        };
+        let vector = vector_value(values, &format!("embeddings[{i}].values"), base64)?;
         data.push(json!({"object": "embedding", "index": i, "embedding": vector}));
     }
     Ok(json!({
@@ -98,6 +82,31 @@ pub fn gemini_embeddings_to_openai(
         "model": model,
         "usage": {"prompt_tokens": 0, "total_tokens": 0},
     }))
+}
+
+/// An upstream's vector (a JSON array of numbers, at `at` in its answer) as OpenAI sends it:
+/// the numbers, or with `base64` their little-endian float32 bytes in base64.
+pub(super) fn vector_value(
+    values: &Value,
+    at: &str,
+    base64: bool,
+) -> Result<Value, TranslateError> {
+    let floats = values
+        .as_array()
+        .ok_or_else(|| response_error(at, "must be an array"))?
+        .iter()
+        .map(Value::as_f64)
+        .collect::<Option<Vec<f64>>>()
+        .ok_or_else(|| response_error(at, "must hold numbers only"))?;
+    Ok(if base64 {
+        let bytes: Vec<u8> = floats
+            .iter()
+            .flat_map(|&value| (value as f32).to_le_bytes())
+            .collect();
+        Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+    } else {
+        json!(floats)
+    })
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Pure translation between wire formats: OpenAI Chat Completions and Anthropic Messages both
 //! directions, OpenAI Chat Completions and embeddings onto Gemini, and Chat Completions onto
-//! Bedrock's Converse (Anthropic callers reach Gemini and Bedrock through Chat Completions). Requests, responses and SSE streams; no I/O here: the
+//! Bedrock's Converse (embeddings onto its InvokeModel) (Anthropic callers reach Gemini and Bedrock through Chat Completions). Requests, responses and SSE streams; no I/O here: the
 //! HTTP layer calls these and maps the errors.
 
 mod chat_parts;
@@ -11,6 +11,7 @@ mod chat_response_to_messages;
 mod chat_stream_to_messages;
 mod converse_response_to_chat;
 mod converse_stream_to_chat;
+mod embeddings_to_bedrock;
 mod embeddings_to_gemini;
 mod gemini_response_to_chat;
 mod gemini_stream_to_chat;
@@ -29,6 +30,10 @@ pub use chat_response_to_messages::chat_response_to_messages;
 pub use chat_stream_to_messages::ChatStreamToMessages;
 pub use converse_response_to_chat::converse_response_to_chat;
 pub use converse_stream_to_chat::ConverseStreamToChat;
+pub use embeddings_to_bedrock::{
+    bedrock_embeddings_body, bedrock_embeddings_to_openai, embeddings_request_to_bedrock,
+    EmbeddingFamily,
+};
 pub use embeddings_to_gemini::{embeddings_request_to_gemini, gemini_embeddings_to_openai};
 pub use gemini_response_to_chat::gemini_response_to_chat;
 pub use gemini_stream_to_chat::GeminiStreamToChat;
